@@ -1,0 +1,1 @@
+//! The per-host bootstrap phase machine and the fleet runner.

@@ -1,0 +1,1 @@
+//! Disk layouts rendered into partition/format/mount scripts.

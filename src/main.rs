@@ -1,0 +1,34 @@
+//! The cairn binary: parse the command line, set up the UI, run, render the error once.
+#![allow(clippy::print_stderr)] // the binary renders the one final error
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cairn::cli::Cli::parse();
+    let mode = cairn::ui::UiMode::detect(cli.global.color);
+    cairn::ui::init_error_rendering(mode);
+    cairn::ui::init_tracing(cli.global.verbose, cli.global.quiet, mode);
+
+    if let Some(dir) = &cli.global.directory {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            eprintln!("error: cannot change to directory {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let ctx = match cairn::commands::Context::new(&cli.global, mode) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("error: cannot read the current directory: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cairn::commands::run(cli, &ctx) {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::FAILURE
+        }
+    }
+}

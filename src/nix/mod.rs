@@ -1,0 +1,1 @@
+//! Runs the nix CLI: build, path-info, closure transfer.

@@ -1,0 +1,1 @@
+//! Providers: where machines come from (qemu, hcloud, aws, existing).

@@ -1,0 +1,1 @@
+//! SSH sessions with pinned host keys (russh): exec, upload, wait, boot id.

@@ -1,0 +1,92 @@
+//! The UI layer: the tracing subscriber, colors, and the one place that writes to stdout.
+//!
+//! Library code emits `tracing` events; here they become lines on stderr (or progress bars on
+//! a terminal). Command results (tables, JSON, plaintext) go through [`Output`].
+
+use std::io::{IsTerminal, Write};
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::ColorChoice;
+
+/// How output should look, decided once at start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct UiMode {
+    pub color: bool,
+    pub stderr_is_terminal: bool,
+}
+
+impl UiMode {
+    pub fn detect(choice: ColorChoice) -> Self {
+        let stderr_is_terminal = std::io::stderr().is_terminal();
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let color = match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => !no_color && stderr_is_terminal,
+        };
+        Self { color, stderr_is_terminal }
+    }
+}
+
+/// Sets up the tracing subscriber: `-q` errors only, default info, `-v` debug, `-vv` trace.
+/// `RUST_LOG` overrides.
+pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "cairn=debug,info",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(mode.color)
+        .with_target(verbose > 0)
+        .without_time()
+        .try_init();
+}
+
+/// Installs the diagnostic renderer used for the one error a failed run prints.
+pub fn init_error_rendering(mode: UiMode) {
+    let color = mode.color;
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(color)
+                .unicode(color)
+                .terminal_links(false)
+                .width(100)
+                .context_lines(1)
+                .build(),
+        )
+    }));
+}
+
+/// The command's result channel: stdout, written in one place.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Output;
+
+impl Output {
+    /// Writes text as is (callers include newlines).
+    pub fn text(&self, s: &str) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(s.as_bytes())?;
+        out.flush()
+    }
+
+    /// Writes raw bytes (decrypted binary secrets).
+    pub fn bytes(&self, b: &[u8]) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(b)?;
+        out.flush()
+    }
+
+    /// Writes a value as pretty JSON followed by a newline.
+    pub fn json<T: serde::Serialize>(&self, value: &T) -> std::io::Result<()> {
+        let mut s = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+        s.push('\n');
+        self.text(&s)
+    }
+}

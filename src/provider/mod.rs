@@ -1,1 +1,112 @@
-//! Providers: where machines come from (qemu, hcloud, aws, existing).
+//! Providers: where machines come from. The bootstrap pipeline and `plan`/`apply` talk to
+//! every provider through the [`Provider`] trait.
+//!
+//! - `qemu`: local VMs under QEMU (the built-in default for trying cairn and for tests);
+//! - `hcloud`, `aws`: cloud APIs (to come);
+//! - `existing`: a machine you already have, named by address (to come).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::inventory::{Host, ProviderKind};
+use crate::state::HostState;
+
+pub mod qemu;
+
+/// What a provider knows about one machine.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Machine {
+    /// The provider's id for it (server id, instance id, qemu: the VM directory).
+    pub id: String,
+    pub status: MachineStatus,
+    /// Where SSH answers: address and port.
+    pub ssh_address: String,
+    pub ssh_port: u16,
+    /// Attributes `plan` compares with the inventory (`size`, `image`, `location`).
+    pub attributes: BTreeMap<String, String>,
+    /// Provider-specific facts to keep in state (qemu: pid, files).
+    pub provider_data: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MachineStatus {
+    Running,
+    Stopped,
+    Starting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    On,
+    /// Hard power off (no guest shutdown).
+    Off,
+    /// Hard reset, like pressing the reset button.
+    Reset,
+}
+
+/// What `create` needs beyond the host's inventory entry.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// The operator's SSH public key (OpenSSH line), handed to the stock image the way the
+    /// provider does it (cloud-init/NoCloud seed, hcloud ssh_keys, EC2 key pair).
+    pub operator_ssh_key: String,
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum ProviderError {
+    #[error("{host}: {what} failed")]
+    #[diagnostic(help("{help}"))]
+    Command {
+        host: String,
+        what: String,
+        help: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{host}: `{program}` exited with {status}: {stderr_tail}")]
+    #[diagnostic(help("{help}"))]
+    CommandFailed {
+        host: String,
+        program: String,
+        status: String,
+        stderr_tail: String,
+        help: String,
+    },
+    #[error("{host}: {message}")]
+    #[diagnostic(help("{help}"))]
+    Invalid { host: String, message: String, help: String },
+    #[error("{host}: the machine did not {what} within {seconds} s")]
+    #[diagnostic(help("{help}"))]
+    Timeout { host: String, what: String, seconds: u64, help: String },
+}
+
+/// A source of machines. Implementations must be idempotent: `lookup` finds a machine by the
+/// id in state or else by the host's name, so a crash between create and record never
+/// leads to a second machine.
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+
+    /// The machine for `host`, if it exists.
+    async fn lookup(
+        &self,
+        host: &Host,
+        state: Option<&HostState>,
+    ) -> Result<Option<Machine>, ProviderError>;
+
+    /// Orders a new machine booting the host's stock image, reachable with the operator's key.
+    async fn create(&self, host: &Host, req: &CreateRequest) -> Result<Machine, ProviderError>;
+
+    /// Removes the machine and everything the provider made for it.
+    async fn destroy(&self, host: &Host, machine: &Machine) -> Result<(), ProviderError>;
+
+    async fn power(
+        &self,
+        host: &Host,
+        machine: &Machine,
+        action: PowerAction,
+    ) -> Result<(), ProviderError>;
+}

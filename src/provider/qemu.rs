@@ -1,0 +1,648 @@
+//! Local virtual machines under QEMU: cairn's built-in default for trying it out, for tests,
+//! and for users' own test fleets.
+//!
+//! `provider "qemu" "local" { accel = "auto", memory = 1024, cpus = 1, disk_size = "8G" }`.
+//! Each host gets a directory `.cairn/qemu/<host>/` holding a qcow2 overlay on the base
+//! image, a NoCloud seed (vfat labelled `cidata`) carrying the operator's SSH key, a pidfile,
+//! a QMP socket for power control and the serial console log. SSH is forwarded from a free
+//! port on 127.0.0.1 (user-mode networking: no root, no bridge).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::OnceCell;
+
+use super::{CreateRequest, Machine, MachineStatus, PowerAction, Provider, ProviderError};
+use crate::inventory::{self, Host, ProviderKind};
+use crate::state::HostState;
+use crate::util::process;
+
+/// How QEMU runs guests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// KVM if a short probe shows it really boots a guest, else TCG.
+    Auto,
+    Kvm,
+    /// Software emulation: slow but works everywhere.
+    Tcg,
+}
+
+impl Accel {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "kvm" => Some(Self::Kvm),
+            "tcg" => Some(Self::Tcg),
+            _ => None,
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg",
+        }
+    }
+}
+
+/// Per-VM resources, from the host, then the provider block, then these defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmShape {
+    pub memory_mib: u64,
+    pub cpus: u32,
+    pub disk_size_mib: u64,
+    pub image: Option<PathBuf>,
+}
+
+const DEFAULT_MEMORY_MIB: u64 = 1024;
+const DEFAULT_DISK_MIB: u64 = 8 * 1024;
+
+pub struct QemuProvider {
+    name: String,
+    /// `.cairn/qemu` under the repository root.
+    vms_dir: PathBuf,
+    /// Relative image paths are relative to the repository root.
+    root: PathBuf,
+    accel: Accel,
+    resolved_accel: OnceCell<Accel>,
+    defaults: BTreeMap<String, serde_json::Value>,
+    qemu: PathBuf,
+}
+
+impl QemuProvider {
+    pub fn new(
+        inv: &inventory::Inventory,
+        provider: &inventory::Provider,
+    ) -> Result<Self, ProviderError> {
+        let accel = match provider.settings.get("accel").and_then(|v| v.as_str()) {
+            None => Accel::Auto,
+            Some(s) => Accel::parse(s).ok_or_else(|| ProviderError::Invalid {
+                host: provider.name.to_string(),
+                message: format!("accel = {s:?} is not one of auto, kvm, tcg"),
+                help: "set accel to \"auto\" (KVM when it works, else TCG), \"kvm\" or \"tcg\""
+                    .into(),
+            })?,
+        };
+        let vms_dir = match provider.settings.get("cache_dir").and_then(|v| v.as_str()) {
+            Some(d) => inv.root.join(d),
+            None => inv.root.join(".cairn").join("qemu"),
+        };
+        Ok(Self {
+            name: provider.name.to_string(),
+            vms_dir,
+            root: inv.root.clone(),
+            accel,
+            resolved_accel: OnceCell::new(),
+            defaults: provider.settings.clone(),
+            qemu: PathBuf::from(
+                std::env::var_os("CAIRN_QEMU").unwrap_or_else(|| "qemu-system-x86_64".into()),
+            ),
+        })
+    }
+
+    /// The directory holding one host's VM files.
+    pub fn vm_dir(&self, host: &Host) -> PathBuf {
+        self.vms_dir.join(host.name.as_str())
+    }
+
+    /// Memory, CPUs, disk size and image for `host`.
+    pub fn shape(&self, host: &Host) -> Result<VmShape, ProviderError> {
+        let get = |key: &str| host.extra.get(key).or_else(|| self.defaults.get(key));
+        let invalid = |key: &str, v: &serde_json::Value| ProviderError::Invalid {
+            host: host.name.to_string(),
+            message: format!("{key} = {v} is not a size"),
+            help: "give a number of MiB (1024) or a size with a unit (\"1G\", \"512M\")".into(),
+        };
+        let size = |key: &str, default: u64| match get(key) {
+            None => Ok(default),
+            Some(v) => size_mib(v).ok_or_else(|| invalid(key, v)),
+        };
+        let cpus = match get("cpus") {
+            None => 1,
+            Some(v) => {
+                v.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0).ok_or_else(
+                    || ProviderError::Invalid {
+                        host: host.name.to_string(),
+                        message: format!("cpus = {v} is not a positive number"),
+                        help: "set cpus to the number of virtual CPUs, e.g. 1".into(),
+                    },
+                )?
+            }
+        };
+        let image = host
+            .image
+            .as_deref()
+            .or_else(|| self.defaults.get("image").and_then(|v| v.as_str()))
+            .map(|p| self.root.join(p));
+        Ok(VmShape {
+            memory_mib: size("memory", DEFAULT_MEMORY_MIB)?,
+            cpus,
+            disk_size_mib: size("disk_size", DEFAULT_DISK_MIB)?,
+            image,
+        })
+    }
+
+    async fn accel(&self) -> Accel {
+        *self
+            .resolved_accel
+            .get_or_init(|| async {
+                match self.accel {
+                    Accel::Auto => {
+                        if probe_kvm(&self.qemu).await {
+                            Accel::Kvm
+                        } else {
+                            Accel::Tcg
+                        }
+                    }
+                    other => other,
+                }
+            })
+            .await
+    }
+
+    /// Starts QEMU daemonized on the VM's files, on a free loopback port; returns (pid, port).
+    async fn launch(
+        &self,
+        host: &Host,
+        dir: &Path,
+        shape: &VmShape,
+    ) -> Result<(u32, u16), ProviderError> {
+        let accel = self.accel().await;
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port =
+                free_port().map_err(|e| cmd_err(host, "finding a free port on 127.0.0.1", e))?;
+            let pidfile = dir.join("qemu.pid");
+            let _ = fs_err::remove_file(&pidfile);
+            let args = qemu_args(host, dir, shape, accel, port);
+            tracing::debug!(host = %host.name, accel = accel.as_str(), port, "starting QEMU");
+            let out = tokio::process::Command::new(&self.qemu)
+                .args(&args)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .map_err(|e| ProviderError::Command {
+                    host: host.name.to_string(),
+                    what: format!("starting {}", self.qemu.display()),
+                    help:
+                        "install QEMU (Debian: apt-get install qemu-system-x86) or set CAIRN_QEMU"
+                            .into(),
+                    source: e,
+                })?;
+            if out.status.success() {
+                let pid = read_pid(&pidfile).ok_or_else(|| ProviderError::Invalid {
+                    host: host.name.to_string(),
+                    message: format!("QEMU started but wrote no pid to {}", pidfile.display()),
+                    help: "see the serial log in the VM directory".into(),
+                })?;
+                return Ok((pid, port));
+            }
+            last_err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            // Another process took the port between our probe and QEMU's bind: try another.
+            if !last_err.contains("hostfwd")
+                && !last_err.contains("Could not set up host forwarding")
+            {
+                break;
+            }
+        }
+        Err(ProviderError::CommandFailed {
+            host: host.name.to_string(),
+            program: self.qemu.display().to_string(),
+            status: "failure".into(),
+            stderr_tail: tail(&last_err, 800),
+            help: "check the QEMU error above; `accel = \"tcg\"` avoids KVM problems".into(),
+        })
+    }
+
+    fn machine(
+        &self,
+        host: &Host,
+        dir: &Path,
+        pid: Option<u32>,
+        port: u16,
+        shape: &VmShape,
+    ) -> Machine {
+        let running = pid.is_some_and(|p| owns_vm(p, dir));
+        let mut provider_data = BTreeMap::new();
+        provider_data.insert("dir".into(), dir.display().to_string().into());
+        provider_data.insert("ssh_port".into(), port.into());
+        if let Some(pid) = pid.filter(|_| running) {
+            provider_data.insert("pid".into(), pid.into());
+        }
+        let mut attributes = BTreeMap::new();
+        attributes.insert("memory".into(), format!("{} MiB", shape.memory_mib));
+        attributes.insert("cpus".into(), shape.cpus.to_string());
+        Machine {
+            id: format!("qemu:{}", host.name),
+            status: if running { MachineStatus::Running } else { MachineStatus::Stopped },
+            ssh_address: "127.0.0.1".into(),
+            ssh_port: port,
+            attributes,
+            provider_data,
+        }
+    }
+
+    /// The base image: the host's or provider's `image`, else the stock image built by
+    /// cairn's VM recipe (see vm-tests/), found through `CAIRN_STOCK_IMAGE`.
+    fn base_image(&self, host: &Host, shape: &VmShape) -> Result<PathBuf, ProviderError> {
+        let image = shape
+            .image
+            .clone()
+            .or_else(|| std::env::var_os("CAIRN_STOCK_IMAGE").map(PathBuf::from))
+            .ok_or_else(|| ProviderError::Invalid {
+                host: host.name.to_string(),
+                message: "no base image for this VM".into(),
+                help:
+                    "set `image = \"path/to/debian-12-genericcloud-amd64.qcow2\"` on the host or \
+                       the qemu provider (any Debian/Ubuntu cloud image works), or build cairn's \
+                       stock image with vm-tests/build-images and set CAIRN_STOCK_IMAGE"
+                        .into(),
+            })?;
+        if !image.is_file() {
+            return Err(ProviderError::Invalid {
+                host: host.name.to_string(),
+                message: format!("the base image {} does not exist", image.display()),
+                help: "check the `image` path (relative paths are relative to cairn.hcl)".into(),
+            });
+        }
+        std::path::absolute(&image).map_err(|e| cmd_err(host, "resolving the image path", e))
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for QemuProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Qemu
+    }
+
+    async fn lookup(
+        &self,
+        host: &Host,
+        state: Option<&HostState>,
+    ) -> Result<Option<Machine>, ProviderError> {
+        let dir = self.vm_dir(host);
+        if !dir.join("disk.qcow2").exists() {
+            return Ok(None);
+        }
+        let shape = self.shape(host)?;
+        let pid = read_pid(&dir.join("qemu.pid"));
+        let port = state
+            .and_then(|s| s.provider_data.get("ssh_port"))
+            .and_then(|v| v.as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+            .or_else(|| read_port(&dir))
+            .unwrap_or(0);
+        Ok(Some(self.machine(host, &dir, pid, port, &shape)))
+    }
+
+    async fn create(&self, host: &Host, req: &CreateRequest) -> Result<Machine, ProviderError> {
+        let shape = self.shape(host)?;
+        let base = self.base_image(host, &shape)?;
+        let dir = self.vm_dir(host);
+        fs_err::create_dir_all(&dir).map_err(|e| cmd_err(host, "creating the VM directory", e))?;
+        let dir = std::path::absolute(&dir)
+            .map_err(|e| cmd_err(host, "resolving the VM directory", e))?;
+
+        let format = image_format(host, &base).await?;
+        run(
+            host,
+            "qemu-img",
+            &[
+                "create".into(),
+                "-q".into(),
+                "-f".into(),
+                "qcow2".into(),
+                "-F".into(),
+                format,
+                "-b".into(),
+                base.display().to_string(),
+                dir.join("disk.qcow2").display().to_string(),
+                format!("{}M", shape.disk_size_mib),
+            ],
+        )
+        .await?;
+        write_seed(host, &dir, &req.operator_ssh_key).await?;
+        let (pid, port) = self.launch(host, &dir, &shape).await?;
+        fs_err::write(dir.join("ssh_port"), port.to_string())
+            .map_err(|e| cmd_err(host, "recording the SSH port", e))?;
+        tracing::info!(host = %host.name, provider = %self.name, pid, port, "VM started");
+        Ok(self.machine(host, &dir, Some(pid), port, &shape))
+    }
+
+    async fn destroy(&self, host: &Host, _machine: &Machine) -> Result<(), ProviderError> {
+        let dir = self.vm_dir(host);
+        if let Some(pid) = read_pid(&dir.join("qemu.pid")).filter(|p| owns_vm(*p, &dir)) {
+            process::terminate(pid, Duration::from_secs(5))
+                .await
+                .map_err(|e| cmd_err(host, "stopping QEMU", e))?;
+        }
+        if dir.exists() {
+            fs_err::remove_dir_all(&dir)
+                .map_err(|e| cmd_err(host, "removing the VM directory", e))?;
+        }
+        tracing::info!(host = %host.name, "VM destroyed");
+        Ok(())
+    }
+
+    async fn power(
+        &self,
+        host: &Host,
+        machine: &Machine,
+        action: PowerAction,
+    ) -> Result<(), ProviderError> {
+        let dir = self.vm_dir(host);
+        let pid = read_pid(&dir.join("qemu.pid")).filter(|p| owns_vm(*p, &dir));
+        match (action, pid) {
+            (PowerAction::On, Some(_)) => Ok(()),
+            (PowerAction::On, None) => {
+                let shape = self.shape(host)?;
+                let (_, port) = self.launch(host, &dir, &shape).await?;
+                if port != machine.ssh_port {
+                    fs_err::write(dir.join("ssh_port"), port.to_string())
+                        .map_err(|e| cmd_err(host, "recording the SSH port", e))?;
+                }
+                Ok(())
+            }
+            (PowerAction::Off, None) => Ok(()),
+            (PowerAction::Off, Some(pid)) => {
+                qmp(&dir.join("qmp.sock"), "quit").await.ok();
+                process::terminate(pid, Duration::from_secs(5))
+                    .await
+                    .map_err(|e| cmd_err(host, "stopping QEMU", e))
+            }
+            (PowerAction::Reset, None) => Err(ProviderError::Invalid {
+                host: host.name.to_string(),
+                message: "the VM is not running".into(),
+                help: "power it on first".into(),
+            }),
+            (PowerAction::Reset, Some(_)) => qmp(&dir.join("qmp.sock"), "system_reset")
+                .await
+                .map(drop)
+                .map_err(|e| cmd_err(host, "resetting the VM over QMP", e)),
+        }
+    }
+}
+
+/// The QEMU command line for one VM. Every path is absolute (required with -daemonize).
+fn qemu_args(host: &Host, dir: &Path, shape: &VmShape, accel: Accel, port: u16) -> Vec<String> {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let mut args = vec![
+        "-name".to_string(),
+        format!("cairn-{},process=cairn-{}", host.name, host.name),
+        "-machine".into(),
+        "pc".into(),
+        "-accel".into(),
+        accel.as_str().into(),
+        "-m".into(),
+        shape.memory_mib.to_string(),
+        "-smp".into(),
+        shape.cpus.to_string(),
+        "-drive".into(),
+        format!("file={},if=virtio,format=qcow2,cache=unsafe", p("disk.qcow2")),
+        "-drive".into(),
+        format!("file={},if=virtio,format=raw,readonly=on", p("seed.img")),
+        "-nic".into(),
+        format!("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:22"),
+        "-display".into(),
+        "none".into(),
+        "-serial".into(),
+        format!("file:{}", p("console.log")),
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", p("qmp.sock")),
+        "-pidfile".into(),
+        p("qemu.pid"),
+        "-daemonize".into(),
+    ];
+    if accel == Accel::Kvm {
+        args.extend(["-cpu".into(), "host".into()]);
+    }
+    args
+}
+
+/// The NoCloud seed, as cloud images expect it: a small vfat labelled `cidata` with
+/// `meta-data` and `user-data` carrying the operator's SSH key.
+async fn write_seed(host: &Host, dir: &Path, operator_key: &str) -> Result<(), ProviderError> {
+    let key = operator_key.trim();
+    if key.contains('\n') || key.is_empty() {
+        return Err(ProviderError::Invalid {
+            host: host.name.to_string(),
+            message: "the operator SSH key must be one public key line".into(),
+            help: "pass an OpenSSH public key such as `ssh-ed25519 AAAA... you@laptop`".into(),
+        });
+    }
+    let meta = format!(
+        "instance-id: cairn-{name}\nlocal-hostname: {name}\npublic-keys:\n  - {key}\n",
+        name = host.name
+    );
+    let user = format!("#cloud-config\nhostname: {}\nssh_authorized_keys:\n  - {key}\n", host.name);
+    fs_err::write(dir.join("meta-data"), meta).map_err(|e| cmd_err(host, "writing the seed", e))?;
+    fs_err::write(dir.join("user-data"), user).map_err(|e| cmd_err(host, "writing the seed", e))?;
+    let seed = dir.join("seed.img");
+    let _ = fs_err::remove_file(&seed);
+    let s = |p: &Path| p.display().to_string();
+    run(host, "mkfs.vfat", &["-n".into(), "CIDATA".into(), "-C".into(), s(&seed), "1024".into()])
+        .await?;
+    run(
+        host,
+        "mcopy",
+        &["-i".into(), s(&seed), s(&dir.join("meta-data")), s(&dir.join("user-data")), "::".into()],
+    )
+    .await
+}
+
+async fn image_format(host: &Host, image: &Path) -> Result<String, ProviderError> {
+    let out = run_output(
+        host,
+        "qemu-img",
+        &["info".into(), "--output=json".into(), image.display().to_string()],
+    )
+    .await?;
+    let info: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+    Ok(info.get("format").and_then(|f| f.as_str()).unwrap_or("raw").to_string())
+}
+
+async fn run(host: &Host, program: &str, args: &[String]) -> Result<(), ProviderError> {
+    run_output(host, program, args).await.map(drop)
+}
+
+async fn run_output(host: &Host, program: &str, args: &[String]) -> Result<Vec<u8>, ProviderError> {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| ProviderError::Command {
+            host: host.name.to_string(),
+            what: format!("running {program}"),
+            help: format!("install {program} (Debian: qemu-utils, dosfstools, mtools)"),
+            source: e,
+        })?;
+    if !out.status.success() {
+        return Err(ProviderError::CommandFailed {
+            host: host.name.to_string(),
+            program: program.into(),
+            status: out.status.to_string(),
+            stderr_tail: tail(String::from_utf8_lossy(&out.stderr).trim(), 800),
+            help: "see the error above".into(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// Sends one QMP command and waits for its answer.
+async fn qmp(socket: &Path, command: &str) -> std::io::Result<serde_json::Value> {
+    let stream = tokio::net::UnixStream::connect(socket).await?;
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    qmp_reply(&mut lines).await?; // greeting
+    write.write_all(b"{\"execute\":\"qmp_capabilities\"}\n").await?;
+    qmp_reply(&mut lines).await?;
+    write.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes()).await?;
+    match tokio::time::timeout(Duration::from_secs(5), qmp_reply(&mut lines)).await {
+        Ok(reply) => reply,
+        // `quit` may close the socket before answering.
+        Err(_) => Ok(serde_json::Value::Null),
+    }
+}
+
+/// The next reply (or greeting) on a QMP connection, skipping asynchronous events.
+async fn qmp_reply<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+) -> std::io::Result<serde_json::Value> {
+    loop {
+        let line = lines.next_line().await?.ok_or_else(|| std::io::Error::other("QMP closed"))?;
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+        if v.get("return").is_some() || v.get("error").is_some() || v.get("QMP").is_some() {
+            return Ok(v);
+        }
+    }
+}
+
+/// Whether `pid` is the QEMU running this VM directory (not a recycled pid).
+fn owns_vm(pid: u32, dir: &Path) -> bool {
+    let needle = dir.join("qemu.pid").display().to_string();
+    process::cmdline(pid).is_some_and(|c| c.split(|b| *b == 0).any(|arg| arg == needle.as_bytes()))
+}
+
+fn read_pid(pidfile: &Path) -> Option<u32> {
+    std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()
+}
+
+fn read_port(dir: &Path) -> Option<u16> {
+    std::fs::read_to_string(dir.join("ssh_port")).ok()?.trim().parse().ok()
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// KVM is used only if it really boots: `/dev/kvm` can exist and open while guests spin
+/// forever (seen on nested setups). SeaBIOS prints its banner on the debug console within
+/// a fraction of a second when KVM works.
+async fn probe_kvm(qemu: &Path) -> bool {
+    if !Path::new("/dev/kvm").exists() {
+        return false;
+    }
+    let Ok(dir) = tempfile::tempdir() else { return false };
+    let log = dir.path().join("debugcon.log");
+    let child = tokio::process::Command::new(qemu)
+        .args([
+            "-accel",
+            "kvm",
+            "-machine",
+            "pc",
+            "-m",
+            "32",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-nodefaults",
+            "-debugcon",
+            &format!("file:{}", log.display()),
+            "-global",
+            "isa-debugcon.iobase=0x402",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let Ok(mut child) = child else { return false };
+    let mut works = false;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if std::fs::read(&log).is_ok_and(|b| b.windows(7).any(|w| w == b"SeaBIOS")) {
+            works = true;
+            break;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+    }
+    let _ = child.kill().await;
+    tracing::debug!(works, "KVM probe");
+    works
+}
+
+/// A size in MiB from a number of MiB or a string like "512M", "8G", "1T".
+fn size_mib(v: &serde_json::Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return (n > 0).then_some(n);
+    }
+    let s = v.as_str()?.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().ok()?;
+    let factor = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "M" | "MB" | "MIB" => 1,
+        "G" | "GB" | "GIB" => 1024,
+        "T" | "TB" | "TIB" => 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(factor).filter(|n| *n > 0)
+}
+
+fn cmd_err(host: &Host, what: &str, source: std::io::Error) -> ProviderError {
+    ProviderError::Command {
+        host: host.name.to_string(),
+        what: what.into(),
+        help: "check permissions and free space in the VM directory".into(),
+        source,
+    }
+}
+
+fn tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &s[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sizes_accept_mib_numbers_and_units() {
+        assert_eq!(size_mib(&json!(1024)), Some(1024));
+        assert_eq!(size_mib(&json!("512M")), Some(512));
+        assert_eq!(size_mib(&json!("8G")), Some(8192));
+        assert_eq!(size_mib(&json!("1 GiB")), Some(1024));
+        assert_eq!(size_mib(&json!("0")), None);
+        assert_eq!(size_mib(&json!("lots")), None);
+        assert_eq!(size_mib(&json!(-1)), None);
+    }
+
+    #[test]
+    fn tail_keeps_the_end_on_a_char_boundary() {
+        assert_eq!(tail("abc", 10), "abc");
+        assert_eq!(tail("ééé", 3), "…é");
+    }
+}

@@ -1,0 +1,62 @@
+//! Processes cairn started itself (QEMU VMs): signal them by pid and wait for them to go.
+
+use std::time::{Duration, Instant};
+
+/// True while a process with this pid exists (zombies included).
+pub fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The process's command line, arguments separated by NUL, if it exists.
+pub fn cmdline(pid: u32) -> Option<Vec<u8>> {
+    std::fs::read(format!("/proc/{pid}/cmdline")).ok()
+}
+
+/// Sends `signal` to `pid`. Only ever called with pids cairn recorded for processes it
+/// started (and re-checked by command line just before).
+#[allow(unsafe_code)]
+pub fn signal(pid: u32, signal: i32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(std::io::Error::other)?;
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid, signal) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL and wait again. Returns once the pid is gone.
+pub async fn terminate(pid: u32, grace: Duration) -> std::io::Result<()> {
+    if !alive(pid) {
+        return Ok(());
+    }
+    let _ = signal(pid, libc::SIGTERM);
+    if wait_gone(pid, grace).await {
+        return Ok(());
+    }
+    let _ = signal(pid, libc::SIGKILL);
+    if wait_gone(pid, Duration::from_secs(10)).await {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("process {pid} survived SIGKILL")))
+    }
+}
+
+async fn wait_gone(pid: u32, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if !alive(pid) || is_zombie(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    !alive(pid)
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}

@@ -221,6 +221,9 @@ pub enum PartitionKind {
     Esp,
     /// A 1 MiB BIOS boot partition for GRUB on GPT with legacy boot.
     BiosBoot,
+    /// A boot partition (vfat by default, mounted at /boot) with the GPT "legacy BIOS
+    /// bootable" attribute, which syslinux's `gptmbr.bin` boots: extlinux on legacy BIOS.
+    LegacyBoot,
     /// A Linux filesystem (root or data).
     Filesystem,
     Swap,

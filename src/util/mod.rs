@@ -2,3 +2,5 @@
 
 pub mod atomic;
 pub mod process;
+pub mod shell;
+pub mod template;

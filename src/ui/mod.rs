@@ -5,7 +5,12 @@
 
 use std::io::{IsTerminal, Write};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+pub mod progress;
 
 use crate::cli::ColorChoice;
 
@@ -39,13 +44,19 @@ pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode) {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let progress = progress::ProgressLayer::new(mode.stderr_is_terminal, quiet);
+    let writer = progress.writer();
+    // Progress events are drawn by the progress layer; the log lines go around the bars.
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
         .with_ansi(mode.color)
         .with_target(verbose > 0)
         .without_time()
-        .try_init();
+        .with_filter(filter)
+        .with_filter(filter_fn(|meta| meta.target() != progress::TARGET));
+    // Host logs keep cairn's own debug events, and only warnings from libraries.
+    let progress = progress.with_filter(EnvFilter::new("cairn=debug,warn"));
+    let _ = tracing_subscriber::registry().with(progress).with(lines).try_init();
 }
 
 /// Installs the diagnostic renderer used for the one error a failed run prints.

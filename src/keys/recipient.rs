@@ -1,0 +1,176 @@
+//! age recipients as sops stores them: the configured string, trimmed, kept verbatim.
+
+use std::fmt;
+
+use super::KeysError;
+
+/// The kind of an age recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecipientKind {
+    /// `age1...`: a native X25519 key.
+    X25519,
+    /// `ssh-ed25519 AAAA... [comment]`.
+    SshEd25519,
+    /// `ssh-rsa AAAA... [comment]`.
+    SshRsa,
+}
+
+#[derive(Clone)]
+enum Parsed {
+    X25519(age::x25519::Recipient),
+    Ssh(age::ssh::Recipient),
+}
+
+/// A validated age recipient. Its string form is exactly what sops writes into a file's
+/// `recipient` field (the configured text, trimmed; an SSH line keeps its comment).
+#[derive(Clone)]
+pub struct AgeRecipient {
+    text: String,
+    kind: RecipientKind,
+    parsed: Parsed,
+}
+
+impl AgeRecipient {
+    /// Parses one recipient the way sops' `parseRecipient` does: `age1` with exactly one `1`
+    /// is X25519, `age1` with more is an age plugin (not supported here), `ssh-` is an SSH
+    /// public key line.
+    pub fn parse(s: &str) -> Result<Self, KeysError> {
+        let text = s.trim();
+        if text.starts_with("age1") && text.matches('1').count() > 1 {
+            return Err(KeysError::PluginRecipient { recipient: text.to_owned() });
+        }
+        if text.starts_with("age1") {
+            let parsed: age::x25519::Recipient =
+                text.parse().map_err(|reason: &str| KeysError::InvalidRecipient {
+                    recipient: text.to_owned(),
+                    reason: reason.to_owned(),
+                })?;
+            return Ok(Self {
+                text: text.to_owned(),
+                kind: RecipientKind::X25519,
+                parsed: Parsed::X25519(parsed),
+            });
+        }
+        if text.starts_with("ssh-") {
+            let parsed: age::ssh::Recipient = text.parse().map_err(|e| {
+                KeysError::InvalidRecipient { recipient: text.to_owned(), reason: ssh_reason(e) }
+            })?;
+            let kind = match parsed {
+                age::ssh::Recipient::SshEd25519(..) => RecipientKind::SshEd25519,
+                age::ssh::Recipient::SshRsa(..) => RecipientKind::SshRsa,
+            };
+            return Ok(Self { text: text.to_owned(), kind, parsed: Parsed::Ssh(parsed) });
+        }
+        Err(KeysError::UnknownRecipient { recipient: text.to_owned() })
+    }
+
+    /// Parses a comma-separated list as sops does for config strings: items are trimmed and
+    /// empty items dropped, so `" a , b ,"` is two recipients.
+    pub fn parse_list(s: &str) -> Result<Vec<Self>, KeysError> {
+        s.split(',').map(str::trim).filter(|item| !item.is_empty()).map(Self::parse).collect()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn kind(&self) -> RecipientKind {
+        self.kind
+    }
+
+    /// The recipient for the `age` crate's encryptor.
+    pub fn to_age(&self) -> Box<dyn age::Recipient + Send> {
+        match &self.parsed {
+            Parsed::X25519(r) => Box::new(r.clone()),
+            Parsed::Ssh(r) => Box::new(r.clone()),
+        }
+    }
+}
+
+fn ssh_reason(e: age::ssh::ParseRecipientKeyError) -> String {
+    use age::ssh::ParseRecipientKeyError as E;
+    match e {
+        E::Ignore | E::Invalid(_) => {
+            "not a valid ssh-ed25519 or ssh-rsa public key line".to_owned()
+        }
+        E::RsaModulusTooLarge => "the ssh-rsa key is larger than 4096 bits".to_owned(),
+        E::RsaModulusTooSmall => "the ssh-rsa key is smaller than 2048 bits".to_owned(),
+        E::Unsupported(kind) => {
+            format!("`{kind}` keys cannot be age recipients (use ssh-ed25519 or ssh-rsa)")
+        }
+    }
+}
+
+impl PartialEq for AgeRecipient {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+impl Eq for AgeRecipient {}
+
+impl std::hash::Hash for AgeRecipient {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl fmt::Display for AgeRecipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for AgeRecipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AgeRecipient").field(&self.text).finish()
+    }
+}
+
+impl std::str::FromStr for AgeRecipient {
+    type Err = KeysError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIFRaxZio0FCIY6ZCktHN/CFfrOCKOOiDHazpIvKM5g2 root@web1";
+    const X: &str = "age1x7hlcw6ww4etma7zr5pkw7gcm8avq5vy6dvhcjaugq3zuzzync8sqf4svg";
+
+    #[test]
+    fn keeps_the_configured_text_trimmed() {
+        let r = AgeRecipient::parse(&format!("  {X}\n")).unwrap();
+        assert_eq!(r.as_str(), X);
+        assert_eq!(r.kind(), RecipientKind::X25519);
+        let r = AgeRecipient::parse(ED).unwrap();
+        assert_eq!(r.as_str(), ED, "the comment stays, as sops stores it");
+        assert_eq!(r.kind(), RecipientKind::SshEd25519);
+    }
+
+    #[test]
+    fn comma_lists_drop_empty_items() {
+        let list = AgeRecipient::parse_list(&format!(" {X} , {ED} ,")).unwrap();
+        assert_eq!(list.iter().map(|r| r.as_str()).collect::<Vec<_>>(), [X, ED]);
+        assert!(AgeRecipient::parse_list("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn plugin_recipients_are_refused_clearly() {
+        let err = AgeRecipient::parse("age1yubikey1qwerty").unwrap_err();
+        assert!(matches!(err, KeysError::PluginRecipient { .. }), "{err:?}");
+        assert!(err.to_string().contains("plugin"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_refused_with_the_reason() {
+        let err = AgeRecipient::parse("age1qqqq").unwrap_err();
+        assert!(matches!(err, KeysError::InvalidRecipient { .. }), "{err:?}");
+        let err = AgeRecipient::parse("ssh-dss AAAA").unwrap_err();
+        assert!(matches!(err, KeysError::InvalidRecipient { .. }), "{err:?}");
+        let err = AgeRecipient::parse("pgp:ABCDEF").unwrap_err();
+        assert!(matches!(err, KeysError::UnknownRecipient { .. }), "{err:?}");
+    }
+}

@@ -1,0 +1,224 @@
+//! The file formats sops supports, each read into and written from the shared tree.
+//! The metadata (`sops` key, `sops_*` keys, `[sops]` section) is split off on load and
+//! attached on emit.
+
+pub mod dotenv;
+pub mod ini;
+pub mod json;
+
+use std::path::Path;
+
+use super::metadata::{flatten, unflatten, MetaStyle, Metadata};
+use super::tree::{Documents, Map, MapItem, Scalar, Value};
+
+/// A sops file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+    Dotenv,
+    Ini,
+    Binary,
+}
+
+impl Format {
+    /// sops' detection from the file extension; anything unknown is binary.
+    pub fn from_path(path: &Path) -> Self {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.ends_with(".yaml") || name.ends_with(".yml") {
+            Format::Yaml
+        } else if name.ends_with(".json") {
+            Format::Json
+        } else if name.ends_with(".env") {
+            Format::Dotenv
+        } else if name.ends_with(".ini") {
+            Format::Ini
+        } else {
+            Format::Binary
+        }
+    }
+
+    /// `--input-type` / `--output-type` values.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "yaml" => Format::Yaml,
+            "json" => Format::Json,
+            "dotenv" => Format::Dotenv,
+            "ini" => Format::Ini,
+            "binary" => Format::Binary,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Yaml => "yaml",
+            Format::Json => "json",
+            Format::Dotenv => "dotenv",
+            Format::Ini => "ini",
+            Format::Binary => "binary",
+        }
+    }
+
+    /// Parses a plaintext file.
+    pub fn load_plain(self, bytes: &[u8]) -> Result<Documents, String> {
+        match self {
+            Format::Binary => {
+                let value = match std::str::from_utf8(bytes) {
+                    Ok(s) => Scalar::Str(s.to_owned()),
+                    Err(_) => Scalar::Bytes(bytes.to_vec()),
+                };
+                Ok(vec![vec![MapItem::Entry { key: "data".into(), value: Value::Scalar(value) }]])
+            }
+            _ => self.load_text(bytes),
+        }
+    }
+
+    fn load_text(self, bytes: &[u8]) -> Result<Documents, String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
+        match self {
+            Format::Json | Format::Binary => json::parse(text),
+            Format::Dotenv => Ok(vec![dotenv::parse(text)?]),
+            Format::Ini => Ok(vec![ini::parse(text)?]),
+            Format::Yaml => super::yaml_parse(text),
+        }
+    }
+
+    /// Parses an encrypted file and splits off its metadata (`None`: the file has none).
+    pub fn load_encrypted(self, bytes: &[u8]) -> Result<(Documents, Option<Map>), String> {
+        let mut docs = self.load_text(bytes)?;
+        let meta = self.split_metadata(&mut docs);
+        Ok((docs, meta))
+    }
+
+    /// Whether a plaintext file already carries sops metadata.
+    pub fn has_metadata(self, docs: &Documents) -> bool {
+        let Some(first) = docs.first() else { return false };
+        match self {
+            Format::Dotenv => first
+                .iter()
+                .any(|i| matches!(i, MapItem::Entry { key, .. } if key.starts_with("sops_"))),
+            Format::Binary => false,
+            _ => super::tree::get(first, "sops").is_some(),
+        }
+    }
+
+    fn split_metadata(self, docs: &mut Documents) -> Option<Map> {
+        match self {
+            Format::Dotenv => {
+                let doc = docs.first_mut()?;
+                let mut pairs = Vec::new();
+                doc.retain(|item| match item {
+                    MapItem::Entry { key, value: Value::Scalar(Scalar::Str(v)) }
+                        if key.starts_with("sops_") =>
+                    {
+                        pairs.push((key["sops_".len()..].to_owned(), v.clone()));
+                        false
+                    }
+                    _ => true,
+                });
+                (!pairs.is_empty()).then(|| unflatten(&pairs))
+            }
+            Format::Ini => {
+                let doc = docs.first_mut()?;
+                let pos = doc
+                    .iter()
+                    .position(|i| matches!(i, MapItem::Entry { key, .. } if key == "sops"))?;
+                let MapItem::Entry { value: Value::Map(section), .. } = doc.remove(pos) else {
+                    return None;
+                };
+                let pairs: Vec<(String, String)> = section
+                    .into_iter()
+                    .filter_map(|i| match i {
+                        MapItem::Entry { key, value: Value::Scalar(Scalar::Str(v)) } => {
+                            Some((key, v.replace("\\n", "\n")))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                Some(unflatten(&pairs))
+            }
+            _ => {
+                // The first document's `sops` key is the metadata; later documents' copies
+                // are discarded.
+                let mut meta = None;
+                for (i, doc) in docs.iter_mut().enumerate() {
+                    let mut j = 0;
+                    while j < doc.len() {
+                        if matches!(&doc[j], MapItem::Entry { key, .. } if key == "sops") {
+                            let MapItem::Entry { value, .. } = doc.remove(j) else {
+                                unreachable!()
+                            };
+                            if i == 0 && meta.is_none() {
+                                if let Value::Map(m) = value {
+                                    meta = Some(m);
+                                }
+                            }
+                        } else {
+                            j += 1;
+                        }
+                    }
+                }
+                meta
+            }
+        }
+    }
+
+    /// Emits a plaintext tree.
+    pub fn emit_plain(self, docs: &Documents) -> Result<Vec<u8>, String> {
+        match self {
+            Format::Binary => {
+                let data = docs.first().and_then(|d| super::tree::get(d, "data"));
+                match data {
+                    Some(Value::Scalar(Scalar::Bytes(b))) => Ok(b.clone()),
+                    Some(Value::Scalar(s)) => Ok(super::cipher::to_bytes(s).to_vec()),
+                    _ => Err("no binary data (`data` key) found in the tree".into()),
+                }
+            }
+            Format::Json => {
+                let first = docs.first().ok_or("no document")?;
+                Ok(json::emit(first, "\t").into_bytes())
+            }
+            Format::Dotenv => Ok(dotenv::emit(docs.first().ok_or("no document")?)?.into_bytes()),
+            Format::Ini => Ok(ini::emit(docs.first().ok_or("no document")?, None)?.into_bytes()),
+            Format::Yaml => super::yaml_emit(docs).map(String::into_bytes),
+        }
+    }
+
+    /// Emits an encrypted tree with its metadata.
+    pub fn emit_encrypted(self, docs: &Documents, meta: &Metadata) -> Result<Vec<u8>, String> {
+        match self {
+            Format::Json | Format::Binary => {
+                let mut doc = docs.first().cloned().unwrap_or_default();
+                doc.push(MapItem::Entry {
+                    key: "sops".into(),
+                    value: Value::Map(meta.to_map(MetaStyle::Json)),
+                });
+                Ok(json::emit(&doc, "\t").into_bytes())
+            }
+            Format::Dotenv => {
+                let mut doc = docs.first().cloned().unwrap_or_default();
+                for (k, v) in flatten(&meta.to_map(MetaStyle::Flat)) {
+                    doc.push(MapItem::Entry { key: format!("sops_{k}"), value: Value::str(v) });
+                }
+                Ok(dotenv::emit(&doc)?.into_bytes())
+            }
+            Format::Ini => {
+                let flat = flatten(&meta.to_map(MetaStyle::Flat));
+                Ok(ini::emit(docs.first().ok_or("no document")?, Some(&flat))?.into_bytes())
+            }
+            Format::Yaml => {
+                let meta = Value::Map(meta.to_map(MetaStyle::Yaml));
+                let docs: Documents = docs
+                    .iter()
+                    .map(|d| {
+                        let mut d = d.clone();
+                        d.push(MapItem::Entry { key: "sops".into(), value: meta.clone() });
+                        d
+                    })
+                    .collect();
+                super::yaml_emit(&docs).map(String::into_bytes)
+            }
+        }
+    }
+}

@@ -1,6 +1,176 @@
-//! The inventory (`cairn.hcl`): HCL → raw structs → validated [`model::Inventory`], with
-//! diagnostics that point at file:line:col.
+//! The inventory (`cairn.hcl`): HCL → syntax tree with spans → validated [`model::Inventory`],
+//! with diagnostics that point at file:line:col.
+//!
+//! [`load`] parses the file with hcl-edit (which keeps byte spans), evaluates `variable` and
+//! `locals` blocks and every attribute with hcl-rs, and resolves blocks into the model. It
+//! collects every problem instead of stopping at the first and returns them together in one
+//! [`InventoryError`]. [`select`] turns command-line host selectors into hosts.
 
+mod diag;
+mod eval;
 pub mod model;
+mod resolve;
+mod select;
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use diag::Problem;
 pub use model::*;
+pub use select::{select, SelectError};
+
+/// The name of the inventory file.
+pub const FILE_NAME: &str = "cairn.hcl";
+
+/// What [`load`] needs: the file, `--var` flags and the environment (tests pass their own).
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub path: PathBuf,
+    /// Raw `name=value` strings from `--var`.
+    pub cli_vars: Vec<String>,
+    /// A snapshot of the process environment, for `env()` and `CAIRN_VAR_<name>`.
+    pub env: BTreeMap<String, String>,
+}
+
+impl LoadOptions {
+    /// Options for `path` with the current process environment and no `--var` flags.
+    pub fn from_process_env(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), cli_vars: Vec::new(), env: std::env::vars().collect() }
+    }
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum InventoryError {
+    #[error("cannot read the inventory")]
+    #[diagnostic(
+        code(cairn::inventory::read),
+        help("run cairn in the repository holding cairn.hcl, or pass `--inventory PATH`")
+    )]
+    Read {
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file has one or more problems; each is a related diagnostic with its position.
+    #[error("{display} has {count} problem{s}", count = problems.len(), s = if problems.len() == 1 { "" } else { "s" })]
+    #[diagnostic(code(cairn::inventory::invalid))]
+    Invalid {
+        path: PathBuf,
+        display: String,
+        #[related]
+        problems: Vec<Problem>,
+    },
+}
+
+impl InventoryError {
+    /// Every problem found (empty for a read error).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            Self::Invalid { problems, .. } => problems,
+            Self::Read { .. } => &[],
+        }
+    }
+}
+
+/// The `cairn.hcl` in `start_dir` or its nearest parent that has one.
+pub fn discover(start_dir: &Path) -> Option<PathBuf> {
+    start_dir.ancestors().map(|d| d.join(FILE_NAME)).find(|p| p.is_file())
+}
+
+/// Reads, evaluates and validates an inventory file.
+pub fn load(opts: &LoadOptions) -> Result<Inventory, InventoryError> {
+    let text =
+        fs_err::read_to_string(&opts.path).map_err(|source| InventoryError::Read { source })?;
+    load_str(opts, text)
+}
+
+fn display_name(path: &Path) -> String {
+    // Show paths below the current directory relative to it, as the user typed them.
+    if path.is_absolute() {
+        if let Ok(cwd) = std::env::current_dir() {
+            if let Ok(rel) = path.strip_prefix(&cwd) {
+                return rel.display().to_string();
+            }
+        }
+    }
+    path.display().to_string()
+}
+
+/// [`load`] for text already in memory (`opts.path` names it in diagnostics).
+pub fn load_str(opts: &LoadOptions, text: String) -> Result<Inventory, InventoryError> {
+    let path = opts.path.clone();
+    let root = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let display = display_name(&path);
+    let source =
+        diag::Source { path: path.clone(), display_name: display.clone(), text: Arc::new(text) };
+    let mut diags = diag::Diagnostics::new(source.clone());
+
+    let body = match hcl_edit::parser::parse_body(&source.text) {
+        Ok(body) => body,
+        Err(e) => {
+            let loc = e.location();
+            let offset = loc.offset().min(source.text.len());
+            let end =
+                source.text[offset..].chars().next().map_or(offset, |c| offset + c.len_utf8());
+            let mut p = diag::ProblemBuilder::new(format!("syntax error: {}", e.message()))
+                .at(Some(offset..end), "here");
+            match unclosed_quote(&source.text, offset) {
+                Some(q) => {
+                    p = p
+                        .also(Some(q..q + 1), "this string is not closed")
+                        .help("close the string with `\"` on the same line");
+                }
+                None => {
+                    p = p.help("fix the HCL syntax: blocks are `type \"label\" { ... }`, attributes `name = value`, strings in double quotes");
+                }
+            }
+            diags.push(p);
+            return Err(InventoryError::Invalid { path, display, problems: diags.into_problems() });
+        }
+    };
+
+    let _scope = eval::enter_scope(opts.env.clone(), root.clone());
+    let ev = eval::Evaluator::new(&mut diags, &body, &opts.cli_vars, &opts.env);
+    let inventory = resolve::Resolver::new(&mut diags, &ev).resolve(&body, path.clone(), root);
+    if diags.is_empty() {
+        tracing::debug!(path = %path.display(), hosts = inventory.hosts.len(), "inventory loaded");
+        Ok(inventory)
+    } else {
+        tracing::debug!(path = %path.display(), problems = diags.count(), "inventory has problems");
+        Err(InventoryError::Invalid { path, display, problems: diags.into_problems() })
+    }
+}
+
+/// The offset of an opening `"` left unclosed on the line of a syntax error or the line
+/// before it: the usual cause of HCL's "expected newline" errors a line too late.
+fn unclosed_quote(text: &str, error_offset: usize) -> Option<usize> {
+    let line_start = |at: usize| text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let this_line = line_start(error_offset);
+    let prev_line = if this_line == 0 { 0 } else { line_start(this_line - 1) };
+    let mut start = prev_line;
+    for line in text[prev_line..].split_inclusive('\n').take(2) {
+        let mut open: Option<usize> = None;
+        let mut escaped = false;
+        for (i, c) in line.char_indices() {
+            match c {
+                '\\' if !escaped => {
+                    escaped = true;
+                    continue;
+                }
+                '"' if !escaped => open = if open.is_some() { None } else { Some(start + i) },
+                '#' if open.is_none() => break,
+                _ => {}
+            }
+            escaped = false;
+        }
+        if open.is_some() {
+            return open;
+        }
+        start += line.len();
+    }
+    None
+}

@@ -140,7 +140,8 @@ impl Serialize for Sensitive {
 pub struct Provider {
     pub name: ProviderName,
     pub kind: ProviderKind,
-    /// Evaluated attributes other than secrets (`endpoint`, `accel`, `cache_dir`, `location`...).
+    /// Evaluated attributes other than secrets (`endpoint`, `accel`, `cache_dir`, `location`...);
+    /// qemu's `memory` and `disk_size` are whole MiB, as for hosts.
     pub settings: BTreeMap<String, serde_json::Value>,
     /// Attributes that hold credentials (`token`, `secret_access_key`...).
     pub secrets: BTreeMap<String, Sensitive>,
@@ -203,7 +204,9 @@ pub struct Host {
     /// For `existing` machines: the address to reach.
     pub address: Option<String>,
     pub health_checks: Vec<HealthCheck>,
-    /// Provider-specific per-host attributes (memory, cpus, disk_size for qemu...).
+    /// Provider-specific per-host attributes: `memory` and `disk_size` (whole MiB, from
+    /// `"4G"`-style sizes), `cpus` (a number) for qemu; `installer` (path or URL of a kexec
+    /// bundle overriding the default).
     pub extra: BTreeMap<String, serde_json::Value>,
     pub span: SourceSpan,
 }

@@ -1,0 +1,257 @@
+//! The inventory as a user meets it: every kind of mistake rendered the way the CLI renders it
+//! (file:line:col, the source line, a caret, a help), the shipped examples load, and
+//! variable precedence and host selection behave.
+
+use std::path::{Path, PathBuf};
+
+use cairn::inventory::{self, InventoryError, LoadOptions};
+
+const FIXTURES: &str = "tests/fixtures/inventory";
+
+fn render(err: &dyn miette::Diagnostic) -> String {
+    let mut out = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .with_width(100)
+        .render_report(&mut out, err)
+        .expect("rendering into a String cannot fail");
+    out
+}
+
+fn opts(path: impl Into<PathBuf>, vars: &[&str], env: &[(&str, &str)]) -> LoadOptions {
+    LoadOptions {
+        path: path.into(),
+        cli_vars: vars.iter().map(|s| (*s).to_owned()).collect(),
+        env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+    }
+}
+
+/// Loads a fixture that must fail and returns the rendered report.
+fn rendered_failure(name: &str) -> String {
+    let path = Path::new(FIXTURES).join(format!("{name}.hcl"));
+    let err = inventory::load(&opts(path, &[], &[])).expect_err("this fixture must not load");
+    let text = render(&err);
+    // Every problem points at a place in the file (except problems about flags).
+    for p in err.problems() {
+        assert!(p.line().is_some(), "problem without position: {}", p.message());
+        assert!(p.help().is_some(), "problem without help: {}", p.message());
+    }
+    text
+}
+
+macro_rules! mistake {
+    ($name:ident) => {
+        #[test]
+        fn $name() {
+            insta::assert_snapshot!(stringify!($name), rendered_failure(stringify!($name)));
+        }
+    };
+}
+
+mistake!(syntax_error);
+mistake!(unknown_attribute);
+mistake!(unknown_block);
+mistake!(wrong_type);
+mistake!(missing_required);
+mistake!(duplicates);
+mistake!(unknown_reference);
+mistake!(secrets_rules);
+mistake!(env_unset);
+mistake!(file_missing);
+mistake!(invalid_names);
+mistake!(variables);
+mistake!(disk_layout_rules);
+mistake!(admins);
+mistake!(state_pg);
+mistake!(state_pg_no_conn);
+mistake!(provider_missing);
+
+#[test]
+fn all_problems_are_reported_together_in_file_order() {
+    let err = inventory::load(&opts(Path::new(FIXTURES).join("unknown_attribute.hcl"), &[], &[]))
+        .expect_err("fixture has mistakes");
+    let lines: Vec<usize> = err.problems().iter().map(|p| p.line().unwrap()).collect();
+    assert_eq!(lines, vec![3, 7, 10], "{}", render(&err));
+}
+
+#[test]
+fn unreadable_inventory_names_its_path() {
+    let err = inventory::load(&opts("tests/fixtures/inventory/nope/cairn.hcl", &[], &[]))
+        .expect_err("no such file");
+    assert!(matches!(err, InventoryError::Read { .. }));
+    let text = render(&err);
+    assert!(text.contains("tests/fixtures/inventory/nope/cairn.hcl"), "{text}");
+}
+
+/// Every example and scaffold inventory shipped in the repository must load.
+#[test]
+fn shipped_inventories_load() {
+    let mut files = Vec::new();
+    collect_named(Path::new("examples"), "cairn.hcl", &mut files);
+    let template = Path::new("templates/init/cairn.hcl");
+    if template.is_file() {
+        files.push(template.to_path_buf());
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("examples/inventory/cairn.hcl")),
+        "examples/inventory/cairn.hcl must exist, found {files:?}"
+    );
+    for file in &files {
+        if let Err(e) = inventory::load(&opts(file, &[], &[])) {
+            panic!("{} does not load:\n{}", file.display(), render(&e));
+        }
+    }
+}
+
+fn collect_named(dir: &Path, name: &str, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect_named(&path, name, out);
+        } else if path.file_name().is_some_and(|n| n == name) {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn example_inventory_resolves_to_the_expected_model() {
+    let inv = inventory::load(&opts(
+        "examples/inventory/cairn.hcl",
+        &[],
+        &[("HCLOUD_TOKEN", "hunter2-token")],
+    ))
+    .expect("example loads");
+    let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["web1", "web2", "db1", "builder", "testvm"]);
+
+    let web1 = inv.host("web1").unwrap();
+    assert_eq!(web1.provider.as_str(), "cloud");
+    assert_eq!(web1.flake.as_ref().unwrap().to_string(), ".#web1");
+    assert_eq!(web1.size.as_deref(), Some("cx22"), "size comes from defaults");
+    assert_eq!(web1.location.as_deref(), Some("fsn1"), "variable default");
+    let tags: Vec<&str> = web1.tags.iter().map(|t| t.as_str()).collect();
+    assert_eq!(tags, ["nixos", "prod", "web"], "defaults' tags unioned with the host's");
+    assert_eq!(web1.ssh.user, "root");
+    assert_eq!(web1.health_checks.len(), 2, "defaults' check plus the host's");
+
+    let db1 = inv.host("db1").unwrap();
+    assert_eq!(db1.size.as_deref(), Some("cx32"), "server_type is an alias of size");
+    assert_eq!(db1.flake.as_ref().unwrap().to_string(), ".#db1", "flake defaults to .#<name>");
+
+    let builder = inv.host("builder").unwrap();
+    assert_eq!(inv.provider_of(builder).kind, inventory::ProviderKind::Existing);
+    assert_eq!(builder.ssh.port, 2222);
+    assert_eq!(builder.flake.as_ref().unwrap().flake, "github:example/fleet");
+    assert!(builder.extra.contains_key("installer"));
+
+    let vm = inv.host("testvm").unwrap();
+    assert_eq!(vm.extra["memory"], 4096);
+    assert_eq!(vm.extra["disk_size"], 20480);
+    assert_eq!(inv.providers[vm.provider.as_str()].settings["memory"], 2048);
+
+    let cloud = &inv.providers["cloud"];
+    assert_eq!(cloud.secrets["token"].0, "hunter2-token");
+    assert_eq!(cloud.settings["ssh_key_name"], "cairn-prod");
+    let debug = format!("{inv:?}");
+    assert!(!debug.contains("hunter2"), "the token must not appear in Debug output");
+    let json = serde_json::to_string(&inv).unwrap();
+    assert!(!json.contains("hunter2"), "the token must not appear in JSON output");
+
+    let standard = &inv.disk_layouts["standard"];
+    assert_eq!(standard.partitions.last().unwrap().size, inventory::PartitionSize::Rest);
+    let esp = &inv.disk_layouts["vm"].partitions[0];
+    assert_eq!(esp.filesystem, Some(inventory::Filesystem::Vfat));
+    assert_eq!(esp.mountpoint.as_deref(), Some("/boot"));
+    assert_eq!(inv.admins.len(), 2);
+    assert_eq!(inv.secrets.len(), 3);
+}
+
+const PRECEDENCE: &str = r#"
+variable "location" {
+  default = "fsn1"
+}
+provider "hcloud" "cloud" {
+  location = var.location
+}
+"#;
+
+fn location(vars: &[&str], env: &[(&str, &str)]) -> String {
+    let inv = inventory::load_str(&opts("inline/cairn.hcl", vars, env), PRECEDENCE.to_owned())
+        .unwrap_or_else(|e| panic!("{}", render(&e)));
+    inv.providers["cloud"].settings["location"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn variable_precedence_flag_over_env_over_default() {
+    assert_eq!(location(&[], &[]), "fsn1");
+    assert_eq!(location(&[], &[("CAIRN_VAR_location", "nbg1")]), "nbg1");
+    assert_eq!(location(&["location=hel1"], &[("CAIRN_VAR_location", "nbg1")]), "hel1");
+    assert_eq!(location(&["location=hel1"], &[]), "hel1");
+}
+
+#[test]
+fn bad_var_flags_are_reported() {
+    let err = inventory::load_str(
+        &opts("inline/cairn.hcl", &["locaton=hel1", "novalue"], &[]),
+        PRECEDENCE.to_owned(),
+    )
+    .expect_err("both flags are wrong");
+    insta::assert_snapshot!("bad_var_flags", render(&err));
+}
+
+#[test]
+fn typed_variables_convert_flag_values() {
+    let src = r#"
+variable "cpus" {
+  type = number
+}
+provider "qemu" "local" {
+  cpus = var.cpus
+}
+"#;
+    let inv = inventory::load_str(&opts("inline/cairn.hcl", &["cpus=4"], &[]), src.to_owned())
+        .unwrap_or_else(|e| panic!("{}", render(&e)));
+    assert_eq!(inv.providers["local"].settings["cpus"], 4);
+    let err = inventory::load_str(&opts("inline/cairn.hcl", &["cpus=four"], &[]), src.to_owned())
+        .expect_err("not a number");
+    insta::assert_snapshot!("typed_variable_bad_flag", render(&err));
+}
+
+#[test]
+fn env_function_reads_the_given_environment() {
+    let src = r#"
+provider "hcloud" "cloud" {
+  token    = env("HCLOUD_TOKEN")
+  endpoint = env("HCLOUD_ENDPOINT", "https://api.hetzner.cloud/v1")
+}
+"#;
+    let inv = inventory::load_str(
+        &opts("inline/cairn.hcl", &[], &[("HCLOUD_TOKEN", "t0ken")]),
+        src.to_owned(),
+    )
+    .unwrap_or_else(|e| panic!("{}", render(&e)));
+    let p = &inv.providers["cloud"];
+    assert_eq!(p.secrets["token"].0, "t0ken");
+    assert_eq!(p.settings["endpoint"], "https://api.hetzner.cloud/v1");
+    assert!(!p.settings.contains_key("token"), "credentials never land in settings");
+}
+
+#[test]
+fn single_provider_may_be_omitted_and_discover_walks_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a/b");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::write(
+        dir.path().join("cairn.hcl"),
+        "provider \"existing\" \"owned\" {}\nhost \"box\" {\n  address = \"192.0.2.1\"\n}\n",
+    )
+    .unwrap();
+    let found = inventory::discover(&nested).expect("found in a parent");
+    assert_eq!(found, dir.path().join("cairn.hcl"));
+    assert_eq!(inventory::discover(Path::new("/proc/self")), None);
+    let inv = inventory::load(&opts(&found, &[], &[])).unwrap_or_else(|e| panic!("{}", render(&e)));
+    assert_eq!(inv.hosts[0].provider.as_str(), "owned");
+    assert_eq!(inv.root, dir.path());
+}

@@ -95,8 +95,15 @@ fn shipped_inventories_load() {
         files.iter().any(|f| f.ends_with("examples/inventory/cairn.hcl")),
         "examples/inventory/cairn.hcl must exist, found {files:?}"
     );
+    // Shipped inventories read provider credentials from the environment, as users' do.
+    let credentials = [
+        ("HCLOUD_TOKEN", "example-token"),
+        ("AWS_ACCESS_KEY_ID", "example-id"),
+        ("AWS_SECRET_ACCESS_KEY", "example-secret"),
+        ("CAIRN_PG_CONN", "postgres://localhost/cairn"),
+    ];
     for file in &files {
-        if let Err(e) = inventory::load(&opts(file, &[], &[])) {
+        if let Err(e) = inventory::load(&opts(file, &[], &credentials)) {
             panic!("{} does not load:\n{}", file.display(), render(&e));
         }
     }

@@ -476,6 +476,21 @@ impl<'a> Resolver<'a> {
                     None => ok = false,
                 }
             }
+            let mut mounts: BTreeSet<&str> = BTreeSet::new();
+            for p in &partitions {
+                if let Some(m) = p.mountpoint.as_deref() {
+                    if !mounts.insert(m) {
+                        self.diags.push(
+                            ProblemBuilder::new(format!(
+                                "disk layout `{name_s}` mounts two partitions at `{m}`"
+                            ))
+                            .at(name_span.clone(), format!("partition `{}` is the second", p.name))
+                            .help("give each partition its own mountpoint"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
             if ok && !partitions.iter().any(|p| p.mountpoint.as_deref() == Some("/")) {
                 self.diags.push(
                     ProblemBuilder::new(format!("disk layout `{name_s}` has no root filesystem"))
@@ -525,11 +540,13 @@ impl<'a> Resolver<'a> {
         };
         let type_attr = required(self, "type", "\"filesystem\"");
         let size_attr = required(self, "size", "\"4G\"");
-        let kind =
-            type_attr.and_then(|a| self.one_of(a, &["esp", "bios_boot", "filesystem", "swap"]));
+        let kind = type_attr.and_then(|a| {
+            self.one_of(a, &["esp", "bios_boot", "legacy_boot", "filesystem", "swap"])
+        });
         let kind = match kind.as_deref() {
             Some("esp") => PartitionKind::Esp,
             Some("bios_boot") => PartitionKind::BiosBoot,
+            Some("legacy_boot") => PartitionKind::LegacyBoot,
             Some("filesystem") => PartitionKind::Filesystem,
             Some("swap") => PartitionKind::Swap,
             _ => return None,
@@ -608,6 +625,10 @@ impl<'a> Resolver<'a> {
                 filesystem = Some(Filesystem::Vfat);
                 mountpoint.get_or_insert_with(|| "/boot".to_owned());
             }
+            PartitionKind::LegacyBoot => {
+                filesystem.get_or_insert(Filesystem::Vfat);
+                mountpoint.get_or_insert_with(|| "/boot".to_owned());
+            }
             PartitionKind::Filesystem => {
                 if filesystem.is_none() && fs_attr.is_none() {
                     self.diags.push(
@@ -638,6 +659,14 @@ impl<'a> Resolver<'a> {
         }
         let size = size?;
         let size_span = size_attr.and_then(|a| a.value.span());
+        if kind == PartitionKind::BiosBoot && size == PartitionSize::Rest {
+            self.diags.push(
+                ProblemBuilder::new(format!("BIOS boot partition `{name}` needs a fixed size"))
+                    .at(size_span.clone(), "not \"rest\"")
+                    .help("it only holds GRUB's core image: `size = \"1M\"` is enough"),
+            );
+            ok = false;
+        }
         ok.then(|| {
             (
                 Partition { name: name.to_owned(), kind, size, filesystem, label, mountpoint },

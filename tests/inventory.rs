@@ -64,6 +64,8 @@ mistake!(admins);
 mistake!(state_pg);
 mistake!(state_pg_no_conn);
 mistake!(provider_missing);
+// Mistakes in `defaults` apply to every host but are reported once.
+mistake!(defaults_errors);
 
 #[test]
 fn all_problems_are_reported_together_in_file_order() {

@@ -117,11 +117,12 @@ impl ProblemBuilder {
 pub(crate) struct Diagnostics {
     source: Source,
     problems: Vec<Problem>,
+    seen: std::collections::HashSet<(Option<Range<usize>>, String)>,
 }
 
 impl Diagnostics {
     pub fn new(source: Source) -> Self {
-        Self { source, problems: Vec::new() }
+        Self { source, problems: Vec::new(), seen: Default::default() }
     }
 
     pub fn source(&self) -> &Source {
@@ -130,6 +131,11 @@ impl Diagnostics {
 
     pub fn push(&mut self, p: ProblemBuilder) {
         let primary = p.labels.iter().find(|l| l.2).or(p.labels.first());
+        // Settings from `defaults` are checked once per host: report each mistake once.
+        let key = (primary.map(|l| l.0.clone()), p.message.clone());
+        if !self.seen.insert(key) {
+            return;
+        }
         let (line, column) = primary.map_or((0, 0), |l| self.source.line_col(l.0.start));
         let labels = p
             .labels

@@ -494,6 +494,11 @@ impl Evaluator {
                     .at(span, "missing key")
                     .help("check the spelling of the attribute name"),
             },
+            ErrorKind::UndefinedVar(ident) if matches!(ident.as_str(), "var" | "local") => {
+                ProblemBuilder::new(format!("`{ident}` cannot be used here"))
+                    .at(span, "not available in a variable's default")
+                    .help("defaults must be constant; derive values from variables in a `locals` block")
+            }
             ErrorKind::UndefinedVar(ident) => {
                 let ident = ident.as_str();
                 let help = if self.vars.contains(ident) {
@@ -715,7 +720,7 @@ pub(crate) fn single_label(
         [label] => Some((label.as_str().to_owned(), label.span())),
         [] => {
             diags.push(
-                ProblemBuilder::new(format!("a `{kind}` block needs a name"))
+                ProblemBuilder::new(format!("{} `{kind}` block needs a name", a(kind)))
                     .at(block.ident.span(), "missing its label")
                     .help(format!("write `{kind} \"{example}\" {{ ... }}`")),
             );
@@ -728,7 +733,7 @@ pub(crate) fn single_label(
                     _ => None,
                 };
             diags.push(
-                ProblemBuilder::new(format!("a `{kind}` block takes exactly one label"))
+                ProblemBuilder::new(format!("{} `{kind}` block takes exactly one label", a(kind)))
                     .at(span, "unexpected label")
                     .help(format!("write `{kind} \"{example}\" {{ ... }}`")),
             );
@@ -765,14 +770,21 @@ pub(crate) fn check_attributes(
             let help = if blocks.contains(&key) {
                 format!("`{key}` is a block: write `{key} {{ ... }}` without `=`")
             } else if attrs.is_empty() {
-                format!("a `{kind}` block takes no attributes")
+                format!("{} `{kind}` block takes no attributes", a(kind))
             } else {
-                suggest(key, attrs.iter().copied(), &format!("attributes of a `{kind}` block"))
+                suggest(
+                    key,
+                    attrs.iter().copied(),
+                    &format!("attributes of {} `{kind}` block", a(kind)),
+                )
             };
             diags.push(
-                ProblemBuilder::new(format!("unknown attribute `{key}` in a `{kind}` block"))
-                    .at(attr.key.span(), "not allowed here")
-                    .help(help),
+                ProblemBuilder::new(format!(
+                    "unknown attribute `{key}` in {} `{kind}` block",
+                    a(kind)
+                ))
+                .at(attr.key.span(), "not allowed here")
+                .help(help),
             );
         }
     }
@@ -782,15 +794,31 @@ pub(crate) fn check_attributes(
             let help = if attrs.contains(&ident) {
                 format!("`{ident}` is an attribute: write `{ident} = ...`")
             } else if blocks.is_empty() {
-                format!("a `{kind}` block contains no blocks")
+                format!("{} `{kind}` block contains no blocks", a(kind))
             } else {
-                suggest(ident, blocks.iter().copied(), &format!("blocks inside a `{kind}` block"))
+                suggest(
+                    ident,
+                    blocks.iter().copied(),
+                    &format!("blocks inside {} `{kind}` block", a(kind)),
+                )
             };
             diags.push(
-                ProblemBuilder::new(format!("unknown block `{ident}` in a `{kind}` block"))
-                    .at(block.ident.span(), "not allowed here")
-                    .help(help),
+                ProblemBuilder::new(format!(
+                    "unknown block `{ident}` in {} `{kind}` block",
+                    a(kind)
+                ))
+                .at(block.ident.span(), "not allowed here")
+                .help(help),
             );
         }
+    }
+}
+
+/// "a" or "an" before a block name.
+fn a(kind: &str) -> &'static str {
+    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) || kind.starts_with("ssh") {
+        "an"
+    } else {
+        "a"
     }
 }

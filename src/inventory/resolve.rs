@@ -112,8 +112,18 @@ impl<'a> Resolver<'a> {
     }
 
     fn sensitive(&mut self, attr: &Attribute) -> Option<Sensitive> {
-        // Type errors name only the type, never the value.
-        self.string(attr).map(Sensitive)
+        match self.value(attr)? {
+            Value::String(s) => Some(Sensitive(s)),
+            // Name only the type: the value is a credential.
+            other => {
+                self.diags.push(
+                    ProblemBuilder::new(format!("expected a string, got {}", type_name(&other)))
+                        .at(attr.value.span(), format!("this is {}", type_name(&other)))
+                        .help("credentials are strings; read them with `env(\"NAME\")`"),
+                );
+                None
+            }
+        }
     }
 
     /// A string that must be one of `allowed`.
@@ -829,11 +839,9 @@ impl<'a> Resolver<'a> {
                         ),
                     };
                     self.diags.push(
-                        ProblemBuilder::new(format!(
-                            "host `{name}` uses provider `{p}`, which is not declared"
-                        ))
-                        .at(attr.value.span(), "no provider with this name")
-                        .help(help),
+                        ProblemBuilder::new(format!("provider `{p}` is not declared"))
+                            .at(attr.value.span(), "no provider with this name")
+                            .help(help),
                     );
                     None
                 }
@@ -874,9 +882,9 @@ impl<'a> Resolver<'a> {
                 };
                 if flake.is_empty() || attr_name.is_empty() {
                     self.diags.push(
-                        ProblemBuilder::new(format!("host `{name}` has an invalid flake reference"))
+                        ProblemBuilder::new(format!("`{s}` is not a flake reference"))
                             .at(attr.value.span(), "expected `<flake>#<attribute>`")
-                            .help(format!("write e.g. `flake = \".#{name}\"` (the flake in this directory, attribute `{name}`)")),
+                            .help(format!("write e.g. `flake = \".#{name}\"` (the flake in this directory, attribute `{name}`); without `#`, the attribute is the host's name")),
                     );
                     return None;
                 }
@@ -936,11 +944,9 @@ impl<'a> Resolver<'a> {
                         ),
                     };
                     self.diags.push(
-                        ProblemBuilder::new(format!(
-                            "host `{name}` uses disk layout `{l}`, which is not declared"
-                        ))
-                        .at(attr.value.span(), "no disk layout with this name")
-                        .help(help),
+                        ProblemBuilder::new(format!("disk layout `{l}` is not declared"))
+                            .at(attr.value.span(), "no disk layout with this name")
+                            .help(help),
                     );
                     ok = false;
                     None

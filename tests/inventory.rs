@@ -66,6 +66,7 @@ mistake!(state_pg_no_conn);
 mistake!(provider_missing);
 // Mistakes in `defaults` apply to every host but are reported once.
 mistake!(defaults_errors);
+mistake!(expressions);
 
 #[test]
 fn all_problems_are_reported_together_in_file_order() {
@@ -263,4 +264,32 @@ fn single_provider_may_be_omitted_and_discover_walks_up() {
     let inv = inventory::load(&opts(&found, &[], &[])).unwrap_or_else(|e| panic!("{}", render(&e)));
     assert_eq!(inv.hosts[0].provider.as_str(), "owned");
     assert_eq!(inv.root, dir.path());
+}
+
+#[test]
+fn file_function_reads_relative_to_the_inventory() {
+    let src = r#"
+admin "alice" {
+  age = trimspace(file("keys/alice.age.pub"))
+}
+"#;
+    let err = inventory::load_str(
+        &opts(Path::new(FIXTURES).join("inline.hcl"), &[], &[]),
+        src.to_owned(),
+    )
+    .expect_err("trimspace is not a cairn function");
+    assert_eq!(err.problems()[0].message(), "unknown function `trimspace`");
+
+    let src = r#"
+admin "alice" {
+  age = "${file("keys/alice.age.pub")}"
+}
+"#;
+    // The file ends with a newline; recipients are trimmed.
+    let inv = inventory::load_str(
+        &opts(Path::new(FIXTURES).join("inline.hcl"), &[], &[]),
+        src.to_owned(),
+    )
+    .unwrap_or_else(|e| panic!("{}", render(&e)));
+    assert_eq!(inv.admins[0].age, "age1l4j587397etm0czenpy3xwkra2r5p929ztcpr3h3v89gvf3wgvmqnnlq2d");
 }

@@ -185,6 +185,13 @@ impl Evaluator {
             }
             seen.insert(name.clone(), label_span.clone());
             self.vars.insert(name.clone());
+            if !is_identifier(&name) {
+                diags.push(
+                    ProblemBuilder::new(format!("`{name}` is not a valid variable name"))
+                        .at(label_span.clone(), "cannot be written as `var.NAME`")
+                        .help("use letters, digits, `_` and `-`, starting with a letter or `_`"),
+                );
+            }
             check_attributes(
                 diags,
                 &block.body,
@@ -821,4 +828,11 @@ fn a(kind: &str) -> &'static str {
     } else {
         "a"
     }
+}
+
+/// An HCL identifier: what can follow `var.` or `local.`.
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }

@@ -11,6 +11,7 @@ pub mod shamir;
 pub mod store;
 pub mod tree;
 pub mod walk;
+pub mod yaml;
 
 pub use error::SecretsError;
 pub use file::{Decrypted, EncryptionSpec, Keyring, Recipient, SopsFile};
@@ -18,10 +19,10 @@ pub use store::Format;
 
 use tree::Documents;
 
-fn yaml_parse(_text: &str) -> Result<Documents, String> {
-    Err("YAML support is not wired in yet".into())
+fn yaml_parse(text: &str) -> Result<Documents, String> {
+    yaml::parse(text).map_err(|e| e.to_string())
 }
 
-fn yaml_emit(_docs: &Documents) -> Result<String, String> {
-    Err("YAML support is not wired in yet".into())
+fn yaml_emit(docs: &Documents) -> Result<String, String> {
+    Ok(yaml::emit(docs, yaml::DEFAULT_INDENT))
 }

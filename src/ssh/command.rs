@@ -1,0 +1,407 @@
+//! Remote commands built as data: a program with arguments, or a script fed to `sh -s`,
+//! rendered into one POSIX shell command line with every argument quoted.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The default cap on captured stdout (callers that stream more use `Session::open_stream`).
+pub const DEFAULT_STDOUT_CAP: usize = 16 * 1024 * 1024;
+
+/// A command to run on a remote host, built as data so every argument is quoted exactly once.
+///
+/// ```
+/// use cairn::ssh::RemoteCommand;
+/// let cmd = RemoteCommand::new("mkdir").arg("-p").arg("/mnt/etc/my dir");
+/// assert_eq!(cmd.command_line().unwrap(), "mkdir -p '/mnt/etc/my dir'");
+/// ```
+#[derive(Clone)]
+pub struct RemoteCommand {
+    body: Body,
+    env: Vec<(String, String)>,
+    stdin: Option<Arc<[u8]>>,
+    privileged: bool,
+    sensitive: bool,
+    allowed_exit_codes: Vec<u32>,
+    stdout_cap: usize,
+    timeout: Option<Duration>,
+    /// The first invalid argument, reported when the command line is rendered.
+    invalid: Option<String>,
+}
+
+#[derive(Clone)]
+enum Body {
+    Program {
+        program: String,
+        args: Vec<String>,
+    },
+    /// A script fed on stdin to `sh -s`; `name` identifies it in logs and errors.
+    Script {
+        name: String,
+        text: Arc<str>,
+    },
+    /// A script passed to `sh -c`, leaving stdin free for data.
+    InlineScript {
+        name: String,
+        text: String,
+    },
+}
+
+impl RemoteCommand {
+    /// A program (looked up in the remote PATH) with no arguments yet.
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        let mut cmd = Self::with_body(Body::Program { program: String::new(), args: Vec::new() });
+        let program = cmd.checked(program.as_ref(), "program");
+        if let Body::Program { program: p, .. } = &mut cmd.body {
+            *p = program;
+        }
+        cmd
+    }
+
+    /// A shell script (a rendered template) fed on stdin to `sh -s`. Its named arguments
+    /// are passed with [`RemoteCommand::env`]. A script command has no other stdin.
+    pub fn script(name: impl Into<String>, text: impl Into<String>) -> Self {
+        let text: String = text.into();
+        Self::with_body(Body::Script { name: name.into(), text: Arc::from(text) })
+    }
+
+    /// A shell script passed on the command line to `sh -c`, so stdin stays free for data
+    /// (an upload, a tar stream). Keep such scripts short: they travel in the exec request.
+    pub fn inline_script(name: impl Into<String>, text: impl Into<String>) -> Self {
+        Self::with_body(Body::InlineScript { name: name.into(), text: text.into() })
+    }
+
+    fn with_body(body: Body) -> Self {
+        Self {
+            body,
+            env: Vec::new(),
+            stdin: None,
+            privileged: true,
+            sensitive: false,
+            allowed_exit_codes: vec![0],
+            stdout_cap: DEFAULT_STDOUT_CAP,
+            timeout: None,
+            invalid: None,
+        }
+    }
+
+    /// Appends one argument (a program command only; scripts take named arguments).
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        let arg = self.checked(arg.as_ref(), "argument");
+        match &mut self.body {
+            Body::Program { args, .. } => args.push(arg),
+            Body::Script { name, .. } | Body::InlineScript { name, .. } => {
+                let msg = format!("script {name} takes named arguments (env), not positional ones");
+                self.invalid.get_or_insert(msg);
+            }
+        }
+        self
+    }
+
+    /// Appends several arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        for a in args {
+            self = self.arg(a);
+        }
+        self
+    }
+
+    /// Sets a named argument, passed as an environment variable (`env NAME=VALUE ...`).
+    /// Names are upper-case shell identifiers (`[A-Z_][A-Z0-9_]*`).
+    pub fn env(mut self, name: &str, value: impl AsRef<OsStr>) -> Self {
+        let valid_name = name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+            && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !valid_name {
+            let msg = format!("invalid variable name {name:?}: use [A-Z_][A-Z0-9_]*");
+            self.invalid.get_or_insert(msg);
+            return self;
+        }
+        let value = self.checked(value.as_ref(), name);
+        self.env.retain(|(n, _)| n != name);
+        self.env.push((name.to_owned(), value));
+        self
+    }
+
+    /// Bytes written to the command's stdin, followed by end of file.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        if let Body::Script { name, .. } = &self.body {
+            let msg = format!("script {name} is read from stdin; use inline_script to pass data");
+            self.invalid.get_or_insert(msg);
+        }
+        self.stdin = Some(Arc::from(bytes.into()));
+        self
+    }
+
+    /// Runs the command as the login user even when it is not root (no sudo/doas).
+    pub fn unprivileged(mut self) -> Self {
+        self.privileged = false;
+        self
+    }
+
+    /// Hides the arguments and named-argument values in logs and errors.
+    pub fn sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
+    }
+
+    /// Exit codes that count as success besides 0 (e.g. `test` answering 1).
+    pub fn allow_exit_codes(mut self, codes: impl IntoIterator<Item = u32>) -> Self {
+        self.allowed_exit_codes.extend(codes);
+        self
+    }
+
+    /// The maximum number of stdout bytes kept; more is an error.
+    pub fn stdout_cap(mut self, bytes: usize) -> Self {
+        self.stdout_cap = bytes;
+        self
+    }
+
+    /// Fails the command if it has not finished after `timeout` (default: none; the
+    /// session's keepalives still detect a dead connection).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    pub(crate) fn is_privileged(&self) -> bool {
+        self.privileged
+    }
+    pub(crate) fn exit_code_allowed(&self, code: u32) -> bool {
+        self.allowed_exit_codes.contains(&code)
+    }
+    pub(crate) fn cap(&self) -> usize {
+        self.stdout_cap
+    }
+    pub(crate) fn time_limit(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// What is written to the remote stdin before end of file: the script for a script
+    /// command, the given bytes otherwise.
+    pub(crate) fn stdin_bytes(&self) -> Option<Arc<[u8]>> {
+        match &self.body {
+            Body::Script { text, .. } => Some(Arc::from(text.as_bytes())),
+            _ => self.stdin.clone(),
+        }
+    }
+
+    /// The command line as the remote shell receives it (without privilege escalation).
+    pub fn command_line(&self) -> Result<String, InvalidCommand> {
+        if let Some(reason) = &self.invalid {
+            return Err(InvalidCommand { command: self.to_string(), reason: reason.clone() });
+        }
+        let mut words: Vec<String> = Vec::new();
+        if !self.env.is_empty() {
+            words.push("env".into());
+            words.extend(self.env.iter().map(|(n, v)| format!("{n}={}", quote(v))));
+        }
+        match &self.body {
+            Body::Program { program, args } => {
+                if program.is_empty() {
+                    return Err(InvalidCommand {
+                        command: self.to_string(),
+                        reason: "the program name is empty".into(),
+                    });
+                }
+                words.push(quote_program(program));
+                words.extend(args.iter().map(|a| quote(a)));
+            }
+            Body::Script { .. } => words.extend(["sh".into(), "-s".into()]),
+            Body::InlineScript { text, .. } => {
+                words.extend(["sh".into(), "-c".into(), quote(text)]);
+            }
+        }
+        Ok(words.join(" "))
+    }
+
+    fn checked(&mut self, s: &OsStr, what: &str) -> String {
+        match s.to_str() {
+            Some(s) if s.contains('\0') => {
+                self.invalid.get_or_insert_with(|| format!("the {what} contains a NUL byte"));
+                String::new()
+            }
+            Some(s) => s.to_owned(),
+            None => {
+                let shown = s.to_string_lossy();
+                self.invalid
+                    .get_or_insert_with(|| format!("the {what} {shown:?} is not valid UTF-8"));
+                String::new()
+            }
+        }
+    }
+}
+
+/// For logs and errors: the command line, or with [`RemoteCommand::sensitive`] only the
+/// program; a script shows as `sh -s <name>` (its body is not repeated).
+impl fmt::Display for RemoteCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut words: Vec<String> = Vec::new();
+        for (n, v) in &self.env {
+            words.push(if self.sensitive {
+                format!("{n}=…")
+            } else {
+                format!("{n}={}", quote(v))
+            });
+        }
+        match &self.body {
+            Body::Program { program, args } => {
+                words.push(quote(program));
+                if self.sensitive && !args.is_empty() {
+                    words.push("…".into());
+                } else {
+                    words.extend(args.iter().map(|a| quote(a)));
+                }
+            }
+            Body::Script { name, .. } => words.push(format!("sh -s <{name}>")),
+            Body::InlineScript { name, .. } => words.push(format!("sh -c <{name}>")),
+        }
+        f.write_str(&words.join(" "))
+    }
+}
+
+impl fmt::Debug for RemoteCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RemoteCommand").field(&self.to_string()).finish()
+    }
+}
+
+/// A command that cannot be rendered into a command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidCommand {
+    pub command: String,
+    pub reason: String,
+}
+
+/// A program name: like [`quote`], but `a=b` is quoted so the shell does not take it for
+/// an assignment.
+fn quote_program(program: &str) -> String {
+    if program.contains('=') {
+        format!("'{}'", program.replace('\'', "'\\''"))
+    } else {
+        quote(program)
+    }
+}
+
+/// Quotes one word for a POSIX shell: safe words stay as they are, anything else is
+/// wrapped in single quotes, with each `'` written as `'\''`. The empty word is `''`.
+pub fn quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        return word.to_owned();
+    }
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('\'');
+    for c in word.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn safe_words_are_left_alone() {
+        assert_eq!(quote("ls"), "ls");
+        assert_eq!(quote("/dev/disk/by-id/virtio-x_1"), "/dev/disk/by-id/virtio-x_1");
+        assert_eq!(quote("a=b"), "a=b");
+    }
+
+    #[test]
+    fn quotes_spaces_quotes_newlines_and_metacharacters() {
+        assert_eq!(quote("my file"), "'my file'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote("a\nb"), "'a\nb'");
+        assert_eq!(quote("$(reboot)"), "'$(reboot)'");
+        assert_eq!(quote("*"), "'*'");
+        assert_eq!(quote("~root"), "'~root'");
+        assert_eq!(quote("a;b|c&d"), "'a;b|c&d'");
+        assert_eq!(quote("'"), "''\\'''");
+    }
+
+    #[test]
+    fn a_program_with_an_equals_sign_is_not_an_assignment() {
+        assert_eq!(RemoteCommand::new("a=b").arg("c=d").command_line().unwrap(), "'a=b' c=d");
+    }
+
+    #[test]
+    fn empty_argument_is_kept_as_an_empty_word() {
+        let cmd = RemoteCommand::new("printf").arg("%s|").arg("").arg("x");
+        assert_eq!(cmd.command_line().unwrap(), "printf '%s|' '' x");
+    }
+
+    #[test]
+    fn quoting_survives_a_real_shell() {
+        let tricky = ["", "a b", "it's", "line1\nline2", "$HOME", "`id`", "\\", "\"", "-n", "é ü"];
+        let cmd = RemoteCommand::new("printf").arg("[%s]").args(tricky);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd.command_line().unwrap())
+            .output()
+            .unwrap();
+        let expected: String = tricky.iter().map(|a| format!("[{a}]")).collect();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+    }
+
+    #[test]
+    fn non_utf8_arguments_are_rejected() {
+        let bad = OsStr::from_bytes(b"/tmp/\xff\xfe");
+        let err = RemoteCommand::new("cat").arg(bad).command_line().unwrap_err();
+        assert!(err.reason.contains("not valid UTF-8"), "{}", err.reason);
+    }
+
+    #[test]
+    fn nul_bytes_are_rejected() {
+        let err = RemoteCommand::new("echo").arg("a\0b").command_line().unwrap_err();
+        assert_eq!(err.reason, "the argument contains a NUL byte");
+    }
+
+    #[test]
+    fn scripts_run_under_sh_s_with_named_arguments() {
+        let cmd = RemoteCommand::script("partition", "wipefs -a \"$DISK\"\n")
+            .env("DISK", "/dev/vda")
+            .env("LABEL", "my root");
+        assert_eq!(cmd.command_line().unwrap(), "env DISK=/dev/vda LABEL='my root' sh -s");
+        assert_eq!(&*cmd.stdin_bytes().unwrap(), b"wipefs -a \"$DISK\"\n");
+        assert_eq!(cmd.to_string(), "DISK=/dev/vda LABEL='my root' sh -s <partition>");
+    }
+
+    #[test]
+    fn scripts_reject_positional_arguments_and_bad_names() {
+        let err = RemoteCommand::script("s", "true").arg("x").command_line().unwrap_err();
+        assert!(err.reason.contains("named arguments"));
+        let err = RemoteCommand::script("s", "true").env("lower", "x").command_line().unwrap_err();
+        assert!(err.reason.contains("invalid variable name"));
+        let err = RemoteCommand::script("s", "true").stdin(b"x".to_vec()).command_line();
+        assert!(err.unwrap_err().reason.contains("inline_script"));
+    }
+
+    #[test]
+    fn inline_scripts_keep_stdin_free() {
+        let cmd = RemoteCommand::inline_script("store", "cat > \"$F\"")
+            .env("F", "/tmp/x")
+            .stdin(b"hi".to_vec());
+        assert_eq!(cmd.command_line().unwrap(), "env F=/tmp/x sh -c 'cat > \"$F\"'");
+        assert_eq!(&*cmd.stdin_bytes().unwrap(), b"hi");
+    }
+
+    #[test]
+    fn sensitive_commands_hide_their_arguments() {
+        let cmd =
+            RemoteCommand::new("chpasswd").arg("root:hunter2").env("TOKEN", "s3cret").sensitive();
+        let shown = format!("{cmd} {cmd:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+    }
+}

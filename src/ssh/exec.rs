@@ -1,0 +1,419 @@
+//! Driving one exec channel: stdin in, stdout/stderr out (logged line by line and captured),
+//! and a strict reading of how the command ended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::client::Msg;
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::error::{Error, Result};
+use super::Target;
+
+/// How much of stderr is kept for error messages.
+const STDERR_TAIL: usize = 4096;
+/// Longest line logged as one event; longer lines are logged in pieces.
+const MAX_LINE: usize = 8192;
+/// Size of the chunks read from a local source and sent to the channel.
+pub(crate) const CHUNK: usize = 256 * 1024;
+
+/// What a finished command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// The exit status (0, or one the command allowed with `allow_exit_codes`).
+    pub exit_code: u32,
+    /// Everything the command wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// The last few KiB of stderr.
+    pub stderr_tail: String,
+}
+
+impl ExecOutput {
+    /// Stdout as text (invalid UTF-8 replaced), without surrounding whitespace.
+    pub fn stdout_trimmed(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).trim().to_owned()
+    }
+}
+
+/// How the channel ended, as seen by the reading task.
+#[derive(Debug, Default)]
+struct Outcome {
+    status: Option<u32>,
+    signal: Option<(String, bool)>,
+    stdout: Vec<u8>,
+    stdout_overflow: bool,
+    stderr_tail: Vec<u8>,
+    /// The server sent CHANNEL_CLOSE (otherwise the connection went away).
+    closed: bool,
+    /// The server answered the exec request with a failure.
+    refused: bool,
+}
+
+/// A running remote command: write its stdin, then [`RemoteStream::finish`] for the result.
+///
+/// Writes apply backpressure (they wait for the SSH window), fail with
+/// [`Error::Stalled`] when nothing moves for the I/O timeout, and stop as
+/// soon as the remote command ends.
+pub struct RemoteStream {
+    target: Arc<Target>,
+    command: String,
+    what: String,
+    allowed: Box<dyn Fn(u32) -> bool + Send + Sync>,
+    cap: usize,
+    writer: ChannelWriteHalf<Msg>,
+    reader: Option<JoinHandle<Outcome>>,
+    outcome: Option<Outcome>,
+    done: watch::Receiver<bool>,
+    io_timeout: Duration,
+    deadline: Option<(Instant, Duration)>,
+    sent: u64,
+    eof_sent: bool,
+}
+
+impl std::fmt::Debug for RemoteStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteStream")
+            .field("target", &self.target.to_string())
+            .field("command", &self.command)
+            .field("sent", &self.sent)
+            .finish()
+    }
+}
+
+pub(crate) struct StreamSpec {
+    pub target: Arc<Target>,
+    pub command: String,
+    /// What the data sent to stdin is, for errors (`the upload to /etc/x`).
+    pub what: String,
+    pub allowed: Box<dyn Fn(u32) -> bool + Send + Sync>,
+    pub cap: usize,
+    pub io_timeout: Duration,
+    pub time_limit: Option<Duration>,
+    pub span: tracing::Span,
+}
+
+impl RemoteStream {
+    /// Starts the reading task on an exec channel whose request was just sent.
+    pub(crate) fn start(
+        spec: StreamSpec,
+        read: ChannelReadHalf,
+        writer: ChannelWriteHalf<Msg>,
+    ) -> Self {
+        let (done_tx, done) = watch::channel(false);
+        let cap = spec.cap;
+        let reader = tokio::spawn(read_channel(read, cap, done_tx).instrument(spec.span));
+        Self {
+            target: spec.target,
+            command: spec.command,
+            what: spec.what,
+            allowed: spec.allowed,
+            cap,
+            writer,
+            reader: Some(reader),
+            outcome: None,
+            done,
+            io_timeout: spec.io_timeout,
+            deadline: spec.time_limit.map(|d| (Instant::now() + d, d)),
+            sent: 0,
+            eof_sent: false,
+        }
+    }
+
+    /// Bytes written to stdin so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Sends one chunk to the command's stdin, waiting for the SSH window (backpressure).
+    pub async fn write(&mut self, chunk: Vec<u8>) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let len = chunk.len() as u64;
+        let io_timeout = self.io_timeout;
+        let deadline = self.deadline;
+        let mut done = self.done.clone();
+        let send = self.writer.data_bytes(chunk);
+        let limit = async {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(io_timeout, send) => match r {
+                Ok(Ok(())) => {
+                    self.sent += len;
+                    Ok(())
+                }
+                // The session is gone: the reading task tells why.
+                Ok(Err(_)) => Err(self.ended_early().await),
+                Err(_) => Err(self.stalled()),
+            },
+            _ = done.wait_for(|d| *d) => Err(self.ended_early().await),
+            () = limit => Err(self.timed_out().await),
+        }
+    }
+
+    /// Copies a local stream to the command's stdin; returns the number of bytes copied.
+    pub async fn copy_from<R: AsyncRead + Unpin>(&mut self, mut source: R) -> Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = source.read(&mut buf).await.map_err(|e| self.read_error(e))?;
+            if n == 0 {
+                return Ok(total);
+            }
+            buf.truncate(n);
+            self.write(buf).await?;
+            total += n as u64;
+        }
+    }
+
+    /// Closes stdin, waits for the command to end and checks how it ended.
+    pub async fn finish(mut self) -> Result<ExecOutput> {
+        if !self.eof_sent {
+            self.eof_sent = true;
+            // If the channel is already gone the outcome says why.
+            let _ = self.writer.eof().await;
+        }
+        let outcome = match self.deadline {
+            Some((at, _)) => match tokio::time::timeout_at(at, self.outcome()).await {
+                Ok(o) => o,
+                Err(_) => return Err(self.timed_out().await),
+            },
+            None => self.outcome().await,
+        };
+        self.judge(outcome)
+    }
+
+    async fn outcome(&mut self) -> Outcome {
+        if let Some(o) = self.outcome.take() {
+            return o;
+        }
+        match self.reader.take() {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Outcome::default(),
+        }
+    }
+
+    fn judge(&self, o: Outcome) -> Result<ExecOutput> {
+        let stderr_tail = tail_text(&o.stderr_tail);
+        if o.refused {
+            return Err(Error::ExecRefused {
+                target: self.target.clone(),
+                command: self.command.clone(),
+            });
+        }
+        if o.stdout_overflow {
+            return Err(Error::StdoutTooLarge {
+                target: self.target.clone(),
+                command: self.command.clone(),
+                cap: self.cap,
+            });
+        }
+        if let Some((signal, core_dumped)) = o.signal {
+            return Err(Error::CommandKilled {
+                target: self.target.clone(),
+                command: self.command.clone(),
+                signal,
+                core_dumped,
+                stderr_tail,
+            });
+        }
+        match o.status {
+            Some(code) if (self.allowed)(code) => {
+                Ok(ExecOutput { exit_code: code, stdout: o.stdout, stderr_tail })
+            }
+            Some(status) => Err(Error::CommandFailed {
+                target: self.target.clone(),
+                command: self.command.clone(),
+                status,
+                stderr_tail,
+            }),
+            None if !o.closed => Err(Error::ConnectionLost {
+                target: self.target.clone(),
+                during: format!("running `{}`", self.command),
+            }),
+            None => Err(Error::NoExitStatus {
+                target: self.target.clone(),
+                command: self.command.clone(),
+                stderr_tail,
+            }),
+        }
+    }
+
+    /// The remote command ended (or the connection dropped) while we were still writing.
+    async fn ended_early(&mut self) -> Error {
+        let o = self.outcome().await;
+        let sent = self.sent;
+        match self.judge(o) {
+            Err(e) => e,
+            Ok(_) => Error::CommandFailed {
+                target: self.target.clone(),
+                command: self.command.clone(),
+                status: 0,
+                stderr_tail: format!(
+                    "the command exited before reading all its input ({sent} bytes were sent)"
+                ),
+            },
+        }
+    }
+
+    fn stalled(&self) -> Error {
+        Error::Stalled {
+            target: self.target.clone(),
+            what: self.what.clone(),
+            after: self.io_timeout,
+        }
+    }
+
+    async fn timed_out(&mut self) -> Error {
+        let _ = self.writer.signal(Sig::KILL).await;
+        let _ = self.writer.close().await;
+        Error::CommandTimeout {
+            target: self.target.clone(),
+            command: self.command.clone(),
+            after: self.deadline.map(|(_, d)| d).unwrap_or_default(),
+        }
+    }
+
+    fn read_error(&self, source: std::io::Error) -> Error {
+        Error::SourceRead { target: self.target.clone(), what: self.what.clone(), source }
+    }
+}
+
+/// Reads every message of the channel until it closes; logs output lines as they come.
+async fn read_channel(mut read: ChannelReadHalf, cap: usize, done: watch::Sender<bool>) -> Outcome {
+    let mut o = Outcome::default();
+    let mut out_lines = LineLog::new("stdout");
+    let mut err_lines = LineLog::new("stderr");
+    while let Some(msg) = read.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                out_lines.push(&data);
+                if o.stdout.len() + data.len() > cap {
+                    o.stdout_overflow = true;
+                } else {
+                    o.stdout.extend_from_slice(&data);
+                }
+            }
+            ChannelMsg::ExtendedData { data, ext: 1 } => {
+                err_lines.push(&data);
+                o.stderr_tail.extend_from_slice(&data);
+                if o.stderr_tail.len() > 2 * STDERR_TAIL {
+                    let cut = o.stderr_tail.len() - STDERR_TAIL;
+                    o.stderr_tail.drain(..cut);
+                }
+            }
+            ChannelMsg::ExitStatus { exit_status } => o.status = Some(exit_status),
+            ChannelMsg::ExitSignal { signal_name, core_dumped, .. } => {
+                o.signal = Some((signal_name_of(&signal_name), core_dumped));
+            }
+            ChannelMsg::Failure => o.refused = true,
+            ChannelMsg::Close => {
+                o.closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    out_lines.flush();
+    err_lines.flush();
+    let _ = done.send(true);
+    o
+}
+
+fn signal_name_of(sig: &Sig) -> String {
+    match sig {
+        Sig::ABRT => "ABRT".into(),
+        Sig::ALRM => "ALRM".into(),
+        Sig::FPE => "FPE".into(),
+        Sig::HUP => "HUP".into(),
+        Sig::ILL => "ILL".into(),
+        Sig::INT => "INT".into(),
+        Sig::KILL => "KILL".into(),
+        Sig::PIPE => "PIPE".into(),
+        Sig::QUIT => "QUIT".into(),
+        Sig::SEGV => "SEGV".into(),
+        Sig::TERM => "TERM".into(),
+        Sig::USR1 => "USR1".into(),
+        Sig::Custom(name) => name.clone(),
+    }
+}
+
+/// The kept stderr bytes as text, starting at a line boundary when one is near.
+fn tail_text(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(STDERR_TAIL);
+    let mut slice = &bytes[start..];
+    if start > 0 {
+        if let Some(nl) = slice.iter().position(|&b| b == b'\n') {
+            slice = &slice[nl + 1..];
+        }
+    }
+    String::from_utf8_lossy(slice).into_owned()
+}
+
+/// Splits a byte stream into lines and emits each as a tracing event.
+struct LineLog {
+    stream: &'static str,
+    buf: Vec<u8>,
+}
+
+impl LineLog {
+    fn new(stream: &'static str) -> Self {
+        Self { stream, buf: Vec::new() }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=nl).collect();
+            self.emit(&line[..line.len() - 1]);
+        }
+        if self.buf.len() > MAX_LINE {
+            let piece = std::mem::take(&mut self.buf);
+            self.emit(&piece);
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            let piece = std::mem::take(&mut self.buf);
+            self.emit(&piece);
+        }
+    }
+
+    fn emit(&self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches('\r');
+        tracing::debug!(target: "cairn::ssh::remote", stream = self.stream, "{text}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_tail_starts_at_a_line_boundary() {
+        let mut bytes = Vec::new();
+        for i in 0..1000 {
+            bytes.extend_from_slice(format!("line {i}\n").as_bytes());
+        }
+        let t = tail_text(&bytes);
+        assert!(t.ends_with("line 999\n"));
+        assert!(t.starts_with("line "), "{}", &t[..20]);
+        assert!(t.len() <= STDERR_TAIL);
+    }
+
+    #[test]
+    fn short_stderr_is_kept_whole() {
+        assert_eq!(tail_text(b"oops\n"), "oops\n");
+    }
+}

@@ -1,0 +1,131 @@
+//! Host key policy: the server must present a pinned key, or (first contact only) its key is
+//! recorded for the caller to pin from then on. There is no "accept anything" mode.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
+
+/// How a connection decides whether the server's host key is the right one.
+#[derive(Debug, Clone)]
+pub enum HostKeyPolicy {
+    /// The server must present one of these keys; anything else refuses the connection.
+    Pinned(Vec<PublicKey>),
+    /// Accept the key the server presents and return it (`Session::host_key`), so the caller
+    /// records it in state and pins it for every later connection. Only for a host never
+    /// contacted before, whose key cairn cannot know in advance (a provider's stock image).
+    RecordOnFirstContact,
+}
+
+impl HostKeyPolicy {
+    /// Pins keys given in OpenSSH one-line form (`ssh-ed25519 AAAA... comment`).
+    pub fn pinned_openssh<I, S>(lines: I) -> Result<Self, russh::keys::ssh_key::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let keys = lines
+            .into_iter()
+            .map(|l| PublicKey::from_openssh(l.as_ref().trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::Pinned(keys))
+    }
+
+    /// Host key algorithms to offer, pinned algorithms first, so a server holding several
+    /// host keys presents the pinned one.
+    pub(crate) fn preferred_algorithms(&self) -> Cow<'static, [Algorithm]> {
+        let defaults = russh::Preferred::DEFAULT.key;
+        let HostKeyPolicy::Pinned(keys) = self else {
+            return defaults;
+        };
+        let mut out: Vec<Algorithm> = Vec::new();
+        for key in keys {
+            let algs = match key.algorithm() {
+                Algorithm::Rsa { .. } => vec![
+                    Algorithm::Rsa { hash: Some(HashAlg::Sha512) },
+                    Algorithm::Rsa { hash: Some(HashAlg::Sha256) },
+                ],
+                other => vec![other],
+            };
+            for a in algs {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        for a in defaults.iter() {
+            if !out.contains(a) {
+                out.push(a.clone());
+            }
+        }
+        Cow::Owned(out)
+    }
+}
+
+/// `ssh-ed25519 SHA256:...`: how a key is shown to people.
+pub fn fingerprint(key: &PublicKey) -> String {
+    format!("{} {}", key.algorithm().as_str(), key.fingerprint(HashAlg::Sha256))
+}
+
+/// What the handshake saw, shared between the russh handler and `Session::connect`.
+#[derive(Debug, Default)]
+pub(crate) struct Observed {
+    pub presented: Option<PublicKey>,
+    pub certificate: bool,
+}
+
+/// The russh client handler: checks the host key against the policy and nothing else.
+pub(crate) struct Verifier {
+    pub policy: HostKeyPolicy,
+    pub observed: Arc<Mutex<Observed>>,
+}
+
+impl russh::client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let mut observed = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        let key = match server {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(_) => {
+                observed.certificate = true;
+                return Ok(false);
+            }
+        };
+        observed.presented = Some(key.clone());
+        Ok(match &self.policy {
+            HostKeyPolicy::Pinned(pins) => pins.iter().any(|p| p.key_data() == key.key_data()),
+            HostKeyPolicy::RecordOnFirstContact => true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKna0glgZAokHtKFwcbxTtqCIs1dpDtPCgmJepLqN7JR test";
+
+    #[test]
+    fn pinned_algorithm_comes_first() {
+        let ecdsa = PublicKey::from_openssh(
+            "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBJ+DnwH3YL9K5PuI+YBHLQTeN+B82YXtDAdh5mvxpr0nJPx5BPImJhHkUm6tfDvVrg397o5P2AQqKELQjZ3WMVc=",
+        )
+        .unwrap();
+        let policy = HostKeyPolicy::Pinned(vec![ecdsa]);
+        let algs = policy.preferred_algorithms();
+        assert_eq!(algs[0], Algorithm::Ecdsa { curve: russh::keys::EcdsaCurve::NistP256 });
+        assert!(algs.contains(&Algorithm::Ed25519));
+    }
+
+    #[test]
+    fn fingerprint_names_the_algorithm_and_sha256() {
+        let key = PublicKey::from_openssh(ED).unwrap();
+        let fp = fingerprint(&key);
+        assert!(fp.starts_with("ssh-ed25519 SHA256:"), "{fp}");
+    }
+}

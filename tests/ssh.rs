@@ -1,0 +1,572 @@
+//! The SSH layer against a real OpenSSH server on 127.0.0.1 (tests/support/sshd.rs).
+#![allow(clippy::print_stderr)]
+
+#[path = "support/sshd.rs"]
+mod sshd;
+
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use cairn::ssh::{
+    wait_reachable, Auth, ConnectOptions, Error, HostKeyPolicy, RemoteCommand, Session, Target,
+    UploadSource,
+};
+use russh::keys::PublicKey;
+use sha2::{Digest, Sha256};
+use sshd::Sshd;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::Instant;
+
+fn target(sshd: &Sshd, user: &str) -> Target {
+    Target::new("127.0.0.1", sshd.port, user)
+}
+
+fn pinned(sshd: &Sshd) -> HostKeyPolicy {
+    HostKeyPolicy::pinned_openssh([sshd.host_public_key("ed25519")]).unwrap()
+}
+
+async fn connect_as(sshd: &Sshd, user: &str) -> Session {
+    let auth = Auth::KeyFile(sshd.client_key());
+    Session::connect(&target(sshd, user), &auth, &pinned(sshd), &ConnectOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("connect failed: {}\nsshd log:\n{}", render(&e), sshd.log()))
+}
+
+async fn connect(sshd: &Sshd) -> Session {
+    connect_as(sshd, "root").await
+}
+
+/// The error as a user sees it (miette, no colors), with run-specific values filtered.
+fn render(e: &Error) -> String {
+    let mut out = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::none())
+        .with_width(100)
+        .render_report(&mut out, e)
+        .unwrap();
+    out
+}
+
+fn snapshot_filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"SHA256:[A-Za-z0-9+/]{43}", "SHA256:[fingerprint]"),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
+        (r"port \d+", "port [port]"),
+        (r"\d+(\.\d)?s \(\d+ attempts\)", "[duration] ([n] attempts)"),
+    ]
+}
+
+#[tokio::test]
+async fn exec_captures_stdout_stderr_and_exit_status() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+
+    let out =
+        s.exec(&RemoteCommand::new("sh").arg("-c").arg("echo out; echo err >&2")).await.unwrap();
+    assert_eq!(out.exit_code, 0);
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr_tail, "err\n");
+
+    // Arguments arrive exactly as given, whatever they contain.
+    let tricky = ["", "a b", "it's", "two\nlines", "$HOME", "`id`"];
+    let out = s.exec(&RemoteCommand::new("printf").arg("[%s]").args(tricky)).await.unwrap();
+    let expected: String = tricky.iter().map(|a| format!("[{a}]")).collect();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+
+    // A non-zero status is an error with the command, the status and the stderr tail.
+    let err = s
+        .exec(&RemoteCommand::new("sh").arg("-c").arg("echo 'disk /dev/vdz not found' >&2; exit 3"))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::CommandFailed { status, stderr_tail, .. } => {
+            assert_eq!(*status, 3);
+            assert_eq!(stderr_tail, "disk /dev/vdz not found\n");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    insta::with_settings!({ filters => snapshot_filters() }, {
+        insta::assert_snapshot!("command_failed", render(&err));
+    });
+
+    // Unless the caller allows that status.
+    let out = s
+        .exec(&RemoteCommand::new("test").arg("-e").arg("/nonexistent").allow_exit_codes([1]))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 1);
+}
+
+#[tokio::test]
+async fn exec_feeds_stdin_and_scripts_with_named_arguments() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+
+    let out = s.exec(&RemoteCommand::new("cat").stdin(b"from stdin\n".to_vec())).await.unwrap();
+    assert_eq!(out.stdout, b"from stdin\n");
+
+    let script = "set -eu\nprintf 'hello %s, disk %s\\n' \"$WHO\" \"$DISK\"\n";
+    let cmd = RemoteCommand::script("greet", script).env("WHO", "it's me").env("DISK", "/dev/vd a");
+    let out = s.exec(&cmd).await.unwrap();
+    assert_eq!(out.stdout_trimmed(), "hello it's me, disk /dev/vd a");
+
+    let out = s.exec_with_input(&RemoteCommand::new("wc").arg("-c"), &b"12345"[..]).await.unwrap();
+    assert_eq!(out.stdout_trimmed(), "5");
+}
+
+#[tokio::test]
+async fn a_command_killed_by_a_signal_is_an_error_naming_the_signal() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let err = s
+        .exec(&RemoteCommand::new("sh").arg("-c").arg("echo dying >&2; kill -KILL $$"))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::CommandKilled { signal, stderr_tail, .. } => {
+            assert_eq!(signal, "KILL");
+            assert_eq!(stderr_tail, "dying\n");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert!(render(&err).contains("was killed by signal KILL"), "{}", render(&err));
+}
+
+#[tokio::test]
+async fn boot_id_is_the_kernels() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let id = s.boot_id().await.unwrap();
+    // The server runs on this machine, so it shares our kernel's boot id.
+    let local = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(id.as_str(), local.trim());
+}
+
+#[tokio::test]
+async fn a_wrong_host_key_is_refused_with_both_fingerprints() {
+    let sshd = Sshd::start();
+    let other = tempfile::tempdir().unwrap();
+    sshd::keygen(&other.path().join("k"), "ed25519", "");
+    let wrong = std::fs::read_to_string(other.path().join("k.pub")).unwrap();
+    let policy = HostKeyPolicy::pinned_openssh([wrong.trim()]).unwrap();
+    let auth = Auth::KeyFile(sshd.client_key());
+    let err = Session::connect(&target(&sshd, "root"), &auth, &policy, &ConnectOptions::default())
+        .await
+        .unwrap_err();
+    match &err {
+        Error::HostKeyMismatch { expected, presented, .. } => {
+            let wrong_key = PublicKey::from_openssh(wrong.trim()).unwrap();
+            let real = PublicKey::from_openssh(&sshd.host_public_key("ed25519")).unwrap();
+            assert_eq!(expected, &vec![cairn::ssh::fingerprint(&wrong_key)]);
+            assert_eq!(presented, &cairn::ssh::fingerprint(&real));
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    insta::with_settings!({ filters => snapshot_filters() }, {
+        insta::assert_snapshot!("host_key_mismatch", render(&err));
+    });
+
+    // wait_reachable does not retry a refused key: it fails at once, not at the deadline.
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    let err = wait_reachable(
+        &target(&sshd, "root"),
+        &auth,
+        &policy,
+        &ConnectOptions::default(),
+        deadline,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::HostKeyMismatch { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn record_on_first_contact_returns_the_presented_key_and_pinning_any_type_works() {
+    let sshd = Sshd::start();
+    let auth = Auth::KeyFile(sshd.client_key());
+    let s = Session::connect(
+        &target(&sshd, "root"),
+        &auth,
+        &HostKeyPolicy::RecordOnFirstContact,
+        &ConnectOptions::default(),
+    )
+    .await
+    .unwrap();
+    let recorded = s.host_key().clone();
+    let ed25519 = PublicKey::from_openssh(&sshd.host_public_key("ed25519")).unwrap();
+    assert_eq!(recorded.key_data(), ed25519.key_data());
+
+    // From then on the caller pins what it recorded, in OpenSSH form (as state stores it).
+    let line = recorded.to_openssh().unwrap();
+    let policy = HostKeyPolicy::pinned_openssh([line]).unwrap();
+    let s = Session::connect(&target(&sshd, "root"), &auth, &policy, &ConnectOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(s.host_key().key_data(), ed25519.key_data());
+
+    // A pinned key of another type than the client's first choice: the server presents it.
+    let ecdsa = PublicKey::from_openssh(&sshd.host_public_key("ecdsa")).unwrap();
+    let policy = HostKeyPolicy::Pinned(vec![ecdsa.clone()]);
+    let s = Session::connect(&target(&sshd, "root"), &auth, &policy, &ConnectOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(s.host_key().key_data(), ecdsa.key_data());
+}
+
+#[tokio::test]
+async fn a_non_root_user_with_passwordless_sudo_runs_commands_as_root() {
+    if !sshd::ensure_test_users() {
+        eprintln!("skipped: creating test users needs root");
+        return;
+    }
+    let sshd = Sshd::start();
+    let s = connect_as(&sshd, sshd::SUDO_USER).await;
+    let out = s.exec(&RemoteCommand::new("whoami")).await.unwrap();
+    assert_eq!(out.stdout_trimmed(), "root");
+    let out = s.exec(&RemoteCommand::new("whoami").unprivileged()).await.unwrap();
+    assert_eq!(out.stdout_trimmed(), sshd::SUDO_USER);
+    // Uploads go through sudo too: the file belongs to root.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("owned-by-root");
+    s.upload(UploadSource::Bytes(b"x"), path.to_str().unwrap(), 0o600).await.unwrap();
+    let out = s.exec(&RemoteCommand::new("stat").arg("-c").arg("%U %a").arg(&path)).await.unwrap();
+    assert_eq!(out.stdout_trimmed(), "root 600");
+}
+
+#[tokio::test]
+async fn a_non_root_user_without_sudo_gets_a_clear_error() {
+    if !sshd::ensure_test_users() {
+        eprintln!("skipped: creating test users needs root");
+        return;
+    }
+    let sshd = Sshd::start();
+    let s = connect_as(&sshd, sshd::PLAIN_USER).await;
+    let err = s.exec(&RemoteCommand::new("whoami")).await.unwrap_err();
+    assert!(matches!(err, Error::PasswordRequired { tool: "sudo", .. }), "{err:?}");
+    insta::with_settings!({ filters => snapshot_filters() }, {
+        insta::assert_snapshot!("sudo_password_required", render(&err));
+    });
+    // Commands that do not need root still run.
+    let out = s.exec(&RemoteCommand::new("whoami").unprivileged()).await.unwrap();
+    assert_eq!(out.stdout_trimmed(), sshd::PLAIN_USER);
+}
+
+/// A deterministic pseudo-random stream (xorshift), so no 200 MB buffer is needed.
+struct Noise {
+    state: u64,
+    left: u64,
+}
+
+impl Noise {
+    fn new(len: u64) -> Self {
+        Self { state: 0x9E37_79B9_7F4A_7C15, left: len }
+    }
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            let bytes = self.state.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+}
+
+impl AsyncRead for Noise {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let n = (buf.remaining() as u64).min(self.left) as usize;
+        let mut tmp = vec![0u8; n];
+        self.fill(&mut tmp);
+        self.left -= n as u64;
+        buf.put_slice(&tmp);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_mb_upload_arrives_intact_private_and_without_temp_files() {
+    const SIZE: u64 = 200 * 1024 * 1024;
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+
+    // The local file and its digest.
+    let local = tempfile::NamedTempFile::new().unwrap();
+    let mut hasher = Sha256::new();
+    {
+        let mut noise = Noise::new(SIZE);
+        let mut w = std::io::BufWriter::new(local.as_file());
+        let mut buf = vec![0u8; 1 << 20];
+        for _ in 0..SIZE / (1 << 20) {
+            noise.fill(&mut buf);
+            hasher.update(&buf);
+            w.write_all(&buf).unwrap();
+        }
+        w.flush().unwrap();
+    }
+    let local_digest = hex::encode(hasher.finalize());
+
+    let remote_dir = tempfile::tempdir().unwrap();
+    let dest = remote_dir.path().join("closure.bin");
+    let dest = dest.to_str().unwrap();
+    // A previous version is replaced, not appended to.
+    std::fs::write(dest, b"old").unwrap();
+    let sent = s.upload(UploadSource::File(local.path()), dest, 0o600).await.unwrap();
+    assert_eq!(sent, SIZE);
+
+    let out = s.exec(&RemoteCommand::new("sha256sum").arg(dest)).await.unwrap();
+    let remote_digest = out.stdout_trimmed().split_whitespace().next().unwrap().to_owned();
+    assert_eq!(remote_digest, local_digest);
+    let out = s.exec(&RemoteCommand::new("stat").arg("-c").arg("%a %s").arg(dest)).await.unwrap();
+    assert_eq!(out.stdout_trimmed(), format!("600 {SIZE}"));
+    let out = s.exec(&RemoteCommand::new("ls").arg("-A").arg(remote_dir.path())).await.unwrap();
+    assert_eq!(out.stdout_trimmed(), "closure.bin");
+
+    // The same from a stream of unknown size (two-step commit), with another mode.
+    let dest2 = remote_dir.path().join("stream.bin");
+    let sent = s
+        .upload(
+            UploadSource::reader(Noise::new(3 * 1024 * 1024 + 17), None),
+            dest2.to_str().unwrap(),
+            0o644,
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent, 3 * 1024 * 1024 + 17);
+    let out = s.exec(&RemoteCommand::new("stat").arg("-c").arg("%a %s").arg(&dest2)).await.unwrap();
+    assert_eq!(out.stdout_trimmed(), format!("644 {}", 3 * 1024 * 1024 + 17));
+    let out = s.exec(&RemoteCommand::new("ls").arg("-A").arg(remote_dir.path())).await.unwrap();
+    assert_eq!(out.stdout_trimmed(), "closure.bin\nstream.bin");
+}
+
+#[tokio::test]
+async fn an_upload_that_comes_up_short_leaves_the_target_untouched() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("key");
+    std::fs::write(&dest, b"old content").unwrap();
+    // The stream ends before the announced size: the remote side refuses to commit.
+    let err = s
+        .upload(UploadSource::reader(&b"short"[..], Some(100)), dest.to_str().unwrap(), 0o600)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UploadSize { sent: 5, received: 5, .. }), "{err:?}");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"old content");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temp file left behind");
+}
+
+/// Yields `len` bytes of noise and runs `at_half` once, when half of them were read.
+struct Tripwire<F: FnMut() + Unpin> {
+    noise: Noise,
+    len: u64,
+    at_half: Option<F>,
+}
+
+impl<F: FnMut() + Unpin> AsyncRead for Tripwire<F> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.noise.left <= self.len / 2 {
+            if let Some(mut f) = self.at_half.take() {
+                f();
+            }
+        }
+        Pin::new(&mut self.noise).poll_read(cx, buf)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_upload_is_an_error_and_the_target_is_untouched() {
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let sshd = Arc::new(Sshd::start());
+    let s = connect(&sshd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("system.tar");
+    std::fs::write(&dest, b"old content").unwrap();
+
+    let killer = sshd.clone();
+    let source = Tripwire {
+        noise: Noise::new(SIZE),
+        len: SIZE,
+        at_half: Some(move || killer.kill_sessions()),
+    };
+    let err = s
+        .upload(UploadSource::reader(source, Some(SIZE)), dest.to_str().unwrap(), 0o600)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ConnectionLost { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"old content");
+
+    // The server still accepts new connections, and the file is still the old one.
+    let s = connect(&sshd).await;
+    let out = s.exec(&RemoteCommand::new("cat").arg(&dest)).await.unwrap();
+    assert_eq!(out.stdout, b"old content");
+}
+
+#[tokio::test]
+async fn open_stream_pipes_data_through_a_remote_command() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let mut stream = s.open_stream(&RemoteCommand::new("sha256sum")).await.unwrap();
+    let mut hasher = Sha256::new();
+    for i in 0..64u8 {
+        let chunk = vec![i; 100_000];
+        hasher.update(&chunk);
+        stream.write(chunk).await.unwrap();
+    }
+    assert_eq!(stream.bytes_sent(), 6_400_000);
+    let out = stream.finish().await.unwrap();
+    assert_eq!(
+        out.stdout_trimmed().split_whitespace().next().unwrap(),
+        hex::encode(hasher.finalize())
+    );
+
+    // A command that fails while we write reports its own error, not a write error.
+    let mut stream = s
+        .open_stream(&RemoteCommand::new("sh").arg("-c").arg("echo 'no space left' >&2; exit 1"))
+        .await
+        .unwrap();
+    let mut err = None;
+    for _ in 0..1000 {
+        if let Err(e) = stream.write(vec![0u8; 1 << 20]).await {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = match err {
+        Some(e) => e,
+        None => stream.finish().await.unwrap_err(),
+    };
+    assert!(
+        matches!(&err, Error::CommandFailed { status: 1, stderr_tail, .. } if stderr_tail == "no space left\n"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn wait_reachable_succeeds_once_the_port_opens() {
+    let mut sshd = Sshd::prepare(sshd::free_port());
+    let policy = pinned(&sshd);
+    let target = target(&sshd, "root");
+    let auth = Auth::KeyFile(sshd.client_key());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let starter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        sshd.launch();
+        tx.send(()).unwrap();
+        sshd
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let s = wait_reachable(&target, &auth, &policy, &ConnectOptions::default(), deadline).await;
+    rx.recv().unwrap();
+    let sshd = starter.join().unwrap();
+    let s = s.unwrap_or_else(|e| panic!("{}\n{}", render(&e), sshd.log()));
+    assert_eq!(s.exec(&RemoteCommand::new("echo").arg("up")).await.unwrap().stdout, b"up\n");
+}
+
+#[tokio::test]
+async fn wait_reachable_gives_up_at_the_deadline_with_the_last_error() {
+    let port = sshd::free_port();
+    let target = Target::new("127.0.0.1", port, "root");
+    let key = tempfile::tempdir().unwrap();
+    sshd::keygen(&key.path().join("k"), "ed25519", "");
+    let auth = Auth::KeyFile(key.path().join("k"));
+    let policy = HostKeyPolicy::RecordOnFirstContact;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let err = wait_reachable(&target, &auth, &policy, &ConnectOptions::default(), deadline)
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Unreachable { attempts, last_error, .. } => {
+            assert!(*attempts >= 1);
+            assert!(last_error.contains("Connection refused"), "{last_error}");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    insta::with_settings!({ filters => snapshot_filters() }, {
+        insta::assert_snapshot!("unreachable", render(&err));
+    });
+}
+
+#[tokio::test]
+async fn key_problems_are_reported_before_and_after_connecting() {
+    let sshd = Sshd::start();
+    let keys = tempfile::tempdir().unwrap();
+    // A key the server does not know.
+    sshd::keygen(&keys.path().join("stranger"), "ed25519", "");
+    let err = Session::connect(
+        &target(&sshd, "root"),
+        &Auth::KeyFile(keys.path().join("stranger")),
+        &pinned(&sshd),
+        &ConnectOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::AuthRejected { .. }), "{err:?}");
+    assert!(err.to_string().contains("refused every key offered (ssh-ed25519 SHA256:"), "{err}");
+
+    // An encrypted key: use the agent instead.
+    sshd::keygen(&keys.path().join("locked"), "ed25519", "passphrase");
+    let err = Session::connect(
+        &target(&sshd, "root"),
+        &Auth::KeyFile(keys.path().join("locked")),
+        &pinned(&sshd),
+        &ConnectOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::KeyEncrypted { .. }), "{err:?}");
+    assert!(render(&err).contains("ssh-add"), "{}", render(&err));
+}
+
+#[tokio::test]
+async fn authenticates_with_a_key_held_by_ssh_agent() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(agent.try_wait().unwrap().is_none(), "ssh-agent exited");
+        assert!(std::time::Instant::now() < until, "ssh-agent did not create its socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _agent = Kill(agent);
+    let added = std::process::Command::new("ssh-add")
+        .arg(sshd.client_key())
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+
+    let auth = Auth::Agent { socket: Some(socket.clone()) };
+    let s =
+        Session::connect(&target(&sshd, "root"), &auth, &pinned(&sshd), &ConnectOptions::default())
+            .await
+            .unwrap();
+    assert_eq!(
+        s.exec(&RemoteCommand::new("id").arg("-un")).await.unwrap().stdout_trimmed(),
+        "root"
+    );
+}

@@ -570,3 +570,102 @@ async fn authenticates_with_a_key_held_by_ssh_agent() {
         "root"
     );
 }
+
+#[tokio::test]
+async fn a_transfer_that_makes_no_progress_fails_after_the_io_timeout() {
+    let sshd = Sshd::start();
+    let auth = Auth::KeyFile(sshd.client_key());
+    let options =
+        ConnectOptions { io_timeout: Duration::from_secs(1), ..ConnectOptions::default() };
+    let s =
+        Session::connect(&target(&sshd, "root"), &auth, &pinned(&sshd), &options).await.unwrap();
+    // The remote command never reads its stdin, so the SSH window fills and stays full.
+    let mut stream = s.open_stream(&RemoteCommand::new("sleep").arg("20")).await.unwrap();
+    let mut result = Ok(());
+    for _ in 0..256 {
+        result = stream.write(vec![0u8; 1 << 20]).await;
+        if result.is_err() {
+            break;
+        }
+    }
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::Stalled { .. }), "{err:?}");
+    assert!(err.to_string().contains("stalled: no progress for 1.0s"), "{err}");
+}
+
+#[tokio::test]
+async fn the_openssh_client_accepts_exactly_the_pinned_keys_from_known_hosts() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let run_ssh = |known_hosts: &str| {
+        let file = dir.path().join("known_hosts");
+        std::fs::write(&file, known_hosts).unwrap();
+        std::process::Command::new("ssh")
+            .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-i"])
+            .arg(sshd.client_key())
+            .args(["-p", &sshd.port.to_string()])
+            .args(cairn::ssh::openssh_options(&file))
+            .args(["root@127.0.0.1", "echo", "pinned"])
+            .output()
+            .unwrap()
+    };
+    let t = target(&sshd, "root");
+    let real = PublicKey::from_openssh(&sshd.host_public_key("ed25519")).unwrap();
+    let out = run_ssh(&cairn::ssh::known_hosts(&t, &[real]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"pinned\n");
+
+    sshd::keygen(&dir.path().join("other"), "ed25519", "");
+    let other = PublicKey::read_openssh_file(dir.path().join("other.pub")).unwrap();
+    let out = run_ssh(&cairn::ssh::known_hosts(&t, &[other]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Host key verification failed"));
+}
+
+#[tokio::test]
+async fn interactive_sessions_get_a_pty_follow_resizes_and_return_the_exit_code() {
+    use cairn::ssh::{Interactive, PtyRequest, TerminalSize};
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+
+    // One command on a pty of the requested size; its exit status comes back.
+    let spec = Interactive {
+        command: Some("stty size; exit 7".into()),
+        pty: Some(PtyRequest { term: "xterm".into(), size: TerminalSize { cols: 100, rows: 40 } }),
+    };
+    let (_tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut out = Vec::new();
+    let code =
+        s.interactive(&spec, tokio::io::empty(), &mut out, tokio::io::sink(), rx).await.unwrap();
+    assert_eq!(code, 7);
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "40 100");
+
+    // A login shell: a resize reaches the remote pty before the next line is read.
+    let spec = Interactive {
+        command: None,
+        pty: Some(PtyRequest { term: "dumb".into(), size: TerminalSize { cols: 80, rows: 24 } }),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(TerminalSize { cols: 132, rows: 50 }).await.unwrap();
+    let (mut keyboard, stdin) = tokio::io::duplex(1024);
+    let typing = async move {
+        use tokio::io::AsyncWriteExt;
+        keyboard.write_all(b"stty size; exit 3\n").await.unwrap();
+        // Keep the keyboard open until the shell exits, as a terminal would.
+        keyboard
+    };
+    let mut out = Vec::new();
+    let (code, _keyboard) =
+        tokio::join!(s.interactive(&spec, stdin, &mut out, tokio::io::sink(), rx), typing);
+    assert_eq!(code.unwrap(), 3);
+    assert!(String::from_utf8_lossy(&out).contains("50 132"), "{}", String::from_utf8_lossy(&out));
+
+    // Without a pty, a command killed by a signal exits with 128 + n, as in a shell.
+    let spec = Interactive { command: Some("kill -TERM $$".into()), pty: None };
+    let (_tx, rx) = tokio::sync::mpsc::channel(1);
+    let code = s
+        .interactive(&spec, tokio::io::empty(), tokio::io::sink(), tokio::io::sink(), rx)
+        .await
+        .unwrap();
+    assert_eq!(code, 128 + 15);
+}

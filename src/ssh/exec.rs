@@ -153,7 +153,7 @@ impl RemoteStream {
                 }
                 // The session is gone: the reading task tells why.
                 Ok(Err(_)) => Err(self.ended_early().await),
-                Err(_) => Err(self.stalled()),
+                Err(_) => Err(self.stalled().await),
             },
             _ = done.wait_for(|d| *d) => Err(self.ended_early().await),
             () = limit => Err(self.timed_out().await),
@@ -265,7 +265,10 @@ impl RemoteStream {
         }
     }
 
-    fn stalled(&self) -> Error {
+    /// Gives up on a transfer that made no progress: the remote command is killed so it
+    /// does not linger, and the channel closed.
+    async fn stalled(&mut self) -> Error {
+        self.abandon().await;
         Error::Stalled {
             target: self.target.clone(),
             what: self.what.clone(),
@@ -273,9 +276,18 @@ impl RemoteStream {
         }
     }
 
+    async fn abandon(&mut self) {
+        // Best effort: with a full window the session may not take more messages.
+        let writer = &self.writer;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = writer.signal(Sig::KILL).await;
+            let _ = writer.close().await;
+        })
+        .await;
+    }
+
     async fn timed_out(&mut self) -> Error {
-        let _ = self.writer.signal(Sig::KILL).await;
-        let _ = self.writer.close().await;
+        self.abandon().await;
         Error::CommandTimeout {
             target: self.target.clone(),
             command: self.command.clone(),

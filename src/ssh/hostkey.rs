@@ -67,6 +67,40 @@ pub fn fingerprint(key: &PublicKey) -> String {
     format!("{} {}", key.algorithm().as_str(), key.fingerprint(HashAlg::Sha256))
 }
 
+/// `known_hosts` lines pinning `keys` for `target`, for the OpenSSH client (`nix copy` over
+/// ssh gets them through `NIX_SSHOPTS`, see [`openssh_options`]).
+pub fn known_hosts(target: &super::Target, keys: &[PublicKey]) -> String {
+    let host = if target.port == 22 {
+        target.host.clone()
+    } else {
+        format!("[{}]:{}", target.host, target.port)
+    };
+    let mut out = String::new();
+    for key in keys {
+        let mut key = key.clone();
+        key.set_comment("");
+        if let Ok(line) = key.to_openssh() {
+            out.push_str(&format!("{host} {}\n", line.trim_end()));
+        }
+    }
+    out
+}
+
+/// OpenSSH client options that accept only the keys in `known_hosts_file` (written with
+/// [`known_hosts`]): no prompt, no other known_hosts file, no key learnt on the way.
+pub fn openssh_options(known_hosts_file: &std::path::Path) -> Vec<String> {
+    [
+        "StrictHostKeyChecking=yes".to_owned(),
+        format!("UserKnownHostsFile={}", known_hosts_file.display()),
+        "GlobalKnownHostsFile=/dev/null".to_owned(),
+        "UpdateHostKeys=no".to_owned(),
+        "CheckHostIP=no".to_owned(),
+    ]
+    .into_iter()
+    .flat_map(|o| ["-o".to_owned(), o])
+    .collect()
+}
+
 /// What the handshake saw, shared between the russh handler and `Session::connect`.
 #[derive(Debug, Default)]
 pub(crate) struct Observed {
@@ -120,6 +154,17 @@ mod tests {
         let algs = policy.preferred_algorithms();
         assert_eq!(algs[0], Algorithm::Ecdsa { curve: russh::keys::EcdsaCurve::NistP256 });
         assert!(algs.contains(&Algorithm::Ed25519));
+    }
+
+    #[test]
+    fn known_hosts_lines_use_brackets_for_non_default_ports() {
+        let key = PublicKey::from_openssh(ED).unwrap();
+        let t = super::super::Target::new("127.0.0.1", 2201, "root");
+        let lines = known_hosts(&t, std::slice::from_ref(&key));
+        assert!(lines.starts_with("[127.0.0.1]:2201 ssh-ed25519 AAAA"), "{lines}");
+        assert!(!lines.contains("test"), "the comment is dropped: {lines}");
+        let t = super::super::Target::new("web1.example", 22, "root");
+        assert!(known_hosts(&t, &[key]).starts_with("web1.example ssh-ed25519 "));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod command;
 mod error;
 mod exec;
 mod hostkey;
+mod interactive;
 mod upload;
 mod wait;
 
@@ -29,7 +30,10 @@ use tracing::Instrument;
 pub use command::{quote, InvalidCommand, RemoteCommand, DEFAULT_STDOUT_CAP};
 pub use error::{Error, Result};
 pub use exec::{ExecOutput, RemoteStream};
-pub use hostkey::{fingerprint, HostKeyPolicy};
+pub use hostkey::{fingerprint, known_hosts, openssh_options, HostKeyPolicy};
+pub use interactive::{
+    terminal_size, watch_terminal_size, Interactive, PtyRequest, RawTerminal, TerminalSize,
+};
 pub use upload::UploadSource;
 pub use wait::wait_reachable;
 

@@ -142,16 +142,14 @@ impl Sshd {
         }
     }
 
-    /// Stops the server and every process it started.
+    /// Stops the server and every process it started (sessions and the commands they run).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let all = descendants(child.id());
             let _ = child.kill();
             let _ = child.wait();
             for p in all {
-                if comm(p).is_some_and(|c| c.starts_with("sshd")) {
-                    kill(p);
-                }
+                kill(p);
             }
         }
     }

@@ -261,6 +261,13 @@ fn single_provider_may_be_omitted_and_discover_walks_up() {
     let found = inventory::discover(&nested).expect("found in a parent");
     assert_eq!(found, dir.path().join("cairn.hcl"));
     assert_eq!(inventory::discover(Path::new("/proc/self")), None);
+    assert_eq!(inventory::locate(&nested, None).unwrap(), found);
+    assert_eq!(inventory::locate(&nested, Some(Path::new("x.hcl"))).unwrap(), nested.join("x.hcl"));
+    let err = inventory::locate(Path::new("/proc/self"), None).expect_err("nothing there");
+    assert_eq!(
+        render(&err).trim_end(),
+        "cairn::inventory::not_found\n\n  × no cairn.hcl in /proc/self or any parent directory\n  help: run `cairn init` to create one, or pass `--inventory PATH`"
+    );
     let inv = inventory::load(&opts(&found, &[], &[])).unwrap_or_else(|e| panic!("{}", render(&e)));
     assert_eq!(inv.hosts[0].provider.as_str(), "owned");
     assert_eq!(inv.root, dir.path());

@@ -52,6 +52,12 @@ pub enum InventoryError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no {FILE_NAME} in {} or any parent directory", start_dir.display())]
+    #[diagnostic(
+        code(cairn::inventory::not_found),
+        help("run `cairn init` to create one, or pass `--inventory PATH`")
+    )]
+    NotFound { start_dir: PathBuf },
     /// The file has one or more problems; each is a related diagnostic with its position.
     #[error("{display} has {count} problem{s}", count = problems.len(), s = if problems.len() == 1 { "" } else { "s" })]
     #[diagnostic(code(cairn::inventory::invalid))]
@@ -68,7 +74,7 @@ impl InventoryError {
     pub fn problems(&self) -> &[Problem] {
         match self {
             Self::Invalid { problems, .. } => problems,
-            Self::Read { .. } => &[],
+            Self::Read { .. } | Self::NotFound { .. } => &[],
         }
     }
 }
@@ -76,6 +82,17 @@ impl InventoryError {
 /// The `cairn.hcl` in `start_dir` or its nearest parent that has one.
 pub fn discover(start_dir: &Path) -> Option<PathBuf> {
     start_dir.ancestors().map(|d| d.join(FILE_NAME)).find(|p| p.is_file())
+}
+
+/// The inventory to use: `explicit` (`--inventory`, relative to `cwd`) if given, else the
+/// one [`discover`] finds from `cwd`.
+pub fn locate(cwd: &Path, explicit: Option<&Path>) -> Result<PathBuf, InventoryError> {
+    match explicit {
+        Some(p) => Ok(cwd.join(p)),
+        None => {
+            discover(cwd).ok_or_else(|| InventoryError::NotFound { start_dir: cwd.to_path_buf() })
+        }
+    }
 }
 
 /// Reads, evaluates and validates an inventory file.

@@ -1306,3 +1306,37 @@ pub(crate) fn check_recipient(s: &str) -> Result<(), String> {
     }
     Err("not an age recipient or SSH public key".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Ok(PartitionSize::Mib(512)));
+        assert_eq!(parse_size("1G"), Ok(PartitionSize::Mib(1024)));
+        assert_eq!(parse_size("2GiB"), Ok(PartitionSize::Mib(2048)));
+        assert_eq!(parse_size("1T"), Ok(PartitionSize::Mib(1024 * 1024)));
+        assert_eq!(parse_size("rest"), Ok(PartitionSize::Rest));
+        assert_eq!(parse_size("100%"), Ok(PartitionSize::Rest));
+        for bad in ["", "0M", "512", "1.5G", "2 gigs", "50%", "-1G", "99999999999999999999T"] {
+            assert_eq!(parse_size(bad), Err(()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn recipients() {
+        // Generated with age-keygen and ssh-keygen for this test; public halves only.
+        assert!(check_recipient("age1l4j587397etm0czenpy3xwkra2r5p929ztcpr3h3v89gvf3wgvmqnnlq2d")
+            .is_ok());
+        assert!(check_recipient(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtRNRBdvs9DSZpJGTAQ76p6TbFNAqD9jLkaclZISGcR bob@laptop"
+        )
+        .is_ok());
+        let bad_checksum = "age1l4j587397etm0czenpy3xwkra2r5p929ztcpr3h3v89gvf3wgvmqnnlq2e";
+        assert!(check_recipient(bad_checksum).unwrap_err().contains("checksum"));
+        assert!(check_recipient("AGE-SECRET-KEY-1ABC").unwrap_err().contains("private key"));
+        assert!(check_recipient("ssh-ed25519 AAAA").is_err());
+        assert!(check_recipient("alice@example.org").is_err());
+    }
+}

@@ -250,3 +250,53 @@ fn recipients_parse_what_the_tools_print() {
     let public = run(Command::new("age-keygen").arg("-y").arg(dir.path().join("a.txt")));
     assert_eq!(AgeRecipient::parse(&public).unwrap().as_str(), public.trim());
 }
+
+/// Host private keys are stored as sops binary files: the real sops opens them with an
+/// admin's key, and what comes out is the key ssh-keygen reads.
+#[test]
+fn stored_host_keys_open_with_the_real_sops() {
+    use cairn::keys::{HostKeyStore, SopsBinaryCodec};
+    let repo = tempfile::tempdir().unwrap();
+    let home = repo.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let admin = generate_age_identity();
+    let admin_file = repo.path().join("admin.txt");
+    write_private(&admin_file, &admin.to_text());
+
+    let mut env = IdentityEnv::default();
+    env.set("HOME", home.display().to_string())
+        .set("SOPS_AGE_KEY_FILE", admin_file.display().to_string());
+    let keyring = Identities::discover(&env).into_keyring();
+    let codec = SopsBinaryCodec { keyring: &keyring };
+    let store = HostKeyStore::new(repo.path());
+    let keys = HostKeys::generate(&host("web1"), true);
+    store.save(&keys, &[admin.identity.to_public()], &codec).unwrap();
+
+    let private = run(sops_cmd(&home)
+        .env("SOPS_AGE_KEY_FILE", &admin_file)
+        .arg("decrypt")
+        .arg(store.private_key_path("web1")));
+    assert_eq!(private, keys.ssh_private_openssh().as_str());
+    let out = repo.path().join("key");
+    write_private(&out, &private);
+    let public = run(Command::new("ssh-keygen").arg("-y").arg("-f").arg(&out));
+    assert_eq!(public.trim_end(), keys.ssh_public_line());
+    let age_key = run(sops_cmd(&home)
+        .env("SOPS_AGE_KEY_FILE", &admin_file)
+        .arg("decrypt")
+        .arg(store.age_key_path("web1")));
+    assert_eq!(age_key.trim(), keys.age_identity().unwrap().expose_secret());
+    assert_eq!(
+        std::fs::read_to_string(store.public_key_path("web1")).unwrap(),
+        format!("{}\n", keys.ssh_public_line())
+    );
+
+    // And cairn reads back what sops would rewrite (sops re-encrypting it in place).
+    run(sops_cmd(&home)
+        .env("SOPS_AGE_KEY_FILE", &admin_file)
+        .args(["rotate", "-i"])
+        .arg(store.private_key_path("web1")));
+    let loaded = store.load("web1", &codec).unwrap();
+    assert_eq!(loaded.ssh_private_openssh(), keys.ssh_private_openssh());
+    assert_eq!(loaded.age_recipient(), keys.age_recipient());
+}

@@ -331,6 +331,24 @@ impl Identities {
             .join("\n")
     }
 
+    /// Hands the identities to the sops core, keeping where they came from for its errors.
+    pub fn into_keyring(self) -> crate::secrets::Keyring {
+        let tried = self
+            .report
+            .iter()
+            .filter(|r| !matches!(r.outcome, SourceOutcome::NotSet))
+            .map(|r| format!("{} ({})", r.source, r.outcome))
+            .collect();
+        crate::secrets::Keyring {
+            identities: self
+                .identities
+                .into_iter()
+                .map(|id| id as Box<dyn age::Identity>)
+                .collect(),
+            tried,
+        }
+    }
+
     /// Decrypts one age file (armored or binary), as sops decrypts a data-key stanza.
     pub fn decrypt(&self, age_file: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeysError> {
         if self.is_empty() {
@@ -369,7 +387,7 @@ pub fn encrypt_armored(
     plaintext: &[u8],
 ) -> Result<String, KeysError> {
     use std::io::Write as _;
-    let boxed: Vec<Box<dyn age::Recipient + Send>> =
+    let boxed: Vec<Box<dyn age::Recipient + Send + Sync>> =
         recipients.iter().map(|r| r.to_age()).collect();
     let encryptor =
         age::Encryptor::with_recipients(boxed.iter().map(|r| r.as_ref() as &dyn age::Recipient))

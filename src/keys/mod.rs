@@ -19,7 +19,7 @@ pub use identity::{
     encrypt_armored, Identities, IdentityEnv, IdentitySource, SourceOutcome, SourceReport,
 };
 pub use recipient::{AgeRecipient, RecipientKind};
-pub use store::HostKeyStore;
+pub use store::{AgeFileCodec, HostKeyStore, KeyCodec, SopsBinaryCodec};
 
 /// Everything that goes wrong with keys. Messages name recipients (public) but never
 /// private material.
@@ -89,7 +89,17 @@ pub enum KeysError {
     #[diagnostic(code(cairn::keys::io))]
     Io(#[from] std::io::Error),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Sops(Box<crate::secrets::SecretsError>),
+
     #[error("host key store for `{host}`: {reason}")]
     #[diagnostic(code(cairn::keys::store), help("{help}"))]
     Store { host: String, reason: String, help: String },
+}
+
+impl From<crate::secrets::SecretsError> for KeysError {
+    fn from(e: crate::secrets::SecretsError) -> Self {
+        KeysError::Sops(Box::new(e))
+    }
 }

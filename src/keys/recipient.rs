@@ -78,8 +78,8 @@ impl AgeRecipient {
         self.kind
     }
 
-    /// The recipient for the `age` crate's encryptor.
-    pub fn to_age(&self) -> Box<dyn age::Recipient + Send> {
+    /// The recipient for the `age` crate's encryptor (and the sops core's key groups).
+    pub fn to_age(&self) -> Box<dyn age::Recipient + Send + Sync> {
         match &self.parsed {
             Parsed::X25519(r) => Box::new(r.clone()),
             Parsed::Ssh(r) => Box::new(r.clone()),

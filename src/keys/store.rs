@@ -35,6 +35,58 @@ pub trait KeyCodec {
     fn open(&self, path: &Path, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeysError>;
 }
 
+/// sops binary files (`{"data": "ENC[...]", "sops": {...}}`): what `sops encrypt` writes for
+/// a file without a known extension, opened by `sops decrypt` and covered by rekey.
+pub struct SopsBinaryCodec<'a> {
+    pub keyring: &'a crate::secrets::Keyring,
+}
+
+impl KeyCodec for SopsBinaryCodec<'_> {
+    fn seal(
+        &self,
+        path: &Path,
+        plaintext: &[u8],
+        recipients: &[AgeRecipient],
+    ) -> Result<Vec<u8>, KeysError> {
+        use crate::secrets::{EncryptionSpec, Format, Recipient, SopsFile};
+        let plain = Format::Binary.load_plain(plaintext).map_err(|reason| KeysError::Store {
+            host: host_of(path),
+            reason,
+            help: String::new(),
+        })?;
+        let spec = EncryptionSpec {
+            key_groups: vec![recipients
+                .iter()
+                .map(|r| Recipient { text: r.as_str().to_owned(), key: r.to_age() })
+                .collect()],
+            shamir_threshold: 0,
+            rule: None,
+            mac_only_encrypted: false,
+        };
+        Ok(SopsFile::encrypt(path, Format::Binary, plain, &spec)?.to_bytes()?)
+    }
+
+    fn open(&self, path: &Path, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeysError> {
+        use crate::secrets::{Format, SopsFile};
+        let file = SopsFile::from_bytes(path, sealed, Format::Binary)?;
+        let decrypted = file.decrypt(self.keyring, false)?;
+        let bytes =
+            Format::Binary.emit_plain(&decrypted.docs).map_err(|reason| KeysError::Store {
+                host: host_of(path),
+                reason,
+                help: "restore the file from git".into(),
+            })?;
+        Ok(Zeroizing::new(bytes))
+    }
+}
+
+fn host_of(path: &Path) -> String {
+    path.parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Plain age files (armored): what `age -e -a -r ...` writes and `age -d` reads.
 pub struct AgeFileCodec<'a> {
     pub identities: &'a Identities,
@@ -197,6 +249,24 @@ mod tests {
         assert_eq!(loaded.ssh_private_openssh(), keys.ssh_private_openssh());
         assert_eq!(loaded.age_recipient(), keys.age_recipient());
         assert_eq!(store.load_public("web1").unwrap().as_deref(), Some(keys.ssh_public_line()));
+    }
+
+    #[test]
+    fn sops_binary_codec_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HostKeyStore::new(dir.path());
+        let admin = AgeIdentity::generate();
+        let mut ids = Identities::empty();
+        ids.push(admin.to_age());
+        let keyring = ids.into_keyring();
+        let codec = SopsBinaryCodec { keyring: &keyring };
+        let keys = HostKeys::generate_for("db1", false);
+        store.save(&keys, &[admin.to_public()], &codec).unwrap();
+        let sealed = std::fs::read_to_string(store.private_key_path("db1")).unwrap();
+        assert!(sealed.starts_with("{\n\t\"data\": \"ENC[AES256_GCM,"), "{sealed}");
+        assert!(!store.age_key_path("db1").exists());
+        let loaded = store.load("db1", &codec).unwrap();
+        assert_eq!(loaded.ssh_private_openssh(), keys.ssh_private_openssh());
     }
 
     #[test]

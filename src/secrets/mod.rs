@@ -7,6 +7,7 @@ pub mod cipher;
 pub mod error;
 pub mod file;
 pub mod metadata;
+pub mod rules;
 pub mod shamir;
 pub mod store;
 pub mod tree;

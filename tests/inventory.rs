@@ -300,3 +300,39 @@ admin "alice" {
     .unwrap_or_else(|e| panic!("{}", render(&e)));
     assert_eq!(inv.admins[0].age, "age1l4j587397etm0czenpy3xwkra2r5p929ztcpr3h3v89gvf3wgvmqnnlq2d");
 }
+
+/// Odd but possible inputs: each loads or fails with positioned problems, never panics.
+#[test]
+fn odd_inputs_never_panic() {
+    let cases = [
+        "",
+        "# only a comment\n",
+        "host web1 {}\n",
+        "provider \"existing\" \"x\" {}\r\nhost \"a\" {\r\n  address = \"1\"\r\n  sise = 1\r\n}\r\n",
+        "host \"ü\" {\n  tags = [\"ünïcode\"]\n}\n",
+        "locals {\n  x = <<EOT\n  heredoc ${env(\"NOPE\")}\n  EOT\n}\n",
+        "locals {\n  a = { for k, v in { x = 1 } : k => v + local.b }\n  b = 1\n}\n",
+        "locals {\n  a = [for s in [\"x\"] : upper(s)]\n}\n",
+        "locals {\n  a = local.a\n}\n",
+        "host \"x\" \"y\" {}\nprovider {}\nprovider \"qemu\" {}\ndisk_layout {}\n",
+        "host \"x\" {\n  health_check \"nope\" {}\n  health_check {}\n}\n",
+        "variable \"v\" {\n  type = list(string)\n}\n",
+        "state {\n  backend = \"file\"\n  conn = \"x\"\n}\n",
+        "{",
+        "host \"x\" {\n  ssh = { user = \"a\" }\n}\n",
+    ];
+    for (i, text) in cases.iter().enumerate() {
+        let o = opts(format!("odd/{i}.hcl"), &["v=[\"a\"]"], &[]);
+        if let Err(e) = inventory::load_str(&o, (*text).to_owned()) {
+            for p in e.problems() {
+                assert!(p.help().is_some(), "case {i}: no help for {}", p.message());
+                assert!(
+                    p.line().is_some() || p.message().contains("--var"),
+                    "case {i}: no position for {}",
+                    p.message()
+                );
+            }
+            let _ = render(&e);
+        }
+    }
+}

@@ -836,3 +836,42 @@ fn is_identifier(s: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::diag::Source;
+    use std::sync::Arc;
+
+    fn location(flags: &[&str], env: &[(&str, &str)]) -> (Option<String>, usize) {
+        let text = "variable \"location\" {\n  default = \"fsn1\"\n}\n";
+        let body = hcl_edit::parser::parse_body(text).unwrap();
+        let source = Source {
+            path: "cairn.hcl".into(),
+            display_name: "cairn.hcl".into(),
+            text: Arc::new(text.to_owned()),
+        };
+        let mut diags = Diagnostics::new(source);
+        let env: BTreeMap<String, String> =
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let ev = Evaluator::new(&mut diags, &body, &flags, &env);
+        let expr = hcl_edit::parser::parse_expr("var.location").unwrap();
+        let v = ev.eval(&mut diags, &expr).and_then(|v| v.as_str().map(str::to_owned));
+        (v, diags.count())
+    }
+
+    #[test]
+    fn variable_precedence() {
+        assert_eq!(location(&[], &[]), (Some("fsn1".into()), 0));
+        assert_eq!(location(&[], &[("CAIRN_VAR_location", "nbg1")]), (Some("nbg1".into()), 0));
+        assert_eq!(
+            location(&["location=hel1"], &[("CAIRN_VAR_location", "nbg1")]),
+            (Some("hel1".into()), 0)
+        );
+        // A value may itself contain `=`.
+        assert_eq!(location(&["location=a=b"], &[]), (Some("a=b".into()), 0));
+        // Other variables' environment entries do not matter.
+        assert_eq!(location(&[], &[("CAIRN_VAR_other", "x")]), (Some("fsn1".into()), 0));
+    }
+}

@@ -339,6 +339,8 @@ impl<'a> Resolver<'a> {
         for block in body.get_blocks("provider") {
             let Some(((kind_s, kind_span), (name_s, name_span))) = self.provider_labels(block)
             else {
+                // Its name is unknown: hosts without `provider` cannot tell which was meant.
+                self.broken.insert("provider:".to_owned());
                 continue;
             };
             let kind = ProviderKind::ALL.into_iter().find(|k| k.as_str() == kind_s);
@@ -358,6 +360,7 @@ impl<'a> Resolver<'a> {
             let Some(name) =
                 self.name(ProviderName::new, &name_s, name_span.clone(), "provider name")
             else {
+                self.broken.insert(format!("provider:{name_s}"));
                 continue;
             };
             if let Some((_, first)) = out.get(&name) {

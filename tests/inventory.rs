@@ -336,3 +336,17 @@ fn odd_inputs_never_panic() {
         }
     }
 }
+
+/// The HCL snippets in the language reference are valid HCL.
+#[test]
+fn reference_snippets_parse() {
+    let doc = std::fs::read_to_string("docs/inventory.md").expect("docs/inventory.md");
+    let snippets: Vec<&str> =
+        doc.split("```hcl\n").skip(1).map(|s| s.split("```").next().unwrap_or_default()).collect();
+    assert!(snippets.len() >= 3, "found {} snippets", snippets.len());
+    for s in snippets {
+        if let Err(e) = hcl_edit::parser::parse_body(s) {
+            panic!("snippet does not parse: {e}\n{s}");
+        }
+    }
+}

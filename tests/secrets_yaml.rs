@@ -111,11 +111,18 @@ fn parse_file(path: &Path) -> Documents {
     parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Fixtures on which sops' own encrypt → decrypt round trip is broken: reading the
+/// encrypted file moves a comment into another block (see the file), exactly as in sops.
+const SOPS_ROUND_TRIP_BROKEN: &[&str] = &["comments_sops_moves.yaml"];
+
 #[test]
 fn corpus_emits_what_sops_prints_after_encrypt_and_decrypt() {
     let Some(sops) = Sops::get() else { return };
     let mut failures = Vec::new();
     for path in fixtures() {
+        if SOPS_ROUND_TRIP_BROKEN.iter().any(|f| path.ends_with(f)) {
+            continue;
+        }
         let expected = sops
             .normalize(&path)
             .unwrap_or_else(|e| panic!("sops rejects {}: {e}", path.display()));
@@ -132,6 +139,9 @@ fn corpus_emits_what_sops_prints_after_encrypt_and_decrypt() {
 fn encrypted_files_written_by_sops_are_reemitted_byte_for_byte() {
     let Some(sops) = Sops::get() else { return };
     for path in fixtures() {
+        if SOPS_ROUND_TRIP_BROKEN.iter().any(|f| path.ends_with(f)) {
+            continue;
+        }
         let encrypted = sops.encrypt(&path).expect("sops encrypts");
         let docs = parse(&encrypted).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(
@@ -141,6 +151,82 @@ fn encrypted_files_written_by_sops_are_reemitted_byte_for_byte() {
             path.display()
         );
     }
+}
+
+/// The tree with every encryptable value replaced by `V` and every comment by `C`: what
+/// sops' encrypted output shows of the plaintext tree's shape.
+fn skeleton(docs: &Documents) -> Documents {
+    fn value(v: &Value) -> Value {
+        match v {
+            Value::Scalar(Scalar::Null) => v.clone(),
+            Value::Scalar(Scalar::Str(s)) if s.is_empty() => v.clone(),
+            Value::Scalar(_) => Value::str("V"),
+            Value::Map(m) => Value::Map(map(m)),
+            Value::List(l) => Value::List(
+                l.iter()
+                    .map(|i| match i {
+                        ListItem::Comment(c) => ListItem::Comment(comment(c)),
+                        ListItem::Value(v) => ListItem::Value(value(v)),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+    fn comment(c: &str) -> String {
+        if c.is_empty() {
+            String::new()
+        } else {
+            "C".into()
+        }
+    }
+    fn map(m: &[MapItem]) -> Vec<MapItem> {
+        m.iter()
+            .map(|i| match i {
+                MapItem::Comment(c) => MapItem::Comment(comment(c)),
+                MapItem::Entry { key, value: v } => {
+                    MapItem::Entry { key: key.clone(), value: value(v) }
+                }
+            })
+            .collect()
+    }
+    docs.iter().map(|d| map(d)).collect()
+}
+
+/// sops' encrypted output with its metadata dropped and ciphertexts replaced like
+/// [`skeleton`] does; comments directly in lists are `- ENC[...type:comment]` items there.
+fn encrypted_skeleton(encrypted: &str) -> String {
+    let list_comment = regex::Regex::new(r"^(\s*)- ENC\[[^\]]*type:comment\]$").expect("regex");
+    let comment = regex::Regex::new(r"#ENC\[[^\]]*\]").expect("regex");
+    let value = regex::Regex::new(r"ENC\[[^\]]*\]").expect("regex");
+    let mut docs = Vec::new();
+    for doc in encrypted.split("\n---\n") {
+        let mut lines = Vec::new();
+        for line in doc.lines() {
+            if line.starts_with("sops:") {
+                break;
+            }
+            let line = list_comment.replace(line, "$1#C");
+            let line = comment.replace_all(&line, "#C");
+            lines.push(value.replace_all(&line, "V").into_owned());
+        }
+        docs.push(if lines.is_empty() { "{}".to_string() } else { lines.join("\n") });
+    }
+    docs.join("\n---\n") + "\n"
+}
+
+#[test]
+fn comments_and_values_sit_where_sops_puts_them_when_encrypting() {
+    let Some(sops) = Sops::get() else { return };
+    let mut failures = Vec::new();
+    for path in fixtures() {
+        let expected = encrypted_skeleton(&sops.encrypt(&path).expect("sops encrypts"));
+        let got = emit(&skeleton(&parse_file(&path)), DEFAULT_INDENT);
+        if got != expected {
+            failures
+                .push(format!("{}\n--- sops ---\n{expected}--- cairn ---\n{got}", path.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Debug output compares NaN equal to itself, unlike `PartialEq`.

@@ -88,18 +88,18 @@ impl Emitter {
     }
 
     fn entry(&mut self, key: &str, value: &Value, indent: usize) {
-        let key_text = scalar_text(key, true, 0, self.step);
-        let complex = key.len() > MAX_SIMPLE_KEY || key_text.contains('\n');
+        let complex = key.len() > MAX_SIMPLE_KEY || key.contains(is_break);
         if complex {
             self.out.push_str("? ");
-            self.out.push_str(&scalar_text(key, false, indent + 2, self.step));
+            let block_indent = self.nested(indent);
+            self.out.push_str(&scalar_text(key, false, block_indent, self.step));
             if !self.out.ends_with('\n') {
                 self.out.push('\n');
             }
             self.pad(indent);
             self.out.push(':');
         } else {
-            self.out.push_str(&key_text);
+            self.out.push_str(&scalar_text(key, true, 0, self.step));
             self.out.push(':');
         }
         let nested = self.nested(indent);
@@ -460,7 +460,8 @@ fn single_quoted(s: &str, indent: usize) -> String {
             continue;
         }
         if breaks {
-            out.push('\n');
+            // libyaml wrote the break character raw and now pads to the indent without a
+            // newline (it counts U+2028 as a line break, YAML 1.2 readers do not).
             out.extend(std::iter::repeat_n(' ', indent));
             breaks = false;
         }

@@ -264,6 +264,9 @@ impl<'a> Parser<'a> {
     /// From a line start, skips blank and comment lines (their comments become pending) and
     /// stops on the first character of the next content line. Idempotent once there.
     fn next_content(&mut self) -> Result<Next, YamlError> {
+        if self.pos >= self.b.len() {
+            return Ok(Next::Eof);
+        }
         if !self.at_line_start() {
             let indent = self.col_of(self.pos);
             return Ok(Next::Content { indent });
@@ -327,10 +330,16 @@ impl<'a> Parser<'a> {
     }
 
     /// Decides, when blocks close, which pending comments are foot comments of which closing
-    /// block (by depth in `open`), following yaml.v3: comments are split into groups at blank
-    /// lines and at dedents; a group belongs to the deepest block not indented deeper than the
-    /// group's first comment, except that the last group is a head comment of the next token
-    /// when it starts in the token's column. Groups never move back inwards.
+    /// block (by depth in `open`), approximating yaml.v3's scanner as sops sees it:
+    /// * comments form groups, split at blank lines and where a comment starts in another
+    ///   column left of the innermost block's indentation;
+    /// * a group ending right before the next token is its head comment if it starts in the
+    ///   token's column, or if a blank line precedes it (unless it is the first group);
+    /// * the first group not followed by a blank line is a foot comment of the last value,
+    ///   so it stays in the innermost block;
+    /// * any other group goes to the deepest closing block not indented deeper than it.
+    ///
+    /// Groups never move back inwards.
     fn route_comments(&mut self, next: Next) {
         if self.pending.iter().all(|p| p.target.is_some()) {
             return;
@@ -349,27 +358,38 @@ impl<'a> Parser<'a> {
                 .or_else(|| self.open.iter().rposition(|&(ind, _)| ind <= n))
                 .unwrap_or(0),
         };
-        let head_col = token_col.unwrap_or(0);
+        let innermost = self.open.len().saturating_sub(1);
+        let inner_indent = self.open.last().map_or(0, |o| o.0);
         let n = self.pending.len();
         let mut group_starts = Vec::new();
         for i in 0..n {
             let p = &self.pending[i];
-            if i == 0 || p.blank_before || p.col < self.pending[i - 1].col {
+            let start_col = group_starts.last().map_or(p.col, |&g: &usize| self.pending[g].col);
+            if i == 0 || p.blank_before || (p.col != start_col && p.col < inner_indent) {
                 group_starts.push(i);
             }
         }
-        let mut last_target = self.open.len().saturating_sub(1);
+        let mut last_target = innermost;
         for (g, &start) in group_starts.iter().enumerate() {
             let end = group_starts.get(g + 1).copied().unwrap_or(n);
             let col = self.pending[start].col;
-            let is_last = g + 1 == group_starts.len();
-            let target = if is_last && col == head_col {
-                continuing
-            } else {
-                (continuing..self.open.len())
-                    .rev()
-                    .find(|&d| self.open[d].0 <= col)
-                    .unwrap_or(continuing)
+            let by_column = (continuing..self.open.len())
+                .rev()
+                .find(|&d| self.open[d].0 <= col)
+                .unwrap_or(continuing);
+            let target = match group_starts.get(g + 1) {
+                // Followed by a blank line.
+                Some(&next_group) if self.pending[next_group].blank_before => by_column,
+                // Split off by a comment in another column.
+                Some(_) if g == 0 => innermost,
+                Some(_) => by_column,
+                // The last group, right before the next token.
+                None => match token_col {
+                    Some(t) if t == col => continuing,
+                    Some(_) if g == 0 => innermost,
+                    Some(_) if self.pending[start].blank_before => continuing,
+                    _ => by_column,
+                },
             };
             let target = target.min(last_target).max(continuing);
             last_target = target;
@@ -394,7 +414,7 @@ impl<'a> Parser<'a> {
     // ----- stream and documents --------------------------------------------------------------
 
     fn stream(&mut self) -> Result<Documents, YamlError> {
-        let mut docs = Vec::new();
+        let mut docs: Documents = Vec::new();
         loop {
             let next = self.next_content()?;
             match next {
@@ -405,15 +425,35 @@ impl<'a> Parser<'a> {
                     continue;
                 }
                 Next::Content { .. } if self.peek() == Some(b'%') && self.col_of(self.pos) == 0 => {
+                    let start = self.pos;
                     while !self.at_eol() {
                         self.pos += 1;
+                    }
+                    let directive: Vec<&str> = self.s[start..self.pos].split_whitespace().collect();
+                    // yaml.v3 only reads YAML 1.1 documents.
+                    if directive.first() == Some(&"%YAML") && directive.get(1) != Some(&"1.1") {
+                        return Err(self.syntax(start, "found incompatible YAML document"));
                     }
                     self.finish_line()?;
                     continue;
                 }
                 Next::DocStart => {
                     self.pos += 3;
-                    docs.push(self.document(true)?);
+                    let doc = self.document(true)?;
+                    let only_comments = doc.iter().all(|i| matches!(i, MapItem::Comment(_)));
+                    match docs.last_mut() {
+                        // yaml.v3 gives the comments of a document without content to the
+                        // document before it.
+                        Some(prev) if only_comments => {
+                            // ... replacing that document's own trailing comments.
+                            while matches!(prev.last(), Some(MapItem::Comment(_))) {
+                                prev.pop();
+                            }
+                            prev.extend(doc);
+                            docs.push(Map::new());
+                        }
+                        _ => docs.push(doc),
+                    }
                 }
                 Next::Content { .. } => docs.push(self.document(false)?),
             }
@@ -453,7 +493,7 @@ impl<'a> Parser<'a> {
             if let Next::Content { .. } = next {
                 let start = self.pos;
                 let mut head = Vec::new();
-                let value = self.block_node(Ctx::Doc, Props::default(), &mut head)?;
+                let value = self.value(Ctx::Doc, &mut head)?;
                 match value {
                     Value::Map(m) => {
                         map.extend(head.into_iter().map(MapItem::Comment));
@@ -616,16 +656,23 @@ impl<'a> Parser<'a> {
         if self.peek() == Some(b'?') && self.followed_by_space(1) {
             // Explicit key: `? key` then `: value` on the next line at the same indent.
             self.pos += 1;
-            self.skip_inline_ws();
-            let key = self.key_scalar()?;
-            if let Some(c) = self.finish_line()? {
-                self.pending.push(Pending {
-                    text: c,
+            let mut head = Vec::new();
+            let key = match self.value(Ctx::MapValue(indent), &mut head)? {
+                Value::Scalar(Scalar::Str(s)) => s,
+                other => {
+                    let (line, column) = self.line_col(start);
+                    return Err(YamlError::NonStringKey { line, column, found: kind_name(&other) });
+                }
+            };
+            self.pending.splice(
+                0..0,
+                head.into_iter().map(|text| Pending {
+                    text,
                     col: indent,
                     blank_before: false,
                     target: None,
-                });
-            }
+                }),
+            );
             let next = self.next_content()?;
             if next != (Next::Content { indent }) || self.peek() != Some(b':') {
                 return Err(self.syntax(self.pos, "expected `:` after an explicit `?` key"));

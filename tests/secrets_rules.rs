@@ -432,6 +432,10 @@ fn generated_sops_yaml_snapshot() {
     };
     let policy = SecretsPolicy::new(&inventory, &lookup).unwrap();
     insta::assert_snapshot!(render_sops_yaml(&policy.rules(&[])));
+
+    let dir = tempfile::tempdir().unwrap();
+    assert!(policy.write_sops_yaml(dir.path(), &[]).unwrap(), "first write");
+    assert!(!policy.write_sops_yaml(dir.path(), &[]).unwrap(), "unchanged: not rewritten");
 }
 
 /// The rule's crypt options reach the sops core: a file cairn encrypts with the rule sops

@@ -203,6 +203,16 @@ impl HostKeys {
     }
 }
 
+impl HostKeys {
+    /// Records the public halves in the host's state: its SSH public key, its age recipient,
+    /// and the key the installed system will present (pinned before first contact).
+    pub fn record(&self, state: &mut crate::state::HostState) {
+        state.ssh_public_key = Some(self.public_line.clone());
+        state.age_recipient = Some(self.age_recipient().to_string());
+        state.host_keys.insert(crate::state::KeyPhase::Installed, vec![self.public_line.clone()]);
+    }
+}
+
 impl fmt::Debug for HostKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HostKeys")
@@ -239,6 +249,29 @@ mod tests {
         assert!(!debug.contains("AGE-SECRET-KEY"), "{debug}");
         assert!(!debug.contains("PRIVATE KEY"), "{debug}");
         assert!(!debug.contains(keys.ssh_private_openssh().lines().nth(1).unwrap()), "{debug}");
+    }
+
+    #[test]
+    fn russh_reads_the_generated_keys() {
+        use russh::keys::ssh_key::{PrivateKey, PublicKey};
+        let keys = HostKeys::generate_for("web1", false);
+        let private = PrivateKey::from_openssh(keys.ssh_private_openssh().as_bytes()).unwrap();
+        let public = PublicKey::from_openssh(keys.ssh_public_line()).unwrap();
+        assert_eq!(private.public_key().key_data(), public.key_data());
+        assert_eq!(private.comment().as_bytes(), b"root@web1");
+    }
+
+    #[test]
+    fn record_puts_the_public_halves_into_state() {
+        let keys = HostKeys::generate_for("web1", true);
+        let mut state = crate::state::HostState::default();
+        keys.record(&mut state);
+        assert_eq!(state.ssh_public_key.as_deref(), Some(keys.ssh_public_line()));
+        assert_eq!(state.age_recipient, Some(keys.age_identity().unwrap().to_public().to_string()));
+        assert_eq!(
+            state.host_keys[&crate::state::KeyPhase::Installed],
+            vec![keys.ssh_public_line().to_owned()]
+        );
     }
 
     #[test]

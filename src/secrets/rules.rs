@@ -1143,6 +1143,30 @@ impl<'a> SecretsPolicy<'a> {
     }
 }
 
+impl SecretsPolicy<'_> {
+    /// Writes `<root>/.sops.yaml` from these rules if its content changes; returns whether it
+    /// did. `existing` as for [`SecretsPolicy::rules`].
+    pub fn write_sops_yaml(&self, root: &Path, existing: &[String]) -> Result<bool, RulesError> {
+        let rules = self.rules(existing);
+        for host in &rules.hosts_without_recipient {
+            tracing::warn!(
+                host = %host,
+                "host has no age recipient yet; its secrets are encrypted to the admins only until it is bootstrapped and `cairn secrets rekey` runs"
+            );
+        }
+        let text = render_sops_yaml(&rules);
+        let path = root.join(CONFIG_FILE_NAME);
+        match fs_err::read_to_string(&path) {
+            Ok(old) if old == text => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        crate::util::atomic::write(&path, text.as_bytes(), 0o644)?;
+        Ok(true)
+    }
+}
+
 fn add_glob(
     globs: &mut Vec<PolicyGlob>,
     glob: &str,

@@ -350,3 +350,21 @@ fn reference_snippets_parse() {
         }
     }
 }
+
+#[test]
+fn syntax_errors_point_at_the_likely_cause() {
+    let cases = [
+        ("unclosed_block", "host \"web1\" {\n  size = \"cx22\"\n\nhost \"web2\" {\n}\n"),
+        ("missing_equals", "host \"web1\" {\n  size \"cx22\"\n}\n"),
+        ("list_without_commas", "host \"web1\" {\n  tags = [\"a\" \"b\"]\n}\n"),
+        ("single_quotes", "host \"web1\" {\n  size = 'cx22'\n}\n"),
+    ];
+    let mut out = String::new();
+    for (name, text) in cases {
+        let err = inventory::load_str(&opts(format!("{name}.hcl"), &[], &[]), text.to_owned())
+            .expect_err("syntax error");
+        out.push_str(&render(&err));
+        out.push('\n');
+    }
+    insta::assert_snapshot!("syntax_error_hints", out);
+}

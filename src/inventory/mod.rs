@@ -11,6 +11,7 @@ mod eval;
 pub mod model;
 mod resolve;
 mod select;
+mod syntax;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -133,17 +134,12 @@ pub fn load_str(opts: &LoadOptions, text: String) -> Result<Inventory, Inventory
             let offset = loc.offset().min(source.text.len());
             let end =
                 source.text[offset..].chars().next().map_or(offset, |c| offset + c.len_utf8());
+            let hint = syntax::explain(&source.text, offset, e.message());
             let mut p = diag::ProblemBuilder::new(format!("syntax error: {}", e.message()))
-                .at(Some(offset..end), "here");
-            match unclosed_quote(&source.text, offset) {
-                Some(q) => {
-                    p = p
-                        .also(Some(q..q + 1), "this string is not closed")
-                        .help("close the string with `\"` on the same line");
-                }
-                None => {
-                    p = p.help("fix the HCL syntax: blocks are `type \"label\" { ... }`, attributes `name = value`, strings in double quotes");
-                }
+                .at(Some(offset..end), "here")
+                .help(hint.help);
+            if let Some((span, label)) = hint.also {
+                p = p.also(Some(span), label);
             }
             diags.push(p);
             return Err(InventoryError::Invalid { path, display, problems: diags.into_problems() });
@@ -160,34 +156,4 @@ pub fn load_str(opts: &LoadOptions, text: String) -> Result<Inventory, Inventory
         tracing::debug!(path = %path.display(), problems = diags.count(), "inventory has problems");
         Err(InventoryError::Invalid { path, display, problems: diags.into_problems() })
     }
-}
-
-/// The offset of an opening `"` left unclosed on the line of a syntax error or the line
-/// before it: the usual cause of HCL's "expected newline" errors a line too late.
-fn unclosed_quote(text: &str, error_offset: usize) -> Option<usize> {
-    let line_start = |at: usize| text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let this_line = line_start(error_offset);
-    let prev_line = if this_line == 0 { 0 } else { line_start(this_line - 1) };
-    let mut start = prev_line;
-    for line in text[prev_line..].split_inclusive('\n').take(2) {
-        let mut open: Option<usize> = None;
-        let mut escaped = false;
-        for (i, c) in line.char_indices() {
-            match c {
-                '\\' if !escaped => {
-                    escaped = true;
-                    continue;
-                }
-                '"' if !escaped => open = if open.is_some() { None } else { Some(start + i) },
-                '#' if open.is_none() => break,
-                _ => {}
-            }
-            escaped = false;
-        }
-        if open.is_some() {
-            return open;
-        }
-        start += line.len();
-    }
-    None
 }

@@ -368,3 +368,11 @@ fn syntax_errors_point_at_the_likely_cause() {
     }
     insta::assert_snapshot!("syntax_error_hints", out);
 }
+
+#[test]
+fn load_options_debug_shows_no_values() {
+    let o = opts("cairn.hcl", &["token=s3cret-flag"], &[("HCLOUD_TOKEN", "s3cret-env")]);
+    let debug = format!("{o:?}");
+    assert!(!debug.contains("s3cret"), "{debug}");
+    assert!(debug.contains("HCLOUD_TOKEN") && debug.contains("token"), "{debug}");
+}

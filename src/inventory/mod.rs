@@ -25,7 +25,7 @@ pub use select::{select, SelectError};
 pub const FILE_NAME: &str = "cairn.hcl";
 
 /// What [`load`] needs: the file, `--var` flags and the environment (tests pass their own).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct LoadOptions {
     pub path: PathBuf,
     /// Raw `name=value` strings from `--var`.
@@ -38,6 +38,22 @@ impl LoadOptions {
     /// Options for `path` with the current process environment and no `--var` flags.
     pub fn from_process_env(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into(), cli_vars: Vec::new(), env: std::env::vars().collect() }
+    }
+}
+
+/// Shows variable and environment names only: their values may be credentials.
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let vars: Vec<&str> = self
+            .cli_vars
+            .iter()
+            .map(|v| v.split_once('=').map_or(v.as_str(), |(n, _)| n))
+            .collect();
+        f.debug_struct("LoadOptions")
+            .field("path", &self.path)
+            .field("cli_vars", &vars)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 

@@ -300,3 +300,195 @@ fn stored_host_keys_open_with_the_real_sops() {
     assert_eq!(loaded.ssh_private_openssh(), keys.ssh_private_openssh());
     assert_eq!(loaded.age_recipient(), keys.age_recipient());
 }
+
+/// Identity discovery, side by side with sops 3.11: for each environment, cairn finds a key
+/// that opens the data key of a file sops encrypted exactly when sops itself can decrypt it.
+#[test]
+fn discovery_decrypts_exactly_when_sops_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let admin = generate_age_identity();
+    let key_text = admin.to_text();
+    let spaced = root.join("dir with space");
+    std::fs::create_dir_all(&spaced).unwrap();
+    let key_file = spaced.join("keys.txt");
+    write_private(&key_file, &key_text);
+
+    // A file sops encrypts to the admin, and one to an SSH key.
+    let ssh_dir = root.join("sshkey");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    run(Command::new("ssh-keygen")
+        .args(["-t", "ed25519", "-N", "", "-q", "-f"])
+        .arg(ssh_dir.join("id_ed25519")));
+    let ssh_pub = std::fs::read_to_string(ssh_dir.join("id_ed25519.pub")).unwrap();
+    let empty_home = root.join("empty-home");
+    std::fs::create_dir_all(&empty_home).unwrap();
+    let plain = root.join("s.yaml");
+    std::fs::write(&plain, "k: v\n").unwrap();
+    let encrypt_to = |recipient: &str, name: &str| -> (PathBuf, String) {
+        let out = run(sops_cmd(&empty_home).args(["encrypt", "--age", recipient]).arg(&plain));
+        let path = root.join(name);
+        std::fs::write(&path, &out).unwrap();
+        let docs = cairn::secrets::yaml::parse(&out).unwrap();
+        let enc = (|| {
+            use cairn::secrets::tree::{get, ListItem, Scalar, Value};
+            let Some(Value::Map(meta)) = get(&docs[0], "sops") else { return None };
+            let Some(Value::List(age)) = get(meta, "age") else { return None };
+            let ListItem::Value(Value::Map(stanza)) = &age[0] else { return None };
+            match get(stanza, "enc") {
+                Some(Value::Scalar(Scalar::Str(s))) => Some(s.clone()),
+                _ => None,
+            }
+        })()
+        .expect("an age stanza");
+        (path, enc)
+    };
+    let to_admin = encrypt_to(admin.identity.to_public().as_str(), "admin.enc.yaml");
+    let to_ssh = encrypt_to(ssh_pub.trim(), "ssh.enc.yaml");
+
+    struct Case {
+        name: &'static str,
+        vars: Vec<(&'static str, String)>,
+        /// Files placed under the case's HOME.
+        home_files: Vec<(&'static str, String)>,
+        ssh_file: bool,
+        expect: bool,
+    }
+    let with_space = format!("cat '{}'", key_file.display());
+    let cases = vec![
+        Case {
+            name: "SOPS_AGE_KEY",
+            vars: vec![("SOPS_AGE_KEY", key_text.to_string())],
+            home_files: vec![],
+            ssh_file: false,
+            expect: true,
+        },
+        Case {
+            name: "SOPS_AGE_KEY with CRLF",
+            vars: vec![("SOPS_AGE_KEY", key_text.replace('\n', "\r\n"))],
+            home_files: vec![],
+            ssh_file: false,
+            expect: true,
+        },
+        Case {
+            name: "SOPS_AGE_KEY with a trailing space",
+            vars: vec![("SOPS_AGE_KEY", key_text.replace('\n', " \n"))],
+            home_files: vec![],
+            ssh_file: false,
+            expect: false,
+        },
+        Case {
+            name: "SOPS_AGE_KEY_FILE",
+            vars: vec![("SOPS_AGE_KEY_FILE", key_file.display().to_string())],
+            home_files: vec![],
+            ssh_file: false,
+            expect: true,
+        },
+        Case {
+            name: "SOPS_AGE_KEY_CMD, quoted path",
+            vars: vec![("SOPS_AGE_KEY_CMD", with_space)],
+            home_files: vec![],
+            ssh_file: false,
+            expect: true,
+        },
+        Case {
+            name: "SOPS_AGE_KEY_CMD failing",
+            vars: vec![("SOPS_AGE_KEY_CMD", "false".into())],
+            home_files: vec![],
+            ssh_file: false,
+            expect: false,
+        },
+        Case {
+            name: "default keys.txt",
+            vars: vec![],
+            home_files: vec![(".config/sops/age/keys.txt", key_text.to_string())],
+            ssh_file: false,
+            expect: true,
+        },
+        Case {
+            name: "XDG_CONFIG_HOME",
+            vars: vec![("XDG_CONFIG_HOME", "@HOME@/xdg".into())],
+            home_files: vec![("xdg/sops/age/keys.txt", key_text.to_string())],
+            ssh_file: false,
+            expect: true,
+        },
+        Case {
+            name: "XDG_CONFIG_HOME hides ~/.config",
+            vars: vec![("XDG_CONFIG_HOME", "@HOME@/xdg".into())],
+            home_files: vec![(".config/sops/age/keys.txt", key_text.to_string())],
+            ssh_file: false,
+            expect: false,
+        },
+        Case {
+            name: "relative XDG_CONFIG_HOME",
+            vars: vec![("XDG_CONFIG_HOME", "xdg".into())],
+            home_files: vec![(".config/sops/age/keys.txt", key_text.to_string())],
+            ssh_file: false,
+            expect: false,
+        },
+        Case {
+            name: "bad SOPS_AGE_KEY, good file",
+            vars: vec![
+                ("SOPS_AGE_KEY", "AGE-SECRET-KEY-1BROKEN".into()),
+                ("SOPS_AGE_KEY_FILE", key_file.display().to_string()),
+            ],
+            home_files: vec![],
+            ssh_file: false,
+            expect: true,
+        },
+        Case {
+            name: "nothing at all",
+            vars: vec![],
+            home_files: vec![],
+            ssh_file: false,
+            expect: false,
+        },
+        Case {
+            name: "~/.ssh/id_ed25519 for an ssh recipient",
+            vars: vec![],
+            home_files: vec![],
+            ssh_file: true,
+            expect: true,
+        },
+        Case {
+            name: "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
+            vars: vec![(
+                "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
+                ssh_dir.join("id_ed25519").display().to_string(),
+            )],
+            home_files: vec![],
+            ssh_file: false,
+            expect: true,
+        },
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let home = root.join(format!("home{i}"));
+        std::fs::create_dir_all(&home).unwrap();
+        for (rel, text) in &case.home_files {
+            let p = home.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            write_private(&p, text);
+        }
+        let ssh_case =
+            case.ssh_file || case.vars.iter().any(|(k, _)| *k == "SOPS_AGE_SSH_PRIVATE_KEY_FILE");
+        if case.ssh_file {
+            std::fs::create_dir_all(home.join(".ssh")).unwrap();
+            std::fs::copy(ssh_dir.join("id_ed25519"), home.join(".ssh/id_ed25519")).unwrap();
+        }
+        let (file, enc) = if ssh_case { &to_ssh } else { &to_admin };
+
+        let mut cmd = sops_cmd(&home);
+        let mut env = IdentityEnv::default();
+        env.set("HOME", home.display().to_string());
+        for (k, v) in &case.vars {
+            let v = v.replace("@HOME@", &home.display().to_string());
+            cmd.env(k, &v);
+            env.set(*k, v);
+        }
+        let sops_ok =
+            cmd.arg("decrypt").arg(file).stdin(Stdio::null()).output().unwrap().status.success();
+        let cairn_ok = Identities::discover(&env).decrypt(enc.as_bytes()).is_ok();
+        assert_eq!(sops_ok, case.expect, "sops, case `{}`", case.name);
+        assert_eq!(cairn_ok, case.expect, "cairn, case `{}`", case.name);
+    }
+}

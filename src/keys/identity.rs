@@ -426,7 +426,8 @@ fn parse_identity_text(text: &[u8]) -> Result<Vec<age::x25519::Identity>, Source
     }
     let mut ids = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end();
+        // As Go's line scanner: the line break (and a `\r` before it) goes, nothing else.
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() || line.starts_with('#') {
             continue;
         }

@@ -435,6 +435,9 @@ fn generated_sops_yaml_snapshot() {
 
     let dir = tempfile::tempdir().unwrap();
     assert!(policy.write_sops_yaml(dir.path(), &[]).unwrap(), "first write");
+    let no_admins = Inventory { admins: Vec::new(), ..inventory.clone() };
+    let err = SecretsPolicy::new(&no_admins, &lookup).err().expect("refused");
+    insta::assert_snapshot!("no_admins", render(&err));
     assert!(!policy.write_sops_yaml(dir.path(), &[]).unwrap(), "unchanged: not rewritten");
 }
 

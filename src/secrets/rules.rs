@@ -951,6 +951,14 @@ impl<'a> SecretsPolicy<'a> {
             push_unique(&mut admins, r.as_str().to_owned(), format!("admin {}", admin.name));
         }
 
+        if admins.is_empty() {
+            return Err(RulesError::Inventory {
+                what: inventory.path.display().to_string(),
+                message: "no `admin` is declared, so nobody could read or rekey the secrets".into(),
+                help: "add `admin \"you\" { age = \"age1...\" }` (your key from `age-keygen -y`)"
+                    .into(),
+            });
+        }
         let mut globs: Vec<PolicyGlob> = Vec::new();
         for rule in &inventory.secrets {
             let where_ = format!(

@@ -1,13 +1,23 @@
 //! What cairn knows about the real world, per host: the provider's resource id, addresses,
 //! pinned SSH host keys per phase, public keys and the last completed phase.
 //!
-//! `State` is the backend-neutral interface; `file` is the default backend (`.cairn/state.json`
-//! with a lock file). Every mutating command holds a [`StateLock`] for its whole run.
+//! [`State`] is the backend-neutral interface; [`file::FileState`] is the default backend
+//! (`.cairn/state.json` with a lock file). Every mutating command holds a [`StateLock`] for its
+//! whole run and commits after each step, so a crash loses at most the step in flight.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+pub mod file;
+mod sys;
+
+pub use file::FileState;
 
 /// The schema version written into every state file. Bump it with a migration.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -41,6 +51,15 @@ pub struct HostState {
     /// The provider's id for the machine (hcloud server id, EC2 instance id, qemu pid dir...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_id: Option<String>,
+    /// The machine size the provider created (`cx22`, `t3.small`), compared by `plan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// The image the machine was created from, compared by `plan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Where the machine was created (`fsn1`, `eu-central-1a`), compared by `plan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     /// Addresses to reach the host, best first (`203.0.113.7`, `127.0.0.1:2201`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
@@ -74,5 +93,307 @@ pub struct StateData {
 impl Default for StateData {
     fn default() -> Self {
         Self { schema: SCHEMA_VERSION, serial: 0, hosts: BTreeMap::new() }
+    }
+}
+
+impl StateData {
+    pub fn host(&self, name: &str) -> Option<&HostState> {
+        self.hosts.get(name)
+    }
+
+    /// The host's record, created empty if state knew nothing of it yet.
+    pub fn host_mut(&mut self, name: &str) -> &mut HostState {
+        self.hosts.entry(name.to_owned()).or_default()
+    }
+}
+
+/// The run holding the state lock, recorded so a second run can say who is in its way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub pid: u32,
+    pub hostname: String,
+    pub user: String,
+    /// The command line, as the user would type it (`cairn bootstrap all`), values of
+    /// `--var` redacted.
+    pub command: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+}
+
+impl LockHolder {
+    /// This process, running `command`.
+    pub fn current(command: impl Into<String>) -> Self {
+        let since = OffsetDateTime::now_utc();
+        Self {
+            pid: std::process::id(),
+            hostname: this_hostname(),
+            user: this_user(),
+            command: command.into(),
+            since: since.replace_nanosecond(0).unwrap_or(since),
+        }
+    }
+
+    /// This process, its command taken from its own arguments.
+    pub fn from_process() -> Self {
+        Self::current(command_line(std::env::args()))
+    }
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let since = self
+            .since
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| self.since.to_string());
+        write!(f, "pid {} on host {} (`{}`) since {}", self.pid, self.hostname, self.command, since)
+    }
+}
+
+/// The name of this machine, as recorded in lock files.
+pub(crate) fn this_hostname() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn this_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .or_else(|| std::fs::metadata("/proc/self").ok().map(|m| format!("uid {}", m.uid())))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Renders argv as a readable command line: the program's file name, arguments quoted where
+/// needed, and the value of every `--var NAME=VALUE` replaced (it may be a token).
+pub fn command_line(args: impl IntoIterator<Item = String>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut redact_next = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        let arg = if i == 0 {
+            std::path::Path::new(&arg)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(arg)
+        } else if redact_next {
+            redact_next = false;
+            redact_var(&arg)
+        } else if arg == "--var" {
+            redact_next = true;
+            arg
+        } else if let Some(v) = arg.strip_prefix("--var=") {
+            format!("--var={}", redact_var(v))
+        } else {
+            arg
+        };
+        out.push(shell_quote(&arg));
+    }
+    out.join(" ")
+}
+
+fn redact_var(assignment: &str) -> String {
+    match assignment.split_once('=') {
+        Some((name, _)) => format!("{name}=<redacted>"),
+        None => assignment.to_owned(),
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%<>#*".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What to do when another run holds the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockWait {
+    /// Fail at once, naming the holder.
+    #[default]
+    Fail,
+    /// Wait up to this long, then fail naming the holder.
+    Timeout(Duration),
+}
+
+/// A state backend: the JSON file next to the inventory, or a database shared by a team.
+///
+/// Reading needs no lock (writers replace the state atomically); every command that changes
+/// state takes the lock first and keeps it until it ends.
+pub trait State: Send + Sync + fmt::Debug {
+    /// Where the state lives, for messages (`/repo/.cairn/state.json`).
+    fn location(&self) -> String;
+
+    /// The last committed state; empty if nothing was ever written.
+    fn read(&self) -> Result<StateData, StateError>;
+
+    /// Takes the lock and reads the state under it. The lock is released when the returned
+    /// value is dropped (or by the system, when this process dies).
+    fn lock(&self, holder: LockHolder, wait: LockWait) -> Result<Box<dyn StateLock>, StateError>;
+}
+
+/// The state, locked for one run. Change [`StateLock::data_mut`], then [`StateLock::commit`]
+/// after each step; uncommitted changes are lost when the lock is dropped.
+pub trait StateLock: Send + fmt::Debug {
+    fn data(&self) -> &StateData;
+    fn data_mut(&mut self) -> &mut StateData;
+    /// Writes the data as the next version: increments `serial`, keeps the previous version
+    /// as a backup where the backend has one. Blocking I/O of a few milliseconds.
+    fn commit(&mut self) -> Result<(), StateError>;
+    /// Who holds this lock (this process).
+    fn holder(&self) -> &LockHolder;
+}
+
+/// A [`StateLock`] shared by the tasks of one run (one tokio task per host): each update is
+/// applied and committed under a short mutex, so tasks never see each other's half-made
+/// changes and every commit contains all hosts' latest updates.
+#[derive(Debug, Clone)]
+pub struct SharedStateLock {
+    inner: Arc<Mutex<Box<dyn StateLock>>>,
+}
+
+impl SharedStateLock {
+    pub fn new(lock: Box<dyn StateLock>) -> Self {
+        Self { inner: Arc::new(Mutex::new(lock)) }
+    }
+
+    fn guard(&self) -> MutexGuard<'_, Box<dyn StateLock>> {
+        // A task that panicked mid-update left data that was never committed; the others
+        // still commit their own updates on top of it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the current data.
+    pub fn snapshot(&self) -> StateData {
+        self.guard().data().clone()
+    }
+
+    /// A copy of one host's record.
+    pub fn host(&self, name: &str) -> Option<HostState> {
+        self.guard().data().host(name).cloned()
+    }
+
+    /// Applies `change` and commits. Blocks for the duration of the write.
+    pub fn update<R>(&self, change: impl FnOnce(&mut StateData) -> R) -> Result<R, StateError> {
+        let mut lock = self.guard();
+        let r = change(lock.data_mut());
+        lock.commit()?;
+        Ok(r)
+    }
+
+    /// Applies `change` to one host's record (created if missing) and commits.
+    pub fn update_host<R>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut HostState) -> R,
+    ) -> Result<R, StateError> {
+        self.update(|data| change(data.host_mut(name)))
+    }
+}
+
+/// Everything that can go wrong reading, locking or writing state.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum StateError {
+    #[error(transparent)]
+    #[diagnostic(code(cairn::state::io))]
+    Io(#[from] std::io::Error),
+
+    #[error("state is locked by {}; wait for it or retry with --lock-timeout", holder_text(.holder.as_deref()))]
+    #[diagnostic(
+        code(cairn::state::locked),
+        help("{}`--lock-timeout 10m` waits for the lock. If that run is stuck, stop it: the lock is released when it exits. (lock: {location})", started_by(.holder.as_deref()))
+    )]
+    Locked { holder: Option<Box<LockHolder>>, location: String },
+
+    #[error("gave up after {}s waiting for the state lock, held by {}", .waited.as_secs(), holder_text(.holder.as_deref()))]
+    #[diagnostic(
+        code(cairn::state::lock_timeout),
+        help("{}wait longer with a larger --lock-timeout, or stop that run: the lock is released when it exits. (lock: {location})", started_by(.holder.as_deref()))
+    )]
+    LockTimeout { holder: Option<Box<LockHolder>>, waited: Duration, location: String },
+
+    #[error("the state lock {} names {holder}, which no longer holds it, and from host {this_host} cairn cannot tell whether that run is still alive", .path.display())]
+    #[diagnostic(
+        code(cairn::state::foreign_stale_lock),
+        help("check on host {} that no cairn run with pid {} is left (the lock may not reach across hosts on this file system); then delete {} and retry", .holder.hostname, .holder.pid, .path.display())
+    )]
+    ForeignStaleLock { holder: Box<LockHolder>, this_host: String, path: PathBuf },
+
+    #[error("{} was written by a newer cairn (state schema {found}; this cairn understands schema {supported} and older)", .path.display())]
+    #[diagnostic(
+        code(cairn::state::schema_too_new),
+        help("upgrade cairn to the version the rest of your team uses; this cairn will not touch that state")
+    )]
+    SchemaTooNew { path: PathBuf, found: u64, supported: u32 },
+
+    #[error("cannot parse the state file {}: {message} at line {line}, column {column}", .path.display())]
+    #[diagnostic(
+        code(cairn::state::corrupt),
+        help("the previous version is kept in {}; inspect it, and if it is good copy it over {}", .backup.display(), .path.display())
+    )]
+    Corrupt { path: PathBuf, line: usize, column: usize, message: String, backup: PathBuf },
+}
+
+fn holder_text(holder: Option<&LockHolder>) -> String {
+    match holder {
+        Some(h) => h.to_string(),
+        None => "another cairn run that has not recorded who it is yet".to_owned(),
+    }
+}
+
+fn started_by(holder: Option<&LockHolder>) -> String {
+    match holder {
+        Some(h) => format!("That run was started by user {}. ", h.user),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn command_line_is_readable_and_redacts_vars() {
+        let line = command_line(args(&[
+            "/nix/store/x/bin/cairn",
+            "--var",
+            "token=s3cret",
+            "--var=other=x",
+            "bootstrap",
+            "all",
+            "it's here",
+        ]));
+        assert_eq!(
+            line,
+            r"cairn --var token=<redacted> --var=other=<redacted> bootstrap all 'it'\''s here'"
+        );
+    }
+
+    #[test]
+    fn holder_display_matches_the_lock_message() {
+        let holder = LockHolder {
+            pid: 4242,
+            hostname: "ci-7".into(),
+            user: "alice".into(),
+            command: "cairn bootstrap all".into(),
+            since: time::macros::datetime!(2026-11-22 06:01:03 UTC),
+        };
+        let err = StateError::Locked {
+            holder: Some(Box::new(holder)),
+            location: "/r/.cairn/state.lock".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "state is locked by pid 4242 on host ci-7 (`cairn bootstrap all`) since \
+             2026-11-22T06:01:03Z; wait for it or retry with --lock-timeout"
+        );
     }
 }

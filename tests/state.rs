@@ -20,8 +20,10 @@ const DIR: &str = "CAIRN_STATE_TEST_DIR";
 const HOLDER_COMMAND: &str = "cairn bootstrap all";
 const BIG_STATE_HOSTS: usize = 2000;
 
-/// Not a test of its own: the entry point of the child processes the tests start.
+/// Not a test of its own: the entry point of the child processes the tests start, which
+/// report to their parent on stdout.
 #[test]
+#[allow(clippy::print_stdout)]
 fn child_process_role() {
     let Ok(role) = std::env::var(ROLE) else { return };
     let state = FileState::new(std::env::var(DIR).unwrap());
@@ -45,7 +47,8 @@ fn child_process_role() {
                     let host = data.host_mut(&format!("host{i:05}"));
                     host.provider_id = Some(format!("srv-{i}-{round}"));
                     host.addresses = vec![format!("10.0.{}.{}", i / 250, i % 250)];
-                    host.ssh_public_key = Some(format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{round:040}"));
+                    host.ssh_public_key =
+                        Some(format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{round:040}"));
                     host.provider_data.insert("round".into(), serde_json::json!(round));
                 }
                 lock.commit().unwrap();
@@ -261,9 +264,8 @@ fn waiting_gives_up_after_the_timeout_naming_the_holder() {
     let mut holder = ChildProcess::start("hold", dir.path());
     holder.wait_for("LOCKED");
     let state = FileState::new(dir.path());
-    let err = state
-        .lock(me("cairn plan"), LockWait::Timeout(Duration::from_millis(300)))
-        .unwrap_err();
+    let err =
+        state.lock(me("cairn plan"), LockWait::Timeout(Duration::from_millis(300))).unwrap_err();
     assert!(matches!(err, StateError::LockTimeout { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -421,7 +423,9 @@ fn corrupt_state_is_refused_naming_file_line_column_and_backup() {
     let path = state.state_path().display().to_string();
     assert_eq!(
         err.to_string(),
-        format!("cannot parse the state file {path}: EOF while parsing an object at line 5, column 31")
+        format!(
+            "cannot parse the state file {path}: EOF while parsing an object at line 5, column 31"
+        )
     );
     assert_eq!(
         err.help().unwrap().to_string(),
@@ -435,7 +439,8 @@ fn corrupt_state_is_refused_naming_file_line_column_and_backup() {
     std::fs::write(state.state_path(), "{\"schema\": 1, \"serial\": \"four\"}").unwrap();
     let err = state.read().unwrap_err();
     assert!(
-        err.to_string().ends_with("invalid type: string \"four\", expected u64 at line 1, column 30"),
+        err.to_string()
+            .ends_with("invalid type: string \"four\", expected u64 at line 1, column 30"),
         "{err}"
     );
 }
@@ -444,7 +449,8 @@ fn corrupt_state_is_refused_naming_file_line_column_and_backup() {
 fn shared_lock_commits_updates_from_many_tokio_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let state = FileState::new(dir.path());
-    let shared = SharedStateLock::new(state.lock(me("cairn bootstrap all"), LockWait::Fail).unwrap());
+    let shared =
+        SharedStateLock::new(state.lock(me("cairn bootstrap all"), LockWait::Fail).unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
     rt.block_on(async {
         let tasks: Vec<_> = (0..20)
@@ -470,4 +476,3 @@ fn shared_lock_commits_updates_from_many_tokio_tasks() {
     assert_eq!(data.hosts.len(), 20);
     assert_eq!(data.host("web7").unwrap().addresses, ["127.0.0.1:2207"]);
 }
-

@@ -144,9 +144,9 @@ impl FileState {
         let mut announced = false;
         loop {
             let file = self.open_lock_file()?;
-            if sys::try_lock_exclusive(file.file())
-                .map_err(|e| io::Error::new(e.kind(), format!("flock {}: {e}", self.lock_path.display())))?
-            {
+            if sys::try_lock_exclusive(file.file()).map_err(|e| {
+                io::Error::new(e.kind(), format!("flock {}: {e}", self.lock_path.display()))
+            })? {
                 // Someone may have replaced the lock file between our open and our flock:
                 // then we locked a file nobody else will look at. Start over.
                 let ours = file.metadata()?;
@@ -170,7 +170,9 @@ impl FileState {
                         announced = true;
                         match &holder {
                             Some(h) => tracing::info!("state is locked by {h}; waiting for it"),
-                            None => tracing::info!("state is locked by another run; waiting for it"),
+                            None => {
+                                tracing::info!("state is locked by another run; waiting for it")
+                            }
                         }
                     }
                     drop(file);
@@ -181,7 +183,10 @@ impl FileState {
     }
 
     /// Decides what to do about a record left by a run that no longer holds the flock.
-    fn take_over(&self, previous: Option<Result<LockHolder, serde_json::Error>>) -> Result<(), StateError> {
+    fn take_over(
+        &self,
+        previous: Option<Result<LockHolder, serde_json::Error>>,
+    ) -> Result<(), StateError> {
         match previous {
             None => Ok(()),
             Some(Err(_)) => {

@@ -669,3 +669,115 @@ async fn interactive_sessions_get_a_pty_follow_resizes_and_return_the_exit_code(
         .unwrap();
     assert_eq!(code, 128 + 15);
 }
+
+/// Not a test: measures upload throughput against OpenSSH's `ssh host 'cat > file'` on the
+/// same file. Run once with `cargo test --test ssh measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_upload_throughput() {
+    const SIZE: u64 = 200 * 1024 * 1024;
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let local = tempfile::NamedTempFile::new().unwrap();
+    {
+        let mut noise = Noise::new(SIZE);
+        let mut w = std::io::BufWriter::new(local.as_file());
+        let mut buf = vec![0u8; 1 << 20];
+        for _ in 0..SIZE / (1 << 20) {
+            noise.fill(&mut buf);
+            w.write_all(&buf).unwrap();
+        }
+        w.flush().unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let dest = dir.path().join("cairn.bin");
+        let started = std::time::Instant::now();
+        s.upload(UploadSource::File(local.path()), dest.to_str().unwrap(), 0o600).await.unwrap();
+        let cairn = started.elapsed();
+
+        let dest = dir.path().join("openssh.bin");
+        let started = std::time::Instant::now();
+        let status = std::process::Command::new("ssh")
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-i",
+            ])
+            .arg(sshd.client_key())
+            .args(["-p", &sshd.port.to_string(), "root@127.0.0.1"])
+            .arg(format!("cat > {} && sync {}", dest.display(), dest.display()))
+            .stdin(std::fs::File::open(local.path()).unwrap())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let openssh = started.elapsed();
+        let mbps = |d: Duration| SIZE as f64 / (1024.0 * 1024.0) / d.as_secs_f64();
+        eprintln!(
+            "round {round}: cairn upload {:.0} MiB/s ({:.2}s), OpenSSH ssh+cat {:.0} MiB/s ({:.2}s)",
+            mbps(cairn),
+            cairn.as_secs_f64(),
+            mbps(openssh),
+            openssh.as_secs_f64()
+        );
+    }
+}
+
+/// Collects formatted tracing output for one test (current-thread runtime, so events from
+/// the session's tasks land on this thread's default subscriber).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn remote_output_is_streamed_as_tracing_events_with_the_host() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("cairn::ssh=debug")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    s.exec(
+        &RemoteCommand::new("sh")
+            .arg("-c")
+            .arg("echo formatting /dev/vda1; echo 'mke2fs 1.47' >&2"),
+    )
+    .await
+    .unwrap();
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let host = format!("host=root@127.0.0.1:{}", sshd.port);
+    let line = |needle: &str| {
+        let found = log.lines().find(|l| l.contains("cairn::ssh::remote") && l.contains(needle));
+        found.unwrap_or_else(|| panic!("no remote line {needle:?} in\n{log}")).to_owned()
+    };
+    let out = line("formatting /dev/vda1");
+    assert!(out.contains("stream=\"stdout\"") && out.contains(&host), "{out}");
+    let err = line("mke2fs 1.47");
+    assert!(err.contains("stream=\"stderr\"") && err.contains(&host), "{err}");
+    // The private key never shows up in the log.
+    let key = std::fs::read_to_string(sshd.client_key()).unwrap();
+    let body: String = key.lines().nth(1).unwrap().chars().take(40).collect();
+    assert!(!log.contains(&body));
+}

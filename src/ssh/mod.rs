@@ -197,6 +197,8 @@ impl Session {
         policy: &HostKeyPolicy,
         options: &ConnectOptions,
     ) -> Result<Session> {
+        // Named `ssh`, not `host`: the UI's per-host span is the caller's (bootstrap), which
+        // knows the inventory name; this one only adds where the connection goes.
         let span = tracing::info_span!("ssh", host = %target);
         let limit = options.connect_timeout;
         let target = &Arc::new(target.clone());

@@ -11,6 +11,7 @@ mod error;
 mod exec;
 mod hostkey;
 mod interactive;
+mod resolve;
 mod upload;
 mod wait;
 
@@ -34,6 +35,7 @@ pub use hostkey::{fingerprint, known_hosts, openssh_options, HostKeyPolicy};
 pub use interactive::{
     terminal_size, watch_terminal_size, Interactive, PtyRequest, RawTerminal, TerminalSize,
 };
+pub use resolve::{known_host, KnownHost};
 pub use upload::UploadSource;
 pub use wait::wait_reachable;
 

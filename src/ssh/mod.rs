@@ -11,6 +11,7 @@ mod error;
 mod exec;
 mod hostkey;
 mod interactive;
+mod resolve;
 mod upload;
 mod wait;
 
@@ -34,6 +35,7 @@ pub use hostkey::{fingerprint, known_hosts, openssh_options, HostKeyPolicy};
 pub use interactive::{
     terminal_size, watch_terminal_size, Interactive, PtyRequest, RawTerminal, TerminalSize,
 };
+pub use resolve::{known_host, KnownHost};
 pub use upload::UploadSource;
 pub use wait::wait_reachable;
 
@@ -197,6 +199,8 @@ impl Session {
         policy: &HostKeyPolicy,
         options: &ConnectOptions,
     ) -> Result<Session> {
+        // Named `ssh`, not `host`: the UI's per-host span is the caller's (bootstrap), which
+        // knows the inventory name; this one only adds where the connection goes.
         let span = tracing::info_span!("ssh", host = %target);
         let limit = options.connect_timeout;
         let target = &Arc::new(target.clone());

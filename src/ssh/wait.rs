@@ -35,13 +35,13 @@ pub async fn wait_reachable(
         attempt.connect_timeout = options.connect_timeout.min(deadline - now);
         match Session::connect(target, auth, policy, &attempt).await {
             Ok(session) => {
-                tracing::debug!(host = %target, attempts, "reachable");
+                tracing::debug!(ssh = %target, attempts, "reachable");
                 return Ok(session);
             }
             Err(e) if !e.is_retryable_connect() => return Err(e),
             Err(e) => {
                 last_error = error_chain(&e);
-                tracing::debug!(host = %target, attempt = attempts, error = %last_error, "not reachable yet");
+                tracing::debug!(ssh = %target, attempt = attempts, error = %last_error, "not reachable yet");
             }
         }
         let now = Instant::now();

@@ -142,14 +142,18 @@ impl Sshd {
         }
     }
 
-    /// Stops the server and every process it started (sessions and the commands they run).
+    /// Stops the server and the sshd processes serving its connections. Commands they ran
+    /// get end-of-file or SIGHUP as after any dropped connection; they are not SIGKILLed,
+    /// which would skip their cleanup (the login user's shell rc files may hold locks).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let all = descendants(child.id());
+            let sessions = descendants(child.id());
             let _ = child.kill();
             let _ = child.wait();
-            for p in all {
-                kill(p);
+            for p in sessions {
+                if comm(p).is_some_and(|c| c.starts_with("sshd")) {
+                    kill(p);
+                }
             }
         }
     }

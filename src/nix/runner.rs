@@ -17,11 +17,13 @@ use crate::util::shell::quote;
 pub struct Nix {
     program: PathBuf,
     options: Vec<(String, String)>,
+    /// Flags of `nix build` only (`--override-input`, `--no-write-lock-file`).
+    build_flags: Vec<String>,
 }
 
 impl Default for Nix {
     fn default() -> Self {
-        Self { program: "nix".into(), options: Vec::new() }
+        Self { program: "nix".into(), options: Vec::new(), build_flags: Vec::new() }
     }
 }
 
@@ -51,6 +53,18 @@ impl Nix {
         self
     }
 
+    /// Builds with a flake input replaced (`--override-input INPUT URL`).
+    pub fn override_input(mut self, input: &str, flake_url: &str) -> Self {
+        self.build_flags.extend(["--override-input".into(), input.into(), flake_url.into()]);
+        self
+    }
+
+    /// Leaves the flake's lock file as it is, even when inputs changed.
+    pub fn no_write_lock_file(mut self) -> Self {
+        self.build_flags.push("--no-write-lock-file".into());
+        self
+    }
+
     /// Builds without the network: no substituters, no global flake registry.
     pub fn offline(self) -> Self {
         self.option("substitute", "false").option("flake-registry", "")
@@ -68,7 +82,9 @@ impl Nix {
     /// The arguments of `nix build` for one installable.
     pub fn build_args(&self, installable: &str) -> Vec<String> {
         let mut a = self.base_args();
-        a.extend(["build", "--no-link", "--json", installable].map(str::to_owned));
+        a.extend(["build", "--no-link", "--json"].map(str::to_owned));
+        a.extend(self.build_flags.iter().cloned());
+        a.push(installable.to_owned());
         a
     }
 

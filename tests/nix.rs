@@ -1,0 +1,202 @@
+//! The nix runner against Debian's real nix-bin: build the VM tests' system flake offline,
+//! read its closure, stream it with tar | zstd into an empty root, and register it there with
+//! the closure's own `nix-store --load-db`, as the install phase does on a target.
+//!
+//! Needs nix, the tools of `.ci/install` and (for the kernel) a Debian mirror or a cached
+//! kernel package. Skipped with a message when nix is missing, unless `CI=true`.
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cairn::inventory::model::FlakeRef;
+use cairn::nix::{load_db_registration, unpack_command, Nix, TarStream, TransferOptions};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn require(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("missing {missing:?}: run .ci/install");
+    }
+    eprintln!("SKIPPED: {missing:?} not installed (run .ci/install); the nix runner is untested");
+    false
+}
+
+fn find_sops() -> PathBuf {
+    if let Some(p) = std::env::var_os("CAIRN_TEST_SOPS") {
+        return PathBuf::from(p);
+    }
+    let local = Path::new(ROOT).join(".ci/venv/bin/sops");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("sops")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The absolute path of a tool (for commands run with a cleared environment).
+fn which(tool: &str) -> String {
+    run(Command::new("sh").arg("-c").arg(format!("command -v {tool}"))).trim().to_owned()
+}
+
+fn is_root() -> bool {
+    run(Command::new("id").arg("-u")).trim() == "0"
+}
+
+/// nix as root without a `nixbld` group (a plain Debian install) must not use build users.
+fn nix_runner() -> Nix {
+    let mut nix = Nix::new().offline().option("sandbox", "false");
+    let groups = fs_err::read_to_string("/etc/group").unwrap_or_default();
+    if !groups.lines().any(|l| l.starts_with("nixbld:")) {
+        nix = nix.option("build-users-group", "");
+    }
+    nix
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_system_closure_streams_and_registers_in_a_fresh_store() {
+    if !require(&["nix", "nix-store", "tar", "zstd", "patchelf", "dropbear", "age-keygen"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+
+    // Inputs the tests hand the flake: a login key and a sops secret for the host's age key.
+    run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(t.join("id")));
+    let keygen = Command::new("age-keygen").arg("-o").arg(t.join("age.txt")).output().unwrap();
+    let recipient = String::from_utf8_lossy(&keygen.stderr)
+        .split_whitespace()
+        .find(|w| w.starts_with("age1"))
+        .expect("age-keygen prints the recipient")
+        .to_owned();
+    fs_err::create_dir(t.join("secrets")).unwrap();
+    fs_err::write(t.join("plain.yaml"), "greeting: hello from sops\n").unwrap();
+    let encrypted = run(Command::new(find_sops())
+        .args(["--encrypt", "--age", &recipient, "--input-type", "yaml", "--output-type", "yaml"])
+        .arg(t.join("plain.yaml")));
+    fs_err::write(t.join("secrets/demo.yaml"), encrypted).unwrap();
+
+    // The documented script builds it and prints the toplevel.
+    let deps = t.join("deps");
+    let script_out = run(Command::new(Path::new(ROOT).join("vm-tests/build-test-system"))
+        .arg("--authorized-key")
+        .arg(t.join("id.pub"))
+        .arg("--secrets")
+        .arg(t.join("secrets"))
+        .arg("--keep-deps")
+        .arg(&deps)
+        .env("CAIRN_TEST_SOPS", find_sops()));
+
+    // The runner builds the same system through the NixOS attribute path.
+    let nix = nix_runner()
+        .override_input("deps", &format!("path:{}", deps.display()))
+        .no_write_lock_file();
+    let flake =
+        FlakeRef { flake: format!("path:{ROOT}/vm-tests/flake"), attr: "cairn-test".into() };
+    let toplevel = nix.build_toplevel(&flake).await.expect("nix build");
+    assert_eq!(toplevel.as_str(), script_out.trim());
+    assert_eq!(toplevel.name(), "cairn-test-system");
+
+    // Its closure: every member, and nothing refers outside it.
+    let closure = nix.closure(std::slice::from_ref(&toplevel)).await.expect("path-info");
+    let names: BTreeSet<&str> = closure.iter().map(|p| p.path.name()).collect();
+    let expected = [
+        "busybox-static",
+        "cairn-test-system",
+        "dropbear",
+        "extlinux",
+        "initrd",
+        "linux-kernel",
+        "nix",
+        "sops",
+    ];
+    assert_eq!(names, BTreeSet::from(expected));
+    let paths: BTreeSet<_> = closure.iter().map(|p| p.path.clone()).collect();
+    for info in &closure {
+        assert!(info.nar_size > 0);
+        for r in &info.references {
+            assert!(paths.contains(r), "{} refers to {r} outside the closure", info.path);
+        }
+    }
+
+    // Stream it as the default copy strategy does, skipping nothing, into an empty root.
+    let target = t.join("target");
+    fs_err::create_dir(&target).unwrap();
+    let all: Vec<_> = paths.iter().cloned().collect();
+    let mut stream = TarStream::spawn(&all, &BTreeSet::new(), &TransferOptions::default()).unwrap();
+    let mut unpack = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(unpack_command(&target.display().to_string()))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = unpack.stdin.take().unwrap();
+    let mut out = stream.stdout().unwrap();
+    tokio::io::copy(&mut out, &mut stdin).await.unwrap();
+    drop(stdin);
+    stream.finish().await.expect("tar | zstd");
+    assert!(unpack.wait().await.unwrap().success());
+
+    // Register it with the closure's own nix-store, from inside the target root when we may
+    // chroot (as the install phase does), else with the host's nix-store on that root.
+    let registration = load_db_registration(&closure);
+    let nix_store = format!("{toplevel}/sw/bin/nix-store");
+    let in_target = |args: &[&str]| -> Command {
+        if is_root() {
+            let mut c = Command::new(which("chroot"));
+            c.env_clear().env("USER", "root").env("HOME", "/root").arg(&target).arg(&nix_store);
+            c.args(args);
+            c
+        } else {
+            let mut c = Command::new("nix-store");
+            c.arg("--store").arg(&target).args(["--option", "build-users-group", ""]).args(args);
+            c
+        }
+    };
+    let mut load = in_target(&["--load-db"]).stdin(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(load.stdin.as_mut().unwrap(), registration.as_bytes()).unwrap();
+    drop(load.stdin.take());
+    assert!(load.wait().unwrap().success(), "nix-store --load-db failed");
+
+    run(&mut in_target(&["--verify", "--check-contents"]));
+    let registered: BTreeSet<String> =
+        run(&mut in_target(&["--query", "--requisites", toplevel.as_str()]))
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    assert_eq!(registered, paths.iter().map(|p| p.to_string()).collect());
+
+    // The closure's own sops decrypts the secret with the host's age key, as activation does.
+    if is_root() {
+        fs_err::create_dir_all(target.join("var/lib/sops-nix")).unwrap();
+        fs_err::copy(t.join("age.txt"), target.join("var/lib/sops-nix/key.txt")).unwrap();
+        let plain = run(Command::new(which("chroot"))
+            .env_clear()
+            .env("SOPS_AGE_KEY_FILE", "/var/lib/sops-nix/key.txt")
+            .env("HOME", "/root")
+            .arg(&target)
+            .arg(format!("{toplevel}/sw/bin/sops"))
+            .arg("--decrypt")
+            .arg(format!("{toplevel}/secrets/demo.yaml")));
+        assert_eq!(plain, "greeting: hello from sops\n");
+    }
+}

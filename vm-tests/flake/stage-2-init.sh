@@ -1,0 +1,19 @@
+#!@busybox@/bin/sh
+# Stage 2: the system's init. Mounts the API filesystems, writes /etc/inittab and hands over
+# to busybox init, which runs `activate` once and keeps the agent running.
+export PATH=@out@/sw/bin
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /run /tmp /etc
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=0755 tmpfs /run
+chmod 1777 /tmp
+cat >/etc/inittab <<INITTAB
+::sysinit:@out@/activate
+::respawn:@out@/agent
+::ctrlaltdel:@busybox@/bin/reboot
+::shutdown:@busybox@/bin/swapoff -a
+::shutdown:@busybox@/bin/umount -a -r
+INITTAB
+exec @busybox@/bin/init

@@ -758,6 +758,18 @@ pub(crate) fn check_attributes(
     attrs: &[&str],
     blocks: &[&str],
 ) {
+    check_attributes_with(diags, body, kind, attrs, blocks, |_| None);
+}
+
+/// [`check_attributes`] with a better help for some unknown attributes (`hint` returns it).
+pub(crate) fn check_attributes_with(
+    diags: &mut Diagnostics,
+    body: &Body,
+    kind: &str,
+    attrs: &[&str],
+    blocks: &[&str],
+    hint: impl Fn(&str) -> Option<String>,
+) {
     let mut seen: BTreeMap<&str, Option<Range<usize>>> = BTreeMap::new();
     for attr in body.attributes() {
         let key = attr.key.as_str();
@@ -774,7 +786,9 @@ pub(crate) fn check_attributes(
         }
         seen.insert(key, attr.key.span());
         if !attrs.contains(&key) {
-            let help = if blocks.contains(&key) {
+            let help = if let Some(h) = hint(key) {
+                h
+            } else if blocks.contains(&key) {
                 format!("`{key}` is a block: write `{key} {{ ... }}` without `=`")
             } else if attrs.is_empty() {
                 format!("{} `{kind}` block takes no attributes", a(kind))

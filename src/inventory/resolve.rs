@@ -11,7 +11,7 @@ use hcl_edit::structure::{Attribute, Block, Body};
 use hcl_edit::Span;
 
 use super::diag::{closest, suggest, Diagnostics, ProblemBuilder};
-use super::eval::{check_attributes, single_label, type_name, Evaluator};
+use super::eval::{check_attributes, check_attributes_with, single_label, type_name, Evaluator};
 use super::model::*;
 
 const TOP_BLOCKS: &[&str] = &[
@@ -369,12 +369,31 @@ impl<'a> Resolver<'a> {
                 continue;
             }
             let allowed = provider_attrs(kind);
-            check_attributes(
+            let other_kind = |key: &str| {
+                let owner =
+                    ProviderKind::ALL.into_iter().find(|k| provider_attrs(*k).contains(&key))?;
+                let list: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
+                Some(if list.is_empty() {
+                    format!("`{key}` is a setting of `{owner}` providers; `{kind}` takes none")
+                } else {
+                    format!(
+                        "`{key}` is a setting of `{owner}` providers; `{kind}` takes {}",
+                        list.join(", ")
+                    )
+                })
+            };
+            check_attributes_with(
                 self.diags,
                 &block.body,
                 &format!("provider \"{kind}\""),
                 allowed,
                 &[],
+                |key| {
+                    closest(key, allowed.iter().copied())
+                        .is_none()
+                        .then(|| other_kind(key))
+                        .flatten()
+                },
             );
             let mut settings = BTreeMap::new();
             let mut secrets = BTreeMap::new();

@@ -92,6 +92,14 @@ impl<'a> Resolver<'a> {
             Value::String(_) if expected == "a list of strings" => {
                 "put it in brackets: `[\"...\"]`".to_owned()
             }
+            Value::String(s) if expected == "a number" && s.trim().parse::<u64>().is_ok() => {
+                format!("numbers are written without quotes: `{}`", s.trim())
+            }
+            _ if expected == "a number" => "write a whole number, e.g. `2`".to_owned(),
+            _ if expected.starts_with("a size") => {
+                "write a size with a unit, like \"512M\" or \"4G\" (or a whole number of MiB)"
+                    .to_owned()
+            }
             _ => format!("give {expected} here"),
         };
         self.diags.push(

@@ -59,8 +59,73 @@ pub enum Command {
     Hosts(HostsArgs),
     /// Show what apply and bootstrap would change, per host
     Plan(PlanArgs),
+    /// Create (or adopt) the hosts' machines at their providers and record them in state
+    Apply(ApplyArgs),
+    /// Install NixOS on hosts from their stock image and verify them, end to end
+    #[command(long_about = "Install NixOS on hosts and verify them: provision the machine if \
+needed, SSH to its stock image (recording its host key), kexec into an in-RAM installer, \
+partition the disk, seed the host's own keys, build the flake's system, stream its closure, \
+install the boot loader, reboot, and prove the installed host presents the key cairn generated \
+and passes its health checks. Each phase is recorded in state: a re-run resumes where the last \
+one stopped, and after success only verifies.")]
+    Bootstrap(BootstrapArgs),
+    /// Delete hosts' machines at their providers and forget them in state
+    Destroy(DestroyArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// `host NAME...`, `all`, names, globs (web*) or tags (@prod)
+    #[arg(value_name = "HOSTS", required = true)]
+    pub hosts: Vec<String>,
+    /// Run only these phases, e.g. `kexec,disk` (provision, reach, kexec, disk, keys, build,
+    /// copy, install, reboot, verify)
+    #[arg(long, value_name = "LIST")]
+    pub phases: Option<String>,
+    /// How many hosts to bootstrap at once
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub parallel: usize,
+    /// The kexec installer bundle (a nixos-images style tarball) for every selected host
+    #[arg(long, value_name = "FILE")]
+    pub installer: Option<PathBuf>,
+}
+
+impl BootstrapArgs {
+    /// `host web1` and `web1` mean the same; `all` means every host.
+    pub fn selectors(&self) -> Vec<String> {
+        selectors_from_words(&self.hosts)
+    }
+}
+
+/// Reads `host NAME...`, `all` or plain selectors as host selectors (none = all hosts).
+pub fn selectors_from_words(words: &[String]) -> Vec<String> {
+    let words: Vec<String> = match words.first().map(String::as_str) {
+        Some("host" | "hosts") => words[1..].to_vec(),
+        _ => words.to_vec(),
+    };
+    if words.len() == 1 && words[0] == "all" {
+        Vec::new()
+    } else {
+        words
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub hosts: HostSelectors,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// `host NAME...`, names, globs or tags (`all` must be said explicitly)
+    #[arg(value_name = "HOSTS", required = true)]
+    pub hosts: Vec<String>,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

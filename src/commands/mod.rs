@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::ui::{Output, UiMode};
 
+mod apply;
+mod bootstrap;
 mod completions;
+mod destroy;
+pub mod fleet;
 
 /// What every command gets: the resolved global flags and the output channel.
 #[derive(Debug)]
@@ -31,10 +35,20 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Renders an error that does not end the run (one host of many failed) on stderr.
+    pub fn report_error(&self, error: &(dyn miette::Diagnostic + Send + Sync + 'static)) {
+        self.out.error(&crate::ui::render_diagnostic(error, self.ui));
+    }
+}
+
 /// Runs one parsed command line.
 pub fn run(cli: Cli, ctx: &Context) -> miette::Result<ExitCode> {
     match cli.command {
         Command::Completions(args) => completions::run(&args, ctx),
+        Command::Apply(args) => apply::run(&args, ctx),
+        Command::Bootstrap(args) => bootstrap::run(&args, ctx),
+        Command::Destroy(args) => destroy::run(&args, ctx),
         Command::Init(_) | Command::Hosts(_) | Command::Plan(_) => {
             Err(miette::miette!("this command is being wired up"))
         }

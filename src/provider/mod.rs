@@ -12,7 +12,44 @@ use serde::Serialize;
 use crate::inventory::{Host, ProviderKind};
 use crate::state::HostState;
 
+pub mod existing;
 pub mod qemu;
+
+/// The provider implementation for a provider block.
+pub fn for_block(
+    inv: &crate::inventory::Inventory,
+    block: &crate::inventory::Provider,
+) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
+    match block.kind {
+        ProviderKind::Qemu => Ok(std::sync::Arc::new(qemu::QemuProvider::new(inv, block)?)),
+        ProviderKind::Existing => Ok(std::sync::Arc::new(existing::ExistingProvider)),
+        kind @ (ProviderKind::Hcloud | ProviderKind::Aws) => Err(ProviderError::Invalid {
+            host: block.name.to_string(),
+            message: format!("the {kind} provider is not built into this version of cairn yet"),
+            help: "use the `qemu` provider for local VMs or `existing` for a machine you already \
+                   have (give the host an `address`)"
+                .into(),
+        }),
+    }
+}
+
+/// The providers the given hosts use, one instance per provider block.
+pub fn for_hosts<'a>(
+    inv: &crate::inventory::Inventory,
+    hosts: impl IntoIterator<Item = &'a Host>,
+) -> Result<
+    std::collections::BTreeMap<crate::inventory::ProviderName, std::sync::Arc<dyn Provider>>,
+    ProviderError,
+> {
+    let mut out = std::collections::BTreeMap::new();
+    for host in hosts {
+        if !out.contains_key(&host.provider) {
+            let block = inv.provider_of(host);
+            out.insert(host.provider.clone(), for_block(inv, block)?);
+        }
+    }
+    Ok(out)
+}
 
 /// What a provider knows about one machine.
 #[derive(Debug, Clone, PartialEq, Serialize)]

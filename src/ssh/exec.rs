@@ -145,18 +145,35 @@ impl RemoteStream {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        // The branches yield plain values so no borrow (a watch::Ref) lives across the
+        // awaits below: the future stays Send, as one task per host requires.
+        enum Step {
+            Sent,
+            Ended,
+            Stalled,
+            TimedOut,
+        }
+        let ended = async move {
+            let _ = done.wait_for(|d| *d).await;
+        };
+        let step = tokio::select! {
             r = tokio::time::timeout(io_timeout, send) => match r {
-                Ok(Ok(())) => {
-                    self.sent += len;
-                    Ok(())
-                }
+                Ok(Ok(())) => Step::Sent,
                 // The session is gone: the reading task tells why.
-                Ok(Err(_)) => Err(self.ended_early().await),
-                Err(_) => Err(self.stalled().await),
+                Ok(Err(_)) => Step::Ended,
+                Err(_) => Step::Stalled,
             },
-            _ = done.wait_for(|d| *d) => Err(self.ended_early().await),
-            () = limit => Err(self.timed_out().await),
+            () = ended => Step::Ended,
+            () = limit => Step::TimedOut,
+        };
+        match step {
+            Step::Sent => {
+                self.sent += len;
+                Ok(())
+            }
+            Step::Ended => Err(self.ended_early().await),
+            Step::Stalled => Err(self.stalled().await),
+            Step::TimedOut => Err(self.timed_out().await),
         }
     }
 

@@ -75,6 +75,21 @@ pub fn init_error_rendering(mode: UiMode) {
     }));
 }
 
+/// Renders a diagnostic the way the final error is rendered (for per-host failures).
+pub fn render_diagnostic(diag: &dyn miette::Diagnostic, mode: UiMode) -> String {
+    let theme = if mode.color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let mut out = String::new();
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    if handler.render_report(&mut out, diag).is_err() {
+        out = diag.to_string();
+    }
+    out
+}
+
 /// The command's result channel: stdout, written in one place.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Output;
@@ -92,6 +107,15 @@ impl Output {
         let mut out = std::io::stdout().lock();
         out.write_all(b)?;
         out.flush()
+    }
+
+    /// Writes a message for the user to stderr (rendered errors of one host among many).
+    pub fn error(&self, s: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(s.as_bytes());
+        if !s.ends_with('\n') {
+            let _ = err.write_all(b"\n");
+        }
     }
 
     /// Writes a value as pretty JSON followed by a newline.

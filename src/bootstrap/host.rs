@@ -1,0 +1,943 @@
+//! One host's run through the phases.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use super::{
+    report_step, BootstrapError, Context, HostReport, Outcome, Phase, PhaseError, PhaseTiming,
+    Verified,
+};
+use crate::inventory::{HealthCheck, Host};
+use crate::keys::{AgeRecipient, HostKeyStore, HostKeys};
+use crate::nix::{PathInfo, StorePath, TarStream, TransferOptions};
+use crate::provider::{CreateRequest, Machine, Provider};
+use crate::ssh::{self, HostKeyPolicy, RemoteCommand, Session, Target, UploadSource};
+use crate::state::{HostState, KeyPhase, PhaseRecord};
+use crate::ui::progress::Step;
+use crate::util::template::{self, Vars};
+
+const FACTS_SH: &str = include_str!("../../templates/bootstrap/facts.sh");
+const KEXEC_SH: &str = include_str!("../../templates/bootstrap/kexec.sh");
+const COPY_STATUS_SH: &str = include_str!("../../templates/bootstrap/copy-status.sh");
+const COPY_UNPACK_SH: &str = include_str!("../../templates/bootstrap/copy-unpack.sh");
+const REGISTER_SH: &str = include_str!("../../templates/bootstrap/register.sh");
+const INSTALL_SH: &str = include_str!("../../templates/bootstrap/install.sh");
+const REBOOT_SH: &str = include_str!("../../templates/bootstrap/reboot.sh");
+
+/// Where the installer bundle is unpacked on the stock system.
+const BUNDLE_DIR: &str = "/root/cairn-kexec";
+/// The root of the system being installed, on the installer.
+const TARGET_ROOT: &str = "/mnt";
+/// What the nixos-images kexec installer asks for; a host or provider may lower it for a
+/// lighter installer (`installer_min_memory`).
+const DEFAULT_INSTALLER_MIN_MEMORY_MIB: u64 = 1024;
+
+/// What `facts.sh` reports.
+#[derive(Debug, Clone, Default)]
+struct Facts {
+    installer: bool,
+    boot_id: String,
+    mem_mib: u64,
+    mnt_mounted: bool,
+    os_id: String,
+}
+
+impl Facts {
+    fn parse(text: &str) -> Self {
+        let map: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+        Facts {
+            installer: map.get("installer") == Some(&"yes"),
+            boot_id: map.get("boot_id").unwrap_or(&"").trim().to_string(),
+            mem_mib: map.get("mem_kib").and_then(|k| k.trim().parse::<u64>().ok()).unwrap_or(0)
+                / 1024,
+            mnt_mounted: map.get("mnt_mounted") == Some(&"yes"),
+            os_id: map.get("os_id").unwrap_or(&"unknown").to_string(),
+        }
+    }
+}
+
+struct HostRun<'a> {
+    ctx: &'a Context,
+    host: &'a Host,
+    provider: Arc<dyn Provider>,
+    machine: Option<Machine>,
+    session: Option<(KeyPhase, Session)>,
+    toplevel: Option<StorePath>,
+    closure: Vec<PathInfo>,
+    ran_any: bool,
+}
+
+/// Runs the pipeline for one host and reports how each phase went.
+pub(super) async fn run(ctx: &Context, host: &Host) -> HostReport {
+    let started = Instant::now();
+    let provider = ctx.providers[&host.provider].clone();
+    let mut run = HostRun {
+        ctx,
+        host,
+        provider,
+        machine: None,
+        session: None,
+        toplevel: None,
+        closure: Vec::new(),
+        ran_any: false,
+    };
+    let mut timings = Vec::new();
+    let last_done = run.state_snapshot().last_phase.and_then(|r| r.phase.parse::<Phase>().ok());
+    let selected = ctx.options.phases.clone();
+    let mut result = Err(BootstrapError {
+        host: host.name.to_string(),
+        phase: Phase::Verify,
+        source: PhaseError::Config {
+            what: "no phase ran".into(),
+            help: "check the --phases list".into(),
+        },
+    });
+    for phase in Phase::ALL {
+        if selected.as_ref().is_some_and(|s| !s.contains(&phase)) {
+            continue;
+        }
+        let phase_started = Instant::now();
+        let done_before = selected.is_none() && last_done.is_some_and(|d| phase <= d);
+        report_step(host, phase, Step::Started, "");
+        let outcome = run.phase(phase, done_before, last_done).await;
+        let elapsed = phase_started.elapsed();
+        match outcome {
+            Ok(PhaseResult::Done) => {
+                report_step(host, phase, Step::Done, "");
+                run.ran_any |= phase != Phase::Verify && phase != Phase::Provision;
+                if let Err(e) = run.record_phase(phase) {
+                    result = Err(BootstrapError { host: host.name.to_string(), phase, source: e });
+                    timings.push(PhaseTiming { phase, outcome: Outcome::Failed, elapsed });
+                    break;
+                }
+                timings.push(PhaseTiming { phase, outcome: Outcome::Done, elapsed });
+            }
+            Ok(PhaseResult::Skipped(why)) => {
+                report_step(host, phase, Step::Skipped, &why);
+                timings.push(PhaseTiming { phase, outcome: Outcome::Skipped(why), elapsed });
+            }
+            Ok(PhaseResult::Verified(mut v)) => {
+                v.unchanged = !run.ran_any;
+                report_step(host, phase, Step::Done, &format!("host key {}", v.host_key));
+                if let Err(e) = run.record_phase(phase) {
+                    result = Err(BootstrapError { host: host.name.to_string(), phase, source: e });
+                    timings.push(PhaseTiming { phase, outcome: Outcome::Failed, elapsed });
+                    break;
+                }
+                timings.push(PhaseTiming { phase, outcome: Outcome::Done, elapsed });
+                result = Ok(v);
+            }
+            Err(source) => {
+                report_step(host, phase, Step::Failed, &source.to_string());
+                timings.push(PhaseTiming { phase, outcome: Outcome::Failed, elapsed });
+                result = Err(BootstrapError { host: host.name.to_string(), phase, source });
+                break;
+            }
+        }
+    }
+    if let Some((_, session)) = run.session.take() {
+        session.close().await;
+    }
+    // A subset of phases that did not include verify still succeeded.
+    if result.as_ref().is_err_and(|e| matches!(e.source, PhaseError::Config { .. }))
+        && timings.iter().all(|t| t.outcome != Outcome::Failed)
+    {
+        result = Ok(Verified {
+            address: String::new(),
+            host_key: String::new(),
+            boot_id: String::new(),
+            root_device: String::new(),
+            checks: Vec::new(),
+            unchanged: !run.ran_any,
+        });
+    }
+    HostReport { host: host.name.to_string(), result, timings, elapsed: started.elapsed() }
+}
+
+enum PhaseResult {
+    Done,
+    Skipped(String),
+    Verified(Verified),
+}
+
+impl HostRun<'_> {
+    async fn phase(
+        &mut self,
+        phase: Phase,
+        done_before: bool,
+        last_done: Option<Phase>,
+    ) -> Result<PhaseResult, PhaseError> {
+        let done_note = || {
+            format!(
+                "done earlier (last completed: {})",
+                last_done.map(Phase::as_str).unwrap_or("-")
+            )
+        };
+        match phase {
+            Phase::Provision => self.provision().await,
+            Phase::Reach if done_before => Ok(PhaseResult::Skipped(done_note())),
+            Phase::Reach => self.reach().await,
+            Phase::Kexec if done_before => Ok(PhaseResult::Skipped(done_note())),
+            Phase::Kexec => self.kexec().await,
+            Phase::Disk if done_before => self.disk_if_unmounted().await,
+            Phase::Disk => self.disk().await,
+            Phase::Build if done_before && last_done >= Some(Phase::Install) => {
+                Ok(PhaseResult::Skipped(done_note()))
+            }
+            Phase::Build => self.build().await,
+            Phase::Copy if done_before => Ok(PhaseResult::Skipped(done_note())),
+            Phase::Copy => self.copy().await,
+            Phase::Keys if done_before => Ok(PhaseResult::Skipped(done_note())),
+            Phase::Keys => self.keys().await,
+            Phase::Install if done_before => Ok(PhaseResult::Skipped(done_note())),
+            Phase::Install => self.install().await,
+            Phase::Reboot if done_before => Ok(PhaseResult::Skipped(done_note())),
+            Phase::Reboot => self.reboot().await,
+            Phase::Verify => self.verify().await.map(PhaseResult::Verified),
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.host.name.as_str()
+    }
+
+    fn state_snapshot(&self) -> HostState {
+        self.ctx.state.host(self.name()).unwrap_or_default()
+    }
+
+    fn update_state(&self, f: impl FnOnce(&mut HostState)) -> Result<(), PhaseError> {
+        self.ctx.state.update_host(self.name(), f)?;
+        Ok(())
+    }
+
+    fn record_phase(&self, phase: Phase) -> Result<(), PhaseError> {
+        let at = OffsetDateTime::now_utc();
+        let at = at.replace_nanosecond(0).unwrap_or(at);
+        self.update_state(|h| {
+            let newer = h
+                .last_phase
+                .as_ref()
+                .and_then(|r| r.phase.parse::<Phase>().ok())
+                .is_none_or(|p| phase >= p);
+            if newer {
+                h.last_phase = Some(PhaseRecord { phase: phase.as_str().into(), at });
+            }
+        })
+    }
+
+    // ---- provision ----------------------------------------------------------------------
+
+    async fn provision(&mut self) -> Result<PhaseResult, PhaseError> {
+        let state = self.state_snapshot();
+        if let Some(machine) = self.provider.lookup(self.host, Some(&state)).await? {
+            let why = format!("{} exists ({:?})", machine.id, machine.status);
+            if machine.status != crate::provider::MachineStatus::Running {
+                self.provider.power(self.host, &machine, crate::provider::PowerAction::On).await?;
+            }
+            let machine = self.provider.lookup(self.host, Some(&state)).await?.unwrap_or(machine);
+            self.remember_machine(&machine)?;
+            self.machine = Some(machine);
+            return Ok(PhaseResult::Skipped(why));
+        }
+        let req = CreateRequest { operator_ssh_key: self.ctx.operator.public_line.clone() };
+        let machine = self.provider.create(self.host, &req).await?;
+        self.update_state(|h| {
+            // A new machine: nothing known about the old one's keys or progress still holds.
+            h.host_keys.clear();
+            h.last_phase = None;
+        })?;
+        self.remember_machine(&machine)?;
+        self.machine = Some(machine);
+        Ok(PhaseResult::Done)
+    }
+
+    fn remember_machine(&self, machine: &Machine) -> Result<(), PhaseError> {
+        let provider = self.host.provider.to_string();
+        self.update_state(|h| {
+            h.provider = Some(provider);
+            h.provider_id = Some(machine.id.clone());
+            h.addresses = vec![format!("{}:{}", machine.ssh_address, machine.ssh_port)];
+            for (k, v) in &machine.provider_data {
+                h.provider_data.insert(k.clone(), v.clone());
+            }
+        })
+    }
+
+    /// Where SSH answers: the machine the provider reported, else what state recorded.
+    fn target(&self, stage: KeyPhase) -> Result<Target, PhaseError> {
+        let user = match stage {
+            KeyPhase::Stock => self.host.ssh.user.clone(),
+            KeyPhase::Installer | KeyPhase::Installed => "root".to_string(),
+        };
+        if let Some(m) = &self.machine {
+            return Ok(Target::new(m.ssh_address.clone(), m.ssh_port, user));
+        }
+        let state = self.state_snapshot();
+        state
+            .addresses
+            .first()
+            .and_then(|a| Target::from_address(a, self.host.ssh.port, user.clone()))
+            .or_else(|| {
+                self.host
+                    .address
+                    .as_deref()
+                    .and_then(|a| Target::from_address(a, self.host.ssh.port, user))
+            })
+            .ok_or_else(|| PhaseError::Config {
+                what: "no address is known for this host".into(),
+                help: "run the provision phase first, or give the host an `address`".into(),
+            })
+    }
+
+    // ---- connections --------------------------------------------------------------------
+
+    /// The pinned keys for a stage: recorded ones, else what that stage is known to present.
+    fn policy(&self, stage: KeyPhase) -> Result<HostKeyPolicy, PhaseError> {
+        let state = self.state_snapshot();
+        let keys = match stage {
+            KeyPhase::Stock => state.host_keys.get(&KeyPhase::Stock).cloned(),
+            // The installer carries the stock system's host keys across the jump.
+            KeyPhase::Installer => state
+                .host_keys
+                .get(&KeyPhase::Installer)
+                .or_else(|| state.host_keys.get(&KeyPhase::Stock))
+                .cloned(),
+            // The installed system presents the key cairn generated: known before contact.
+            KeyPhase::Installed => state
+                .host_keys
+                .get(&KeyPhase::Installed)
+                .cloned()
+                .or_else(|| state.ssh_public_key.clone().map(|k| vec![k])),
+        };
+        match keys {
+            Some(keys) if !keys.is_empty() => {
+                HostKeyPolicy::pinned_openssh(&keys).map_err(|e| PhaseError::Config {
+                    what: format!("a pinned host key in state is not a valid public key: {e}"),
+                    help: "remove the host's host_keys entry from .cairn/state.json".into(),
+                })
+            }
+            _ if stage == KeyPhase::Stock => Ok(HostKeyPolicy::RecordOnFirstContact),
+            _ => Err(PhaseError::Config {
+                what: format!("no {stage:?} host key is known for this host").to_lowercase(),
+                help: "run the earlier phases first (cairn bootstrap host NAME without --phases)"
+                    .into(),
+            }),
+        }
+    }
+
+    /// A session to the system in `stage`, reusing the open one when it matches.
+    async fn session(&mut self, stage: KeyPhase, within: Duration) -> Result<&Session, PhaseError> {
+        if self.session.as_ref().is_some_and(|(s, _)| *s == stage) {
+            return Ok(&self.session.as_ref().expect("checked").1);
+        }
+        if let Some((_, old)) = self.session.take() {
+            old.close().await;
+        }
+        let target = self.target(stage)?;
+        let policy = self.policy(stage)?;
+        let record = matches!(policy, HostKeyPolicy::RecordOnFirstContact);
+        let options = ssh::ConnectOptions {
+            pinned_key_location: format!("hosts.{}.host_keys in .cairn/state.json", self.name()),
+            ..Default::default()
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        let session =
+            ssh::wait_reachable(&target, &self.ctx.operator.auth, &policy, &options, deadline)
+                .await?;
+        if record {
+            let line = session.host_key().to_openssh().map_err(|e| PhaseError::Remote {
+                what: format!("the host key the machine presented cannot be encoded: {e}"),
+                help: "this is a bug in cairn".into(),
+            })?;
+            tracing::info!(key = %ssh::fingerprint(session.host_key()), "recorded the stock image's host key");
+            self.update_state(|h| {
+                h.host_keys.insert(KeyPhase::Stock, vec![line]);
+            })?;
+        }
+        self.session = Some((stage, session));
+        Ok(&self.session.as_ref().expect("just set").1)
+    }
+
+    async fn facts(&mut self, stage: KeyPhase, within: Duration) -> Result<Facts, PhaseError> {
+        let session = self.session(stage, within).await?;
+        let out = session.exec(&RemoteCommand::script("facts", FACTS_SH)).await?;
+        Ok(Facts::parse(&out.stdout_trimmed()))
+    }
+
+    // ---- reach --------------------------------------------------------------------------
+
+    async fn reach(&mut self) -> Result<PhaseResult, PhaseError> {
+        let within = self.ctx.options.deadlines.reach;
+        // A machine already in the installer (an interrupted run, or rescue) answers with the
+        // same carried keys; either way the key is pinned or recorded here.
+        let facts = self.facts(KeyPhase::Stock, within).await?;
+        tracing::info!(os = %facts.os_id, installer = facts.installer, mem_mib = facts.mem_mib, "reached");
+        Ok(PhaseResult::Done)
+    }
+
+    // ---- kexec --------------------------------------------------------------------------
+
+    async fn kexec(&mut self) -> Result<PhaseResult, PhaseError> {
+        let within = self.ctx.options.deadlines.reach;
+        let before = self.facts(KeyPhase::Stock, within).await?;
+        if before.installer {
+            return Ok(PhaseResult::Skipped("already running an installer".into()));
+        }
+        let need = self.installer_min_memory()?;
+        if before.mem_mib < need {
+            return Err(PhaseError::NotEnoughMemory { have_mib: before.mem_mib, need_mib: need });
+        }
+        let bundle = self.installer_bundle()?;
+        let decompress = bundle_decompressor(&bundle)?;
+        let session = self.session(KeyPhase::Stock, within).await?;
+        let unpack = format!(
+            "rm -rf {d} && mkdir -p {d} && {decompress} | tar -x -f - -C {d}",
+            d = BUNDLE_DIR
+        );
+        let file = tokio::fs::File::open(&bundle).await.map_err(|source| PhaseError::Io {
+            what: format!("opening the installer bundle {}", bundle.display()),
+            help: "check the `installer` path".into(),
+            source,
+        })?;
+        tracing::info!(bundle = %bundle.display(), "uploading the installer");
+        session.exec_with_input(&RemoteCommand::new("sh").arg("-c").arg(&unpack), file).await?;
+        let script = template::render(
+            "templates/bootstrap/kexec.sh",
+            KEXEC_SH,
+            &Vars::new().word("dir", BUNDLE_DIR),
+        )?;
+        session.exec(&RemoteCommand::script("kexec", script)).await?;
+        if let Some((_, s)) = self.session.take() {
+            s.close().await;
+        }
+        // The old system keeps answering for a moment after `kexec/run` returns: wait for
+        // the installer's own identity (a new boot id, the installer marker).
+        let deadline = Instant::now() + self.ctx.options.deadlines.kexec;
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(PhaseError::Timeout {
+                    what: "the machine did not come back running the installer".into(),
+                    seconds: self.ctx.options.deadlines.kexec.as_secs(),
+                    help: self.console_hint(),
+                });
+            }
+            match self.facts(KeyPhase::Installer, left).await {
+                Ok(f) if f.boot_id != before.boot_id && f.installer => {
+                    let key = self.session.as_ref().map(|(_, s)| s.host_key().to_openssh());
+                    if let Some(Ok(line)) = key {
+                        self.update_state(|h| {
+                            h.host_keys.insert(KeyPhase::Installer, vec![line]);
+                        })?;
+                    }
+                    tracing::info!(boot_id = %f.boot_id, "running the installer");
+                    return Ok(PhaseResult::Done);
+                }
+                Ok(_) => {
+                    // Still the old system: drop the session and look again.
+                    if let Some((_, s)) = self.session.take() {
+                        s.close().await;
+                    }
+                }
+                Err(PhaseError::Ssh(e)) if is_transient(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn installer_min_memory(&self) -> Result<u64, PhaseError> {
+        let provider = self.ctx.inventory.provider_of(self.host);
+        let v = self
+            .host
+            .extra
+            .get("installer_min_memory")
+            .or_else(|| provider.settings.get("installer_min_memory"));
+        match v {
+            None => Ok(DEFAULT_INSTALLER_MIN_MEMORY_MIB),
+            Some(v) => v.as_u64().ok_or_else(|| PhaseError::Config {
+                what: format!("installer_min_memory = {v} is not a number of MiB"),
+                help: "give the installer's minimum memory in MiB, e.g. 512".into(),
+            }),
+        }
+    }
+
+    /// The kexec bundle: `--installer`, else the host's or provider's `installer`, else
+    /// `CAIRN_INSTALLER`.
+    fn installer_bundle(&self) -> Result<PathBuf, PhaseError> {
+        let provider = self.ctx.inventory.provider_of(self.host);
+        let configured = self
+            .ctx
+            .options
+            .installer
+            .clone()
+            .or_else(|| {
+                self.host
+                    .extra
+                    .get("installer")
+                    .or_else(|| provider.settings.get("installer"))
+                    .and_then(|v| v.as_str())
+                    .map(|p| self.ctx.inventory.root.join(p))
+            })
+            .or_else(|| self.ctx.env.get("CAIRN_INSTALLER").map(PathBuf::from));
+        let path = configured.ok_or_else(|| PhaseError::Config {
+            what: "no installer bundle is configured for this host".into(),
+            help: "set `installer = \"path/to/nixos-kexec-installer-x86_64-linux.tar.gz\"` on the host or its \
+                   provider (the nix-community nixos-images kexec tarball, or cairn's test bundle from \
+                   vm-tests/build-images), or pass --installer"
+                .into(),
+        })?;
+        if !path.is_file() {
+            return Err(PhaseError::Config {
+                what: format!("the installer bundle {} does not exist", path.display()),
+                help: "check the `installer` path (relative paths are relative to cairn.hcl)"
+                    .into(),
+            });
+        }
+        Ok(path)
+    }
+
+    fn console_hint(&self) -> String {
+        match self
+            .machine
+            .as_ref()
+            .and_then(|m| m.provider_data.get("dir"))
+            .and_then(|d| d.as_str())
+        {
+            Some(dir) => format!("the VM's serial console log may say why: {dir}/console.log"),
+            None => "look at the machine's console in the provider's web interface".into(),
+        }
+    }
+
+    // ---- disk ---------------------------------------------------------------------------
+
+    async fn disk_if_unmounted(&mut self) -> Result<PhaseResult, PhaseError> {
+        let facts = self.facts(KeyPhase::Installer, self.ctx.options.deadlines.reach).await?;
+        if facts.mnt_mounted {
+            Ok(PhaseResult::Skipped("done earlier, /mnt is mounted".into()))
+        } else {
+            tracing::warn!("the disk was prepared earlier but /mnt is not mounted any more: preparing it again");
+            self.disk().await
+        }
+    }
+
+    async fn disk(&mut self) -> Result<PhaseResult, PhaseError> {
+        let layout_name = self.host.disk_layout.as_ref().ok_or_else(|| PhaseError::Config {
+            what: "the host has no disk_layout".into(),
+            help: "add `disk_layout = \"...\"` to the host (or to `defaults`) naming a disk_layout block".into(),
+        })?;
+        let layout = &self.ctx.inventory.disk_layouts[layout_name];
+        let options = crate::disk::ScriptOptions {
+            target: TARGET_ROOT.into(),
+            expected_by_id: self
+                .host
+                .extra
+                .get("disk_by_id")
+                .and_then(|v| v.as_str())
+                .map(String::from),
+        };
+        let script = crate::disk::render_script(layout, &options)?;
+        let within = self.ctx.options.deadlines.reach;
+        let session = self.session(KeyPhase::Installer, within).await?;
+        session.exec(&RemoteCommand::script("partition", script)).await?;
+        // A fresh disk: whatever an earlier copy left is gone.
+        Ok(PhaseResult::Done)
+    }
+
+    // ---- build --------------------------------------------------------------------------
+
+    async fn build(&mut self) -> Result<PhaseResult, PhaseError> {
+        let flake = self.flake()?;
+        let toplevel = self.ctx.options.nix.build_toplevel(&flake).await?;
+        let closure = self.ctx.options.nix.closure(std::slice::from_ref(&toplevel)).await?;
+        let bytes: u64 = closure.iter().map(|p| p.nar_size).sum();
+        tracing::info!(system = %toplevel, paths = closure.len(), mib = bytes / (1024 * 1024), "built");
+        self.toplevel = Some(toplevel);
+        self.closure = closure;
+        Ok(PhaseResult::Done)
+    }
+
+    fn flake(&self) -> Result<crate::inventory::FlakeRef, PhaseError> {
+        let mut flake = self.host.flake.clone().ok_or_else(|| PhaseError::Config {
+            what: "the host has no flake".into(),
+            help: "add `flake = \".#NAME\"` to the host".into(),
+        })?;
+        if !flake.flake.contains(':') {
+            flake.flake = self.ctx.inventory.root.join(&flake.flake).display().to_string();
+        }
+        Ok(flake)
+    }
+
+    async fn built(&mut self) -> Result<StorePath, PhaseError> {
+        if self.toplevel.is_none() {
+            self.build().await?;
+        }
+        Ok(self.toplevel.clone().expect("built"))
+    }
+
+    // ---- copy ---------------------------------------------------------------------------
+
+    async fn copy(&mut self) -> Result<PhaseResult, PhaseError> {
+        self.built().await?;
+        let within = self.ctx.options.deadlines.reach;
+        let root = Vars::new().word("root", TARGET_ROOT);
+        let status = template::render("templates/bootstrap/copy-status.sh", COPY_STATUS_SH, &root)?;
+        let paths: Vec<StorePath> = self.closure.iter().map(|p| p.path.clone()).collect();
+        let sizes: BTreeMap<StorePath, u64> =
+            self.closure.iter().map(|p| (p.path.clone(), p.nar_size)).collect();
+        let session = self.session(KeyPhase::Installer, within).await?;
+        let present: BTreeSet<String> = session
+            .exec(&RemoteCommand::script("copy-status", status))
+            .await?
+            .stdout_trimmed()
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect();
+        let skip: BTreeSet<StorePath> = paths
+            .iter()
+            .filter(|p| p.relative().rsplit('/').next().is_some_and(|n| present.contains(n)))
+            .cloned()
+            .collect();
+        let missing = paths.len() - skip.len();
+        if missing > 0 {
+            let bytes: u64 = sizes.iter().filter(|(p, _)| !skip.contains(*p)).map(|(_, n)| n).sum();
+            tracing::info!(
+                paths = missing,
+                already = skip.len(),
+                mib = bytes / (1024 * 1024),
+                "copying the closure"
+            );
+            let unpack =
+                template::render("templates/bootstrap/copy-unpack.sh", COPY_UNPACK_SH, &root)?;
+            let mut tar = TarStream::spawn(&paths, &skip, &TransferOptions::default())?;
+            let source = tar.stdout().ok_or_else(|| PhaseError::Remote {
+                what: "the local tar stream has no output".into(),
+                help: "this is a bug in cairn".into(),
+            })?;
+            let mut remote =
+                session.open_stream(&RemoteCommand::inline_script("copy-unpack", unpack)).await?;
+            let sent = remote.copy_from(source).await;
+            let local = tar.finish().await;
+            let remote_result = remote.finish().await;
+            sent?;
+            local?;
+            remote_result?;
+        } else {
+            tracing::info!(paths = paths.len(), "the whole closure is already on the target");
+        }
+        // Register every path (idempotent), with the closure's own nix-store in the chroot.
+        let nix_store = self.nix_store()?;
+        let register = template::render(
+            "templates/bootstrap/register.sh",
+            REGISTER_SH,
+            &Vars::new().word("root", TARGET_ROOT).word("nix_store", nix_store),
+        )?;
+        let registration = crate::nix::load_db_registration(&self.closure);
+        let session = self.session(KeyPhase::Installer, within).await?;
+        session
+            .exec(
+                &RemoteCommand::inline_script("register", register)
+                    .stdin(registration.into_bytes()),
+            )
+            .await?;
+        Ok(PhaseResult::Done)
+    }
+
+    /// `.../bin/nix-store` from the closure itself, so the target needs no Nix.
+    fn nix_store(&self) -> Result<String, PhaseError> {
+        self.closure
+            .iter()
+            .map(|p| format!("{}/bin/nix-store", p.path.as_str()))
+            .find(|candidate| std::path::Path::new(candidate).is_file())
+            .ok_or_else(|| PhaseError::Config {
+                what: "the system's closure contains no nix-store to register the copied paths with".into(),
+                help: "every NixOS system includes Nix; for a custom system add a nix package to its closure".into(),
+            })
+    }
+
+    // ---- keys ---------------------------------------------------------------------------
+
+    async fn keys(&mut self) -> Result<PhaseResult, PhaseError> {
+        let keys = self.host_keys()?;
+        let within = self.ctx.options.deadlines.reach;
+        let operator = format!("{}\n", self.ctx.operator.public_line);
+        let session = self.session(KeyPhase::Installer, within).await?;
+        let dirs = format!(
+            "mkdir -p -m 0755 {r}/etc/ssh {r}/var/lib && mkdir -p -m 0700 {r}/root/.ssh {r}/var/lib/sops-nix",
+            r = TARGET_ROOT
+        );
+        session.exec(&RemoteCommand::new("sh").arg("-c").arg(&dirs)).await?;
+        let private = keys.ssh_private_openssh();
+        session
+            .upload(
+                UploadSource::Bytes(private.as_bytes()),
+                &format!("{TARGET_ROOT}/etc/ssh/ssh_host_ed25519_key"),
+                0o600,
+            )
+            .await?;
+        let public = format!("{}\n", keys.ssh_public_line());
+        session
+            .upload(
+                UploadSource::Bytes(public.as_bytes()),
+                &format!("{TARGET_ROOT}/etc/ssh/ssh_host_ed25519_key.pub"),
+                0o644,
+            )
+            .await?;
+        if let Some(age) = keys.age_identity() {
+            let text = zeroize::Zeroizing::new(format!("{}\n", age.expose_secret()));
+            session
+                .upload(
+                    UploadSource::Bytes(text.as_bytes()),
+                    &format!("{TARGET_ROOT}/var/lib/sops-nix/key.txt"),
+                    0o600,
+                )
+                .await?;
+        }
+        session
+            .upload(
+                UploadSource::Bytes(operator.as_bytes()),
+                &format!("{TARGET_ROOT}/root/.ssh/authorized_keys"),
+                0o600,
+            )
+            .await?;
+        Ok(PhaseResult::Done)
+    }
+
+    /// The host's keys: loaded from the repository, or generated, stored encrypted to the
+    /// admins, and their public halves recorded in state. The host's secrets are re-keyed to
+    /// include it, so it decrypts them on first boot.
+    fn host_keys(&self) -> Result<HostKeys, PhaseError> {
+        let inv = &self.ctx.inventory;
+        let store = HostKeyStore::new(&inv.root);
+        let identities = crate::keys::Identities::discover(&self.ctx.env);
+        let keyring = crate::keys::Identities::discover(&self.ctx.env).into_keyring();
+        let codec = crate::keys::store::SopsBinaryCodec { keyring: &keyring };
+        let keys = if store.exists(self.name()) {
+            store.load(self.name(), &codec)?
+        } else {
+            let admins = inv
+                .admins
+                .iter()
+                .map(|a| AgeRecipient::parse(&a.age))
+                .collect::<Result<Vec<_>, _>>()?;
+            let separate =
+                self.host.extra.get("age_key").and_then(|v| v.as_bool()).unwrap_or(false);
+            let keys = HostKeys::generate(&self.host.name, separate);
+            store.save(&keys, &admins, &codec)?;
+            tracing::info!(key = %keys.ssh_public_line(), "generated the host's keys");
+            keys
+        };
+        let recipient = keys.age_recipient().to_string();
+        let public = keys.ssh_public_line().to_string();
+        self.update_state(|h| {
+            h.ssh_public_key = Some(public.clone());
+            h.age_recipient = Some(recipient);
+            h.host_keys.insert(KeyPhase::Installed, vec![public]);
+        })?;
+        let recipients: BTreeMap<String, String> = self
+            .ctx
+            .state
+            .snapshot()
+            .hosts
+            .into_iter()
+            .filter_map(|(n, h)| Some((n, h.age_recipient?)))
+            .collect();
+        super::secrets::update_recipients(inv, &recipients, &identities)?;
+        Ok(keys)
+    }
+
+    // ---- install ------------------------------------------------------------------------
+
+    async fn install(&mut self) -> Result<PhaseResult, PhaseError> {
+        let system = self.built().await?;
+        let script = template::render(
+            "templates/bootstrap/install.sh",
+            INSTALL_SH,
+            &Vars::new().word("root", TARGET_ROOT).word("system", system.as_str()),
+        )?;
+        let within = self.ctx.options.deadlines.reach;
+        let session = self.session(KeyPhase::Installer, within).await?;
+        session.exec(&RemoteCommand::script("install", script)).await?;
+        let system = system.as_str().to_string();
+        self.update_state(|h| {
+            h.provider_data.insert("system".into(), system.into());
+        })?;
+        Ok(PhaseResult::Done)
+    }
+
+    // ---- reboot -------------------------------------------------------------------------
+
+    async fn reboot(&mut self) -> Result<PhaseResult, PhaseError> {
+        let within = self.ctx.options.deadlines.reach;
+        let facts = self.facts(KeyPhase::Installer, within).await?;
+        if !facts.installer {
+            return Ok(PhaseResult::Skipped("not in the installer any more".into()));
+        }
+        let installer_boot = facts.boot_id.clone();
+        self.update_state(|h| {
+            h.provider_data.insert("installer_boot_id".into(), installer_boot.into());
+        })?;
+        let session = self.session(KeyPhase::Installer, within).await?;
+        match session.exec(&RemoteCommand::script("reboot", REBOOT_SH)).await {
+            Ok(_) => {}
+            Err(e) if is_transient(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some((_, s)) = self.session.take() {
+            s.close().await;
+        }
+        Ok(PhaseResult::Done)
+    }
+
+    // ---- verify -------------------------------------------------------------------------
+
+    async fn verify(&mut self) -> Result<Verified, PhaseError> {
+        let state = self.state_snapshot();
+        let installer_boot =
+            state.provider_data.get("installer_boot_id").and_then(|v| v.as_str()).map(String::from);
+        let deadline = Instant::now() + self.ctx.options.deadlines.reboot;
+        // Only the key cairn generated is accepted: a stock image or an installer answering
+        // here (the reboot did not happen, or booted the wrong disk) is refused.
+        let facts = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(PhaseError::Timeout {
+                    what: "the installed system did not answer with its own host key".into(),
+                    seconds: self.ctx.options.deadlines.reboot.as_secs(),
+                    help: self.console_hint(),
+                });
+            }
+            match self.facts(KeyPhase::Installed, left).await {
+                Ok(f) if !f.installer && installer_boot.as_deref() != Some(f.boot_id.as_str()) => break f,
+                Ok(f) => {
+                    return Err(PhaseError::Remote {
+                        what: format!("the host answered but is still the installer (boot id {})", f.boot_id),
+                        help: "the reboot did not happen or the boot loader is wrong; run with --phases install,reboot,verify".into(),
+                    })
+                }
+                Err(PhaseError::Ssh(e)) if is_transient(&e) => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let session = self.session(KeyPhase::Installed, self.ctx.options.deadlines.reach).await?;
+        let host_key = ssh::fingerprint(session.host_key());
+        let target = session.target().to_string();
+        let root_device = session
+            .exec(
+                &RemoteCommand::new("sh")
+                    .arg("-c")
+                    .arg("awk '$2 == \"/\" { d = $1 } END { print d }' /proc/mounts"),
+            )
+            .await?
+            .stdout_trimmed();
+        let checks = self.health_checks().await?;
+        Ok(Verified {
+            address: target,
+            host_key,
+            boot_id: facts.boot_id,
+            root_device,
+            checks,
+            unchanged: false,
+        })
+    }
+
+    async fn health_checks(&mut self) -> Result<Vec<String>, PhaseError> {
+        let checks = if self.host.health_checks.is_empty() {
+            vec![
+                HealthCheck::SystemdUnit { unit: "comin.service".into() },
+                HealthCheck::Command {
+                    command: "test -n \"$(ls -A /run/secrets 2>/dev/null)\"".into(),
+                },
+            ]
+        } else {
+            self.host.health_checks.clone()
+        };
+        let limit = self.ctx.options.deadlines.health;
+        let deadline = Instant::now() + limit;
+        let mut passed = Vec::new();
+        for check in &checks {
+            let (label, command) = match check {
+                HealthCheck::SystemdUnit { unit } => (
+                    format!("{unit} is active"),
+                    format!("systemctl is-active {}", ssh::quote(unit)),
+                ),
+                HealthCheck::Command { command } => {
+                    (format!("`{command}` succeeds"), command.clone())
+                }
+                HealthCheck::FileExists { path } => {
+                    (format!("{path} exists"), format!("test -e {}", ssh::quote(path)))
+                }
+            };
+            loop {
+                let session = self.session(KeyPhase::Installed, limit).await?;
+                let out = session
+                    .exec(
+                        &RemoteCommand::new("sh")
+                            .arg("-c")
+                            .arg(format!("{command} 2>&1"))
+                            .allow_exit_codes(1..=255),
+                    )
+                    .await?;
+                if out.exit_code == 0 {
+                    passed.push(label);
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(PhaseError::HealthCheck {
+                        host: self.name().to_string(),
+                        check: label,
+                        output: out.stdout_trimmed(),
+                        seconds: limit.as_secs(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+        Ok(passed)
+    }
+}
+
+/// Errors that mean "not there yet" while a machine boots or jumps.
+fn is_transient(e: &ssh::Error) -> bool {
+    e.is_retryable_connect()
+        || matches!(e, ssh::Error::ConnectionLost { .. } | ssh::Error::Unreachable { .. })
+}
+
+/// How the stock system unpacks the bundle, from its first bytes.
+fn bundle_decompressor(path: &std::path::Path) -> Result<&'static str, PhaseError> {
+    let mut magic = [0u8; 4];
+    let read =
+        std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic));
+    read.map_err(|source| PhaseError::Io {
+        what: format!("reading the installer bundle {}", path.display()),
+        help: "check the `installer` path".into(),
+        source,
+    })?;
+    match magic {
+        [0x1f, 0x8b, ..] => Ok("gzip -dc"),
+        [0x28, 0xb5, 0x2f, 0xfd] => Ok("zstd -dc"),
+        [0xfd, b'7', b'z', b'X'] => Ok("xz -dc"),
+        _ => Ok("cat"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_are_read_from_key_value_lines() {
+        let f = Facts::parse("os_id=debian\nos_variant=\ninstaller=no\nboot_id=abc\narch=x86_64\nmem_kib=1012345\nmnt_mounted=no\n");
+        assert!(!f.installer);
+        assert_eq!(f.boot_id, "abc");
+        assert_eq!(f.mem_mib, 988);
+        assert_eq!(f.os_id, "debian");
+        assert!(!f.mnt_mounted);
+    }
+}

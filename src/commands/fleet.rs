@@ -1,0 +1,75 @@
+//! What the commands that act on machines share: the inventory, the selected hosts, the
+//! locked state, the providers and the operator key, and a runtime to drive them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Context;
+use crate::bootstrap::{self, HostReport, Operator};
+use crate::inventory::{Host, Inventory};
+use crate::state::{FileState, LockHolder, LockWait, SharedStateLock, State};
+
+/// The selected hosts of a mutating command, with state locked for the whole run.
+pub struct FleetSession {
+    pub inventory: Arc<Inventory>,
+    pub hosts: Vec<Host>,
+    pub state: SharedStateLock,
+}
+
+impl Context {
+    /// Loads the inventory (`--inventory`, else cairn.hcl found from the current directory).
+    pub fn load_inventory(&self) -> miette::Result<Inventory> {
+        let path = crate::inventory::locate(&self.cwd, self.inventory.as_deref())?;
+        let inv = crate::inventory::load(&crate::inventory::LoadOptions {
+            path,
+            cli_vars: self.vars.clone(),
+            env: std::env::vars().collect(),
+        })?;
+        Ok(inv)
+    }
+
+    /// Loads the inventory, selects hosts and locks state for `command`.
+    pub fn fleet_session(&self, selectors: &[String]) -> miette::Result<FleetSession> {
+        let inventory = self.load_inventory()?;
+        let hosts: Vec<Host> =
+            crate::inventory::select(&inventory, selectors)?.into_iter().cloned().collect();
+        crate::ui::progress::set_log_dir(inventory.root.join(".cairn").join("logs"));
+        let backend = FileState::new(&inventory.root);
+        let lock =
+            backend.lock(LockHolder::from_process(), LockWait::Timeout(Duration::from_secs(30)))?;
+        Ok(FleetSession {
+            inventory: Arc::new(inventory),
+            hosts,
+            state: SharedStateLock::new(lock),
+        })
+    }
+}
+
+impl FleetSession {
+    /// Runs the bootstrap pipeline (or the phases `options` selects) on every host.
+    pub fn bootstrap(&self, options: bootstrap::Options) -> miette::Result<Vec<HostReport>> {
+        let providers = crate::provider::for_hosts(&self.inventory, &self.hosts)?;
+        let operator = Operator::load_or_create(
+            &self.inventory.root,
+            std::env::var_os("CAIRN_SSH_KEY").map(Into::into),
+        )?;
+        let ctx = Arc::new(bootstrap::Context {
+            inventory: self.inventory.clone(),
+            state: self.state.clone(),
+            providers,
+            operator,
+            options,
+            env: crate::keys::IdentityEnv::from_process(),
+        });
+        let hosts = self.hosts.clone();
+        Ok(runtime()?.block_on(bootstrap::run_fleet(ctx, hosts)))
+    }
+}
+
+/// A multi-threaded runtime for one command.
+pub fn runtime() -> miette::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| miette::miette!("cannot start the async runtime: {e}"))
+}

@@ -1,0 +1,14 @@
+# cairn: what the target is right now. One `key=value` per line; runs as root, POSIX sh.
+set -u
+. /etc/os-release 2>/dev/null || true
+echo "os_id=${ID:-unknown}"
+echo "os_variant=${VARIANT_ID:-}"
+if [ -e /etc/cairn-installer ] || [ "${VARIANT_ID:-}" = installer ]; then
+  echo "installer=yes"
+else
+  echo "installer=no"
+fi
+echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"
+echo "arch=$(uname -m)"
+echo "mem_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+if grep -q ' /mnt ' /proc/mounts; then echo "mnt_mounted=yes"; else echo "mnt_mounted=no"; fi

@@ -39,6 +39,9 @@ const HOST_ATTRS: &[&str] = &[
     "secrets",
     "address",
     "installer",
+    "installer_min_memory",
+    "age_key",
+    "disk_by_id",
     "memory",
     "cpus",
     "disk_size",
@@ -46,14 +49,35 @@ const HOST_ATTRS: &[&str] = &[
 const HOST_BLOCKS: &[&str] = &["ssh", "health_check"];
 const SIZE_ALIASES: &[&str] = &["size", "server_type", "instance_type"];
 
+/// Settings every provider type takes: the kexec installer its machines use.
+const COMMON_PROVIDER_ATTRS: &[&str] = &["installer", "installer_min_memory"];
+
 fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
     match kind {
-        ProviderKind::Qemu => &["accel", "cache_dir", "image", "memory", "cpus", "disk_size"],
-        ProviderKind::Hcloud => &["token", "endpoint", "location", "ssh_key_name"],
-        ProviderKind::Aws => {
-            &["region", "access_key_id", "secret_access_key", "endpoint", "ami", "subnet_id"]
+        ProviderKind::Qemu => &[
+            "accel",
+            "cache_dir",
+            "image",
+            "memory",
+            "cpus",
+            "disk_size",
+            "installer",
+            "installer_min_memory",
+        ],
+        ProviderKind::Hcloud => {
+            &["token", "endpoint", "location", "ssh_key_name", "installer", "installer_min_memory"]
         }
-        ProviderKind::Existing => &[],
+        ProviderKind::Aws => &[
+            "region",
+            "access_key_id",
+            "secret_access_key",
+            "endpoint",
+            "ami",
+            "subnet_id",
+            "installer",
+            "installer_min_memory",
+        ],
+        ProviderKind::Existing => COMMON_PROVIDER_ATTRS,
     }
 }
 
@@ -114,6 +138,16 @@ impl<'a> Resolver<'a> {
             Value::String(s) => Some(s),
             other => {
                 self.wrong_type(&attr.value, "a string", &other);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, attr: &Attribute) -> Option<bool> {
+        match self.value(attr)? {
+            Value::Bool(b) => Some(b),
+            other => {
+                self.wrong_type(&attr.value, "true or false", &other);
                 None
             }
         }
@@ -420,7 +454,9 @@ impl<'a> Resolver<'a> {
                     "accel" => {
                         self.one_of(attr, &["auto", "kvm", "tcg"]).map(serde_json::Value::from)
                     }
-                    "memory" | "disk_size" => self.mib(attr).map(serde_json::Value::from),
+                    "memory" | "disk_size" | "installer_min_memory" => {
+                        self.mib(attr).map(serde_json::Value::from)
+                    }
                     "cpus" => self.integer(attr, 1, 1024).map(serde_json::Value::from),
                     _ => self.string(attr).map(serde_json::Value::from),
                 };
@@ -1045,10 +1081,28 @@ impl<'a> Resolver<'a> {
         }
 
         let mut extra = BTreeMap::new();
-        if let Some(a) = get("installer") {
-            match self.string(a) {
-                Some(s) => {
-                    extra.insert("installer".to_owned(), serde_json::Value::from(s));
+        for key in ["installer", "disk_by_id"] {
+            if let Some(a) = get(key) {
+                match self.string(a) {
+                    Some(s) => {
+                        extra.insert(key.to_owned(), serde_json::Value::from(s));
+                    }
+                    None => ok = false,
+                }
+            }
+        }
+        if let Some(a) = get("installer_min_memory") {
+            match self.mib(a) {
+                Some(m) => {
+                    extra.insert("installer_min_memory".to_owned(), serde_json::Value::from(m));
+                }
+                None => ok = false,
+            }
+        }
+        if let Some(a) = get("age_key") {
+            match self.boolean(a) {
+                Some(b) => {
+                    extra.insert("age_key".to_owned(), serde_json::Value::from(b));
                 }
                 None => ok = false,
             }

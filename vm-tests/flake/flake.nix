@@ -86,7 +86,10 @@
         (cd root && find . | cpio -o -H newc 2>/dev/null) | gzip -9 > $out/initrd
       '';
 
-      toplevel = run "cairn-test-system" { } ''
+      # The system, with the sops-encrypted files in `secrets` (a directory, or null for
+      # those in deps/secrets): like sops-nix's defaultSopsFile, they live in the store, so
+      # a fleet passes its own ./secrets and every build sees their current recipients.
+      mkToplevel = { secrets ? null }: run "cairn-test-system" { } ''
         ${subst}
         mkdir -p $out/bin $out/sw/bin $out/etc/ssh $out/secrets
         subst ${./stage-2-init.sh} $out/init
@@ -102,13 +105,19 @@
         ln -sf ${nix}/bin/nix $out/sw/bin/nix
         ln -sf ${nix}/bin/nix $out/sw/bin/nix-store
         cp ${deps}/ssh/authorized_keys $out/etc/ssh/authorized_keys
-        if [ -d ${deps}/secrets ]; then cp ${deps}/secrets/* $out/secrets/ 2>/dev/null || true; fi
+        ${if secrets == null then ''
+          if [ -d ${deps}/secrets ]; then cp ${deps}/secrets/* $out/secrets/ 2>/dev/null || true; fi
+        '' else ''
+          for f in ${secrets}/*; do [ -f "$f" ] && cp "$f" $out/secrets/; done
+        ''}
         echo cairn-test > $out/hostname
       '';
+      toplevel = mkToplevel { };
     in
     {
       # The same attribute path as a NixOS system, so cairn builds and installs both alike.
       nixosConfigurations.cairn-test.config.system.build.toplevel = toplevel;
+      lib.mkToplevel = mkToplevel;
       packages.${system} = {
         default = toplevel;
         inherit busybox dropbear nix extlinux sops kernel initrd toplevel;

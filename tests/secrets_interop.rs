@@ -7,19 +7,17 @@ mod secrets_support;
 use std::path::Path;
 
 use cairn::secrets::walk::CryptRule;
-use cairn::secrets::{EncryptionSpec, Format, Keyring, Recipient, SopsFile};
+use cairn::keys::{AgeRecipient, Identities, IdentityEnv};
+use cairn::secrets::{EncryptionSpec, Format, SopsFile};
 use secrets_support::{mask_ciphertexts, without_metadata, AgeKey, Lab};
 
-fn keyring(keys: &[&AgeKey]) -> Keyring {
-    let mut all = Keyring { identities: Vec::new(), tried: Vec::new() };
-    for k in keys {
-        let text = std::fs::read_to_string(&k.identity_file).unwrap();
-        let mut kr =
-            Keyring::from_identity_text(&text, &k.identity_file.display().to_string()).unwrap();
-        all.identities.append(&mut kr.identities);
-        all.tried.append(&mut kr.tried);
-    }
-    all
+/// The identities sops would load with SOPS_AGE_KEY_FILE holding these keys (and no HOME).
+fn keyring(keys: &[&AgeKey]) -> Identities {
+    let text: String =
+        keys.iter().map(|k| std::fs::read_to_string(&k.identity_file).unwrap()).collect();
+    let mut env = IdentityEnv::default();
+    env.set("SOPS_AGE_KEY", text);
+    Identities::discover(&env)
 }
 
 fn spec(
@@ -31,7 +29,7 @@ fn spec(
     EncryptionSpec {
         key_groups: groups
             .iter()
-            .map(|g| g.iter().map(|r| Recipient::parse(r).unwrap()).collect())
+            .map(|g| g.iter().map(|r| AgeRecipient::parse(r).unwrap()).collect())
             .collect(),
         shamir_threshold: threshold,
         rule: rule.map(|(f, v)| CryptRule::from_field(f, v).unwrap().unwrap()),
@@ -39,7 +37,7 @@ fn spec(
     }
 }
 
-fn cairn_decrypt(path: &Path, format: Format, kr: &Keyring) -> Vec<u8> {
+fn cairn_decrypt(path: &Path, format: Format, kr: &Identities) -> Vec<u8> {
     let file = SopsFile::read(path, format)
         .unwrap_or_else(|e| panic!("cairn reads {}: {e:?}", path.display()));
     let plain = file

@@ -15,7 +15,7 @@ pub mod walk;
 pub mod yaml;
 
 pub use error::SecretsError;
-pub use file::{Decrypted, EncryptionSpec, Keyring, Recipient, SopsFile};
+pub use file::{Decrypted, EncryptionSpec, RekeyChange, SopsFile};
 pub use store::Format;
 
 use tree::Documents;

@@ -6,8 +6,8 @@ mod secrets_support;
 
 use std::path::Path;
 
-use cairn::secrets::walk::CryptRule;
 use cairn::keys::{AgeRecipient, Identities, IdentityEnv};
+use cairn::secrets::walk::CryptRule;
 use cairn::secrets::{EncryptionSpec, Format, SopsFile};
 use secrets_support::{mask_ciphertexts, without_metadata, AgeKey, Lab};
 
@@ -419,4 +419,22 @@ fn tampered_comment_is_accepted_with_a_warning_like_sops() {
     let (sops_ok, cairn) = both_verdicts(&lab, &key, "tampered.env", &tampered, Format::Dotenv);
     assert!(sops_ok);
     assert!(cairn.is_ok(), "{cairn:?}");
+}
+
+const INI: &str = "top=1\ntop_unencrypted=open\n; c1\n[sec]\n# c2\nkey = \"quoted; x\"\nlong_key_name=v ; inline\npassword_secret = hunter2\n\n[other]\nz=\n; sops:nocrypt\napi = visible\n; sops:enc\ntoken = t0k3n\nspaced= \" padded \"\nsemi=`has;semi`\n";
+
+#[test]
+fn ini_every_rule_both_ways() {
+    let Some(lab) = Lab::new() else { return };
+    for (i, rule) in RULES.iter().enumerate() {
+        roundtrip(&lab, &format!("ini{i}"), "ini", INI.as_bytes(), *rule, false);
+    }
+    roundtrip(
+        &lab,
+        "ini_maconly",
+        "ini",
+        INI.as_bytes(),
+        Some(("encrypted_regex", "^token")),
+        true,
+    );
 }

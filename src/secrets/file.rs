@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use super::cipher::{Cipher, DataKey};
-use crate::keys::{AgeRecipient, Identities};
 use super::error::{Result, SecretsError};
 use super::metadata::{now_lastmodified, AgeKey, KeyGroup, Metadata, SOPS_VERSION};
 use super::shamir;
 use super::store::Format;
 use super::tree::Documents;
 use super::walk::{self, CryptRule, Direction};
+use crate::keys::{AgeRecipient, Identities};
 
 /// Who a new file is encrypted to and how: the creation rule, resolved.
 #[derive(Debug)]
@@ -162,7 +162,8 @@ impl SopsFile {
             1
         };
         for group in groups {
-            if let Some(secret) = group.age.iter().find_map(|k| decrypt_stanza(&k.enc, identities)) {
+            if let Some(secret) = group.age.iter().find_map(|k| decrypt_stanza(&k.enc, identities))
+            {
                 shares.push(secret);
                 if shares.len() >= needed {
                     break;
@@ -263,7 +264,11 @@ impl SopsFile {
 
     /// Rotates the data key: every value re-encrypted under a new key, for `key_groups`
     /// (or the file's own recipients when `None`).
-    pub fn rotate(&self, identities: &Identities, key_groups: Option<&[Vec<AgeRecipient>]>) -> Result<Self> {
+    pub fn rotate(
+        &self,
+        identities: &Identities,
+        key_groups: Option<&[Vec<AgeRecipient>]>,
+    ) -> Result<Self> {
         let decrypted = self.decrypt(identities, false)?;
         let key = DataKey::generate();
         let mut file = self.clone();
@@ -472,9 +477,7 @@ fn decrypt_stanza(enc: &str, identities: &Identities) -> Option<Zeroizing<Vec<u8
             return None;
         }
     };
-    let mut r = match decryptor
-        .decrypt(identities.iter())
-    {
+    let mut r = match decryptor.decrypt(identities.iter()) {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!("age stanza not decrypted: {e}");

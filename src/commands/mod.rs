@@ -7,6 +7,7 @@ use crate::cli::{Cli, Command, GlobalArgs};
 use crate::ui::{Output, UiMode};
 
 mod completions;
+mod secrets;
 
 /// What every command gets: the resolved global flags and the output channel.
 #[derive(Debug)]
@@ -35,6 +36,7 @@ impl Context {
 pub fn run(cli: Cli, ctx: &Context) -> miette::Result<ExitCode> {
     match cli.command {
         Command::Completions(args) => completions::run(&args, ctx),
+        Command::Secrets(cmd) => secrets::run(cmd, ctx),
         Command::Init(_) | Command::Hosts(_) | Command::Plan(_) => {
             Err(miette::miette!("this command is being wired up"))
         }

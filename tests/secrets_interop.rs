@@ -115,7 +115,11 @@ fn roundtrip(
         let fmt = format.name();
         assert_eq!(
             mask_ciphertexts(&without_metadata(&String::from_utf8_lossy(&cairn_enc), fmt)),
-            mask_ciphertexts(&without_metadata(&String::from_utf8_lossy(&sops_enc), fmt)),
+            // sops 3.11 writes a comment inside a list as a `- ENC[...type:comment]` element;
+            // cairn writes it as a `#ENC[...]` comment line (3.13.2 would hash the element
+            // form into the MAC). Both decrypt the same, checked above.
+            mask_ciphertexts(&without_metadata(&String::from_utf8_lossy(&sops_enc), fmt))
+                .replace("- ENC(comment)", "#ENC(comment)"),
             "{name}: cairn and sops encrypt different leaves"
         );
     }
@@ -436,5 +440,36 @@ fn ini_every_rule_both_ways() {
         INI.as_bytes(),
         Some(("encrypted_regex", "^token")),
         true,
+    );
+}
+
+const YAML: &str = "# top comment\nuser: alice\npassword_secret: hunter2\nnested:\n    api_unencrypted: open\n    # sops:enc\n    token: t0k3n\n    list:\n        - 1\n        # a comment in a list\n        - 2.5\n        - s\n        - true\n        - null\n        - k_secret: v\n          plain: p\n    deeper_unencrypted:\n        a: 1\n        b: [true, 'x']\n# sops:nocrypt\nopen: visible\nempty: \"\"\nnothing:\noctal: 0123\nhex: 0x1F\nfloat: 1.0\nexp: 6.02e23\ninf: .inf\nyes_string: yes\nwhen: 2024-02-29\nstamp: 2001-12-14t21:59:43.10-05:00\nmulti: |\n    line one\n    line two\nbase: &base\n    shared: value\nderived:\n    <<: *base\n    own: x\no: {}\nl: []\n";
+
+#[test]
+fn yaml_every_rule_both_ways() {
+    let Some(lab) = Lab::new() else { return };
+    for (i, rule) in RULES.iter().enumerate() {
+        roundtrip(&lab, &format!("yaml{i}"), "yaml", YAML.as_bytes(), *rule, false);
+    }
+    roundtrip(
+        &lab,
+        "yaml_maconly",
+        "yaml",
+        YAML.as_bytes(),
+        Some(("encrypted_suffix", "_secret")),
+        true,
+    );
+}
+
+#[test]
+fn yaml_multi_document_both_ways() {
+    let Some(lab) = Lab::new() else { return };
+    roundtrip(
+        &lab,
+        "multidoc",
+        "yaml",
+        b"a: 1\n# c\nb: two\n---\nc: [x, y]\n---\nd: {e: f}\n",
+        None,
+        false,
     );
 }

@@ -73,6 +73,101 @@ one stopped, and after success only verifies.")]
     Destroy(DestroyArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+    /// Encrypted secrets files (sops-compatible): edit, encrypt, decrypt, rekey, keygen
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+/// `cairn secrets ...`
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Decrypt a sops file to stdout (or --output)
+    Decrypt(SecretsDecryptArgs),
+    /// Encrypt a plaintext file for the recipients of its creation rule (or --age)
+    Encrypt(SecretsEncryptArgs),
+    /// Decrypt into a private temp dir, run $EDITOR, re-encrypt (a new file is created)
+    Edit(SecretsEditArgs),
+    /// Make secrets files' recipients match their creation rules (sops updatekeys)
+    Rekey(SecretsRekeyArgs),
+    /// Generate an admin age key (private key file 0600; prints the public key)
+    Keygen(SecretsKeygenArgs),
+}
+
+/// File format options shared by the secrets commands.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SecretsFormatArgs {
+    /// Read the file as this format instead of guessing from its extension
+    #[arg(long, value_name = "FORMAT", value_parser = ["yaml", "json", "dotenv", "ini", "binary"])]
+    pub input_type: Option<String>,
+    /// Write this format instead of the input format
+    #[arg(long, value_name = "FORMAT", value_parser = ["yaml", "json", "dotenv", "ini", "binary"])]
+    pub output_type: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsDecryptArgs {
+    /// The encrypted file
+    pub file: PathBuf,
+    /// Write the plaintext to this file (mode 0600) instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print only this part of the document, e.g. '["db"]["password"]'
+    #[arg(long, value_name = "PATH")]
+    pub extract: Option<String>,
+    /// Decrypt even if the MAC does not match (the file was changed outside sops/cairn)
+    #[arg(long)]
+    pub ignore_mac: bool,
+    #[command(flatten)]
+    pub format: SecretsFormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsEncryptArgs {
+    /// The plaintext file
+    pub file: PathBuf,
+    /// Replace the file with its encrypted form instead of printing it
+    #[arg(short, long)]
+    pub in_place: bool,
+    /// Write the encrypted file here instead of stdout
+    #[arg(short, long, value_name = "FILE", conflicts_with = "in_place")]
+    pub output: Option<PathBuf>,
+    /// Encrypt to these age recipients (comma-separated) instead of the creation rule's
+    #[arg(long, value_name = "RECIPIENTS")]
+    pub age: Option<String>,
+    #[command(flatten)]
+    pub format: SecretsFormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsEditArgs {
+    /// The file to edit (created if it does not exist)
+    pub file: PathBuf,
+    /// Edit even if the MAC does not match
+    #[arg(long)]
+    pub ignore_mac: bool,
+    /// Read the file as this format instead of guessing from its extension
+    #[arg(long, value_name = "FORMAT", value_parser = ["yaml", "json", "dotenv", "ini", "binary"])]
+    pub input_type: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsRekeyArgs {
+    /// Files to rekey [default: every sops file under the repository that a creation rule matches]
+    pub files: Vec<PathBuf>,
+    /// Also replace each file's data key and re-encrypt every value (use after removing a
+    /// recipient: the old key can still decrypt copies in git history)
+    #[arg(long)]
+    pub rotate: bool,
+    /// Show what would change without writing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsKeygenArgs {
+    /// Where to write the private key [default: $SOPS_AGE_KEY_FILE, else ~/.config/sops/age/keys.txt]
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -275,7 +275,7 @@ fn stored_host_keys_open_with_the_real_sops() {
     let mut env = IdentityEnv::default();
     env.set("HOME", home.display().to_string())
         .set("SOPS_AGE_KEY_FILE", admin_file.display().to_string());
-    let keyring = Identities::discover(&env).into_keyring();
+    let keyring = Identities::discover(&env);
     let codec = SopsBinaryCodec { keyring: &keyring };
     let store = HostKeyStore::new(repo.path());
     let keys = HostKeys::generate(&host("web1"), true);

@@ -11,6 +11,7 @@ mod bootstrap;
 mod completions;
 mod destroy;
 pub mod fleet;
+mod secrets;
 
 /// What every command gets: the resolved global flags and the output channel.
 #[derive(Debug)]
@@ -49,6 +50,7 @@ pub fn run(cli: Cli, ctx: &Context) -> miette::Result<ExitCode> {
         Command::Apply(args) => apply::run(&args, ctx),
         Command::Bootstrap(args) => bootstrap::run(&args, ctx),
         Command::Destroy(args) => destroy::run(&args, ctx),
+        Command::Secrets(cmd) => secrets::run(cmd, ctx),
         Command::Init(_) | Command::Hosts(_) | Command::Plan(_) => {
             Err(miette::miette!("this command is being wired up"))
         }

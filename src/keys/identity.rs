@@ -331,24 +331,6 @@ impl Identities {
             .join("\n")
     }
 
-    /// Hands the identities to the sops core, keeping where they came from for its errors.
-    pub fn into_keyring(self) -> crate::secrets::Keyring {
-        let tried = self
-            .report
-            .iter()
-            .filter(|r| !matches!(r.outcome, SourceOutcome::NotSet))
-            .map(|r| format!("{} ({})", r.source, r.outcome))
-            .collect();
-        crate::secrets::Keyring {
-            identities: self
-                .identities
-                .into_iter()
-                .map(|id| id as Box<dyn age::Identity>)
-                .collect(),
-            tried,
-        }
-    }
-
     /// Decrypts one age file (armored or binary), as sops decrypts a data-key stanza.
     pub fn decrypt(&self, age_file: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeysError> {
         if self.is_empty() {

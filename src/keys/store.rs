@@ -38,7 +38,7 @@ pub trait KeyCodec {
 /// sops binary files (`{"data": "ENC[...]", "sops": {...}}`): what `sops encrypt` writes for
 /// a file without a known extension, opened by `sops decrypt` and covered by rekey.
 pub struct SopsBinaryCodec<'a> {
-    pub keyring: &'a crate::secrets::Keyring,
+    pub keyring: &'a Identities,
 }
 
 impl KeyCodec for SopsBinaryCodec<'_> {
@@ -48,17 +48,14 @@ impl KeyCodec for SopsBinaryCodec<'_> {
         plaintext: &[u8],
         recipients: &[AgeRecipient],
     ) -> Result<Vec<u8>, KeysError> {
-        use crate::secrets::{EncryptionSpec, Format, Recipient, SopsFile};
+        use crate::secrets::{EncryptionSpec, Format, SopsFile};
         let plain = Format::Binary.load_plain(plaintext).map_err(|reason| KeysError::Store {
             host: host_of(path),
             reason,
             help: String::new(),
         })?;
         let spec = EncryptionSpec {
-            key_groups: vec![recipients
-                .iter()
-                .map(|r| Recipient { text: r.as_str().to_owned(), key: r.to_age() })
-                .collect()],
+            key_groups: vec![recipients.to_vec()],
             shamir_threshold: 0,
             rule: None,
             mac_only_encrypted: false,
@@ -258,8 +255,7 @@ mod tests {
         let admin = AgeIdentity::generate();
         let mut ids = Identities::empty();
         ids.push(admin.to_age());
-        let keyring = ids.into_keyring();
-        let codec = SopsBinaryCodec { keyring: &keyring };
+        let codec = SopsBinaryCodec { keyring: &ids };
         let keys = HostKeys::generate_for("db1", false);
         store.save(&keys, &[admin.to_public()], &codec).unwrap();
         let sealed = std::fs::read_to_string(store.private_key_path("db1")).unwrap();

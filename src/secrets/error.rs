@@ -57,14 +57,14 @@ pub enum SecretsError {
     #[error("{file}: no identity could decrypt the data key")]
     #[diagnostic(
         code(cairn::secrets::no_identity),
-        help("tried {tried}; the file is encrypted to {recipients}. Put a matching age key in one of those places, or ask someone who can read the file to add your recipient and run `cairn secrets rekey`")
+        help("the file is encrypted to {recipients}. Put a matching age key in one of the places cairn looked, or ask someone who can read the file to add your recipient and run `cairn secrets rekey`. Looked in:\n{tried}")
     )]
     NoIdentity { file: PathBuf, tried: String, recipients: String },
 
     #[error("{file}: not enough key groups could be decrypted: {got} of the {needed} Shamir shares needed")]
     #[diagnostic(
         code(cairn::secrets::shamir),
-        help("tried {tried}; you need identities for at least {needed} of the key groups")
+        help("you need identities for at least {needed} of the key groups. Looked in:\n{tried}")
     )]
     NotEnoughShares { file: PathBuf, got: usize, needed: usize, tried: String },
 
@@ -117,6 +117,64 @@ pub enum SecretsError {
     #[error("{file}: the extract path {extract} {reason}")]
     #[diagnostic(code(cairn::secrets::extract), help("use the form '[\"key\"][0][\"subkey\"]'"))]
     Extract { file: PathBuf, extract: String, reason: String },
+
+    #[error("the editor `{editor}` failed: {reason}")]
+    #[diagnostic(
+        code(cairn::secrets::editor),
+        help("set SOPS_EDITOR, VISUAL or EDITOR to an editor that waits until the file is closed (e.g. `code --wait`)")
+    )]
+    Editor { editor: String, reason: String },
+
+    #[error("interrupted by {signal}: nothing was written and the plaintext was removed")]
+    #[diagnostic(
+        code(cairn::secrets::interrupted),
+        help("run the command again to edit the file")
+    )]
+    Interrupted { signal: &'static str },
+
+    #[error("{file} already exists")]
+    #[diagnostic(
+        code(cairn::secrets::key_exists),
+        help("cairn never overwrites a private key; pass -o with another path, or remove the file yourself if you really mean to")
+    )]
+    KeyExists { file: PathBuf },
+
+    #[error(
+        "no recipients for {file}: no .sops.yaml creation rule applies and --age was not given"
+    )]
+    #[diagnostic(
+        code(cairn::secrets::no_rule),
+        help("run cairn in the repository (where .sops.yaml is), or pass --age age1...")
+    )]
+    NoRule { file: PathBuf },
+
+    #[error("{failed} of {total} files could not be rekeyed")]
+    #[diagnostic(
+        code(cairn::secrets::rekey_failed),
+        help("see the FAILED lines above; the other files were processed")
+    )]
+    RekeyFailed { failed: usize, total: usize },
+
+    #[error(
+        "no default path for the key: neither SOPS_AGE_KEY_FILE nor HOME/XDG_CONFIG_HOME is set"
+    )]
+    #[diagnostic(code(cairn::secrets::no_key_path), help("pass -o FILE"))]
+    NoKeyPath,
+
+    #[error("no .sops.yaml with creation_rules found in {dir} or its parents")]
+    #[diagnostic(
+        code(cairn::secrets::no_config),
+        help("run cairn in the repository; `cairn init` writes .sops.yaml from the inventory (or set SOPS_CONFIG)")
+    )]
+    NoConfig { dir: PathBuf },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Rules(#[from] super::rules::RulesError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Keys(#[from] crate::keys::KeysError),
 }
 
 pub type Result<T, E = SecretsError> = std::result::Result<T, E>;

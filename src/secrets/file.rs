@@ -13,84 +13,16 @@ use super::shamir;
 use super::store::Format;
 use super::tree::Documents;
 use super::walk::{self, CryptRule, Direction};
-
-/// A recipient as written in the metadata, with its parsed age form.
-pub struct Recipient {
-    pub text: String,
-    pub key: Box<dyn age::Recipient + Send + Sync>,
-}
-
-impl std::fmt::Debug for Recipient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl Recipient {
-    /// Parses `age1…` (X25519) and `ssh-ed25519 …` / `ssh-rsa …` (authorized_keys line).
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let t = text.trim();
-        let key: Box<dyn age::Recipient + Send + Sync> = if t.starts_with("age1") {
-            Box::new(
-                t.parse::<age::x25519::Recipient>()
-                    .map_err(|e| format!("invalid age recipient `{t}`: {e}"))?,
-            )
-        } else if t.starts_with("ssh-") {
-            Box::new(
-                t.parse::<age::ssh::Recipient>()
-                    .map_err(|e| format!("invalid SSH recipient `{t}`: {e:?}"))?,
-            )
-        } else {
-            return Err(format!(
-                "unsupported recipient `{t}`: expected age1… or ssh-ed25519/ssh-rsa"
-            ));
-        };
-        Ok(Self { text: t.to_owned(), key })
-    }
-}
+use crate::keys::{AgeRecipient, Identities};
 
 /// Who a new file is encrypted to and how: the creation rule, resolved.
 #[derive(Debug)]
 pub struct EncryptionSpec {
-    pub key_groups: Vec<Vec<Recipient>>,
+    pub key_groups: Vec<Vec<AgeRecipient>>,
     /// 0 = not set (all groups needed when there are several).
     pub shamir_threshold: usize,
     pub rule: Option<CryptRule>,
     pub mac_only_encrypted: bool,
-}
-
-/// The identities available to decrypt, and where they were looked for (for error messages).
-pub struct Keyring {
-    pub identities: Vec<Box<dyn age::Identity>>,
-    pub tried: Vec<String>,
-}
-
-impl std::fmt::Debug for Keyring {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring")
-            .field("identities", &self.identities.len())
-            .field("tried", &self.tried)
-            .finish()
-    }
-}
-
-impl Keyring {
-    /// Reads age identity files' text (`AGE-SECRET-KEY-1…` lines, `#` comments).
-    pub fn from_identity_text(text: &str, source: &str) -> std::result::Result<Self, String> {
-        let file = age::IdentityFile::from_buffer(text.as_bytes())
-            .map_err(|e| format!("{source}: cannot read identities: {e}"))?;
-        let identities =
-            file.into_identities().map_err(|e| format!("{source}: cannot read identities: {e}"))?;
-        Ok(Self { identities, tried: vec![source.to_owned()] })
-    }
-
-    pub fn tried_text(&self) -> String {
-        if self.tried.is_empty() {
-            "no identity sources".to_owned()
-        } else {
-            self.tried.join(", ")
-        }
-    }
 }
 
 /// The plaintext of a file and the cipher that decrypted it (its data key and iv stash).
@@ -220,8 +152,8 @@ impl SopsFile {
         Ok(())
     }
 
-    /// Recovers the data key with the keyring (one key per group; Shamir when several).
-    pub fn data_key(&self, keyring: &Keyring) -> Result<DataKey> {
+    /// Recovers the data key with the identities (one key per group; Shamir when several).
+    pub fn data_key(&self, identities: &Identities) -> Result<DataKey> {
         let groups = &self.metadata.key_groups;
         let mut shares: Vec<Zeroizing<Vec<u8>>> = Vec::new();
         let needed = if groups.len() > 1 {
@@ -230,7 +162,8 @@ impl SopsFile {
             1
         };
         for group in groups {
-            if let Some(secret) = group.age.iter().find_map(|k| decrypt_stanza(&k.enc, keyring)) {
+            if let Some(secret) = group.age.iter().find_map(|k| decrypt_stanza(&k.enc, identities))
+            {
                 shares.push(secret);
                 if shares.len() >= needed {
                     break;
@@ -240,20 +173,20 @@ impl SopsFile {
         let bad = |reason: String| SecretsError::BadDataKey { file: self.path.clone(), reason };
         if groups.len() <= 1 {
             let Some(key) = shares.pop() else {
-                return Err(self.no_identity(keyring));
+                return Err(self.no_identity(identities));
             };
             return DataKey::from_slice(&key)
                 .ok_or_else(|| bad(format!("it has {} bytes, not 32", key.len())));
         }
         if shares.is_empty() {
-            return Err(self.no_identity(keyring));
+            return Err(self.no_identity(identities));
         }
         if shares.len() < needed.max(2) {
             return Err(SecretsError::NotEnoughShares {
                 file: self.path.clone(),
                 got: shares.len(),
                 needed,
-                tried: keyring.tried_text(),
+                tried: identities.describe_sources(),
             });
         }
         let refs: Vec<&[u8]> = shares.iter().map(|s| s.as_slice()).collect();
@@ -261,11 +194,11 @@ impl SopsFile {
         DataKey::from_slice(&key).ok_or_else(|| bad(format!("it has {} bytes, not 32", key.len())))
     }
 
-    fn no_identity(&self, keyring: &Keyring) -> SecretsError {
+    fn no_identity(&self, identities: &Identities) -> SecretsError {
         let recipients: Vec<String> = self.metadata.recipients().map(abbreviate).collect();
         SecretsError::NoIdentity {
             file: self.path.clone(),
-            tried: keyring.tried_text(),
+            tried: identities.describe_sources(),
             recipients: if recipients.is_empty() {
                 "no age recipient".into()
             } else {
@@ -275,8 +208,8 @@ impl SopsFile {
     }
 
     /// Decrypts every value and verifies the MAC (unless `ignore_mac`).
-    pub fn decrypt(&self, keyring: &Keyring, ignore_mac: bool) -> Result<Decrypted> {
-        let key = self.data_key(keyring)?;
+    pub fn decrypt(&self, identities: &Identities, ignore_mac: bool) -> Result<Decrypted> {
+        let key = self.data_key(identities)?;
         self.decrypt_with_key(key, ignore_mac)
     }
 
@@ -331,8 +264,12 @@ impl SopsFile {
 
     /// Rotates the data key: every value re-encrypted under a new key, for `key_groups`
     /// (or the file's own recipients when `None`).
-    pub fn rotate(&self, keyring: &Keyring, key_groups: Option<&[Vec<Recipient>]>) -> Result<Self> {
-        let decrypted = self.decrypt(keyring, false)?;
+    pub fn rotate(
+        &self,
+        identities: &Identities,
+        key_groups: Option<&[Vec<AgeRecipient>]>,
+    ) -> Result<Self> {
+        let decrypted = self.decrypt(identities, false)?;
         let key = DataKey::generate();
         let mut file = self.clone();
         let owned;
@@ -353,7 +290,7 @@ impl SopsFile {
         Ok(file)
     }
 
-    fn current_recipients(&self) -> Result<Vec<Vec<Recipient>>> {
+    fn current_recipients(&self) -> Result<Vec<Vec<AgeRecipient>>> {
         self.metadata
             .key_groups
             .iter()
@@ -361,10 +298,10 @@ impl SopsFile {
                 g.age
                     .iter()
                     .map(|k| {
-                        Recipient::parse(&k.recipient).map_err(|reason| SecretsError::Recipient {
+                        AgeRecipient::parse(&k.recipient).map_err(|e| SecretsError::Recipient {
                             file: self.path.clone(),
                             recipient: k.recipient.clone(),
-                            reason,
+                            reason: e.to_string(),
                         })
                     })
                     .collect()
@@ -373,7 +310,7 @@ impl SopsFile {
     }
 
     /// What [`rekey`](Self::rekey) would change; `None` when the file is up to date.
-    pub fn rekey_change(&self, key_groups: &[Vec<Recipient>]) -> Option<RekeyChange> {
+    pub fn rekey_change(&self, key_groups: &[Vec<AgeRecipient>]) -> Option<RekeyChange> {
         let old: Vec<Vec<&str>> = self
             .metadata
             .key_groups
@@ -381,7 +318,7 @@ impl SopsFile {
             .map(|g| g.age.iter().map(|k| k.recipient.as_str()).collect())
             .collect();
         let new: Vec<Vec<&str>> =
-            key_groups.iter().map(|g| g.iter().map(|r| r.text.as_str()).collect()).collect();
+            key_groups.iter().map(|g| g.iter().map(|r| r.as_str()).collect()).collect();
         let threshold = capped_threshold(self.metadata.shamir_threshold, key_groups.len());
         let stored = threshold_to_store(threshold, key_groups.len());
         let other_keys = self.metadata.key_groups.iter().any(|g| !g.other.is_empty());
@@ -406,11 +343,11 @@ impl SopsFile {
     /// lastmodified untouched. `None` when already up to date.
     pub fn rekey(
         &self,
-        keyring: &Keyring,
-        key_groups: &[Vec<Recipient>],
+        identities: &Identities,
+        key_groups: &[Vec<AgeRecipient>],
     ) -> Result<Option<(Self, RekeyChange)>> {
         let Some(change) = self.rekey_change(key_groups) else { return Ok(None) };
-        let key = self.data_key(keyring)?;
+        let key = self.data_key(identities)?;
         let threshold = capped_threshold(self.metadata.shamir_threshold, key_groups.len());
         let mut file = self.clone();
         file.metadata.key_groups = encrypt_data_key(&self.path, &key, key_groups, threshold)?;
@@ -473,7 +410,7 @@ fn version_older(v: &str, than: &str) -> bool {
 fn encrypt_data_key(
     path: &Path,
     key: &DataKey,
-    groups: &[Vec<Recipient>],
+    groups: &[Vec<AgeRecipient>],
     threshold: usize,
 ) -> Result<Vec<KeyGroup>> {
     if groups.is_empty() || groups.iter().all(|g| g.is_empty()) {
@@ -502,10 +439,10 @@ fn encrypt_data_key(
                     let enc =
                         encrypt_stanza(r, secret).map_err(|reason| SecretsError::Recipient {
                             file: path.to_owned(),
-                            recipient: r.text.clone(),
+                            recipient: r.as_str().to_owned(),
                             reason,
                         })?;
-                    Ok(AgeKey { recipient: r.text.clone(), enc })
+                    Ok(AgeKey { recipient: r.as_str().to_owned(), enc })
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(KeyGroup { age, other: Vec::new() })
@@ -513,8 +450,9 @@ fn encrypt_data_key(
         .collect()
 }
 
-fn encrypt_stanza(r: &Recipient, secret: &[u8]) -> std::result::Result<String, String> {
-    let recipient: &dyn age::Recipient = r.key.as_ref();
+fn encrypt_stanza(r: &AgeRecipient, secret: &[u8]) -> std::result::Result<String, String> {
+    let boxed = r.to_age();
+    let recipient: &dyn age::Recipient = boxed.as_ref();
     let enc =
         age::Encryptor::with_recipients(std::iter::once(recipient)).map_err(|e| e.to_string())?;
     let armor = age::armor::ArmoredWriter::wrap_output(Vec::new(), age::armor::Format::AsciiArmor)
@@ -530,7 +468,7 @@ fn encrypt_stanza(r: &Recipient, secret: &[u8]) -> std::result::Result<String, S
     Ok(s)
 }
 
-fn decrypt_stanza(enc: &str, keyring: &Keyring) -> Option<Zeroizing<Vec<u8>>> {
+fn decrypt_stanza(enc: &str, identities: &Identities) -> Option<Zeroizing<Vec<u8>>> {
     let reader = age::armor::ArmoredReader::new(enc.as_bytes());
     let decryptor = match age::Decryptor::new(reader) {
         Ok(d) => d,
@@ -539,9 +477,7 @@ fn decrypt_stanza(enc: &str, keyring: &Keyring) -> Option<Zeroizing<Vec<u8>>> {
             return None;
         }
     };
-    let mut r = match decryptor
-        .decrypt(keyring.identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-    {
+    let mut r = match decryptor.decrypt(identities.iter()) {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!("age stanza not decrypted: {e}");

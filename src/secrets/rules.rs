@@ -18,7 +18,7 @@ use crate::inventory::model::{HostName, Inventory};
 use crate::keys::AgeRecipient;
 use crate::secrets::tree::{self, ListItem, Map, MapItem, Scalar, Value};
 use crate::secrets::walk::CryptRule;
-use crate::secrets::{EncryptionSpec, Recipient};
+use crate::secrets::EncryptionSpec;
 
 pub const CONFIG_FILE_NAME: &str = ".sops.yaml";
 const ALTERNATE_CONFIG_NAME: &str = ".sops.yml";
@@ -54,15 +54,7 @@ impl CreationRule {
     /// What the sops core encrypts a new file with.
     pub fn encryption_spec(&self) -> EncryptionSpec {
         EncryptionSpec {
-            key_groups: self
-                .recipients()
-                .into_iter()
-                .map(|g| {
-                    g.into_iter()
-                        .map(|r| Recipient { text: r.as_str().to_owned(), key: r.to_age() })
-                        .collect()
-                })
-                .collect(),
+            key_groups: self.recipients(),
             shamir_threshold: self.shamir_threshold.map_or(0, |t| t as usize),
             rule: self.crypt.clone(),
             mac_only_encrypted: self.mac_only_encrypted,

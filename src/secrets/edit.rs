@@ -1,0 +1,397 @@
+//! `cairn secrets edit`: decrypt into a private temp dir, run the editor, re-encrypt with
+//! the same data key (unchanged values keep their ciphertext), write atomically. The
+//! plaintext is removed on every exit path, including Ctrl-C and SIGTERM.
+
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::PermissionsExt;
+
+use fs_err::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::error::{Result, SecretsError};
+use super::file::{EncryptionSpec, SopsFile};
+use super::store::Format;
+use super::tree::{ListItem, MapItem, Scalar, Value};
+use crate::keys::Identities;
+
+/// What the editor run did to the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditOutcome {
+    /// The plaintext was not changed: nothing was written.
+    Unchanged,
+    /// The file was re-encrypted and written.
+    Written,
+    /// A new file was created.
+    Created,
+}
+
+/// Everything `edit` needs from its caller (the environment is passed in, never read here).
+pub struct EditRequest<'a> {
+    pub path: &'a Path,
+    pub format: Format,
+    /// The editor command line (`$SOPS_EDITOR`, `$VISUAL`, `$EDITOR`), shell-split here;
+    /// `None` → `vi`.
+    pub editor: Option<String>,
+    /// Where to put the private temp dir (tmpfs when available); `None` → system temp dir.
+    pub temp_base: Option<PathBuf>,
+    pub identities: &'a Identities,
+    /// For a new file: who it is encrypted to.
+    pub new_file_spec: &'a dyn Fn() -> Result<EncryptionSpec>,
+    pub ignore_mac: bool,
+    /// Whether a syntax error may re-open the editor (stdin is a terminal).
+    pub interactive: bool,
+}
+
+/// The temp dir for the plaintext: `/dev/shm` (RAM) or `$XDG_RUNTIME_DIR` when usable.
+pub fn private_temp_base(xdg_runtime_dir: Option<&str>) -> Option<PathBuf> {
+    let usable = |p: &Path| {
+        fs_err::metadata(p).map(|m| m.is_dir()).unwrap_or(false)
+            && tempfile::Builder::new().prefix(".cairn-probe").tempdir_in(p).is_ok()
+    };
+    let shm = Path::new("/dev/shm");
+    if usable(shm) {
+        return Some(shm.to_owned());
+    }
+    xdg_runtime_dir.map(PathBuf::from).filter(|p| p.is_absolute() && usable(p))
+}
+
+/// Overwrites and removes the plaintext when dropped.
+struct PlaintextGuard {
+    dir: Option<tempfile::TempDir>,
+    file: PathBuf,
+}
+
+impl Drop for PlaintextGuard {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::metadata(&self.file) {
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&self.file) {
+                let zeros = vec![0u8; meta.len() as usize];
+                let _ = f.write_all(&zeros);
+                let _ = f.sync_all();
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = dir.close() {
+                tracing::error!("could not remove the plaintext temp dir: {e}");
+            }
+        }
+    }
+}
+
+/// Splits a command line like a POSIX shell would split words (quotes and backslashes).
+pub fn shell_split(s: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => cur.push(c),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => match chars.next()? {
+                            c @ ('"' | '\\' | '$' | '`') => cur.push(c),
+                            '\n' => {}
+                            c => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                        },
+                        c => cur.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some('\n') | None => {}
+                    Some(c) => cur.push(c),
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Some(words)
+}
+
+/// The document a new file starts from.
+pub fn example_document(format: Format) -> Vec<u8> {
+    match format {
+        Format::Yaml => b"hello: Welcome to cairn! Edit this file as you please!\nexample_key: example_value\n# Example comment\nexample_array:\n    - example_value1\n    - example_value2\nexample_number: 1234.5678\nexample_booleans:\n    - true\n    - false\n".to_vec(),
+        Format::Json => b"{\n\t\"hello\": \"Welcome to cairn! Edit this file as you please!\",\n\t\"example_key\": \"example_value\",\n\t\"example_array\": [\n\t\t\"example_value1\",\n\t\t\"example_value2\"\n\t],\n\t\"example_number\": 1234.5678,\n\t\"example_booleans\": [\n\t\ttrue,\n\t\tfalse\n\t]\n}\n".to_vec(),
+        Format::Dotenv => b"hello=Welcome to cairn! Edit this file as you please!\nexample_key=example_value\n".to_vec(),
+        Format::Ini => b"[hello]\nwelcome = Welcome to cairn! Edit this file as you please!\nexample_key = example_value\n".to_vec(),
+        Format::Binary => b"Welcome to cairn! Edit this file as you please!\n".to_vec(),
+    }
+}
+
+/// Runs one edit session.
+pub fn edit(req: &EditRequest<'_>) -> Result<EditOutcome> {
+    let existing =
+        if req.path.exists() { Some(SopsFile::read(req.path, req.format)?) } else { None };
+    let (decrypted, plaintext) = match &existing {
+        Some(file) => {
+            let d = file.decrypt(req.identities, req.ignore_mac)?;
+            let bytes =
+                req.format.emit_plain(&d.docs).map_err(|reason| SecretsError::Unsupported {
+                    file: req.path.to_owned(),
+                    reason,
+                    help: "pass --input-type to read the file as another format".into(),
+                })?;
+            (Some(d), Zeroizing::new(bytes))
+        }
+        None => (None, Zeroizing::new(example_document(req.format))),
+    };
+    let original_hash = Sha256::digest(&*plaintext);
+
+    let base = req.temp_base.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-edit.")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(&base)
+        .map_err(|e| {
+            SecretsError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", base.display())))
+        })?;
+    let name = req.path.file_name().map(|n| n.to_owned()).unwrap_or_else(|| "secret".into());
+    let tmp_file = dir.path().join(name);
+    let guard = PlaintextGuard { dir: Some(dir), file: tmp_file.clone() };
+    {
+        let mut f =
+            fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp_file)?;
+        f.write_all(&plaintext)?;
+        f.sync_all()?;
+    }
+
+    let editor =
+        req.editor.clone().filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "vi".to_owned());
+    let argv =
+        shell_split(&editor).filter(|a| !a.is_empty()).ok_or_else(|| SecretsError::Editor {
+            editor: editor.clone(),
+            reason: "it cannot be split into words (unbalanced quotes?)".into(),
+        })?;
+
+    let docs = loop {
+        run_editor(&argv, &tmp_file)?;
+        let edited = Zeroizing::new(fs_err::read(&tmp_file)?);
+        if Sha256::digest(&*edited) == original_hash {
+            drop(guard);
+            return Ok(EditOutcome::Unchanged);
+        }
+        match req.format.load_plain(&edited) {
+            Ok(docs) if !docs.is_empty() => break docs,
+            Ok(_) => {
+                let e = SecretsError::Empty { file: req.path.to_owned() };
+                if !req.interactive {
+                    return Err(e);
+                }
+                wait_for_enter(&e.to_string());
+            }
+            Err(reason) => {
+                let e = SecretsError::Parse {
+                    file: req.path.to_owned(),
+                    format: req.format.name(),
+                    reason,
+                };
+                if !req.interactive {
+                    return Err(e);
+                }
+                wait_for_enter(&e.to_string());
+            }
+        }
+    };
+    drop(guard);
+
+    let (file, outcome) = match (existing, decrypted) {
+        (Some(file), Some(d)) => (file.reencrypt(d, docs)?, EditOutcome::Written),
+        _ => {
+            let spec = (req.new_file_spec)()?;
+            (SopsFile::encrypt(req.path, req.format, docs, &spec)?, EditOutcome::Created)
+        }
+    };
+    let bytes = file.to_bytes()?;
+    let mode = fs_err::metadata(req.path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o600);
+    crate::util::atomic::write(req.path, &bytes, mode)?;
+    Ok(outcome)
+}
+
+fn wait_for_enter(message: &str) {
+    tracing::error!("{message}");
+    tracing::warn!("press Enter to return to the editor, or Ctrl-C to give up");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+/// Runs the editor on the file; Ctrl-C / SIGTERM to cairn stop the editor and end the edit
+/// (the caller's guard removes the plaintext).
+fn run_editor(argv: &[String], file: &Path) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut child = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .arg(file)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| SecretsError::Editor { editor: argv.join(" "), reason: e.to_string() })?;
+        let signal_name = tokio::select! {
+            status = child.wait() => {
+                let status = status?;
+                if status.success() {
+                    return Ok(());
+                }
+                return Err(SecretsError::Editor {
+                    editor: argv.join(" "),
+                    reason: format!("it exited with {status}; the file was not changed"),
+                });
+            }
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        };
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        Err(SecretsError::Interrupted { signal: signal_name })
+    })
+}
+
+/// Whether stdin is a terminal (a syntax error then re-opens the editor).
+pub fn stdin_is_terminal() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+/// `--extract '["a"][0]["b"]'`: the path elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtractStep {
+    Key(String),
+    Index(usize),
+}
+
+pub fn parse_extract(s: &str) -> std::result::Result<Vec<ExtractStep>, String> {
+    let mut steps = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let r = rest.strip_prefix('[').ok_or("must be a sequence of [\"key\"] or [index]")?;
+        if let Some(r) = r.strip_prefix('"') {
+            let end = r.find("\"]").ok_or("has an unterminated [\"key\"]")?;
+            steps.push(ExtractStep::Key(r[..end].to_owned()));
+            rest = &r[end + 2..];
+        } else {
+            let end = r.find(']').ok_or("has an unterminated [index]")?;
+            let i = r[..end]
+                .trim()
+                .parse()
+                .map_err(|_| format!("has an invalid index `{}`", &r[..end]))?;
+            steps.push(ExtractStep::Index(i));
+            rest = &r[end + 1..];
+        }
+    }
+    Ok(steps)
+}
+
+/// What `--extract` selected: a raw string to print as is, or a subtree to emit.
+#[derive(Debug)]
+pub enum Extracted {
+    Raw(Vec<u8>),
+    Tree(super::tree::Map),
+    List(Vec<ListItem>),
+}
+
+pub fn extract(
+    doc: &super::tree::Map,
+    steps: &[ExtractStep],
+) -> std::result::Result<Extracted, String> {
+    let mut cur = Value::Map(doc.clone());
+    for step in steps {
+        cur = match (step, cur) {
+            (ExtractStep::Key(k), Value::Map(m)) => m
+                .into_iter()
+                .find_map(|i| match i {
+                    MapItem::Entry { key, value } if key == *k => Some(value),
+                    _ => None,
+                })
+                .ok_or_else(|| format!("does not exist: no key `{k}`"))?,
+            (ExtractStep::Index(i), Value::List(l)) => l
+                .into_iter()
+                .filter_map(|i| match i {
+                    ListItem::Value(v) => Some(v),
+                    ListItem::Comment(_) => None,
+                })
+                .nth(*i)
+                .ok_or_else(|| format!("does not exist: no element {i}"))?,
+            (ExtractStep::Key(k), _) => {
+                return Err(format!(
+                    "does not exist: `{k}` is looked up in something that is not a map"
+                ))
+            }
+            (ExtractStep::Index(i), _) => {
+                return Err(format!(
+                    "does not exist: [{i}] is looked up in something that is not a list"
+                ))
+            }
+        };
+    }
+    Ok(match cur {
+        Value::Map(m) => Extracted::Tree(m),
+        Value::List(l) => Extracted::List(l),
+        Value::Scalar(Scalar::Bytes(b)) => Extracted::Raw(b),
+        Value::Scalar(s) => Extracted::Raw(super::cipher::to_bytes(&s).to_vec()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_editor_command_lines() {
+        assert_eq!(shell_split("vim").unwrap(), vec!["vim"]);
+        assert_eq!(shell_split("code --wait").unwrap(), vec!["code", "--wait"]);
+        assert_eq!(
+            shell_split("'/opt/my editor/ed' -n \"a b\" c\\ d").unwrap(),
+            vec!["/opt/my editor/ed", "-n", "a b", "c d"]
+        );
+        assert!(shell_split("'unterminated").is_none());
+    }
+
+    #[test]
+    fn extract_paths() {
+        assert_eq!(
+            parse_extract(r#"["a"][0]["b c"]"#).unwrap(),
+            vec![
+                ExtractStep::Key("a".into()),
+                ExtractStep::Index(0),
+                ExtractStep::Key("b c".into())
+            ]
+        );
+        assert!(parse_extract("a.b").is_err());
+    }
+}

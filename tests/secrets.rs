@@ -1,0 +1,441 @@
+//! `cairn secrets` end to end: the real binary, real age keys, and sops 3.11 to check what
+//! cairn writes. Editors are shell scripts given through the child's environment.
+
+mod secrets_support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use secrets_support::{mask_ciphertexts, AgeKey, Lab};
+
+fn cairn(lab: &Lab, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let home = lab.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("cairn runs")
+}
+
+fn key_env(key: &AgeKey) -> [(&'static str, String); 1] {
+    [("SOPS_AGE_KEY_FILE", key.identity_file.display().to_string())]
+}
+
+fn script(lab: &Lab, name: &str, body: &str) -> PathBuf {
+    let p = lab.path(name);
+    std::fs::write(&p, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// Replaces the lab's temp dir and ciphertexts/dates so messages compare across runs.
+fn normalize(lab: &Lab, s: &str) -> String {
+    let s = s.replace(&lab.dir.path().display().to_string(), "[LAB]");
+    // The UI's log filter currently lets library debug events through (reported); they are
+    // not part of the message under test.
+    let s: String =
+        s.lines().filter(|l| !l.starts_with("DEBUG ")).map(|l| format!("{l}\n")).collect();
+    let s = mask_ciphertexts(&s);
+    let re = regex::Regex::new(r"age1[0-9a-z]{6,}(…[0-9a-z]{6})?").unwrap();
+    let s = re.replace_all(&s, "[AGE-RECIPIENT]").into_owned();
+    let re = regex::Regex::new(r"[0-9A-F]{128}").unwrap();
+    re.replace_all(&s, "[MAC]").into_owned()
+}
+
+struct Fixture {
+    lab: Lab,
+    key: AgeKey,
+    file: PathBuf,
+}
+
+/// A JSON secrets file encrypted by cairn for one fresh key.
+fn fixture(name: &str, plain: &str) -> Option<Fixture> {
+    let lab = Lab::new()?;
+    let key = lab.age_key("admin");
+    let file = lab.path(name);
+    std::fs::write(&file, plain).unwrap();
+    let out = cairn(
+        &lab,
+        lab.dir.path(),
+        &["secrets", "encrypt", "-i", "--age", &key.recipient, name],
+        &[],
+    );
+    assert!(out.status.success(), "encrypt: {}", String::from_utf8_lossy(&out.stderr));
+    Some(Fixture { lab, key, file })
+}
+
+fn json_values(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn encrypt_then_decrypt_and_sops_agrees() {
+    let Some(f) =
+        fixture("app.json", r#"{"db": {"user": "app", "password": "s3cret"}, "port": 5432}"#)
+    else {
+        return;
+    };
+    let env = key_env(&f.key);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = cairn(&f.lab, f.lab.dir.path(), &["secrets", "decrypt", "app.json"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sops = f.lab.sops_decrypt(&f.file, &f.key.identity_file, &[]);
+    assert_eq!(out.stdout, sops);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "{\n\t\"db\": {\n\t\t\"user\": \"app\",\n\t\t\"password\": \"s3cret\"\n\t},\n\t\"port\": 5432\n}\n"
+    );
+    // --extract prints a raw value, like sops
+    let out = cairn(
+        &f.lab,
+        f.lab.dir.path(),
+        &["secrets", "decrypt", "--extract", r#"["db"]["password"]"#, "app.json"],
+        &env,
+    );
+    assert_eq!(out.stdout, b"s3cret");
+    let sops =
+        f.lab.sops_decrypt(&f.file, &f.key.identity_file, &["--extract", r#"["db"]["password"]"#]);
+    assert_eq!(out.stdout, sops);
+}
+
+#[test]
+fn edit_changes_one_value_and_keeps_the_other_ciphertexts() {
+    let Some(f) = fixture("app.json", r#"{"a": "one", "b": "two", "nested": {"c": 3, "d": true}}"#)
+    else {
+        return;
+    };
+    let before = std::fs::read_to_string(&f.file).unwrap();
+    let editor = script(&f.lab, "ed.sh", r#"sed -i 's/"two"/"TWO"/' "$1""#);
+    let mut env: Vec<(&str, String)> = key_env(&f.key).to_vec();
+    env.push(("EDITOR", editor.display().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = cairn(&f.lab, f.lab.dir.path(), &["secrets", "edit", "app.json"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = std::fs::read_to_string(&f.file).unwrap();
+    let (b, a) = (json_values(&before), json_values(&after));
+    assert_eq!(a["a"], b["a"], "unchanged value keeps its ciphertext");
+    assert_eq!(a["nested"]["c"], b["nested"]["c"]);
+    assert_eq!(a["nested"]["d"], b["nested"]["d"]);
+    assert_ne!(a["b"], b["b"]);
+    assert_eq!(a["sops"]["age"], b["sops"]["age"], "same data key, same enc blocks");
+    assert_ne!(a["sops"]["mac"], b["sops"]["mac"]);
+    let plain = f.lab.sops_decrypt(&f.file, &f.key.identity_file, &[]);
+    let plain = json_values(&String::from_utf8(plain).unwrap());
+    assert_eq!(plain["b"], "TWO");
+    assert_eq!(plain["a"], "one");
+}
+
+#[test]
+fn edit_without_change_writes_nothing_and_says_so() {
+    let Some(f) = fixture("app.json", r#"{"a": "one"}"#) else { return };
+    let before = std::fs::read(&f.file).unwrap();
+    let mut env: Vec<(&str, String)> = key_env(&f.key).to_vec();
+    env.push(("EDITOR", "true".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = cairn(&f.lab, f.lab.dir.path(), &["secrets", "edit", "app.json"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&f.file).unwrap(), before);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("file has not changed, nothing written"));
+}
+
+#[test]
+fn edit_with_a_syntax_error_fails_without_a_terminal_then_a_fix_succeeds() {
+    let Some(f) = fixture("app.json", r#"{"a": "one"}"#) else { return };
+    let before = std::fs::read(&f.file).unwrap();
+    let seen = f.lab.path("seen-path");
+    let broken = script(
+        &f.lab,
+        "broken.sh",
+        &format!("echo \"$1\" > {}\nprintf '{{\"a\": ' > \"$1\"", seen.display()),
+    );
+    let mut env: Vec<(&str, String)> = key_env(&f.key).to_vec();
+    env.push(("SOPS_EDITOR", broken.display().to_string()));
+    let envr: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = cairn(&f.lab, f.lab.dir.path(), &["secrets", "edit", "app.json"], &envr);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot parse as json"), "{stderr}");
+    assert_eq!(std::fs::read(&f.file).unwrap(), before, "nothing written");
+    let tmp = std::fs::read_to_string(&seen).unwrap();
+    assert!(!Path::new(tmp.trim()).exists(), "plaintext removed");
+
+    let fixed = script(&f.lab, "fixed.sh", r#"printf '{"a": "fixed"}' > "$1""#);
+    env[1] = ("SOPS_EDITOR", fixed.display().to_string());
+    let envr: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = cairn(&f.lab, f.lab.dir.path(), &["secrets", "edit", "app.json"], &envr);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plain = f.lab.sops_decrypt(&f.file, &f.key.identity_file, &[]);
+    assert_eq!(String::from_utf8(plain).unwrap(), "{\n\t\"a\": \"fixed\"\n}\n");
+}
+
+#[test]
+fn interrupted_edit_leaves_no_plaintext() {
+    let Some(f) = fixture("interrupt.json", r#"{"a": "one"}"#) else { return };
+    let before = std::fs::read(&f.file).unwrap();
+    let seen = f.lab.path("seen-path");
+    // The editor records the plaintext's path, then waits (exec: the sleep is the editor).
+    let editor = script(
+        &f.lab,
+        "slow.sh",
+        &format!("echo \"$1\" > {}.tmp\nmv {0}.tmp {0}\nexec sleep 60", seen.display()),
+    );
+    let home = f.lab.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(f.lab.dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("NO_COLOR", "1")
+        .env("SOPS_AGE_KEY_FILE", &f.key.identity_file)
+        .env("EDITOR", &editor)
+        .args(["secrets", "edit", "interrupt.json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg("-KILL").arg(self.0.to_string()).status();
+        }
+    }
+    let _guard = Kill(child.id());
+    while !seen.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let plaintext = PathBuf::from(std::fs::read_to_string(&seen).unwrap().trim());
+    assert!(plaintext.exists());
+    assert_eq!(std::fs::metadata(&plaintext).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(plaintext.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let st = Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    assert!(!plaintext.exists(), "the plaintext file is gone");
+    assert!(!plaintext.parent().unwrap().exists(), "the private temp dir is gone");
+    assert_eq!(std::fs::read(&f.file).unwrap(), before);
+}
+
+#[test]
+fn keygen_writes_a_private_key_once() {
+    let Some(lab) = Lab::new() else { return };
+    let target = lab.path("home/.config/sops/age/keys.txt");
+    let out = cairn(&lab, lab.dir.path(), &["secrets", "keygen"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let public = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+    let derived = Command::new("age-keygen").arg("-y").arg(&target).output().unwrap();
+    assert_eq!(String::from_utf8(derived.stdout).unwrap(), public);
+    let before = std::fs::read(&target).unwrap();
+    let again = cairn(&lab, lab.dir.path(), &["secrets", "keygen"], &[]);
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read(&target).unwrap(), before);
+    insta::assert_snapshot!(
+        "keygen_refuses_overwrite",
+        normalize(&lab, &String::from_utf8_lossy(&again.stderr))
+    );
+}
+
+#[test]
+fn cli_error_messages() {
+    let Some(f) = fixture("app.json", r#"{"a": "one", "b": "two"}"#) else { return };
+    let lab = &f.lab;
+    let dir = lab.dir.path();
+    let other = lab.age_key("other");
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = cairn(lab, dir, args, env);
+        assert!(!out.status.success(), "{args:?} should fail");
+        normalize(lab, &String::from_utf8_lossy(&out.stderr))
+    };
+    let other_env = [("SOPS_AGE_KEY_FILE", other.identity_file.to_str().unwrap())];
+    let key_env = [("SOPS_AGE_KEY_FILE", f.key.identity_file.to_str().unwrap())];
+    insta::assert_snapshot!("no_identity", run(&["secrets", "decrypt", "app.json"], &other_env));
+
+    std::fs::write(lab.path("plain.json"), r#"{"a": 1}"#).unwrap();
+    insta::assert_snapshot!("not_encrypted", run(&["secrets", "decrypt", "plain.json"], &key_env));
+    insta::assert_snapshot!("no_rule", run(&["secrets", "encrypt", "plain.json"], &key_env));
+
+    let text = std::fs::read_to_string(&f.file).unwrap();
+    let v = json_values(&text);
+    let (a, b) = (v["a"].as_str().unwrap(), v["b"].as_str().unwrap());
+    std::fs::write(lab.path("swapped.json"), text.replace(a, "@").replace(b, a).replace('@', b))
+        .unwrap();
+    insta::assert_snapshot!("value_moved", run(&["secrets", "decrypt", "swapped.json"], &key_env));
+
+    let lm = v["sops"]["lastmodified"].as_str().unwrap();
+    std::fs::write(lab.path("lm.json"), text.replace(lm, "2001-01-01T00:00:00Z")).unwrap();
+    insta::assert_snapshot!("mac_undecryptable", run(&["secrets", "decrypt", "lm.json"], &key_env));
+
+    std::fs::write(lab.path("broken.json"), "{\"a\": ").unwrap();
+    insta::assert_snapshot!("parse_error", run(&["secrets", "decrypt", "broken.json"], &key_env));
+
+    insta::assert_snapshot!(
+        "already_encrypted",
+        run(&["secrets", "encrypt", "--age", &f.key.recipient, "app.json"], &key_env)
+    );
+    insta::assert_snapshot!(
+        "bad_recipient",
+        run(&["secrets", "encrypt", "--age", "age1nope", "plain.json"], &key_env)
+    );
+    insta::assert_snapshot!(
+        "bad_extract",
+        run(&["secrets", "decrypt", "--extract", r#"["zz"]"#, "app.json"], &key_env)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(st.success());
+}
+
+fn sops_file(path: &Path) -> cairn::secrets::SopsFile {
+    cairn::secrets::SopsFile::read(path, cairn::secrets::Format::from_path(path)).unwrap()
+}
+
+fn identities_of(key: &AgeKey) -> cairn::keys::Identities {
+    let mut env = cairn::keys::IdentityEnv::default();
+    env.set("SOPS_AGE_KEY_FILE", key.identity_file.display().to_string());
+    cairn::keys::Identities::discover(&env)
+}
+
+#[test]
+fn rekey_matches_sops_updatekeys() {
+    let Some(lab) = Lab::new() else { return };
+    let (a, b, c) = (lab.age_key("a"), lab.age_key("b"), lab.age_key("c"));
+    let repo = lab.path("repo");
+    for d in ["secrets/web", "secrets/db", "other"] {
+        std::fs::create_dir_all(repo.join(d)).unwrap();
+    }
+    let config = |web: &str| {
+        format!(
+            "creation_rules:\n  - path_regex: ^secrets/web/\n    age: {web}\n  - path_regex: ^secrets/db/\n    age: {}\n",
+            a.recipient
+        )
+    };
+    std::fs::write(repo.join(".sops.yaml"), config(&format!("{},{}", a.recipient, b.recipient)))
+        .unwrap();
+    let files = [
+        ("secrets/web/app.yaml", "# comment\ntoken: abc\nlist:\n    - 1\n    - two\n"),
+        ("secrets/web/app.json", r#"{"password": "p", "n": 1}"#),
+        ("secrets/web/app.env", "A=1\n#c\nB=two\n"),
+        ("secrets/db/db.ini", "[db]\npassword = x\n"),
+        ("secrets/db/blob.bin", "binary\u{1}data"),
+    ];
+    for (name, plain) in files {
+        std::fs::write(repo.join(name), plain).unwrap();
+        let out = lab.sops_in(&repo, &["encrypt", "-i", name], &[]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::write(repo.join("other/readme.txt"), "not a secret\n").unwrap();
+    std::fs::write(repo.join("secrets/notes.md"), "plain notes, no rule\n").unwrap();
+
+    // The web rule drops B and adds C.
+    std::fs::write(repo.join(".sops.yaml"), config(&format!("{},{}", a.recipient, c.recipient)))
+        .unwrap();
+    let original = lab.path("original");
+    copy_dir(&repo, &original);
+    let with_sops = lab.path("with-sops");
+    copy_dir(&repo, &with_sops);
+
+    let a_env = [("SOPS_AGE_KEY_FILE", a.identity_file.to_str().unwrap())];
+    for (name, _) in files {
+        let out = lab.sops_in(&with_sops, &["updatekeys", "-y", name], &a_env);
+        assert!(
+            out.status.success(),
+            "sops updatekeys {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = cairn(&lab, &repo, &["secrets", "rekey"], &a_env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = normalize(&lab, &String::from_utf8_lossy(&out.stdout));
+    insta::assert_snapshot!("rekey_summary", stdout);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rotate"), "explains rotation");
+
+    let ids_a = identities_of(&a);
+    for (name, _) in files {
+        let (mine, theirs, before) = (
+            sops_file(&repo.join(name)),
+            sops_file(&with_sops.join(name)),
+            sops_file(&original.join(name)),
+        );
+        let recipients = |f: &cairn::secrets::SopsFile| {
+            f.metadata.recipients().map(str::to_owned).collect::<Vec<_>>()
+        };
+        assert_eq!(recipients(&mine), recipients(&theirs), "{name}: same recipients as sops");
+        assert_eq!(mine.docs, before.docs, "{name}: values untouched");
+        assert_eq!(mine.metadata.mac, before.metadata.mac, "{name}: mac untouched");
+        assert_eq!(mine.metadata.lastmodified, before.metadata.lastmodified);
+        assert_eq!(
+            mine.data_key(&ids_a).unwrap().as_bytes(),
+            before.data_key(&ids_a).unwrap().as_bytes(),
+            "{name}: same data key"
+        );
+        // sops reads the result with the new key
+        let plain = lab.sops_decrypt(&repo.join(name), &c_or_a(name, &a, &c).identity_file, &[]);
+        assert_eq!(plain, lab.sops_decrypt(&original.join(name), &a.identity_file, &[]), "{name}");
+        if name.starts_with("secrets/db/") {
+            assert_eq!(
+                std::fs::read(repo.join(name)).unwrap(),
+                std::fs::read(original.join(name)).unwrap(),
+                "{name}: up-to-date file untouched"
+            );
+        }
+    }
+    // B can no longer decrypt the web files
+    let out = lab.sops_in(
+        &repo,
+        &["decrypt", "secrets/web/app.json"],
+        &[("SOPS_AGE_KEY_FILE", b.identity_file.to_str().unwrap())],
+    );
+    assert!(!out.status.success());
+
+    // A second run changes nothing.
+    let snapshot: Vec<Vec<u8>> =
+        files.iter().map(|(n, _)| std::fs::read(repo.join(n)).unwrap()).collect();
+    let out = cairn(&lab, &repo, &["secrets", "rekey"], &a_env);
+    assert!(out.status.success());
+    let again: Vec<Vec<u8>> =
+        files.iter().map(|(n, _)| std::fs::read(repo.join(n)).unwrap()).collect();
+    assert_eq!(snapshot, again);
+
+    // --rotate: a new data key, every value re-encrypted, sops still reads it.
+    let out = cairn(&lab, &repo, &["secrets", "rekey", "--rotate", "secrets/web/app.json"], &a_env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rotated = sops_file(&repo.join("secrets/web/app.json"));
+    let before = sops_file(&original.join("secrets/web/app.json"));
+    assert_ne!(
+        rotated.data_key(&ids_a).unwrap().as_bytes(),
+        before.data_key(&ids_a).unwrap().as_bytes()
+    );
+    assert_ne!(rotated.docs, before.docs);
+    assert_eq!(
+        lab.sops_decrypt(&repo.join("secrets/web/app.json"), &c.identity_file, &[]),
+        lab.sops_decrypt(&original.join("secrets/web/app.json"), &a.identity_file, &[])
+    );
+}
+
+fn c_or_a<'a>(name: &str, a: &'a AgeKey, c: &'a AgeKey) -> &'a AgeKey {
+    if name.starts_with("secrets/web/") {
+        c
+    } else {
+        a
+    }
+}

@@ -87,6 +87,15 @@ impl Sops {
         }
     }
 
+    /// Sets `stores.yaml.indent` in a `.sops.yaml` that sops finds from its working dir.
+    fn set_yaml_indent(&self, indent: usize) {
+        fs_err::write(
+            self.dir.path().join(".sops.yaml"),
+            format!("stores:\n  yaml:\n    indent: {indent}\n"),
+        )
+        .expect("write .sops.yaml");
+    }
+
     fn encrypt(&self, file: &Path) -> Result<String, String> {
         self.run(&["encrypt", "--age", &self.recipient], file)
     }
@@ -150,6 +159,22 @@ fn encrypted_files_written_by_sops_are_reemitted_byte_for_byte() {
             "re-emitting the encrypted {}",
             path.display()
         );
+    }
+}
+
+#[test]
+fn other_indents_are_written_like_sops_with_stores_yaml_indent() {
+    let Some(sops) = Sops::get() else { return };
+    for indent in [2, 3] {
+        sops.set_yaml_indent(indent);
+        for name in ["nesting.yaml", "block_scalars.yaml", "comments.yaml", "edge_keys.yaml"] {
+            let path = Path::new(FIXTURES).join(name);
+            let expected = sops.normalize(&path).expect("sops round trip");
+            assert_eq!(emit(&parse_file(&path), indent), expected, "{name}, indent {indent}");
+            let encrypted = sops.encrypt(&path).expect("sops encrypts");
+            let docs = parse(&encrypted).expect("parses");
+            assert_eq!(emit(&docs, indent), encrypted, "encrypted {name}, indent {indent}");
+        }
     }
 }
 

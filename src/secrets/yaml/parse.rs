@@ -183,6 +183,12 @@ impl<'a> Parser<'a> {
         YamlError::Syntax { line, column, message: message.into() }
     }
 
+    fn duplicate(&self, key: String, pos: usize, first: usize) -> YamlError {
+        let (line, column) = self.line_col(pos);
+        let (first_line, _) = self.line_col(first);
+        YamlError::DuplicateKey { line, column, key, first_line }
+    }
+
     fn bad_indent(&self, pos: usize, what: &'static str) -> YamlError {
         let (line, column) = self.line_col(pos);
         YamlError::BadIndent { line, column, what }
@@ -556,11 +562,10 @@ impl<'a> Parser<'a> {
         loop {
             let key_pos = self.pos;
             let key = self.map_key(indent)?;
-            let (line, column) = self.line_col(key_pos);
-            if let Some(first_line) = seen.get(&key) {
-                return Err(YamlError::DuplicateKey { line, column, key, first_line: *first_line });
+            if let Some(&first) = seen.get(&key) {
+                return Err(self.duplicate(key, key_pos, first));
             }
-            seen.insert(key.clone(), line);
+            seen.insert(key.clone(), key_pos);
             let is_merge = key == "<<" && self.b[key_pos] == b'<';
             let mut head = Vec::new();
             let value_pos = self.pos;
@@ -693,8 +698,10 @@ impl<'a> Parser<'a> {
     fn key_scalar(&mut self) -> Result<String, YamlError> {
         let start = self.pos;
         let props = self.props()?;
-        let (line, column) = self.line_col(start);
-        let non_string = |found| YamlError::NonStringKey { line, column, found };
+        let non_string = |p: &Self, found| {
+            let (line, column) = p.line_col(start);
+            YamlError::NonStringKey { line, column, found }
+        };
         let value = match self.peek() {
             Some(b'"' | b'\'') => {
                 let s = self.quoted(false)?;
@@ -703,12 +710,12 @@ impl<'a> Parser<'a> {
             Some(b'*') => self.alias()?,
             Some(b'[' | b'{') => {
                 let v = self.flow_node(&mut Vec::new())?;
-                return Err(non_string(kind_name(&v)));
+                return Err(non_string(self, kind_name(&v)));
             }
             _ => {
                 let s = self.plain_line(false);
                 if s.is_empty() && props.is_empty() {
-                    return Err(non_string("null"));
+                    return Err(non_string(self, "null"));
                 }
                 self.typed(s, Style::Plain, &props)?
             }
@@ -716,7 +723,7 @@ impl<'a> Parser<'a> {
         let value = self.register(props, value)?;
         match value {
             Value::Scalar(Scalar::Str(s)) => Ok(s),
-            other => Err(non_string(kind_name(&other))),
+            other => Err(non_string(self, kind_name(&other))),
         }
     }
 
@@ -1628,17 +1635,17 @@ impl<'a> Parser<'a> {
                 _ => {}
             }
             let key_pos = self.pos;
-            let (line, column) = self.line_col(key_pos);
             let key = match self.flow_node(&mut comments)? {
                 Value::Scalar(Scalar::Str(s)) => s,
                 other => {
-                    return Err(YamlError::NonStringKey { line, column, found: kind_name(&other) })
+                    let (line, column) = self.line_col(key_pos);
+                    return Err(YamlError::NonStringKey { line, column, found: kind_name(&other) });
                 }
             };
-            if let Some(first_line) = seen.get(&key) {
-                return Err(YamlError::DuplicateKey { line, column, key, first_line: *first_line });
+            if let Some(&first) = seen.get(&key) {
+                return Err(self.duplicate(key, key_pos, first));
             }
-            seen.insert(key.clone(), line);
+            seen.insert(key.clone(), key_pos);
             self.flow_ws(&mut comments)?;
             let value = if self.peek() == Some(b':') {
                 self.pos += 1;

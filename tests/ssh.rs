@@ -814,3 +814,18 @@ async fn a_command_over_its_time_limit_is_stopped_and_reported() {
     let pid = std::fs::read_to_string(pid_file.path()).unwrap();
     let _ = std::process::Command::new("kill").arg(pid.trim()).status();
 }
+
+#[tokio::test]
+async fn authenticates_with_an_rsa_key_using_sha2_signatures() {
+    // OpenSSH 8.8+ refuses SHA-1 `ssh-rsa` signatures: this needs rsa-sha2-256/512.
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    sshd::keygen(&dir.path().join("rsa"), "rsa", "");
+    sshd.authorize(&std::fs::read_to_string(dir.path().join("rsa.pub")).unwrap());
+    let auth = Auth::KeyFile(dir.path().join("rsa"));
+    let s =
+        Session::connect(&target(&sshd, "root"), &auth, &pinned(&sshd), &ConnectOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{}\n{}", render(&e), sshd.log()));
+    assert_eq!(s.exec(&RemoteCommand::new("echo").arg("rsa")).await.unwrap().stdout, b"rsa\n");
+}

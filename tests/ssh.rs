@@ -795,3 +795,37 @@ async fn remote_output_is_streamed_as_tracing_events_with_the_host() {
     let body: String = key.lines().nth(1).unwrap().chars().take(40).collect();
     assert!(!log.contains(&body));
 }
+
+#[tokio::test]
+async fn a_command_over_its_time_limit_is_stopped_and_reported() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let pid_file = tempfile::NamedTempFile::new().unwrap();
+    let script = format!("echo $$ > {}; exec sleep 60", pid_file.path().display());
+    let cmd = RemoteCommand::new("sh").arg("-c").arg(script).timeout(Duration::from_secs(1));
+    let err = s.exec(&cmd).await.unwrap_err();
+    assert!(matches!(err, Error::CommandTimeout { .. }), "{err:?}");
+    assert!(err.to_string().ends_with("did not finish within 1.0s"), "{err}");
+    // The session stays usable.
+    assert_eq!(
+        s.exec(&RemoteCommand::new("echo").arg("still here")).await.unwrap().stdout,
+        b"still here\n"
+    );
+    let pid = std::fs::read_to_string(pid_file.path()).unwrap();
+    let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+}
+
+#[tokio::test]
+async fn authenticates_with_an_rsa_key_using_sha2_signatures() {
+    // OpenSSH 8.8+ refuses SHA-1 `ssh-rsa` signatures: this needs rsa-sha2-256/512.
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    sshd::keygen(&dir.path().join("rsa"), "rsa", "");
+    sshd.authorize(&std::fs::read_to_string(dir.path().join("rsa.pub")).unwrap());
+    let auth = Auth::KeyFile(dir.path().join("rsa"));
+    let s =
+        Session::connect(&target(&sshd, "root"), &auth, &pinned(&sshd), &ConnectOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{}\n{}", render(&e), sshd.log()));
+    assert_eq!(s.exec(&RemoteCommand::new("echo").arg("rsa")).await.unwrap().stdout, b"rsa\n");
+}

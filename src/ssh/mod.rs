@@ -35,7 +35,7 @@ pub use hostkey::{fingerprint, known_hosts, openssh_options, HostKeyPolicy};
 pub use interactive::{
     terminal_size, watch_terminal_size, Interactive, PtyRequest, RawTerminal, TerminalSize,
 };
-pub use resolve::{known_host, KnownHost};
+pub use resolve::{known_host, phase_name, KnownHost};
 pub use upload::UploadSource;
 pub use wait::wait_reachable;
 
@@ -102,6 +102,22 @@ pub enum Auth {
     Key(Arc<PrivateKey>),
     /// The SSH agent at `socket`, or at `$SSH_AUTH_SOCK` when `None`.
     Agent { socket: Option<PathBuf> },
+}
+
+impl Auth {
+    /// What `ssh` would use: the agent when `$SSH_AUTH_SOCK` is set, else the first of
+    /// `~/.ssh/id_ed25519` and `~/.ssh/id_rsa` that exists.
+    pub fn default_for_user() -> Option<Auth> {
+        if std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty()) {
+            return Some(Auth::Agent { socket: None });
+        }
+        let home = PathBuf::from(std::env::var_os("HOME")?);
+        ["id_ed25519", "id_rsa"]
+            .iter()
+            .map(|name| home.join(".ssh").join(name))
+            .find(|p| p.is_file())
+            .map(Auth::KeyFile)
+    }
 }
 
 impl fmt::Debug for Auth {

@@ -65,7 +65,7 @@ fn resolve(
     Ok(KnownHost { target, policy, phase })
 }
 
-pub(crate) fn phase_name(p: KeyPhase) -> &'static str {
+pub fn phase_name(p: KeyPhase) -> &'static str {
     match p {
         KeyPhase::Stock => "stock",
         KeyPhase::Installer => "installer",

@@ -127,6 +127,16 @@ impl Sshd {
             .to_owned()
     }
 
+    /// Adds a public key (file contents) to the server's authorized_keys.
+    pub fn authorize(&self, public_key: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("authorized_keys"))
+            .unwrap();
+        writeln!(f, "{}", public_key.trim()).unwrap();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }

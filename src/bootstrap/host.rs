@@ -714,8 +714,7 @@ impl HostRun<'_> {
         let inv = &self.ctx.inventory;
         let store = HostKeyStore::new(&inv.root);
         let identities = crate::keys::Identities::discover(&self.ctx.env);
-        let keyring = crate::keys::Identities::discover(&self.ctx.env).into_keyring();
-        let codec = crate::keys::store::SopsBinaryCodec { keyring: &keyring };
+        let codec = crate::keys::store::SopsBinaryCodec { keyring: &identities };
         let keys = if store.exists(self.name()) {
             store.load(self.name(), &codec)?
         } else {

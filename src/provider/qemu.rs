@@ -13,7 +13,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::OnceCell;
 
 use super::{CreateRequest, Machine, MachineStatus, PowerAction, Provider, ProviderError};
 use crate::inventory::{self, Host, ProviderKind};
@@ -59,6 +58,8 @@ pub struct VmShape {
 
 const DEFAULT_MEMORY_MIB: u64 = 1024;
 const DEFAULT_DISK_MIB: u64 = 8 * 1024;
+/// How long a KVM guest may stay silent on its serial console before `auto` gives up on KVM.
+const KVM_PROOF_SECONDS: u64 = 15;
 
 pub struct QemuProvider {
     name: String,
@@ -67,7 +68,8 @@ pub struct QemuProvider {
     /// Relative image paths are relative to the repository root.
     root: PathBuf,
     accel: Accel,
-    resolved_accel: OnceCell<Accel>,
+    /// What `auto` turned out to mean on this machine, once known.
+    resolved_accel: std::sync::Mutex<Option<Accel>>,
     defaults: BTreeMap<String, serde_json::Value>,
     qemu: PathBuf,
 }
@@ -95,7 +97,7 @@ impl QemuProvider {
             vms_dir,
             root: inv.root.clone(),
             accel,
-            resolved_accel: OnceCell::new(),
+            resolved_accel: std::sync::Mutex::new(None),
             defaults: provider.settings.clone(),
             qemu: PathBuf::from(
                 std::env::var_os("CAIRN_QEMU").unwrap_or_else(|| "qemu-system-x86_64".into()),
@@ -145,32 +147,64 @@ impl QemuProvider {
         })
     }
 
-    async fn accel(&self) -> Accel {
-        *self
-            .resolved_accel
-            .get_or_init(|| async {
-                match self.accel {
-                    Accel::Auto => {
-                        if probe_kvm(&self.qemu).await {
-                            Accel::Kvm
-                        } else {
-                            Accel::Tcg
-                        }
-                    }
-                    other => other,
-                }
-            })
-            .await
+    /// The accelerator to try first, and whether it still has to prove itself.
+    async fn accel(&self) -> (Accel, bool) {
+        if let Some(a) = *self.resolved_accel.lock().unwrap_or_else(|e| e.into_inner()) {
+            return (a, false);
+        }
+        match self.accel {
+            Accel::Auto if probe_kvm(&self.qemu).await => (Accel::Kvm, true),
+            Accel::Auto => {
+                self.settle_accel(Accel::Tcg);
+                (Accel::Tcg, false)
+            }
+            other => (other, false),
+        }
     }
 
-    /// Starts QEMU daemonized on the VM's files, on a free loopback port; returns (pid, port).
+    fn settle_accel(&self, accel: Accel) {
+        *self.resolved_accel.lock().unwrap_or_else(|e| e.into_inner()) = Some(accel);
+    }
+
+    /// Starts the VM; with `accel = "auto"` a KVM start must show console output within
+    /// a few seconds, or the VM is restarted under TCG: on some hosts /dev/kvm opens and the
+    /// firmware runs, yet the guest kernel never gets going.
     async fn launch(
         &self,
         host: &Host,
         dir: &Path,
         shape: &VmShape,
     ) -> Result<(u32, u16), ProviderError> {
-        let accel = self.accel().await;
+        let (accel, unproven) = self.accel().await;
+        let (pid, port) = self.launch_with(host, dir, shape, accel).await?;
+        if !unproven {
+            return Ok((pid, port));
+        }
+        let console = dir.join("console.log");
+        for _ in 0..KVM_PROOF_SECONDS * 4 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if std::fs::metadata(&console).is_ok_and(|m| m.len() > 0) {
+                self.settle_accel(Accel::Kvm);
+                return Ok((pid, port));
+            }
+        }
+        tracing::warn!(host = %host.name, "KVM opened but the guest printed nothing in {KVM_PROOF_SECONDS} s; using software emulation (TCG)");
+        process::terminate(pid, Duration::from_secs(5))
+            .await
+            .map_err(|e| cmd_err(host, "stopping QEMU", e))?;
+        let _ = fs_err::remove_file(&console);
+        self.settle_accel(Accel::Tcg);
+        self.launch_with(host, dir, shape, Accel::Tcg).await
+    }
+
+    /// Starts QEMU daemonized on the VM's files, on a free loopback port; returns (pid, port).
+    async fn launch_with(
+        &self,
+        host: &Host,
+        dir: &Path,
+        shape: &VmShape,
+        accel: Accel,
+    ) -> Result<(u32, u16), ProviderError> {
         let mut last_err = String::new();
         for _ in 0..5 {
             let port =

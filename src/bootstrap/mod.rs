@@ -71,7 +71,7 @@ impl Default for Options {
             phases: None,
             parallel: 4,
             deadlines: Deadlines::default(),
-            nix: Nix::new(),
+            nix: Nix::new().for_this_machine(),
             installer: None,
         }
     }

@@ -65,6 +65,24 @@ impl Nix {
         self
     }
 
+    /// Adjusts to a single-user Nix run as root without build users (Debian's nix-bin with
+    /// no daemon): nix refuses to build while `build-users-group` names a missing group.
+    /// Anything else comes from the user's nix.conf or `NIX_CONFIG`.
+    pub fn for_this_machine(self) -> Self {
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid() == 0
+        });
+        let daemon = std::path::Path::new("/nix/var/nix/daemon-socket/socket").exists();
+        let group_exists = std::fs::read_to_string("/etc/group")
+            .is_ok_and(|g| g.lines().any(|l| l.starts_with("nixbld:")));
+        if root && !daemon && !group_exists {
+            self.option("build-users-group", "")
+        } else {
+            self
+        }
+    }
+
     /// Builds without the network: no substituters, no global flake registry.
     pub fn offline(self) -> Self {
         self.option("substitute", "false").option("flake-registry", "")

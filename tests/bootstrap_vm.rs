@@ -1,0 +1,133 @@
+//! cairn's main job end to end, on a real QEMU VM (software emulation): `cairn bootstrap host
+//! web1` on the offline example fleet from `vm-tests/make-fleet` takes a VM from the stock
+//! Debian image to the installed test system, and the test checks what a user would: the
+//! summary says verified, the installed system booted from its own disk, presented the
+//! host key cairn generated, decrypted its secret and started its agent; a second run
+//! changes nothing; `cairn destroy` leaves no process and no file behind.
+//!
+//! Runs on CI (`CI=true`: a missing prerequisite fails). Set `CAIRN_SKIP_VM_TESTS=1` to skip
+//! it locally.
+
+#[path = "support/vm.rs"]
+#[allow(dead_code)]
+mod vm;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cairn(fleet: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(fleet)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("SOPS_AGE_KEY_FILE", fleet.join("keys/admin.agekey"))
+        .env_remove("SOPS_AGE_KEY")
+        .env_remove("CAIRN_SSH_KEY")
+        // No network here: nix must not look for substitutes or the flake registry.
+        .env("NIX_CONFIG", "substitute = false\nflake-registry =\nsandbox = false")
+        .output()
+        .expect("run cairn")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Destroys the fleet's VM when the test ends, passed or failed.
+struct FleetGuard {
+    dir: PathBuf,
+}
+
+impl Drop for FleetGuard {
+    fn drop(&mut self) {
+        let pidfile = self.dir.join(".cairn/qemu/web1/qemu.pid");
+        let _ = cairn(&self.dir, &["destroy", "host", "web1", "--yes"]);
+        // If destroy itself failed, stop the VM by the pid it recorded.
+        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+            let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+        }
+    }
+}
+
+fn console(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(".cairn/qemu/web1/console.log")).unwrap_or_default()
+}
+
+#[test]
+fn bootstrap_installs_verifies_and_reruns_without_changes() {
+    if let Some(reason) = vm::skip_reason() {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("bootstrap_vm: skipped: {reason}");
+        }
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("fleet");
+    let made = Command::new(repo().join("vm-tests/make-fleet")).arg(&dir).output().unwrap();
+    assert!(made.status.success(), "make-fleet failed: {}", text(&made));
+    let guard = FleetGuard { dir: dir.clone() };
+
+    let first = cairn(&dir, &["bootstrap", "host", "web1"]);
+    let out = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(
+        first.status.success(),
+        "bootstrap failed: {}\n--- console\n{}",
+        text(&first),
+        console(&dir)
+    );
+    assert!(out.contains("web1: verified in"), "{out}");
+    assert!(out.contains("1 of 1 hosts ok"), "{out}");
+
+    // The host key it presented is the one cairn generated and stored in the repository.
+    let public = std::fs::read_to_string(dir.join("secrets/hosts/web1/ssh_host_ed25519_key.pub"))
+        .expect("the host's public key is stored");
+    let fingerprint = Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(dir.join("secrets/hosts/web1/ssh_host_ed25519_key.pub"))
+        .output()
+        .unwrap();
+    let fingerprint = String::from_utf8_lossy(&fingerprint.stdout);
+    let sha = fingerprint.split_whitespace().nth(1).expect("a fingerprint");
+    assert!(out.contains(sha), "verify must name the generated key {sha}:\n{out}\n{public}");
+
+    // Booted from its own disk: root is the ext4 partition labelled root on /dev/vda.
+    assert!(out.contains("from /dev/vda2"), "{out}");
+    // The installed system decrypted its secret and started its agent.
+    let log = console(&dir);
+    assert!(log.contains("cairn-test-system: secret web1 decrypted to /run/secrets/web1"), "{log}");
+    assert!(log.contains("cairn-test-agent: running"), "{log}");
+    let secret = cairn(&dir, &["ssh", "web1", "--", "cat", "/run/secrets/web1"]);
+    assert!(
+        String::from_utf8_lossy(&secret.stdout).contains("greeting: hello from cairn"),
+        "{}",
+        text(&secret)
+    );
+
+    // A second run only verifies.
+    let again = cairn(&dir, &["bootstrap", "host", "web1"]);
+    assert!(again.status.success(), "{}", text(&again));
+    let again_out = String::from_utf8_lossy(&again.stdout);
+    assert!(again_out.contains("web1: verified, no changes"), "{again_out}");
+
+    // destroy leaves no process and no file behind.
+    let pid: u32 = std::fs::read_to_string(dir.join(".cairn/qemu/web1/qemu.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let destroyed = cairn(&dir, &["destroy", "host", "web1", "--yes"]);
+    assert!(destroyed.status.success(), "{}", text(&destroyed));
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "QEMU {pid} still runs");
+    assert!(!dir.join(".cairn/qemu/web1").exists(), "the VM directory is left behind");
+    drop(guard);
+}

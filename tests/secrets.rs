@@ -439,3 +439,82 @@ fn c_or_a<'a>(name: &str, a: &'a AgeKey, c: &'a AgeKey) -> &'a AgeKey {
         a
     }
 }
+
+/// Every error the secrets module can return, rendered as a user sees it.
+#[test]
+fn every_error_message() {
+    use cairn::secrets::SecretsError as E;
+    let f = || PathBuf::from("secrets/app.yaml");
+    let errors = vec![
+        E::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "secrets/app.yaml: No such file or directory",
+        )),
+        E::Parse {
+            file: f(),
+            format: "yaml",
+            reason: "line 3, column 1: mapping values are not allowed here".into(),
+        },
+        E::Empty { file: f() },
+        E::Unsupported {
+            file: f(),
+            reason: "`a` has a nested value, which dotenv cannot hold".into(),
+            help: "choose another --output-type".into(),
+        },
+        E::MetadataNotFound { file: f() },
+        E::AlreadyEncrypted { file: f() },
+        E::Metadata { file: f(), reason: "version is missing".into() },
+        E::NoIdentity {
+            file: f(),
+            tried: "SOPS_AGE_KEY_FILE: not set\n~/.config/sops/age/keys.txt: no such file".into(),
+            recipients: "age1ql3z7h…cac8p".into(),
+        },
+        E::NotEnoughShares {
+            file: f(),
+            got: 1,
+            needed: 2,
+            tried: "SOPS_AGE_KEY_FILE (k.txt): 1 identity".into(),
+        },
+        E::BadDataKey { file: f(), reason: "it has 31 bytes, not 32".into() },
+        E::Value {
+            file: f(),
+            path: "db:password".into(),
+            reason: "authentication failed (GCM tag mismatch)".into(),
+        },
+        E::MacUndecryptable { file: f() },
+        E::NoMac { file: f() },
+        E::MacMismatch { file: f(), stored: "A".repeat(8), computed: "B".repeat(8) },
+        E::Recipient {
+            file: f(),
+            recipient: "age1xyz".into(),
+            reason: "invalid Bech32 encoding".into(),
+        },
+        E::NoRecipients { file: f() },
+        E::Extract {
+            file: f(),
+            extract: "[\"zz\"]".into(),
+            reason: "does not exist: no key `zz`".into(),
+        },
+        E::Editor {
+            editor: "code".into(),
+            reason: "it exited with exit status: 1; the file was not changed".into(),
+        },
+        E::Interrupted { signal: "SIGINT" },
+        E::KeyExists { file: PathBuf::from("/home/me/.config/sops/age/keys.txt") },
+        E::NoRule { file: f() },
+        E::RekeyFailed { failed: 2, total: 9 },
+        E::NoKeyPath,
+        E::NoConfig { dir: PathBuf::from("/home/me/fleet") },
+    ];
+    let mut out = String::new();
+    for e in &errors {
+        let mut s = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100)
+            .render_report(&mut s, e)
+            .unwrap();
+        out.push_str(&s);
+        out.push_str("----\n");
+    }
+    insta::assert_snapshot!("every_error", out);
+}

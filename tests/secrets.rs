@@ -518,3 +518,38 @@ fn every_error_message() {
     }
     insta::assert_snapshot!("every_error", out);
 }
+
+#[test]
+fn edit_creates_a_new_file_for_the_rule_recipients() {
+    let Some(lab) = Lab::new() else { return };
+    let (a, b) = (lab.age_key("a"), lab.age_key("b"));
+    let repo = lab.path("repo");
+    std::fs::create_dir_all(repo.join("secrets")).unwrap();
+    std::fs::write(
+        repo.join(".sops.yaml"),
+        format!(
+            "creation_rules:\n  - path_regex: ^secrets/\n    age: {},{}\n",
+            a.recipient, b.recipient
+        ),
+    )
+    .unwrap();
+    let editor = script(
+        &lab,
+        "write.sh",
+        r#"printf 'db:\n    password: fresh\n# note\nport: 5432\n' > "$1""#,
+    );
+    let env = [
+        ("SOPS_AGE_KEY_FILE", a.identity_file.to_str().unwrap()),
+        ("EDITOR", editor.to_str().unwrap()),
+    ];
+    let out = cairn(&lab, &repo, &["secrets", "edit", "secrets/new.yaml"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("created"));
+    let file = sops_file(&repo.join("secrets/new.yaml"));
+    assert_eq!(
+        file.metadata.recipients().collect::<Vec<_>>(),
+        vec![a.recipient.as_str(), b.recipient.as_str()]
+    );
+    let plain = lab.sops_decrypt(&repo.join("secrets/new.yaml"), &b.identity_file, &[]);
+    assert_eq!(String::from_utf8(plain).unwrap(), "db:\n    password: fresh\n# note\nport: 5432\n");
+}

@@ -439,3 +439,117 @@ fn c_or_a<'a>(name: &str, a: &'a AgeKey, c: &'a AgeKey) -> &'a AgeKey {
         a
     }
 }
+
+/// Every error the secrets module can return, rendered as a user sees it.
+#[test]
+fn every_error_message() {
+    use cairn::secrets::SecretsError as E;
+    let f = || PathBuf::from("secrets/app.yaml");
+    let errors = vec![
+        E::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "secrets/app.yaml: No such file or directory",
+        )),
+        E::Parse {
+            file: f(),
+            format: "yaml",
+            reason: "line 3, column 1: mapping values are not allowed here".into(),
+        },
+        E::Empty { file: f() },
+        E::Unsupported {
+            file: f(),
+            reason: "`a` has a nested value, which dotenv cannot hold".into(),
+            help: "choose another --output-type".into(),
+        },
+        E::MetadataNotFound { file: f() },
+        E::AlreadyEncrypted { file: f() },
+        E::Metadata { file: f(), reason: "version is missing".into() },
+        E::NoIdentity {
+            file: f(),
+            tried: "SOPS_AGE_KEY_FILE: not set\n~/.config/sops/age/keys.txt: no such file".into(),
+            recipients: "age1ql3z7h…cac8p".into(),
+        },
+        E::NotEnoughShares {
+            file: f(),
+            got: 1,
+            needed: 2,
+            tried: "SOPS_AGE_KEY_FILE (k.txt): 1 identity".into(),
+        },
+        E::BadDataKey { file: f(), reason: "it has 31 bytes, not 32".into() },
+        E::Value {
+            file: f(),
+            path: "db:password".into(),
+            reason: "authentication failed (GCM tag mismatch)".into(),
+        },
+        E::MacUndecryptable { file: f() },
+        E::NoMac { file: f() },
+        E::MacMismatch { file: f(), stored: "A".repeat(8), computed: "B".repeat(8) },
+        E::Recipient {
+            file: f(),
+            recipient: "age1xyz".into(),
+            reason: "invalid Bech32 encoding".into(),
+        },
+        E::NoRecipients { file: f() },
+        E::Extract {
+            file: f(),
+            extract: "[\"zz\"]".into(),
+            reason: "does not exist: no key `zz`".into(),
+        },
+        E::Editor {
+            editor: "code".into(),
+            reason: "it exited with exit status: 1; the file was not changed".into(),
+        },
+        E::Interrupted { signal: "SIGINT" },
+        E::KeyExists { file: PathBuf::from("/home/me/.config/sops/age/keys.txt") },
+        E::NoRule { file: f() },
+        E::RekeyFailed { failed: 2, total: 9 },
+        E::NoKeyPath,
+        E::NoConfig { dir: PathBuf::from("/home/me/fleet") },
+    ];
+    let mut out = String::new();
+    for e in &errors {
+        let mut s = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100)
+            .render_report(&mut s, e)
+            .unwrap();
+        out.push_str(&s);
+        out.push_str("----\n");
+    }
+    insta::assert_snapshot!("every_error", out);
+}
+
+#[test]
+fn edit_creates_a_new_file_for_the_rule_recipients() {
+    let Some(lab) = Lab::new() else { return };
+    let (a, b) = (lab.age_key("a"), lab.age_key("b"));
+    let repo = lab.path("repo");
+    std::fs::create_dir_all(repo.join("secrets")).unwrap();
+    std::fs::write(
+        repo.join(".sops.yaml"),
+        format!(
+            "creation_rules:\n  - path_regex: ^secrets/\n    age: {},{}\n",
+            a.recipient, b.recipient
+        ),
+    )
+    .unwrap();
+    let editor = script(
+        &lab,
+        "write.sh",
+        r#"printf 'db:\n    password: fresh\n# note\nport: 5432\n' > "$1""#,
+    );
+    let env = [
+        ("SOPS_AGE_KEY_FILE", a.identity_file.to_str().unwrap()),
+        ("EDITOR", editor.to_str().unwrap()),
+    ];
+    let out = cairn(&lab, &repo, &["secrets", "edit", "secrets/new.yaml"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("created"));
+    let file = sops_file(&repo.join("secrets/new.yaml"));
+    assert_eq!(
+        file.metadata.recipients().collect::<Vec<_>>(),
+        vec![a.recipient.as_str(), b.recipient.as_str()]
+    );
+    let plain = lab.sops_decrypt(&repo.join("secrets/new.yaml"), &b.identity_file, &[]);
+    assert_eq!(String::from_utf8(plain).unwrap(), "db:\n    password: fresh\n# note\nport: 5432\n");
+}

@@ -473,3 +473,60 @@ fn yaml_multi_document_both_ways() {
         false,
     );
 }
+
+#[test]
+fn ssh_recipients_both_ways() {
+    let Some(lab) = Lab::new() else { return };
+    for kind in ["ed25519", "rsa"] {
+        let key = lab.path(&format!("id_{kind}"));
+        let mut args =
+            vec!["-q", "-t", kind, "-N", "", "-C", "admin@test", "-f", key.to_str().unwrap()];
+        if kind == "rsa" {
+            args.extend(["-b", "2048"]);
+        }
+        let st =
+            std::process::Command::new("ssh-keygen").args(&args).status().expect("ssh-keygen runs");
+        assert!(st.success());
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap().trim().to_owned();
+        let plain = br#"{"secret": "via ssh", "n": 7}"#;
+        let dir = lab.path(&format!("ssh-{kind}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".sops.yaml"), format!("creation_rules:\n  - age: '{public}'\n"))
+            .unwrap();
+        std::fs::write(dir.join("p.json"), plain).unwrap();
+        let ssh_env = [("SOPS_AGE_SSH_PRIVATE_KEY_FILE", key.to_str().unwrap())];
+        let out = lab.sops_in(&dir, &["encrypt", "p.json"], &[]);
+        assert!(out.status.success(), "{kind}: {}", String::from_utf8_lossy(&out.stderr));
+        let sops_path = dir.join("sops.json");
+        std::fs::write(&sops_path, &out.stdout).unwrap();
+        let out = lab.sops_in(&dir, &["decrypt", "sops.json"], &ssh_env);
+        assert!(out.status.success(), "{kind}: {}", String::from_utf8_lossy(&out.stderr));
+        let expected = out.stdout;
+
+        let mut env = IdentityEnv::default();
+        env.set("SOPS_AGE_SSH_PRIVATE_KEY_FILE", key.to_str().unwrap());
+        let ids = Identities::discover(&env);
+        assert_eq!(
+            cairn_decrypt(&sops_path, Format::Json, &ids),
+            expected,
+            "{kind}: cairn reads sops"
+        );
+
+        let cairn_bytes =
+            cairn_encrypt(plain, &sops_path, Format::Json, &spec(&[&[&public]], 0, None, false));
+        let text = String::from_utf8(cairn_bytes.clone()).unwrap();
+        assert!(
+            text.contains(&format!("\"recipient\": \"{public}\"")),
+            "full authorized_keys line kept"
+        );
+        let cairn_path = dir.join("cairn.json");
+        std::fs::write(&cairn_path, &cairn_bytes).unwrap();
+        let out = lab.sops_in(&dir, &["decrypt", "cairn.json"], &ssh_env);
+        assert!(
+            out.status.success(),
+            "{kind}: sops reads cairn: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, expected);
+    }
+}

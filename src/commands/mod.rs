@@ -12,6 +12,7 @@ mod completions;
 mod destroy;
 pub mod fleet;
 mod secrets;
+mod ssh;
 
 /// What every command gets: the resolved global flags and the output channel.
 #[derive(Debug)]
@@ -51,6 +52,7 @@ pub fn run(cli: Cli, ctx: &Context) -> miette::Result<ExitCode> {
         Command::Bootstrap(args) => bootstrap::run(&args, ctx),
         Command::Destroy(args) => destroy::run(&args, ctx),
         Command::Secrets(cmd) => secrets::run(cmd, ctx),
+        Command::Ssh(args) => ssh::run(&args, ctx),
         Command::Init(_) | Command::Hosts(_) | Command::Plan(_) => {
             Err(miette::miette!("this command is being wired up"))
         }

@@ -75,6 +75,8 @@ one stopped, and after success only verifies.")]
     Bootstrap(BootstrapArgs),
     /// Delete hosts' machines at their providers and forget them in state
     Destroy(DestroyArgs),
+    /// Open an SSH session to a host (or run one command), pinning the host key cairn recorded
+    Ssh(SshArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Encrypted secrets files (sops-compatible): edit, encrypt, decrypt, rekey, keygen
@@ -261,6 +263,44 @@ pub struct PlanArgs {
     /// Print the plan as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "The exit code is the remote command's (128 + n when a signal ended it). \
+cairn never trusts a host key it has not recorded: bootstrap the host first.")]
+pub struct SshArgs {
+    /// The host, by its inventory name
+    pub host: String,
+    /// Private key file (OpenSSH format) [default: the SSH agent, then ~/.ssh/id_ed25519, ~/.ssh/id_rsa]
+    #[arg(short = 'i', long, value_name = "FILE", env = "CAIRN_SSH_KEY")]
+    pub identity: Option<PathBuf>,
+    /// Log in as this user instead of the inventory's `ssh.user`
+    #[arg(short = 'l', long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Pin the host key recorded for this phase [default: the newest recorded]
+    #[arg(long, value_enum)]
+    pub phase: Option<KeyPhaseArg>,
+    /// Allocate a pseudo-terminal even for a command
+    #[arg(short = 't', conflicts_with = "no_tty")]
+    pub tty: bool,
+    /// Never allocate a pseudo-terminal
+    #[arg(short = 'T')]
+    pub no_tty: bool,
+    /// Run this instead of a login shell; its words are joined by spaces for the remote
+    /// shell, as ssh does
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// A phase of a host's life whose host key cairn records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyPhaseArg {
+    /// The provider's stock image
+    Stock,
+    /// The kexec installer
+    Installer,
+    /// The installed NixOS system
+    Installed,
 }
 
 #[derive(Debug, Args)]

@@ -829,3 +829,69 @@ async fn authenticates_with_an_rsa_key_using_sha2_signatures() {
             .unwrap_or_else(|e| panic!("{}\n{}", render(&e), sshd.log()));
     assert_eq!(s.exec(&RemoteCommand::new("echo").arg("rsa")).await.unwrap().stdout, b"rsa\n");
 }
+
+/// A fleet repository whose inventory names the test sshd as host `box`, with `keys`
+/// recorded as its stock-image host keys in state.
+fn repo_for(sshd: &Sshd, keys: &[String]) -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    let inventory = format!(
+        "provider \"existing\" \"owned\" {{}}\n\n\
+         host \"box\" {{\n  provider = \"owned\"\n  address  = \"127.0.0.1\"\n\n  ssh {{\n    port = {}\n  }}\n}}\n",
+        sshd.port
+    );
+    std::fs::write(repo.path().join("cairn.hcl"), inventory).unwrap();
+    let mut state = cairn::state::StateData::default();
+    let host = state.hosts.entry("box".into()).or_default();
+    host.host_keys.insert(cairn::state::KeyPhase::Stock, keys.to_vec());
+    std::fs::create_dir_all(repo.path().join(".cairn")).unwrap();
+    std::fs::write(
+        repo.path().join(".cairn/state.json"),
+        serde_json::to_vec_pretty(&state).unwrap(),
+    )
+    .unwrap();
+    repo
+}
+
+fn cairn_ssh(repo: &std::path::Path, sshd: &Sshd, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("-C")
+        .arg(repo)
+        .args(["--color", "never", "ssh", "box", "-i"])
+        .arg(sshd.client_key())
+        .args(args)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cairn_ssh_runs_a_command_with_the_pinned_key_and_propagates_its_exit_code() {
+    let sshd = Sshd::start();
+    let repo = repo_for(&sshd, &[sshd.host_public_key("ed25519")]);
+    let out = cairn_ssh(
+        repo.path(),
+        &sshd,
+        &["--", "echo", "hello from", "$(hostname)", ";", "exit", "5"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    // The words reach the remote shell joined by spaces, as with ssh.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(stdout.trim(), format!("hello from {}", hostname.trim()));
+}
+
+#[test]
+fn cairn_ssh_refuses_a_host_whose_key_changed() {
+    let sshd = Sshd::start();
+    let other = tempfile::tempdir().unwrap();
+    sshd::keygen(&other.path().join("k"), "ed25519", "");
+    let wrong = std::fs::read_to_string(other.path().join("k.pub")).unwrap();
+    let repo = repo_for(&sshd, &[wrong.trim().to_owned()]);
+    let out = cairn_ssh(repo.path(), &sshd, &["--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not match the pinned key"), "{stderr}");
+    assert!(stderr.contains("hosts.box.host_keys.stock in"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}

@@ -18,6 +18,7 @@ mod hosts;
 mod init;
 mod plan;
 mod secrets;
+mod ssh;
 
 /// What every command gets: the resolved global flags and the output channel.
 #[derive(Debug)]
@@ -91,5 +92,6 @@ pub fn run(cli: Cli, ctx: &Context) -> miette::Result<ExitCode> {
         Command::Init(args) => init::run(&args, ctx),
         Command::Hosts(args) => hosts::run(&args, ctx),
         Command::Plan(args) => plan::run(&args, ctx),
+        Command::Ssh(args) => ssh::run(&args, ctx),
     }
 }

@@ -1,0 +1,92 @@
+//! `cairn ssh HOST [-- COMMAND...]`: an interactive session or one command, to the address
+//! cairn recorded, pinning the host key of the newest phase it recorded.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use crate::cli::{KeyPhaseArg, SshArgs};
+use crate::inventory;
+use crate::ssh::{self, Auth, ConnectOptions, Interactive, PtyRequest, RawTerminal, Session};
+use crate::state::{FileState, KeyPhase, State};
+
+use super::Context;
+
+pub fn run(args: &SshArgs, ctx: &Context) -> miette::Result<ExitCode> {
+    let inventory = ctx.load_inventory()?;
+    let hosts = inventory::select(&inventory, std::slice::from_ref(&args.host))?;
+    let [host] = hosts.as_slice() else {
+        let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+        return Err(miette::miette!(
+            help = "name one host",
+            "`{}` matches {} hosts ({}); cairn ssh connects to one",
+            args.host,
+            names.len(),
+            names.join(", ")
+        ));
+    };
+    let state = FileState::new(&inventory.root);
+    let data = state.read()?;
+    let phase = args.phase.map(|p| match p {
+        KeyPhaseArg::Stock => KeyPhase::Stock,
+        KeyPhaseArg::Installer => KeyPhase::Installer,
+        KeyPhaseArg::Installed => KeyPhase::Installed,
+    });
+    let mut known = ssh::known_host(host, data.hosts.get(host.name.as_str()), phase)?;
+    if let Some(user) = &args.user {
+        known.target.user = user.clone();
+    }
+    // The key bootstrap logs in with (`-i`/CAIRN_SSH_KEY, else the repository's operator
+    // key), then what ssh would use.
+    let operator_key = inventory.root.join(".cairn").join("ssh").join("operator_ed25519");
+    let auth = match &args.identity {
+        Some(path) => Auth::KeyFile(path.clone()),
+        None if operator_key.is_file() => Auth::KeyFile(operator_key),
+        None => Auth::default_for_user().ok_or_else(|| {
+            miette::miette!(
+                help = "pass `-i KEYFILE` (or set CAIRN_SSH_KEY), or start an SSH agent holding your key",
+                "no SSH key to log in with: no operator key in .cairn/ssh, $SSH_AUTH_SOCK is not set and ~/.ssh has no id_ed25519 or id_rsa"
+            )
+        })?,
+    };
+    let options = ConnectOptions {
+        pinned_key_location: format!(
+            "hosts.{}.host_keys.{} in {}",
+            host.name,
+            ssh::phase_name(known.phase),
+            state.location()
+        ),
+        ..ConnectOptions::default()
+    };
+    let interactive_terminal = std::io::stdin().is_terminal();
+    let want_pty = !args.no_tty && (args.tty || (args.command.is_empty() && interactive_terminal));
+    let spec = Interactive {
+        command: (!args.command.is_empty()).then(|| args.command.join(" ")),
+        pty: want_pty.then(|| PtyRequest {
+            term: std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
+            size: ssh::terminal_size().unwrap_or(ssh::TerminalSize { cols: 80, rows: 24 }),
+        }),
+    };
+
+    let runtime = super::fleet::runtime()?;
+    let result = runtime.block_on(async {
+        let session = Session::connect(&known.target, &auth, &known.policy, &options).await?;
+        // Raw mode only once connected, so connection errors print on a normal terminal.
+        let _raw = if want_pty { RawTerminal::enable() } else { None };
+        let resize = ssh::watch_terminal_size();
+        let code = session
+            .interactive(
+                &spec,
+                tokio::io::stdin(),
+                tokio::io::stdout(),
+                tokio::io::stderr(),
+                resize,
+            )
+            .await?;
+        session.close().await;
+        Ok::<u32, ssh::Error>(code)
+    });
+    // A pending read of stdin must not hold the process open after the session ended.
+    runtime.shutdown_background();
+    let code = result?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(255)))
+}

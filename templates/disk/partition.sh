@@ -127,9 +127,10 @@ format_swap() {
 
 # --- Mount (parents before children) -------------------------------------------------------
 mount_part() { # mount_part NUMBER MOUNTPOINT FSTYPE OPTIONS
-    mkdir -p "$target$2"
-    log "mount $(part "$1") on $target$2"
-    mount -t "$3" ${4:+-o "$4"} "$(part "$1")" "$target$2"
+    dir=$target${2%/}
+    mkdir -p "$dir"
+    log "mount $(part "$1") on $dir"
+    mount -t "$3" ${4:+-o "$4"} "$(part "$1")" "$dir"
 }
 swap_on() {
     log "swapon $(part "$1")"

@@ -26,12 +26,13 @@ printf 'root:*:1::::::\n' >/etc/shadow
 chmod 600 /etc/shadow
 echo 'export PATH=/run/current-system/sw/bin' >/etc/profile
 mkdir -p /root/.ssh /var/empty /etc/ssh
-install -m 600 "$system/etc/ssh/authorized_keys" /root/.ssh/authorized_keys
+cp "$system/etc/ssh/authorized_keys" /root/.ssh/authorized_keys
+chmod 600 /root/.ssh/authorized_keys
 chmod 700 /root /root/.ssh
 
 mkdir -p /boot
 if boot=$(findfs LABEL=BOOT 2>/dev/null); then
-    mountpoint -q /boot || mount -t vfat -o umask=0077 "$boot" /boot || say "cannot mount /boot"
+    awk '$2 == "/boot" { found = 1 } END { exit !found }' /proc/mounts || mount -t vfat -o umask=0077 "$boot" /boot || say "cannot mount /boot"
 fi
 
 ip link set lo up

@@ -2,9 +2,11 @@
 # Stage 2: the system's init. Mounts the API filesystems, writes /etc/inittab and hands over
 # to busybox init, which runs `activate` once and keeps the agent running.
 export PATH=@out@/sw/bin
-mountpoint -q /proc || mount -t proc proc /proc
-mountpoint -q /sys || mount -t sysfs sysfs /sys
-mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+# (Debian's busybox has no `mountpoint` applet.)
+mounted() { [ -r /proc/mounts ] && awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; }
+mounted /proc || mount -t proc proc /proc
+mounted /sys || mount -t sysfs sysfs /sys
+mounted /dev || mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /run /tmp /etc
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=0755 tmpfs /run

@@ -9,7 +9,6 @@
 //! it locally.
 
 #[path = "support/vm.rs"]
-#[allow(dead_code)]
 mod vm;
 
 use std::path::{Path, PathBuf};

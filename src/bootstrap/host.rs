@@ -649,10 +649,12 @@ impl HostRun<'_> {
 
     /// `.../bin/nix-store` from the closure itself, so the target needs no Nix.
     fn nix_store(&self) -> Result<String, PhaseError> {
-        self.closure
-            .iter()
-            .map(|p| format!("{}/bin/nix-store", p.path.as_str()))
-            .find(|candidate| std::path::Path::new(candidate).is_file())
+        // The system's own (NixOS: sw/bin) first, else any package in the closure.
+        let toplevel = self.toplevel.iter().map(|t| format!("{}/sw/bin/nix-store", t.as_str()));
+        let packages = self.closure.iter().map(|p| format!("{}/bin/nix-store", p.path.as_str()));
+        toplevel
+            .chain(packages)
+            .find(|candidate| std::path::Path::new(candidate).exists())
             .ok_or_else(|| PhaseError::Config {
                 what: "the system's closure contains no nix-store to register the copied paths with".into(),
                 help: "every NixOS system includes Nix; for a custom system add a nix package to its closure".into(),

@@ -13,4 +13,5 @@ trap cleanup EXIT
 for d in dev proc sys; do
   if ! grep -q " $root/$d " /proc/mounts; then mount --bind "/$d" "$root/$d"; mounted="$root/$d $mounted"; fi
 done
-chroot "$root" "$nix_store" --load-db < "$reg"
+# The target has no /etc/passwd yet, and nix wants USER and HOME.
+env USER=root HOME=/root chroot "$root" "$nix_store" --load-db < "$reg"

@@ -183,6 +183,10 @@ impl HostRun<'_> {
             Phase::Reach => self.reach().await,
             Phase::Kexec if done_before => Ok(PhaseResult::Skipped(done_note())),
             Phase::Kexec => self.kexec().await,
+            // Once installed, the installer's mounts are gone by design: nothing to check.
+            Phase::Disk if done_before && last_done >= Some(Phase::Install) => {
+                Ok(PhaseResult::Skipped(done_note()))
+            }
             Phase::Disk if done_before => self.disk_if_unmounted().await,
             Phase::Disk => self.disk().await,
             Phase::Build if done_before && last_done >= Some(Phase::Install) => {

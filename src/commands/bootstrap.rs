@@ -30,10 +30,14 @@ pub(super) fn render_summary(ctx: &Context, reports: &[HostReport]) -> miette::R
     let mut out = String::new();
     for r in reports {
         match &r.result {
-            Ok(v) if v.unchanged => out.push_str(&format!(
-                "{}: verified, no changes ({:.0} s)\n",
+            Ok(v) if v.unchanged && !v.host_key.is_empty() => out.push_str(&format!(
+                "{}: verified, no changes ({:.0} s): {} presents {}, booted {} from {}\n",
                 r.host,
-                r.elapsed.as_secs_f64()
+                r.elapsed.as_secs_f64(),
+                v.address,
+                v.host_key,
+                v.boot_id,
+                v.root_device
             )),
             Ok(v) if v.host_key.is_empty() => {
                 out.push_str(&format!("{}: ok ({:.0} s)\n", r.host, r.elapsed.as_secs_f64()))

@@ -1,6 +1,7 @@
 # cairn: what the target is right now. One `key=value` per line; runs as root, POSIX sh.
 set -u
-. /etc/os-release 2>/dev/null || true
+# A missing file would end a POSIX shell at `.`, so look first.
+if [ -r /etc/os-release ]; then . /etc/os-release; fi
 echo "os_id=${ID:-unknown}"
 echo "os_variant=${VARIANT_ID:-}"
 if [ -e /etc/cairn-installer ] || [ "${VARIANT_ID:-}" = installer ]; then

@@ -39,6 +39,10 @@ pub struct GlobalArgs {
     /// Only errors on stderr
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// How long to wait for the state lock held by another run (`30s`, `10m`, `1h`)
+    /// [default: fail at once, naming the holder]
+    #[arg(long, value_name = "DURATION", global = true, value_parser = parse_duration)]
+    pub lock_timeout: Option<std::time::Duration>,
     /// When to use colors (NO_COLOR is respected by `auto`)
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,
@@ -264,4 +268,18 @@ pub struct CompletionsArgs {
     /// The shell to generate completions for
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// `90`, `90s`, `10m`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 =
+        digits.parse().map_err(|_| format!("`{s}` is not a duration like 30s, 10m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("`{s}`: use s, m or h, as in 30s, 10m or 1h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }

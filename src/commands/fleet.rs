@@ -35,8 +35,8 @@ impl Context {
             crate::inventory::select(&inventory, selectors)?.into_iter().cloned().collect();
         crate::ui::progress::set_log_dir(inventory.root.join(".cairn").join("logs"));
         let backend = FileState::new(&inventory.root);
-        let lock =
-            backend.lock(LockHolder::from_process(), LockWait::Timeout(Duration::from_secs(30)))?;
+        let wait = LockWait::Timeout(self.lock_timeout.unwrap_or(Duration::from_secs(30)));
+        let lock = backend.lock(LockHolder::from_process(), wait)?;
         Ok(FleetSession {
             inventory: Arc::new(inventory),
             hosts,

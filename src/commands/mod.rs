@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::cli::{Cli, Command, GlobalArgs};
+use crate::inventory::{Inventory, StateBackend};
+use crate::state::{FileState, State};
 use crate::ui::{Output, UiMode};
 
 mod apply;
@@ -11,6 +14,9 @@ mod bootstrap;
 mod completions;
 mod destroy;
 pub mod fleet;
+mod hosts;
+mod init;
+mod plan;
 mod secrets;
 
 /// What every command gets: the resolved global flags and the output channel.
@@ -20,8 +26,26 @@ pub struct Context {
     pub cwd: PathBuf,
     pub inventory: Option<PathBuf>,
     pub vars: Vec<String>,
+    /// `--lock-timeout`: how long to wait for the state lock another run holds.
+    pub lock_timeout: Option<Duration>,
     pub ui: UiMode,
     pub out: Output,
+}
+
+/// Problems of the command layer itself.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum CommandError {
+    #[error("the `pg` state backend is not available in this build of cairn")]
+    #[diagnostic(
+        code(cairn::state::backend_unavailable),
+        help("use `state {{ backend = \"file\" }}` in cairn.hcl for now")
+    )]
+    StateBackendUnavailable,
+
+    #[error("cannot write to stdout")]
+    #[diagnostic(code(cairn::output))]
+    Output(#[source] std::io::Error),
 }
 
 impl Context {
@@ -30,10 +54,23 @@ impl Context {
             cwd: std::env::current_dir()?,
             inventory: global.inventory.clone(),
             vars: global.vars.clone(),
+            lock_timeout: global.lock_timeout,
             ui,
             out: Output,
         })
     }
+
+    /// The state backend the inventory names (reading needs no lock).
+    pub fn open_state(&self, inv: &Inventory) -> miette::Result<Box<dyn State>> {
+        match inv.state {
+            StateBackend::File => Ok(Box::new(FileState::new(&inv.root))),
+            StateBackend::Pg { .. } => Err(CommandError::StateBackendUnavailable.into()),
+        }
+    }
+}
+
+fn output(r: std::io::Result<()>) -> miette::Result<()> {
+    r.map_err(|e| CommandError::Output(e).into())
 }
 
 impl Context {
@@ -51,8 +88,8 @@ pub fn run(cli: Cli, ctx: &Context) -> miette::Result<ExitCode> {
         Command::Bootstrap(args) => bootstrap::run(&args, ctx),
         Command::Destroy(args) => destroy::run(&args, ctx),
         Command::Secrets(cmd) => secrets::run(cmd, ctx),
-        Command::Init(_) | Command::Hosts(_) | Command::Plan(_) => {
-            Err(miette::miette!("this command is being wired up"))
-        }
+        Command::Init(args) => init::run(&args, ctx),
+        Command::Hosts(args) => hosts::run(&args, ctx),
+        Command::Plan(args) => plan::run(&args, ctx),
     }
 }

@@ -1,0 +1,94 @@
+{
+  description = "A NixOS fleet managed by cairn";
+
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+    # Decrypts secrets/<host>.yaml on the host with the SSH host key cairn seeds.
+    sops-nix = {
+      url = "github:Mic92/sops-nix";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+    # Pulls this repository and switches the host to its own configuration.
+    comin = {
+      url = "github:nlewo/comin";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+  };
+
+  outputs = { self, nixpkgs, sops-nix, comin, ... }:
+    let
+      # What every host shares. cairn builds
+      # nixosConfigurations.<host>.config.system.build.toplevel.
+      common = { config, lib, pkgs, ... }: {
+        # The "vm" disk layout in cairn.hcl: filesystems by label, so device names may
+        # change between boots.
+        fileSystems."/" = {
+          device = "/dev/disk/by-label/nixos";
+          fsType = "ext4";
+        };
+        fileSystems."/boot" = {
+          device = "/dev/disk/by-label/ESP";
+          fsType = "vfat";
+          options = [ "umask=0077" ];
+        };
+
+        # GRUB in the BIOS boot partition and, as a removable EFI binary, on the ESP.
+        boot.loader.grub = {
+          enable = true;
+          device = "/dev/vda"; # the disk_layout device in cairn.hcl
+          efiSupport = true;
+          efiInstallAsRemovable = true;
+        };
+        boot.initrd.availableKernelModules = [ "virtio_pci" "virtio_blk" "virtio_scsi" "virtio_net" "ahci" "sd_mod" ];
+
+        networking.useDHCP = true;
+
+        # cairn generates this key before install and checks that the installed host
+        # presents it.
+        services.openssh = {
+          enable = true;
+          settings.PasswordAuthentication = false;
+          hostKeys = [{ path = "/etc/ssh/ssh_host_ed25519_key"; type = "ed25519"; }];
+        };
+        # Your SSH public key, to log in as root:
+        # users.users.root.openssh.authorizedKeys.keys = [ "ssh-ed25519 AAAA... you@laptop" ];
+
+        # sops-nix decrypts with the host's SSH key (converted to an age key).
+        sops = lib.mkIf (builtins.pathExists ./secrets/${config.networking.hostName}.yaml) {
+          defaultSopsFile = ./secrets/${config.networking.hostName}.yaml;
+          age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
+        };
+
+        # Point comin at where you push this repository.
+        services.comin = {
+          enable = true;
+          remotes = [{
+            name = "origin";
+            url = "https://git.example.com/you/fleet.git";
+            branches.main.name = "main";
+          }];
+        };
+
+        nix.settings.experimental-features = [ "nix-command" "flakes" ];
+        system.stateVersion = "25.11";
+      };
+
+      mkHost = name: modules: nixpkgs.lib.nixosSystem {
+        system = "x86_64-linux";
+        modules = [
+          sops-nix.nixosModules.sops
+          comin.nixosModules.comin
+          common
+          { networking.hostName = name; }
+        ] ++ modules;
+      };
+    in
+    {
+      nixosConfigurations.web1 = mkHost "web1" [
+        ({ pkgs, ... }: {
+          services.nginx.enable = true;
+          networking.firewall.allowedTCPPorts = [ 22 80 ];
+        })
+      ];
+    };
+}

@@ -1,0 +1,262 @@
+//! The cairn binary as a user runs it: `init`, `hosts` and `plan` on a fixture repository
+//! with state, output snapshotted with insta (NO_COLOR, no terminal).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const INVENTORY: &str = r#"
+provider "hcloud" "cloud" {
+  token    = env("HCLOUD_TOKEN", "")
+  location = "fsn1"
+}
+
+provider "qemu" "local" {}
+
+provider "existing" "owned" {}
+
+defaults {
+  provider = "cloud"
+  image    = "debian-12"
+}
+
+host "web1" {
+  flake = ".#web1"
+  size  = "cx22"
+  tags  = ["web", "prod"]
+}
+
+host "web2" {
+  flake    = ".#web2"
+  size     = "cx32"
+  location = "nbg1"
+  tags     = ["web", "prod"]
+}
+
+host "db1" {
+  flake = ".#db1"
+  size  = "cx42"
+  tags  = ["db", "prod"]
+}
+
+host "build1" {
+  provider = "owned"
+  flake    = ".#build1"
+  address  = "203.0.113.10"
+}
+
+host "vm1" {
+  provider = "local"
+  flake    = ".#vm1"
+  image    = "nixos-kexec"
+  tags     = ["test"]
+}
+"#;
+
+const STATE: &str = r#"{
+  "schema": 1,
+  "serial": 12,
+  "hosts": {
+    "old1": {
+      "provider": "hcloud.cloud",
+      "provider_id": "4711",
+      "size": "cx22",
+      "image": "debian-12",
+      "location": "fsn1",
+      "addresses": ["203.0.113.99"]
+    },
+    "vm1": {
+      "provider": "qemu.local",
+      "provider_id": "vm1",
+      "image": "nixos-kexec",
+      "addresses": ["127.0.0.1:2201"],
+      "last_phase": { "phase": "install", "at": "2026-11-21T17:40:00Z" }
+    },
+    "web1": {
+      "provider": "hcloud.cloud",
+      "provider_id": "1001",
+      "size": "cx22",
+      "image": "debian-12",
+      "location": "fsn1",
+      "addresses": ["203.0.113.7", "2001:db8::7"],
+      "host_keys": {
+        "installed": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIE/orE9QoQ9OmBws2f3DqR08YyzNiTPVGh5WKMSYkUT"]
+      },
+      "last_phase": { "phase": "verify", "at": "2026-11-22T06:01:03Z" }
+    },
+    "web2": {
+      "provider": "cloud",
+      "provider_id": "1002",
+      "size": "cx22",
+      "image": "debian-12",
+      "location": "fsn1",
+      "addresses": ["203.0.113.8"]
+    }
+  }
+}
+"#;
+
+/// A fleet repository with an inventory and state, in a temp dir.
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cairn.hcl"), INVENTORY).unwrap();
+    std::fs::create_dir(dir.path().join(".cairn")).unwrap();
+    std::fs::write(dir.path().join(".cairn/state.json"), STATE).unwrap();
+    dir
+}
+
+fn cairn(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("CAIRN_INVENTORY")
+        .env_remove("HCLOUD_TOKEN")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// Runs cairn, expects exit code `code`, returns stdout.
+fn run_ok(dir: &Path, args: &[&str], code: i32) -> String {
+    let out = cairn(dir, args);
+    assert_eq!(out.status.code(), Some(code), "cairn {args:?}\nstderr: {}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn help() {
+    let dir = tempfile::tempdir().unwrap();
+    insta::assert_snapshot!("help", run_ok(dir.path(), &["--help"], 0));
+    insta::assert_snapshot!("plan_help", run_ok(dir.path(), &["plan", "--help"], 0));
+}
+
+#[test]
+fn hosts_table_and_json() {
+    let repo = fixture();
+    insta::assert_snapshot!("hosts", run_ok(repo.path(), &["hosts"], 0));
+    insta::assert_snapshot!("hosts_json", run_ok(repo.path(), &["hosts", "--json"], 0));
+    insta::assert_snapshot!("hosts_web", run_ok(repo.path(), &["hosts", "@web"], 0));
+}
+
+#[test]
+fn hosts_from_a_subdirectory_finds_the_inventory_above() {
+    let repo = fixture();
+    std::fs::create_dir(repo.path().join("secrets")).unwrap();
+    let from_sub = run_ok(&repo.path().join("secrets"), &["hosts"], 0);
+    assert_eq!(from_sub, run_ok(repo.path(), &["hosts"], 0));
+}
+
+#[test]
+fn plan_table_and_json() {
+    let repo = fixture();
+    insta::assert_snapshot!("plan", run_ok(repo.path(), &["plan"], 0));
+    insta::assert_snapshot!("plan_json", run_ok(repo.path(), &["plan", "--json"], 0));
+    // A selection plans those hosts only, and never destroys.
+    insta::assert_snapshot!("plan_web", run_ok(repo.path(), &["plan", "web*"], 0));
+}
+
+#[test]
+fn plan_detailed_exitcode() {
+    let repo = fixture();
+    // Changes: 2.
+    run_ok(repo.path(), &["plan", "--detailed-exitcode"], 2);
+    // Nothing to do: 0.
+    let none = run_ok(repo.path(), &["plan", "--detailed-exitcode", "web1", "vm1"], 0);
+    assert_eq!(none, "No changes. The machines match the inventory.\n");
+    // Without the flag, changes still exit 0.
+    run_ok(repo.path(), &["plan"], 0);
+    // An error: 1.
+    let out = cairn(repo.path(), &["plan", "--detailed-exitcode", "nosuchhost"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nosuchhost"), "{}", stderr(&out));
+}
+
+#[test]
+fn commands_without_an_inventory_say_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cairn(dir.path(), &["plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("no cairn.hcl in {} or any parent directory", dir.path().display())),
+        "{err}"
+    );
+    assert!(err.contains("run `cairn init`"), "{err}");
+}
+
+#[test]
+fn unparseable_state_is_reported_by_plan() {
+    let repo = fixture();
+    std::fs::write(repo.path().join(".cairn/state.json"), "{\"schema\": 1,").unwrap();
+    let out = cairn(repo.path(), &["plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cannot parse the state file"), "{err}");
+    assert!(err.contains("state.json.bak"), "{err}");
+}
+
+#[test]
+fn init_scaffolds_a_repository_that_loads_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_ok(dir.path(), &["init", "fleet"], 0);
+    insta::assert_snapshot!("init", first);
+
+    let repo = dir.path().join("fleet");
+    // The inventory it wrote loads, and names the one host.
+    let inv = cairn::inventory::load(&cairn::inventory::LoadOptions::from_process_env(
+        repo.join("cairn.hcl"),
+    ))
+    .unwrap_or_else(|e| panic!("{:?}", miette::Report::new(e)));
+    assert_eq!(inv.hosts.len(), 1);
+    assert_eq!(inv.hosts[0].name.as_str(), "web1");
+    assert_eq!(inv.hosts[0].flake.as_ref().unwrap().to_string(), ".#web1");
+    let layout = &inv.disk_layouts[inv.hosts[0].disk_layout.as_ref().unwrap()];
+    let labels: Vec<_> = layout.partitions.iter().filter_map(|p| p.label.as_deref()).collect();
+    assert_eq!(labels, ["ESP", "nixos"]);
+    // ... and the flake labels match it.
+    let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
+    assert!(flake.contains("/dev/disk/by-label/nixos") && flake.contains("/dev/disk/by-label/ESP"));
+    // The flake is valid Nix, checked by the real parser where Nix is installed.
+    if let Ok(out) =
+        Command::new("nix-instantiate").arg("--parse").arg(repo.join("flake.nix")).output()
+    {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(
+        std::fs::read_to_string(repo.join(".gitignore")).unwrap().lines().nth(1),
+        Some(".cairn/")
+    );
+    assert!(repo.join("secrets/.gitkeep").is_file());
+    // The new repository works with the other commands.
+    insta::assert_snapshot!("init_plan", run_ok(&repo, &["plan"], 0));
+
+    // A second init keeps everything, including what the user changed.
+    std::fs::write(repo.join("cairn.hcl"), "# mine\n").unwrap();
+    let second = run_ok(dir.path(), &["init", "fleet"], 0);
+    insta::assert_snapshot!("init_again", second);
+    assert_eq!(std::fs::read_to_string(repo.join("cairn.hcl")).unwrap(), "# mine\n");
+}
+
+#[test]
+fn init_refuses_a_file_as_target() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fleet"), "").unwrap();
+    let out = cairn(dir.path(), &["init", "fleet"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{} exists and is not a directory",
+            dir.path().join("fleet").display()
+        )),
+        "{err}"
+    );
+}

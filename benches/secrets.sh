@@ -37,8 +37,8 @@ make_repo() { # $1 = dir, $2 = count
   # the new rule drops B and adds C
   printf 'creation_rules:\n  - path_regex: ^secrets/\n    age: %s,%s\n' "$A" "$C" > "$1/.sops.yaml"
 }
-make_repo r200 200
-make_repo r1000 1000
+counts=${REKEY_COUNTS:-200 1000}
+for n in $counts; do make_repo "r$n" "$n"; done
 
 results="$work/results"
 mkdir -p "$results"
@@ -46,11 +46,11 @@ run() { # name, hyperfine args...
   local name=$1; shift
   hyperfine --style none --export-json "$results/$name.json" "$@" >/dev/null
 }
-run decrypt --warmup 2 --runs 20 -n cairn "$cairn secrets decrypt enc.yaml" -n sops "$sops decrypt enc.yaml"
-run encrypt --warmup 2 --runs 20 -n cairn "$cairn secrets encrypt plain.yaml" -n sops "$sops encrypt plain.yaml"
-for n in 200 1000; do
+run decrypt --warmup 2 --runs ${RUNS:-20} -n cairn "$cairn secrets decrypt enc.yaml" -n sops "$sops decrypt enc.yaml"
+run encrypt --warmup 2 --runs ${RUNS:-20} -n cairn "$cairn secrets encrypt plain.yaml" -n sops "$sops encrypt plain.yaml"
+for n in $counts; do
   prep="rm -rf w && cp -a r$n w"
-  runs=5; [ $n = 1000 ] && runs=3
+  runs=3; [ "$n" -ge 1000 ] && runs=2
   run "rekey$n" --runs $runs --prepare "$prep" \
     -n "cairn (one process)" "cd w && $cairn secrets rekey >/dev/null" \
     -n "sops loop" "cd w && for f in secrets/*.yaml; do $sops updatekeys -y \$f >/dev/null 2>&1; done" \
@@ -61,7 +61,8 @@ python3 - "$results" <<'PY'
 import json, sys, os
 d = sys.argv[1]
 print(f"{'benchmark':<10} {'command':<22} {'median':>10} {'vs cairn':>9}")
-for name in ["decrypt", "encrypt", "rekey200", "rekey1000"]:
+names = ["decrypt", "encrypt"] + sorted((f[:-5] for f in os.listdir(d) if f.startswith("rekey")), key=lambda n: int(n[5:]))
+for name in names:
     res = json.load(open(os.path.join(d, name + ".json")))["results"]
     base = res[0]["median"]
     for r in res:

@@ -2,7 +2,8 @@
 //! every provider through the [`Provider`] trait.
 //!
 //! - `qemu`: local VMs under QEMU (the built-in default for trying cairn and for tests);
-//! - `hcloud`, `aws`: cloud APIs (to come);
+//! - `hcloud`: Hetzner Cloud servers, over the shared [`http`] client;
+//! - `aws`: EC2 (to come);
 //! - `existing`: a machine you already have, named by address (to come).
 
 use std::collections::BTreeMap;
@@ -13,6 +14,8 @@ use crate::inventory::{Host, ProviderKind};
 use crate::state::HostState;
 
 pub mod existing;
+pub mod hcloud;
+pub mod http;
 pub mod qemu;
 
 /// The provider implementation for a provider block.
@@ -23,7 +26,8 @@ pub fn for_block(
     match block.kind {
         ProviderKind::Qemu => Ok(std::sync::Arc::new(qemu::QemuProvider::new(inv, block)?)),
         ProviderKind::Existing => Ok(std::sync::Arc::new(existing::ExistingProvider)),
-        kind @ (ProviderKind::Hcloud | ProviderKind::Aws) => Err(ProviderError::Invalid {
+        ProviderKind::Hcloud => Ok(std::sync::Arc::new(hcloud::HcloudProvider::new(block)?)),
+        kind @ ProviderKind::Aws => Err(ProviderError::Invalid {
             host: block.name.to_string(),
             message: format!("the {kind} provider is not built into this version of cairn yet"),
             help: "use the `qemu` provider for local VMs or `existing` for a machine you already \
@@ -115,6 +119,17 @@ pub enum ProviderError {
     #[error("{host}: {message}")]
     #[diagnostic(help("{help}"))]
     Invalid { host: String, message: String, help: String },
+    /// A cloud API refused a request or did not answer.
+    #[error("{host}: {what}")]
+    #[diagnostic(help("{help}"))]
+    Api {
+        host: String,
+        /// What cairn was doing (`could not create the server (hcloud provider main)`).
+        what: String,
+        help: String,
+        #[source]
+        source: Box<http::HttpError>,
+    },
     #[error("{host}: the machine did not {what} within {seconds} s")]
     #[diagnostic(help("{help}"))]
     Timeout { host: String, what: String, seconds: u64, help: String },

@@ -1,0 +1,763 @@
+//! The HTTP client every cloud provider shares: bearer-token auth, connect and request
+//! timeouts, retries with capped exponential backoff and jitter (on 429, 5xx, 409 `conflict`,
+//! 423 `locked` and timeouts, honouring `Retry-After` and `RateLimit-Reset`), one debug line
+//! per request, and API errors turned into messages a user can act on.
+//!
+//! The token lives only in the `Authorization` header (marked sensitive): it never appears in
+//! `Debug` output, logs or errors, and any response text quoted in an error is scrubbed of it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::inventory::Sensitive;
+
+/// How hard to retry. The default follows Hetzner's official clients: five retries, the
+/// delay doubling from one second, never more than a minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Timeouts and retries of one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConfig {
+    pub connect_timeout: Duration,
+    /// For the whole exchange of one attempt, body included.
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Which API a client talks to, for messages: its name, the environment variable users keep
+/// its token in, and where they create one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service {
+    pub name: &'static str,
+    pub token_env: &'static str,
+    pub token_howto: &'static str,
+}
+
+pub const HETZNER_CLOUD: Service = Service {
+    name: "Hetzner Cloud",
+    token_env: "HCLOUD_TOKEN",
+    token_howto: "create a read/write API token in the Cloud Console (your project → Security → \
+                  API tokens)",
+};
+
+/// An error answer from the API.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{service} refused {method} {path}: {message} ({status} {code}{retried})")]
+#[diagnostic(help("{help}"))]
+pub struct ApiError {
+    pub service: &'static str,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// The API's error code (`invalid_input`, `locked`...), or the HTTP reason.
+    pub code: String,
+    /// The API's message, with the fields `invalid_input` names.
+    pub message: String,
+    /// The fields `invalid_input` names.
+    pub fields: Vec<String>,
+    pub correlation_id: Option<String>,
+    /// `", after 5 retries"` or empty.
+    pub retried: String,
+    pub help: String,
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The API answered with an error.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Api(Box<ApiError>),
+    /// No answer: connection refused, TLS failure, timeout.
+    #[error("{service}: {method} {url} got no answer{timed_out}{retried}")]
+    #[diagnostic(help(
+        "check the network and the provider's `endpoint`; cairn retried timeouts before giving up"
+    ))]
+    Transport {
+        service: &'static str,
+        method: String,
+        url: String,
+        /// `" (timed out)"` or empty.
+        timed_out: &'static str,
+        /// `", after 5 retries"` or empty.
+        retried: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The API answered, but not in the shape cairn expects.
+    #[error(
+        "{service}: {method} {path} returned {status} with a body cairn cannot read: {excerpt}"
+    )]
+    #[diagnostic(help(
+        "check that the provider's `endpoint` points at the API (it ends in /v1 for Hetzner)"
+    ))]
+    Decode {
+        service: &'static str,
+        method: String,
+        path: String,
+        status: u16,
+        excerpt: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{service}: invalid endpoint `{url}`: {reason}")]
+    #[diagnostic(help("write the API's base URL, such as https://api.hetzner.cloud/v1"))]
+    Endpoint { service: &'static str, url: String, reason: String },
+    #[error("{service}: the API token is not a valid HTTP header value")]
+    #[diagnostic(help(
+        "check {token_env}: it must be the token alone, without spaces or newlines"
+    ))]
+    BadToken { service: &'static str, token_env: &'static str },
+    #[error("{service}: could not set up the HTTP client")]
+    Client {
+        service: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+impl HttpError {
+    /// The HTTP status the API answered with, if it answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api(e) => Some(e.status),
+            _ => None,
+        }
+    }
+
+    /// The API's error code (`not_found`, `uniqueness_error`...), if it answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api(e) => Some(&e.code),
+            _ => None,
+        }
+    }
+
+    /// What the user can do about it (the same text miette shows as help).
+    pub fn help(&self) -> String {
+        use miette::Diagnostic;
+        Diagnostic::help(self).map(|h| h.to_string()).unwrap_or_default()
+    }
+}
+
+/// An authenticated client for one API.
+pub struct HttpClient {
+    inner: reqwest::Client,
+    /// The base URL without a trailing slash (`https://api.hetzner.cloud/v1`).
+    base: String,
+    auth: HeaderValue,
+    /// Kept to scrub it from any response text quoted in an error.
+    token: Sensitive,
+    service: Service,
+    config: ClientConfig,
+    retries: AtomicU32,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("service", &self.service.name)
+            .field("base", &self.base)
+            .field("token", &"<redacted>")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl HttpClient {
+    pub fn new(
+        service: Service,
+        base_url: &str,
+        token: &Sensitive,
+        config: ClientConfig,
+    ) -> Result<Self, HttpError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        let url = reqwest::Url::parse(&base).map_err(|e| HttpError::Endpoint {
+            service: service.name,
+            url: base_url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+            return Err(HttpError::Endpoint {
+                service: service.name,
+                url: base_url.to_owned(),
+                reason: "use an http:// or https:// URL without a query".into(),
+            });
+        }
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.0)).map_err(|_| {
+            HttpError::BadToken { service: service.name, token_env: service.token_env }
+        })?;
+        auth.set_sensitive(true);
+        let inner = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| HttpError::Client { service: service.name, source })?;
+        Ok(Self {
+            inner,
+            base,
+            auth,
+            token: token.clone(),
+            service,
+            config,
+            retries: AtomicU32::new(0),
+        })
+    }
+
+    pub fn service(&self) -> Service {
+        self.service
+    }
+
+    /// How many requests were repeated since the client was made (for diagnostics and tests).
+    pub fn retries(&self) -> u32 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, HttpError> {
+        self.request(Method::GET, path, query, None).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, HttpError> {
+        self.request(Method::POST, path, &[], Some(body)).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, HttpError> {
+        self.request(Method::DELETE, path, &[], None).await
+    }
+
+    /// One API call, retried as [`RetryPolicy`] says. `path` starts with `/` and is relative
+    /// to the base URL; an empty 2xx body reads as JSON `null`.
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, HttpError> {
+        let url = format!("{}{}", self.base, path);
+        let mut attempt = 0;
+        loop {
+            let mut req = self
+                .inner
+                .request(method.clone(), &url)
+                .header(AUTHORIZATION, self.auth.clone())
+                .query(query);
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            let started = Instant::now();
+            let sent = req.send().await;
+            let response = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    let timed_out = e.is_timeout();
+                    tracing::debug!(
+                        method = %method, path, error = %e, timed_out,
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        "{} request failed", self.service.name
+                    );
+                    if timed_out && attempt < self.config.retry.max_retries {
+                        let delay = retry_delay(&self.config.retry, attempt, None);
+                        self.note_retry(&method, path, "timeout", delay);
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(HttpError::Transport {
+                        service: self.service.name,
+                        method: method.to_string(),
+                        url,
+                        timed_out: if timed_out { " (timed out)" } else { "" },
+                        retried: retried_note(attempt),
+                        source: e.without_url(),
+                    });
+                }
+            };
+            let status = response.status();
+            let headers = response.headers().clone();
+            let bytes = match response.bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    if e.is_timeout() && attempt < self.config.retry.max_retries {
+                        let delay = retry_delay(&self.config.retry, attempt, None);
+                        self.note_retry(&method, path, "timeout", delay);
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(HttpError::Transport {
+                        service: self.service.name,
+                        method: method.to_string(),
+                        url,
+                        timed_out: if e.is_timeout() { " (timed out)" } else { "" },
+                        retried: retried_note(attempt),
+                        source: e.without_url(),
+                    });
+                }
+            };
+            tracing::debug!(
+                method = %method, path, status = status.as_u16(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "{} request", self.service.name
+            );
+            if status.is_success() {
+                let text: &[u8] =
+                    if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { &bytes };
+                return serde_json::from_slice(text).map_err(|source| HttpError::Decode {
+                    service: self.service.name,
+                    method: method.to_string(),
+                    path: path.to_owned(),
+                    status: status.as_u16(),
+                    excerpt: self.excerpt(&bytes),
+                    source,
+                });
+            }
+            let envelope = parse_envelope(&bytes);
+            if is_retryable(status, envelope.as_ref().map(|e| e.code.as_str()))
+                && attempt < self.config.retry.max_retries
+            {
+                let server_wait = server_wait(status, &headers, SystemTime::now());
+                let delay = retry_delay(&self.config.retry, attempt, server_wait);
+                self.note_retry(&method, path, status.as_str(), delay);
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+                continue;
+            }
+            let mut err = self.api_error(&method, path, status, &headers, envelope, &bytes);
+            if let HttpError::Api(e) = &mut err {
+                e.retried = retried_note(attempt);
+            }
+            return Err(err);
+        }
+    }
+
+    fn note_retry(&self, method: &Method, path: &str, why: &str, delay: Duration) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            method = %method, path, why, delay_ms = delay.as_millis() as u64,
+            "{} request will be retried", self.service.name
+        );
+    }
+
+    /// Up to 200 characters of a response, never containing the token.
+    fn excerpt(&self, bytes: &[u8]) -> String {
+        let text = String::from_utf8_lossy(bytes);
+        let text = if self.token.0.is_empty() {
+            text.into_owned()
+        } else {
+            text.replace(&self.token.0, "<redacted>")
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return "(empty)".into();
+        }
+        let mut out: String = text.chars().take(200).collect();
+        if out.len() < text.len() {
+            out.push('…');
+        }
+        out
+    }
+
+    fn api_error(
+        &self,
+        method: &Method,
+        path: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        envelope: Option<Envelope>,
+        bytes: &[u8],
+    ) -> HttpError {
+        let correlation_id = headers
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| envelope.as_ref().and_then(|e| e.correlation_id.clone()));
+        let (code, message, fields) = match envelope {
+            Some(e) => (e.code, self.excerpt(e.message.as_bytes()), e.fields),
+            None => (
+                status.canonical_reason().unwrap_or("error").to_lowercase().replace(' ', "_"),
+                self.excerpt(bytes),
+                Vec::new(),
+            ),
+        };
+        let (message, help) = describe(self.service, status.as_u16(), &code, message, &fields);
+        HttpError::Api(Box::new(ApiError {
+            service: self.service.name,
+            method: method.to_string(),
+            path: path.to_owned(),
+            status: status.as_u16(),
+            code,
+            message,
+            fields,
+            correlation_id,
+            retried: String::new(),
+            help,
+        }))
+    }
+}
+
+fn retried_note(attempt: u32) -> String {
+    match attempt {
+        0 => String::new(),
+        1 => ", after 1 retry".into(),
+        n => format!(", after {n} retries"),
+    }
+}
+
+/// Hetzner's error envelope: `{"error": {"code", "message", "details"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Envelope {
+    code: String,
+    message: String,
+    /// `details.fields[].name` (+ messages) for `invalid_input`.
+    fields: Vec<String>,
+    correlation_id: Option<String>,
+}
+
+fn parse_envelope(bytes: &[u8]) -> Option<Envelope> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let err = v.get("error")?;
+    let code = err.get("code")?.as_str()?.to_owned();
+    let message = err.get("message").and_then(|m| m.as_str()).unwrap_or("").to_owned();
+    let fields = err
+        .get("details")
+        .and_then(|d| d.get("fields"))
+        .and_then(|f| f.as_array())
+        .map(|fields| {
+            fields
+                .iter()
+                .filter_map(|f| {
+                    let name = f.get("name")?.as_str()?;
+                    let msgs: Vec<&str> = f
+                        .get("messages")
+                        .and_then(|m| m.as_array())
+                        .map(|m| m.iter().filter_map(|s| s.as_str()).collect())
+                        .unwrap_or_default();
+                    Some(if msgs.is_empty() {
+                        name.to_owned()
+                    } else {
+                        format!("{name}: {}", msgs.join("; "))
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let correlation_id = v.get("correlation_id").and_then(|c| c.as_str()).map(str::to_owned);
+    Some(Envelope { code, message, fields, correlation_id })
+}
+
+/// The message and help for an API error code. Codes are Hetzner's; unknown codes get a
+/// help by HTTP status.
+fn describe(
+    service: Service,
+    status: u16,
+    code: &str,
+    message: String,
+    fields: &[String],
+) -> (String, String) {
+    let token_env = service.token_env;
+    let with_fields = |m: String| {
+        if fields.is_empty() {
+            m
+        } else {
+            format!("{m} (field {})", fields.join(", field "))
+        }
+    };
+    match code {
+        "unauthorized" => (
+            format!("the {} token was refused", token_env.trim_end_matches("_TOKEN")),
+            format!("{}, and export {token_env}", service.token_howto),
+        ),
+        "forbidden" => (
+            with_fields(message),
+            format!(
+                "the token may only read, or lacks access to this resource: {} with read/write \
+                 permission and export {token_env}",
+                service.token_howto
+            ),
+        ),
+        "uniqueness_error" => (
+            with_fields(message),
+            "the name (or key) is already taken in this project: delete or rename the existing \
+             resource, or choose another name"
+                .into(),
+        ),
+        "resource_limit_exceeded" => (
+            with_fields(message),
+            "the project's limit (servers, cores, IPs...) is reached: delete resources you no \
+             longer need, or ask the provider to raise the limit"
+                .into(),
+        ),
+        "invalid_input" => (
+            with_fields(message),
+            "fix the named value in cairn.hcl (size/server_type, image and location must be \
+             names the provider offers)"
+                .into(),
+        ),
+        "not_found" => (
+            message,
+            "the resource does not exist (any more): run `cairn plan` to see what cairn knows"
+                .into(),
+        ),
+        "resource_unavailable" => (
+            with_fields(message),
+            "the provider cannot offer this right now (e.g. the server type is sold out in the \
+             location): choose another location or size, or retry later"
+                .into(),
+        ),
+        "locked" | "conflict" => (
+            message,
+            "another action is still running on this resource: wait for it and run the command \
+             again"
+                .into(),
+        ),
+        "rate_limit_exceeded" => (
+            message,
+            "too many requests for this token: wait a minute and run the command again".into(),
+        ),
+        "protected" => (
+            message,
+            "the resource is protected: lift its protection in the provider's console first".into(),
+        ),
+        "json_error" => {
+            (message, "cairn sent a request the API cannot read: please report this bug".into())
+        }
+        "maintenance" | "service_error" | "server_error" | "unavailable" => {
+            (message, format!("{} reports a problem on its side: retry later", service.name))
+        }
+        _ => {
+            let help = match status {
+                401 => format!("{}, and export {token_env}", service.token_howto),
+                404 => "check the provider's `endpoint`, and that the resource still exists".into(),
+                500..=599 => format!("{} reports a problem on its side: retry later", service.name),
+                _ => "see the message above".into(),
+            };
+            (with_fields(message), help)
+        }
+    }
+}
+
+/// Whether an answer is worth repeating: rate limits, server errors, and the two conflicts
+/// that clear by themselves (`conflict`, `locked`). Not `uniqueness_error`, Hetzner's other 409.
+fn is_retryable(status: StatusCode, code: Option<&str>) -> bool {
+    match status.as_u16() {
+        429 | 423 => true,
+        409 => matches!(code, Some("conflict") | None),
+        500 | 502 | 503 | 504 => true,
+        _ => matches!(code, Some("locked" | "conflict" | "rate_limit_exceeded")),
+    }
+}
+
+/// How long the server asks us to wait: `Retry-After` (seconds), or on 429 `RateLimit-Reset`
+/// (Hetzner: a unix time; the IETF draft: seconds from now).
+fn server_wait(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    if let Some(secs) = number("retry-after") {
+        return Some(Duration::from_secs(secs));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        if let Some(reset) = number("ratelimit-reset") {
+            let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+            // Anything past 2001-09-09 is a point in time, anything smaller a delta.
+            return Some(Duration::from_secs(if reset >= 1_000_000_000 {
+                reset.saturating_sub(now)
+            } else {
+                reset
+            }));
+        }
+    }
+    None
+}
+
+/// The wait before retry number `attempt + 1`: `base * 2^attempt` with equal jitter (between
+/// half and all of it), at least what the server asked for, never more than `max_delay`.
+fn retry_delay(policy: &RetryPolicy, attempt: u32, server_wait: Option<Duration>) -> Duration {
+    let exp = policy.base_delay.saturating_mul(1u32 << attempt.min(20)).min(policy.max_delay);
+    let half = exp / 2;
+    let jitter = if half.is_zero() {
+        Duration::ZERO
+    } else {
+        rand::thread_rng().gen_range(Duration::ZERO..=half)
+    };
+    (half + jitter).max(server_wait.unwrap_or_default()).min(policy.max_delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let p = RetryPolicy {
+            max_retries: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        };
+        for attempt in 0..5 {
+            let full = Duration::from_secs(1 << attempt);
+            for _ in 0..50 {
+                let d = retry_delay(&p, attempt, None);
+                assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+            }
+        }
+        assert!(retry_delay(&p, 12, None) <= Duration::from_secs(60));
+        assert!(retry_delay(&p, 40, None) <= Duration::from_secs(60));
+    }
+
+    #[test]
+    fn server_wait_wins_over_a_shorter_backoff_but_not_over_the_cap() {
+        let p = RetryPolicy {
+            max_retries: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        };
+        assert_eq!(retry_delay(&p, 0, Some(Duration::from_secs(7))), Duration::from_secs(7));
+        assert_eq!(retry_delay(&p, 0, Some(Duration::from_secs(600))), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn rate_limit_reset_is_a_unix_time_or_a_delta() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let h = headers(&[("ratelimit-reset", "1800000009"), ("ratelimit-remaining", "0")]);
+        assert_eq!(
+            server_wait(StatusCode::TOO_MANY_REQUESTS, &h, now),
+            Some(Duration::from_secs(9))
+        );
+        let h = headers(&[("ratelimit-reset", "4")]);
+        assert_eq!(
+            server_wait(StatusCode::TOO_MANY_REQUESTS, &h, now),
+            Some(Duration::from_secs(4))
+        );
+        // A reset in the past means "now".
+        let h = headers(&[("ratelimit-reset", "1799999990")]);
+        assert_eq!(server_wait(StatusCode::TOO_MANY_REQUESTS, &h, now), Some(Duration::ZERO));
+        // Only a 429 makes RateLimit-Reset a wait.
+        assert_eq!(server_wait(StatusCode::SERVICE_UNAVAILABLE, &h, now), None);
+        let h = headers(&[("retry-after", "3")]);
+        assert_eq!(
+            server_wait(StatusCode::SERVICE_UNAVAILABLE, &h, now),
+            Some(Duration::from_secs(3))
+        );
+    }
+
+    #[test]
+    fn which_answers_are_retried() {
+        assert!(is_retryable(StatusCode::TOO_MANY_REQUESTS, Some("rate_limit_exceeded")));
+        assert!(is_retryable(StatusCode::LOCKED, Some("locked")));
+        assert!(is_retryable(StatusCode::CONFLICT, Some("conflict")));
+        assert!(!is_retryable(StatusCode::CONFLICT, Some("uniqueness_error")));
+        assert!(is_retryable(StatusCode::BAD_GATEWAY, None));
+        assert!(is_retryable(StatusCode::INTERNAL_SERVER_ERROR, Some("service_error")));
+        assert!(!is_retryable(StatusCode::NOT_FOUND, Some("not_found")));
+        assert!(!is_retryable(StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input")));
+        assert!(!is_retryable(StatusCode::UNAUTHORIZED, Some("unauthorized")));
+    }
+
+    #[test]
+    fn envelope_names_the_invalid_fields() {
+        let body =
+            br#"{"error":{"code":"invalid_input","message":"invalid input in field 'server_type'",
+            "details":{"fields":[{"name":"server_type","messages":["unknown server type"]}]}}}"#;
+        let e = parse_envelope(body).unwrap();
+        assert_eq!(e.code, "invalid_input");
+        assert_eq!(e.fields, vec!["server_type: unknown server type".to_owned()]);
+        let (msg, help) = describe(HETZNER_CLOUD, 422, &e.code, e.message, &e.fields);
+        assert_eq!(
+            msg,
+            "invalid input in field 'server_type' (field server_type: unknown server type)"
+        );
+        assert!(help.contains("cairn.hcl"), "{help}");
+    }
+
+    #[test]
+    fn unauthorized_says_what_to_do() {
+        let (msg, help) = describe(HETZNER_CLOUD, 401, "unauthorized", "invalid token".into(), &[]);
+        assert_eq!(msg, "the HCLOUD token was refused");
+        assert!(help.contains("read/write API token in the Cloud Console"), "{help}");
+        assert!(help.ends_with("export HCLOUD_TOKEN"), "{help}");
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let token = Sensitive("s3cr3t-t0ken-value".into());
+        let client = HttpClient::new(
+            HETZNER_CLOUD,
+            "http://127.0.0.1:9/v1/",
+            &token,
+            ClientConfig::default(),
+        )
+        .unwrap();
+        let debug = format!("{client:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+        assert!(debug.contains("http://127.0.0.1:9/v1"), "{debug}");
+        assert_eq!(client.excerpt(b"echo: Bearer s3cr3t-t0ken-value"), "echo: Bearer <redacted>");
+    }
+
+    #[test]
+    fn endpoints_must_be_http_urls() {
+        let token = Sensitive("t".into());
+        for bad in ["api.hetzner.cloud/v1", "ftp://x/v1", "https://x/v1?a=b"] {
+            let err =
+                HttpClient::new(HETZNER_CLOUD, bad, &token, ClientConfig::default()).unwrap_err();
+            assert!(matches!(err, HttpError::Endpoint { .. }), "{bad}: {err:?}");
+        }
+        let err = HttpClient::new(
+            HETZNER_CLOUD,
+            "https://x/v1",
+            &Sensitive("a\nb".into()),
+            ClientConfig::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, HttpError::BadToken { .. }));
+        assert!(!format!("{err:?}{err}").contains("a\nb"));
+    }
+}

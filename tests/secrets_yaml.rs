@@ -368,6 +368,13 @@ const BAD_INPUTS: &[(&str, &str)] = &[
     ("invalid_binary", "a: !!binary not*base64\n"),
     ("mapping_in_plain_value", "a: b: c\n"),
     ("unterminated_flow", "a: [1, 2\n"),
+    ("tab_before_comment", "a: 1\n\t# note\nb: 2\n"),
+    ("tab_in_block_scalar_indentation", "a: |\n  x\n \t\n  y\n"),
+    ("tab_after_dash", "a:\n  - x\n  -\ty\n"),
+    ("bad_anchor_name", "a: &x.y 1\n"),
+    ("empty_flow_entry", "a: [a, , b]\n"),
+    ("indicator_starts_key", "@key: 1\n"),
+    ("yaml_1_2_directive", "%YAML 1.2\n---\na: 1\n"),
 ];
 
 fn render(e: &YamlError) -> String {

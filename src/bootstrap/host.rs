@@ -255,6 +255,15 @@ impl HostRun<'_> {
             h.last_phase = None;
         })?;
         self.remember_machine(&machine)?;
+        // What the machine was created with, so `cairn plan` can tell when the inventory
+        // asks for something else.
+        let (size, image, location) =
+            (self.host.size.clone(), self.host.image.clone(), self.host.location.clone());
+        self.update_state(|h| {
+            h.size = size;
+            h.image = image;
+            h.location = location;
+        })?;
         self.machine = Some(machine);
         Ok(PhaseResult::Done)
     }

@@ -45,6 +45,7 @@ pub(super) fn parse(text: &str) -> Result<Documents, YamlError> {
         alias_nodes: 0,
         blank_seen: false,
         taken_comment: None,
+        flow_depth: 0,
     };
     p.stream()
 }
@@ -119,6 +120,8 @@ struct Parser<'a> {
     blank_seen: bool,
     /// Start of a comment already attached by [`Parser::same_line_comment`].
     taken_comment: Option<usize>,
+    /// Nesting depth of flow collections at the cursor.
+    flow_depth: usize,
 }
 
 fn node_count(v: &Value) -> usize {
@@ -284,6 +287,11 @@ impl<'a> Parser<'a> {
             }
             if let Some(marker) = self.doc_marker_at(line_start) {
                 return Ok(marker);
+            }
+            if self.peek() == Some(b'\t') {
+                // yaml.v3 refuses a tab at the start of a line, even before a comment.
+                let (line, column) = self.line_col(self.pos);
+                return Err(YamlError::TabIndent { line, column });
             }
             let mut indent = 0;
             while self.peek() == Some(b' ') {
@@ -620,8 +628,16 @@ impl<'a> Parser<'a> {
         let mut items: Vec<ListItem> =
             self.continue_with_pending().into_iter().map(ListItem::Comment).collect();
         loop {
-            // The cursor is on a `-`.
+            // The cursor is on a `-`; libyaml does not take a tab as the space after it.
             self.pos += 1;
+            let ws_end = self.b[self.pos..]
+                .iter()
+                .position(|&c| !is_ws(c))
+                .map_or(self.b.len(), |i| self.pos + i);
+            if let Some(i) = self.b[self.pos..ws_end].iter().position(|&c| c == b'\t') {
+                let (line, column) = self.line_col(self.pos + i);
+                return Err(YamlError::TabIndent { line, column });
+            }
             let mut head = Vec::new();
             let mut value = self.value(Ctx::SeqItem(indent), &mut head)?;
             items.extend(head.into_iter().map(ListItem::Comment));
@@ -713,6 +729,9 @@ impl<'a> Parser<'a> {
                 return Err(non_string(self, kind_name(&v)));
             }
             _ => {
+                if self.peek() != Some(b':') {
+                    self.check_plain_start()?;
+                }
                 let s = self.plain_line(false);
                 if s.is_empty() && props.is_empty() {
                     return Err(non_string(self, "null"));
@@ -957,10 +976,12 @@ impl<'a> Parser<'a> {
                             self.pos += 1;
                         }
                     } else {
-                        while self
-                            .peek()
-                            .is_some_and(|c| !is_ws(c) && c != b'\n' && !is_flow_indicator(c))
-                        {
+                        let flow = self.flow_depth > 0;
+                        while self.peek().is_some_and(|c| {
+                            c.is_ascii_alphanumeric()
+                                || b"-_;/?:@&=+$.!~*'()%#".contains(&c)
+                                || (!flow && b",[]".contains(&c))
+                        }) {
                             self.pos += 1;
                         }
                     }
@@ -970,17 +991,9 @@ impl<'a> Parser<'a> {
                     props.tag = Some(self.s[start..self.pos].to_string());
                 }
                 Some(b'&') => {
-                    let start = self.pos + 1;
                     self.pos += 1;
-                    while self
-                        .peek()
-                        .is_some_and(|c| !is_ws(c) && c != b'\n' && !is_flow_indicator(c))
-                    {
-                        self.pos += 1;
-                    }
-                    if self.pos == start {
-                        return Err(self.syntax(start - 1, "an anchor needs a name"));
-                    }
+                    let start = self.pos;
+                    self.anchor_name()?;
                     if props.anchor.is_some() {
                         return Err(self.syntax(start - 1, "a node can only have one anchor"));
                     }
@@ -992,20 +1005,34 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// An anchor or alias name as libyaml reads it: letters, digits, `_` and `-`, followed
+    /// by whitespace or an indicator.
+    fn anchor_name(&mut self) -> Result<(), YamlError> {
+        let start = self.pos;
+        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') {
+            self.pos += 1;
+        }
+        let ends_well = matches!(
+            self.peek(),
+            None | Some(
+                b' ' | b'\t' | b'\n' | b'?' | b':' | b',' | b']' | b'}' | b'%' | b'@' | b'`'
+            )
+        );
+        if self.pos == start || !ends_well {
+            return Err(self.syntax(
+                self.pos,
+                "an anchor or alias name may only contain letters, digits, `_` and `-`",
+            ));
+        }
+        Ok(())
+    }
+
     fn alias(&mut self) -> Result<Value, YamlError> {
         let at = self.pos;
         self.pos += 1;
         let start = self.pos;
-        while self.peek().is_some_and(|c| !is_ws(c) && c != b'\n' && !is_flow_indicator(c)) {
-            self.pos += 1;
-        }
-        // `*a: x` — the colon ends the alias name when followed by a space.
-        let mut end = self.pos;
-        if end > start && self.b[end - 1] == b':' && self.followed_by_space(0) {
-            end -= 1;
-            self.pos = end;
-        }
-        let name = &self.s[start..end];
+        self.anchor_name()?;
+        let name = &self.s[start..self.pos];
         let Some((value, n)) = self.anchors.get(name) else {
             let (line, column) = self.line_col(at);
             return Err(YamlError::UnknownAnchor { line, column, name: name.to_string() });
@@ -1103,6 +1130,20 @@ impl<'a> Parser<'a> {
 
     // ----- scalars ----------------------------------------------------------------------------
 
+    /// Rejects what libyaml cannot start a plain scalar with (an indicator character).
+    fn check_plain_start(&self) -> Result<(), YamlError> {
+        if let Some(c) = self.peek() {
+            let bad = b",[]{}#&*!|>'\"%@`".contains(&c)
+                || (matches!(c, b'?' | b':' | b'-') && self.followed_by_space(1));
+            if bad {
+                return Err(
+                    self.syntax(self.pos, "found a character that cannot start a plain scalar")
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// A plain scalar on the current line only (keys): ends at `: `, ` #` or the line end.
     fn plain_line(&mut self, flow: bool) -> String {
         let start = self.pos;
@@ -1126,18 +1167,7 @@ impl<'a> Parser<'a> {
     /// A plain scalar in block context, possibly continued on more-indented lines. Leaves the
     /// cursor on its last line (before a comment or the line break).
     fn plain_block(&mut self, parent: isize) -> Result<String, YamlError> {
-        let start = self.pos;
-        if let Some(c) = self.peek() {
-            let bad_start = matches!(
-                c,
-                b',' | b']' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>' | b'%' | b'@' | b'`'
-            ) || (matches!(c, b'?' | b':' | b'-') && self.followed_by_space(1));
-            if bad_start {
-                return Err(
-                    self.syntax(start, "found a character that cannot start a plain scalar")
-                );
-            }
-        }
+        self.check_plain_start()?;
         let mut out = self.plain_line(false);
         loop {
             if self.peek() == Some(b':') && self.followed_by_space(1) {
@@ -1380,6 +1410,10 @@ impl<'a> Parser<'a> {
                 .map_or(self.b.len(), |i| self.pos + i);
             let line = &self.s[self.pos..line_end];
             let spaces = line.bytes().take_while(|&c| c == b' ').count();
+            if line.as_bytes().get(spaces) == Some(&b'\t') && indent.is_none_or(|i| spaces < i) {
+                let (l, column) = self.line_col(self.pos + spaces);
+                return Err(YamlError::TabIndent { line: l, column });
+            }
             let blank = spaces == line.len();
             match indent {
                 None if blank => {
@@ -1522,6 +1556,9 @@ impl<'a> Parser<'a> {
                 self.typed(s, Style::Quoted, &props)?
             }
             None => return Err(self.syntax(start, "unterminated flow collection")),
+            Some(b',' | b']' | b'}') => {
+                return Err(self.syntax(start, "did not find expected node content"))
+            }
             _ => {
                 let s = self.plain_flow()?;
                 self.typed_at(s, Style::Plain, &props, start)?
@@ -1557,6 +1594,20 @@ impl<'a> Parser<'a> {
     }
 
     fn flow_seq(&mut self) -> Result<Value, YamlError> {
+        self.flow_depth += 1;
+        let v = self.flow_seq_items();
+        self.flow_depth -= 1;
+        v
+    }
+
+    fn flow_map(&mut self) -> Result<Value, YamlError> {
+        self.flow_depth += 1;
+        let v = self.flow_map_items();
+        self.flow_depth -= 1;
+        v
+    }
+
+    fn flow_seq_items(&mut self) -> Result<Value, YamlError> {
         let open = self.pos;
         self.pos += 1;
         let mut items = Vec::new();
@@ -1613,7 +1664,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn flow_map(&mut self) -> Result<Value, YamlError> {
+    fn flow_map_items(&mut self) -> Result<Value, YamlError> {
         let open = self.pos;
         self.pos += 1;
         let mut items: Map = Vec::new();

@@ -57,6 +57,13 @@ impl Drop for FleetGuard {
     }
 }
 
+/// Whether `pid` is a live process (a zombie waiting for its reaper counts as gone).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|s| !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
+        .unwrap_or(false)
+}
+
 fn console(dir: &Path) -> String {
     std::fs::read_to_string(dir.join(".cairn/qemu/web1/console.log")).unwrap_or_default()
 }
@@ -126,7 +133,7 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
         .unwrap();
     let destroyed = cairn(&dir, &["destroy", "host", "web1", "--yes"]);
     assert!(destroyed.status.success(), "{}", text(&destroyed));
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "QEMU {pid} still runs");
+    assert!(!running(pid), "QEMU {pid} still runs");
     assert!(!dir.join(".cairn/qemu/web1").exists(), "the VM directory is left behind");
     drop(guard);
 }

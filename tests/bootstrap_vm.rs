@@ -68,6 +68,55 @@ fn console(dir: &Path) -> String {
     std::fs::read_to_string(dir.join(".cairn/qemu/web1/console.log")).unwrap_or_default()
 }
 
+/// One VM at a time: two under software emulation on two cores only slow each other down.
+static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn make_fleet(dir: &Path) {
+    let made = Command::new(repo().join("vm-tests/make-fleet")).arg(dir).output().unwrap();
+    assert!(made.status.success(), "make-fleet failed: {}", text(&made));
+}
+
+/// The qemu provider on its own: `cairn apply` boots the stock image and records its host
+/// key; `cairn ssh` answers with that key; `cairn destroy` leaves nothing behind.
+#[test]
+fn apply_ssh_destroy_on_the_local_provider() {
+    if let Some(reason) = vm::skip_reason() {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("bootstrap_vm: skipped: {reason}");
+        }
+        return;
+    }
+    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("fleet");
+    make_fleet(&dir);
+    let guard = FleetGuard { dir: dir.clone() };
+
+    let applied = cairn(&dir, &["apply", "web1"]);
+    assert!(applied.status.success(), "{}\n--- console\n{}", text(&applied), console(&dir));
+    let state = std::fs::read_to_string(dir.join(".cairn/state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let stock =
+        state["hosts"]["web1"]["host_keys"]["stock"][0].as_str().expect("stock key recorded");
+    assert!(stock.starts_with("ssh-ed25519 "), "{stock}");
+
+    let uname = cairn(&dir, &["ssh", "web1", "--", "uname", "-a"]);
+    assert!(uname.status.success(), "{}", text(&uname));
+    assert!(String::from_utf8_lossy(&uname.stdout).starts_with("Linux web1 "), "{}", text(&uname));
+
+    let pid: u32 = std::fs::read_to_string(dir.join(".cairn/qemu/web1/qemu.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let destroyed = cairn(&dir, &["destroy", "host", "web1", "--yes"]);
+    assert!(destroyed.status.success(), "{}", text(&destroyed));
+    assert!(!running(pid), "QEMU {pid} still runs");
+    assert!(!dir.join(".cairn/qemu/web1").exists(), "the VM directory is left behind");
+    drop(guard);
+}
+
 #[test]
 fn bootstrap_installs_verifies_and_reruns_without_changes() {
     if let Some(reason) = vm::skip_reason() {
@@ -77,10 +126,10 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
         }
         return;
     }
+    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("fleet");
-    let made = Command::new(repo().join("vm-tests/make-fleet")).arg(&dir).output().unwrap();
-    assert!(made.status.success(), "make-fleet failed: {}", text(&made));
+    make_fleet(&dir);
     let guard = FleetGuard { dir: dir.clone() };
 
     let first = cairn(&dir, &["bootstrap", "host", "web1"]);

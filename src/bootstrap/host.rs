@@ -814,6 +814,13 @@ impl HostRun<'_> {
         let installer_boot =
             state.provider_data.get("installer_boot_id").and_then(|v| v.as_str()).map(String::from);
         let deadline = Instant::now() + self.ctx.options.deadlines.reboot;
+        let old_keys: Vec<String> = [KeyPhase::Stock, KeyPhase::Installer]
+            .iter()
+            .filter_map(|p| state.host_keys.get(p))
+            .flatten()
+            .filter_map(|line| russh::keys::PublicKey::from_openssh(line.trim()).ok())
+            .map(|k| ssh::fingerprint(&k))
+            .collect();
         // Only the key cairn generated is accepted: a stock image or an installer answering
         // here (the reboot did not happen, or booted the wrong disk) is refused.
         let facts = loop {
@@ -834,6 +841,14 @@ impl HostRun<'_> {
                     })
                 }
                 Err(PhaseError::Ssh(e)) if is_transient(&e) => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                // The installer answers for a moment after `reboot`, with its own (known) key:
+                // not the installed system yet, so wait; any other key is refused.
+                Err(PhaseError::Ssh(ssh::Error::HostKeyMismatch { presented, .. }))
+                    if old_keys.contains(&presented) =>
+                {
+                    tracing::debug!("the installer still answers; waiting for the reboot");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
                 Err(e) => return Err(e),

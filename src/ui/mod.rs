@@ -5,7 +5,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::filter::{filter_fn, FilterExt, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -43,7 +43,13 @@ pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode) {
         (false, 1) => "cairn=debug,info",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // An empty RUST_LOG (set but blank) counts as unset. `Targets` rather than EnvFilter:
+    // as a per-layer filter next to another one, EnvFilter let debug events through.
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| default.parse().expect("the default directives parse"));
     let progress = progress::ProgressLayer::new(mode.stderr_is_terminal, quiet);
     let writer = progress.writer();
     // Progress events are drawn by the progress layer; the log lines go around the bars.
@@ -52,11 +58,13 @@ pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode) {
         .with_ansi(mode.color)
         .with_target(verbose > 0)
         .without_time()
-        .with_filter(filter)
-        .with_filter(filter_fn(|meta| meta.target() != progress::TARGET));
+        .with_filter(filter.and(filter_fn(|meta| meta.target() != progress::TARGET)));
     // Host logs keep cairn's own debug events, and only warnings from libraries.
-    let progress = progress.with_filter(EnvFilter::new("cairn=debug,warn"));
-    let _ = tracing_subscriber::registry().with(progress).with(lines).try_init();
+    let host_logs: Targets = "cairn=debug,warn".parse().expect("the directives parse");
+    let progress = progress.with_filter(host_logs);
+    // The order matters: with the progress layer first, its debug-level filter let debug
+    // events through to the lines too.
+    let _ = tracing_subscriber::registry().with(lines).with(progress).try_init();
 }
 
 /// Installs the diagnostic renderer used for the one error a failed run prints.

@@ -45,9 +45,21 @@ fn resolve(
     let keys = state.map(|s| &s.host_keys);
     let chosen = match phase {
         Some(p) => keys.and_then(|k| k.get(&p)).filter(|v| !v.is_empty()).map(|v| (p, v)),
-        // KeyPhase orders stock < installer < installed: the last non-empty is the newest.
+        // The system the last completed bootstrap phase left running; else the newest phase
+        // with keys (KeyPhase orders stock < installer < installed).
         None => {
-            keys.and_then(|k| k.iter().rev().find(|(_, v)| !v.is_empty())).map(|(p, v)| (*p, v))
+            let running =
+                state.and_then(|s| s.last_phase.as_ref()).map(|r| match r.phase.as_str() {
+                    "reboot" | "verify" => KeyPhase::Installed,
+                    "kexec" | "disk" | "keys" | "build" | "copy" | "install" => KeyPhase::Installer,
+                    _ => KeyPhase::Stock,
+                });
+            let by_progress = running.and_then(|p| {
+                keys.and_then(|k| k.get(&p)).filter(|v| !v.is_empty()).map(|v| (p, v))
+            });
+            by_progress.or_else(|| {
+                keys.and_then(|k| k.iter().rev().find(|(_, v)| !v.is_empty())).map(|(p, v)| (*p, v))
+            })
         }
     };
     let Some((phase, lines)) = chosen else {
@@ -62,6 +74,12 @@ fn resolve(
         phase: phase_name(phase),
         reason: e.to_string(),
     })?;
+    // The inventory's ssh.user logs into the stock image; cairn's installer and the systems
+    // it installs are reached as root (bootstrap seeds root's authorized_keys).
+    let mut target = target;
+    if phase != KeyPhase::Stock {
+        target.user = "root".into();
+    }
     Ok(KnownHost { target, policy, phase })
 }
 
@@ -109,12 +127,36 @@ mod tests {
             &[(KeyPhase::Stock, STOCK), (KeyPhase::Installed, INSTALLED)],
         );
         let k = resolve("web1", &ssh, Some("192.0.2.1"), Some(&st), None).unwrap();
-        assert_eq!(k.target, Target::new("127.0.0.1", 2201, "admin"));
+        // The installed system is reached as root; the inventory's user is the stock image's.
+        assert_eq!(k.target, Target::new("127.0.0.1", 2201, "root"));
         assert_eq!(k.phase, KeyPhase::Installed);
         assert_eq!(pinned(&k), ["ecdsa-sha2-nistp256"]);
 
         let k = resolve("web1", &ssh, None, Some(&st), Some(KeyPhase::Stock)).unwrap();
+        assert_eq!(k.target, Target::new("127.0.0.1", 2201, "admin"));
         assert_eq!(pinned(&k), ["ssh-ed25519"]);
+    }
+
+    #[test]
+    fn follows_the_last_completed_phase_not_the_newest_key() {
+        // Keys of the installed system are known from the keys phase on, but until the
+        // reboot the machine still runs the installer (with the stock keys carried over).
+        let ssh = SshSettings { user: "debian".into(), port: 22 };
+        let mut st = state(
+            &["127.0.0.1:2201"],
+            &[
+                (KeyPhase::Stock, STOCK),
+                (KeyPhase::Installer, STOCK),
+                (KeyPhase::Installed, INSTALLED),
+            ],
+        );
+        st.last_phase = Some(crate::state::PhaseRecord {
+            phase: "copy".into(),
+            at: time::OffsetDateTime::UNIX_EPOCH,
+        });
+        let k = resolve("web1", &ssh, None, Some(&st), None).unwrap();
+        assert_eq!(k.phase, KeyPhase::Installer);
+        assert_eq!(k.target.user, "root");
     }
 
     #[test]

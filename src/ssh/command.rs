@@ -287,25 +287,8 @@ fn quote_program(program: &str) -> String {
     }
 }
 
-/// Quotes one word for a POSIX shell: safe words stay as they are, anything else is
-/// wrapped in single quotes, with each `'` written as `'\''`. The empty word is `''`.
-pub fn quote(word: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
-    if !word.is_empty() && word.chars().all(safe) {
-        return word.to_owned();
-    }
-    let mut out = String::with_capacity(word.len() + 2);
-    out.push('\'');
-    for c in word.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
-}
+/// One word for a POSIX shell (the same quoting the rendered templates use).
+pub use crate::util::shell::quote;
 
 #[cfg(test)]
 mod tests {

@@ -191,6 +191,9 @@ pub struct BootstrapArgs {
     /// The kexec installer bundle (a nixos-images style tarball) for every selected host
     #[arg(long, value_name = "FILE")]
     pub installer: Option<PathBuf>,
+    /// How long to wait for a machine's SSH to answer (stock image, installer) [default: 600]
+    #[arg(long, value_name = "SECONDS")]
+    pub reach_timeout: Option<u64>,
 }
 
 impl BootstrapArgs {

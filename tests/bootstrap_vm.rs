@@ -105,6 +105,18 @@ fn apply_ssh_destroy_on_the_local_provider() {
     assert!(uname.status.success(), "{}", text(&uname));
     assert!(String::from_utf8_lossy(&uname.stdout).starts_with("Linux web1 "), "{}", text(&uname));
 
+    // A machine with less memory than the installer needs is refused before anything is
+    // uploaded, with what to do.
+    let hcl = std::fs::read_to_string(dir.join("cairn.hcl")).unwrap();
+    let hcl = hcl.replace("installer_min_memory = 256", "installer_min_memory = 4096");
+    std::fs::write(dir.join("cairn.hcl"), hcl).unwrap();
+    let small = cairn(&dir, &["bootstrap", "host", "web1", "--phases", "kexec"]);
+    let err = String::from_utf8_lossy(&small.stderr);
+    assert_eq!(small.status.code(), Some(1), "{}", text(&small));
+    assert!(err.contains("web1: kexec failed"), "{err}");
+    assert!(err.contains("MiB of memory; the installer needs at least 4096 MiB"), "{err}");
+    assert!(err.contains("the installer runs from RAM"), "{err}");
+
     let pid: u32 = std::fs::read_to_string(dir.join(".cairn/qemu/web1/qemu.pid"))
         .unwrap()
         .trim()

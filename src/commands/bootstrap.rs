@@ -13,12 +13,15 @@ pub fn run(args: &BootstrapArgs, ctx: &Context) -> miette::Result<ExitCode> {
     };
     let selectors = args.selectors();
     let session = ctx.fleet_session(&selectors)?;
-    let options = bootstrap::Options {
+    let mut options = bootstrap::Options {
         phases,
         parallel: args.parallel,
         installer: args.installer.clone(),
         ..Default::default()
     };
+    if let Some(secs) = args.reach_timeout {
+        options.deadlines.reach = std::time::Duration::from_secs(secs);
+    }
     let reports = session.bootstrap(options)?;
     render_summary(ctx, &reports)?;
     let failed = reports.iter().filter(|r| r.result.is_err()).count();

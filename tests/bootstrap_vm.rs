@@ -117,6 +117,22 @@ fn apply_ssh_destroy_on_the_local_provider() {
     assert!(err.contains("MiB of memory; the installer needs at least 4096 MiB"), "{err}");
     assert!(err.contains("the installer runs from RAM"), "{err}");
 
+    // A disk layout naming a device the machine does not have is refused on the installer
+    // before anything is wiped, naming the layout to fix.
+    let hcl = std::fs::read_to_string(dir.join("cairn.hcl")).unwrap();
+    let hcl = hcl
+        .replace("installer_min_memory = 4096", "installer_min_memory = 256")
+        .replace("device = \"/dev/vda\"", "device = \"/dev/vdz\"");
+    std::fs::write(dir.join("cairn.hcl"), hcl).unwrap();
+    let wrong = cairn(&dir, &["bootstrap", "host", "web1", "--phases", "kexec,disk"]);
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(1), "{}\n--- console\n{}", text(&wrong), console(&dir));
+    assert!(err.contains("web1: disk failed"), "{err}");
+    assert!(
+        err.contains("/dev/vdz does not exist; check disk_layout \"vm\" in cairn.hcl"),
+        "{err}"
+    );
+
     let pid: u32 = std::fs::read_to_string(dir.join(".cairn/qemu/web1/qemu.pid"))
         .unwrap()
         .trim()

@@ -76,22 +76,51 @@ fn make_fleet(dir: &Path) {
     assert!(made.status.success(), "make-fleet failed: {}", text(&made));
 }
 
+/// A fresh example fleet for one test, holding the one-VM lock; its VM is destroyed on drop.
+struct Fleet {
+    dir: PathBuf,
+    _guard: FleetGuard,
+    _one: std::sync::MutexGuard<'static, ()>,
+    _work: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// `None` when VM tests are skipped here (never on CI).
+    fn start() -> Option<Fleet> {
+        if let Some(reason) = vm::skip_reason() {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("bootstrap_vm: skipped: {reason}");
+            }
+            return None;
+        }
+        let one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("fleet");
+        make_fleet(&dir);
+        Some(Fleet { _guard: FleetGuard { dir: dir.clone() }, dir, _one: one, _work: work })
+    }
+}
+
+/// `cairn destroy` stops the VM and removes its files.
+fn destroy_leaves_nothing(dir: &Path) {
+    let pid: u32 = std::fs::read_to_string(dir.join(".cairn/qemu/web1/qemu.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let destroyed = cairn(dir, &["destroy", "host", "web1", "--yes"]);
+    assert!(destroyed.status.success(), "{}", text(&destroyed));
+    assert!(!running(pid), "QEMU {pid} still runs");
+    assert!(!dir.join(".cairn/qemu/web1").exists(), "the VM directory is left behind");
+}
+
 /// The qemu provider on its own: `cairn apply` boots the stock image and records its host
 /// key; `cairn ssh` answers with that key; `cairn destroy` leaves nothing behind.
 #[test]
 fn apply_ssh_destroy_on_the_local_provider() {
-    if let Some(reason) = vm::skip_reason() {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("bootstrap_vm: skipped: {reason}");
-        }
-        return;
-    }
-    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("fleet");
-    make_fleet(&dir);
-    let guard = FleetGuard { dir: dir.clone() };
+    let Some(fleet) = Fleet::start() else { return };
+    let dir = fleet.dir.clone();
 
     let applied = cairn(&dir, &["apply", "web1"]);
     assert!(applied.status.success(), "{}\n--- console\n{}", text(&applied), console(&dir));
@@ -133,32 +162,14 @@ fn apply_ssh_destroy_on_the_local_provider() {
         "{err}"
     );
 
-    let pid: u32 = std::fs::read_to_string(dir.join(".cairn/qemu/web1/qemu.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let destroyed = cairn(&dir, &["destroy", "host", "web1", "--yes"]);
-    assert!(destroyed.status.success(), "{}", text(&destroyed));
-    assert!(!running(pid), "QEMU {pid} still runs");
-    assert!(!dir.join(".cairn/qemu/web1").exists(), "the VM directory is left behind");
-    drop(guard);
+    destroy_leaves_nothing(&dir);
+    drop(fleet);
 }
 
 #[test]
 fn bootstrap_installs_verifies_and_reruns_without_changes() {
-    if let Some(reason) = vm::skip_reason() {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("bootstrap_vm: skipped: {reason}");
-        }
-        return;
-    }
-    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("fleet");
-    make_fleet(&dir);
-    let guard = FleetGuard { dir: dir.clone() };
+    let Some(fleet) = Fleet::start() else { return };
+    let dir = fleet.dir.clone();
 
     let first = cairn(&dir, &["bootstrap", "host", "web1"]);
     let out = String::from_utf8_lossy(&first.stdout).to_string();
@@ -203,14 +214,6 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
     assert!(again_out.contains("web1: verified, no changes"), "{again_out}");
 
     // destroy leaves no process and no file behind.
-    let pid: u32 = std::fs::read_to_string(dir.join(".cairn/qemu/web1/qemu.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let destroyed = cairn(&dir, &["destroy", "host", "web1", "--yes"]);
-    assert!(destroyed.status.success(), "{}", text(&destroyed));
-    assert!(!running(pid), "QEMU {pid} still runs");
-    assert!(!dir.join(".cairn/qemu/web1").exists(), "the VM directory is left behind");
-    drop(guard);
+    destroy_leaves_nothing(&dir);
+    drop(fleet);
 }

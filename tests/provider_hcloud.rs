@@ -273,6 +273,23 @@ async fn a_stale_id_in_state_that_now_names_another_server_is_not_taken() {
 }
 
 #[tokio::test]
+async fn lookup_id_finds_a_server_by_its_id_whatever_its_name() {
+    let Some(ca) = Cloudalone::start() else { return };
+    let inv = inventory(&ca.endpoint(), Some(TOKEN), &[("web1", "small"), ("legacy", "small")]);
+    let p = provider(&inv, fast_options());
+    let legacy = p.create(host(&inv, "legacy"), &req()).await.unwrap();
+    let web1 = host(&inv, "web1");
+    // `lookup` insists on the host's name or label; `lookup_id` (cairn import) does not.
+    assert_eq!(p.lookup(web1, Some(&state_with_id(&legacy.id))).await.unwrap(), None);
+    let found = p.lookup_id(web1, &legacy.id).await.unwrap().expect("found by its id");
+    assert_eq!(found.id, legacy.id);
+    assert_eq!(found.attributes["size"], "small");
+    assert_eq!(p.lookup_id(web1, "4242").await.unwrap(), None);
+    let err = p.lookup_id(web1, "srv-1").await.unwrap_err();
+    assert_eq!(err.to_string(), "web1: `srv-1` is not a Hetzner Cloud server id");
+}
+
+#[tokio::test]
 async fn lists_follow_pagination() {
     let Some(ca) = Cloudalone::start() else { return };
     let names: Vec<String> = (1..=7).map(|i| format!("node{i}")).collect();

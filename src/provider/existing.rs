@@ -23,12 +23,15 @@ impl ExistingProvider {
                     message: format!("`{address}` is not an address cairn can connect to"),
                     help: "use an IPv4/IPv6 address or a host name, optionally with :PORT".into(),
                 })?;
+        // Nothing to ask: cairn only knows the address it was given.
+        let attributes =
+            BTreeMap::from([("address".to_owned(), format!("{}:{}", target.host, target.port))]);
         Ok(Machine {
             id: format!("existing:{}", target.host),
             status: MachineStatus::Running,
             ssh_address: target.host,
             ssh_port: target.port,
-            attributes: BTreeMap::new(),
+            attributes,
             provider_data: BTreeMap::new(),
         })
     }

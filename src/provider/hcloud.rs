@@ -745,6 +745,30 @@ impl Provider for HcloudProvider {
         Ok(self.find_for_host(host).await?.map(|s| self.machine(host, &s)))
     }
 
+    /// The server with this id, whatever its name; refused if cairn's label gives it to
+    /// another host.
+    async fn lookup_id(&self, host: &Host, id: &str) -> Result<Option<Machine>, ProviderError> {
+        let name = host.name.as_str();
+        let id: u64 = id.parse().map_err(|_| ProviderError::Invalid {
+            host: name.to_owned(),
+            message: format!("`{id}` is not a Hetzner Cloud server id"),
+            help: "give the server's number, as the Cloud Console or `hcloud server list` shows it"
+                .into(),
+        })?;
+        let Some(server) = self.server(name, id).await? else { return Ok(None) };
+        match server.labels.get(LABEL_HOST) {
+            Some(other) if other != name => Err(ProviderError::Invalid {
+                host: name.to_owned(),
+                message: format!(
+                    "server {id} (`{}`) is labelled {LABEL_HOST}={other}: it belongs to host {other}",
+                    server.name
+                ),
+                help: format!("import the server for {other}, or remove its {LABEL_HOST} label"),
+            }),
+            _ => Ok(Some(self.machine(host, &server))),
+        }
+    }
+
     async fn create(&self, host: &Host, req: &CreateRequest) -> Result<Machine, ProviderError> {
         self.create_server(host, &req.operator_ssh_key, None).await
     }

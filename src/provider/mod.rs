@@ -64,7 +64,8 @@ pub struct Machine {
     /// Where SSH answers: address and port.
     pub ssh_address: String,
     pub ssh_port: u16,
-    /// Attributes `plan` compares with the inventory (`size`, `image`, `location`).
+    /// What the provider reports about the machine. `plan` compares `size`, `image` and
+    /// `location` with the inventory; the rest (`status`, `server_type`, `memory`...) is shown.
     pub attributes: BTreeMap<String, String>,
     /// Provider-specific facts to keep in state (qemu: pid, files).
     pub provider_data: BTreeMap<String, serde_json::Value>,
@@ -148,6 +149,15 @@ pub trait Provider: Send + Sync {
         host: &Host,
         state: Option<&HostState>,
     ) -> Result<Option<Machine>, ProviderError>;
+
+    /// The machine with the provider's id `id`, for `cairn import`: found by that id alone,
+    /// whatever it is named. `None` if the provider has no such machine. Providers whose
+    /// `lookup` checks the recorded id first get this for free; override it where `lookup`
+    /// also insists on the host's name or labels (hcloud).
+    async fn lookup_id(&self, host: &Host, id: &str) -> Result<Option<Machine>, ProviderError> {
+        let recorded = HostState { provider_id: Some(id.to_owned()), ..HostState::default() };
+        Ok(self.lookup(host, Some(&recorded)).await?.filter(|m| m.id == id))
+    }
 
     /// Orders a new machine booting the host's stock image, reachable with the operator's key.
     async fn create(&self, host: &Host, req: &CreateRequest) -> Result<Machine, ProviderError>;

@@ -269,6 +269,7 @@ impl QemuProvider {
         let mut attributes = BTreeMap::new();
         attributes.insert("memory".into(), format!("{} MiB", shape.memory_mib));
         attributes.insert("cpus".into(), shape.cpus.to_string());
+        attributes.insert("status".into(), if running { "running" } else { "stopped" }.into());
         Machine {
             id: format!("qemu:{}", host.name),
             status: if running { MachineStatus::Running } else { MachineStatus::Stopped },

@@ -63,6 +63,8 @@ mistake!(disk_layout_rules);
 mistake!(admins);
 mistake!(state_pg);
 mistake!(state_pg_no_conn);
+mistake!(state_pg_name);
+mistake!(state_file_name);
 mistake!(provider_missing);
 // Mistakes in `defaults` apply to every host but are reported once.
 mistake!(defaults_errors);

@@ -1,6 +1,13 @@
-//! The file state backend, exercised across real processes: this test binary re-executes
-//! itself (`child_process_role` with `CAIRN_STATE_TEST_ROLE` set) to hold the lock, or to write
-//! in a loop until it is killed with SIGKILL.
+//! The state backends, exercised across real processes: this test binary re-executes itself
+//! (`child_process_role` with `CAIRN_STATE_TEST_ROLE` set) to hold the lock, or to write in a
+//! loop until it is killed with SIGKILL.
+//!
+//! The backend-level tests run against both backends (`for_both_backends!`): the file backend
+//! in a temp dir, and the pg backend on a real PostgreSQL server each test starts
+//! (tests/support/pg.rs). Checks only one backend can have are in tests of their own.
+
+#[path = "support/pg.rs"]
+mod pg;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -9,14 +16,18 @@ use std::process::{ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cairn::inventory::Sensitive;
 use cairn::state::{
-    FileState, HostState, LockHolder, LockWait, SharedStateLock, State, StateData, StateError,
-    SCHEMA_VERSION,
+    FileState, HostState, LockHolder, LockWait, PgState, SharedStateLock, State, StateData,
+    StateError, SCHEMA_VERSION,
 };
 use miette::Diagnostic;
 
 const ROLE: &str = "CAIRN_STATE_TEST_ROLE";
 const DIR: &str = "CAIRN_STATE_TEST_DIR";
+const PG_CONN: &str = "CAIRN_STATE_TEST_PG_CONN";
+/// The state name the pg tests use (not the default, so the name is seen to matter).
+const PG_NAME: &str = "test-fleet";
 const HOLDER_COMMAND: &str = "cairn bootstrap all";
 const BIG_STATE_HOSTS: usize = 2000;
 
@@ -26,7 +37,10 @@ const BIG_STATE_HOSTS: usize = 2000;
 #[allow(clippy::print_stdout)]
 fn child_process_role() {
     let Ok(role) = std::env::var(ROLE) else { return };
-    let state = FileState::new(std::env::var(DIR).unwrap());
+    let state: Box<dyn State> = match std::env::var(PG_CONN) {
+        Ok(conn) => Box::new(PgState::new(&Sensitive(conn), PG_NAME).unwrap()),
+        Err(_) => Box::new(FileState::new(std::env::var(DIR).unwrap())),
+    };
     match role.as_str() {
         // Take the lock, commit one host, say so, and keep the lock until stdin closes.
         "hold" => {
@@ -68,11 +82,15 @@ struct ChildProcess {
 }
 
 impl ChildProcess {
-    fn start(role: &str, dir: &Path) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+    fn start(role: &str, backend: &Backend) -> Self {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        match backend {
+            Backend::File { dir } => cmd.env(DIR, dir.path()),
+            Backend::Pg { server } => cmd.env(PG_CONN, server.conn()),
+        };
+        let mut child = cmd
             .args(["--exact", "child_process_role", "--nocapture", "--test-threads=1"])
             .env(ROLE, role)
-            .env(DIR, dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -162,16 +180,152 @@ fn holder_record(dir: &Path) -> LockHolder {
     serde_json::from_str(&std::fs::read_to_string(dir.join(".cairn/state.lock")).unwrap()).unwrap()
 }
 
-#[test]
-fn reading_without_state_is_empty_and_creates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = FileState::new(dir.path()).read().unwrap();
+/// One backend under test, and how to look at what it stored from outside cairn (the files
+/// themselves; psql).
+enum Backend {
+    File { dir: tempfile::TempDir },
+    Pg { server: pg::Postgres },
+}
+
+impl Backend {
+    fn file() -> Self {
+        Backend::File { dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// `None` where PostgreSQL is not installed (and this is not CI).
+    fn pg() -> Option<Self> {
+        Some(Backend::Pg { server: pg::start()? })
+    }
+
+    /// A fresh handle, as a new run would open it.
+    fn state(&self) -> Box<dyn State> {
+        match self {
+            Backend::File { dir } => Box::new(FileState::new(dir.path())),
+            Backend::Pg { server } => {
+                Box::new(PgState::new(&Sensitive(server.conn()), PG_NAME).unwrap())
+            }
+        }
+    }
+
+    /// What the lock's messages name as its location.
+    fn lock_location(&self) -> String {
+        match self {
+            Backend::File { dir } => FileState::new(dir.path()).lock_path().display().to_string(),
+            Backend::Pg { .. } => self.state().location(),
+        }
+    }
+
+    /// The holder recorded for others to see; `None` after a clean release.
+    fn holder_record(&self) -> Option<LockHolder> {
+        let text = match self {
+            Backend::File { dir } => {
+                std::fs::read_to_string(dir.path().join(".cairn/state.lock")).unwrap()
+            }
+            Backend::Pg { server } => server
+                .psql(&format!("SELECT holder::text FROM cairn.locks WHERE name = '{PG_NAME}'")),
+        };
+        (!text.trim().is_empty()).then(|| serde_json::from_str(&text).unwrap())
+    }
+
+    /// The version before the current one.
+    fn backup(&self) -> StateData {
+        match self {
+            Backend::File { dir } => parse_file(FileState::new(dir.path()).backup_path()),
+            Backend::Pg { server } => {
+                let text = server.psql(&format!(
+                    "SELECT data::text FROM cairn.state_versions WHERE name = '{PG_NAME}' \
+                     ORDER BY serial DESC OFFSET 1 LIMIT 1"
+                ));
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("backup {text:?}: {e}"))
+            }
+        }
+    }
+
+    /// Stores a version as a newer cairn would have (schema 7, a field this one lacks).
+    fn write_newer_schema(&self) {
+        let json = r#"{"schema": 7, "serial": 3, "hosts": {}, "new": 1}"#;
+        match self {
+            Backend::File { dir } => {
+                std::fs::create_dir(dir.path().join(".cairn")).unwrap();
+                std::fs::write(FileState::new(dir.path()).state_path(), json).unwrap();
+            }
+            Backend::Pg { server } => {
+                drop(self.state().lock(me("cairn init"), LockWait::Fail).unwrap()); // the tables
+                server.psql(&format!(
+                    "INSERT INTO cairn.state_versions (name, serial, schema, data, committed_by) \
+                     VALUES ('{PG_NAME}', 3, 7, '{json}', 'a newer cairn')"
+                ));
+            }
+        }
+    }
+
+    /// How a run waits for a lock whose holder was just killed: the kernel releases a flock
+    /// as the process exits; the PostgreSQL server releases an advisory lock when it notices
+    /// the closed connection, moments later.
+    fn wait_after_kill(&self) -> LockWait {
+        match self {
+            Backend::File { .. } => LockWait::Fail,
+            Backend::Pg { .. } => LockWait::Timeout(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// Runs each named `fn(&Backend)` as a test against the file backend and, in a module of its
+/// own, against the pg backend.
+macro_rules! for_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod file_backend {
+            $( #[test] fn $name() { super::$name(&super::Backend::file()); } )*
+        }
+        mod pg_backend {
+            $( #[test] fn $name() { if let Some(b) = super::Backend::pg() { super::$name(&b); } } )*
+        }
+    };
+}
+
+for_both_backends!(
+    reading_without_state_is_empty_and_creates_nothing,
+    commit_increments_serial_and_keeps_the_previous_version,
+    lock_is_released_on_drop_and_its_record_cleared,
+    second_run_fails_at_once_naming_the_holder,
+    waiting_gives_up_after_the_timeout_naming_the_holder,
+    second_run_waits_for_the_holder_and_sees_its_writes,
+    killed_writer_leaves_old_or_new_state_and_a_backup,
+    lock_of_a_killed_run_is_taken_over_with_a_warning,
+    newer_schema_is_refused,
+    shared_lock_commits_updates_from_many_tokio_tasks,
+);
+
+fn reading_without_state_is_empty_and_creates_nothing(b: &Backend) {
+    let data = b.state().read().unwrap();
     assert_eq!(data, StateData::default());
-    assert!(!dir.path().join(".cairn").exists());
+    match b {
+        Backend::File { dir } => assert!(!dir.path().join(".cairn").exists()),
+        Backend::Pg { server } => {
+            assert_eq!(server.psql("SELECT to_regnamespace('cairn') IS NULL"), "t")
+        }
+    }
+}
+
+fn commit_increments_serial_and_keeps_the_previous_version(b: &Backend) {
+    let state = b.state();
+    let mut lock = state.lock(me("cairn test"), LockWait::Fail).unwrap();
+    lock.data_mut().host_mut("web1").provider_id = Some("1".into());
+    lock.commit().unwrap();
+    lock.data_mut().host_mut("web1").provider_id = Some("2".into());
+    lock.commit().unwrap();
+    drop(lock);
+
+    let now = b.state().read().unwrap();
+    assert_eq!(now.serial, 2);
+    assert_eq!(now.host("web1").unwrap().provider_id.as_deref(), Some("2"));
+    let before = b.backup();
+    assert_eq!(before.serial, 1);
+    assert_eq!(before.host("web1").unwrap().provider_id.as_deref(), Some("1"));
 }
 
 #[test]
-fn commit_increments_serial_and_keeps_the_previous_version() {
+fn file_state_is_pretty_json_with_a_backup_from_the_second_write() {
     let dir = tempfile::tempdir().unwrap();
     let state = FileState::new(dir.path());
     let mut lock = state.lock(me("cairn test"), LockWait::Fail).unwrap();
@@ -181,14 +335,6 @@ fn commit_increments_serial_and_keeps_the_previous_version() {
     lock.data_mut().host_mut("web1").provider_id = Some("2".into());
     lock.commit().unwrap();
     drop(lock);
-
-    let now = state.read().unwrap();
-    assert_eq!(now.serial, 2);
-    assert_eq!(now.host("web1").unwrap().provider_id.as_deref(), Some("2"));
-    let before = parse_file(state.backup_path());
-    assert_eq!(before.serial, 1);
-    assert_eq!(before.host("web1").unwrap().provider_id.as_deref(), Some("1"));
-
     // Pretty, schema first, hosts in name order, ending in a newline.
     let text = std::fs::read_to_string(state.state_path()).unwrap();
     assert_eq!(
@@ -197,6 +343,34 @@ fn commit_increments_serial_and_keeps_the_previous_version() {
             "{{\n  \"schema\": {SCHEMA_VERSION},\n  \"serial\": 2,\n  \"hosts\": {{\n    \"web1\": {{\n      \"provider_id\": \"2\"\n    }}\n  }}\n}}\n"
         )
     );
+}
+
+#[test]
+fn pg_state_keeps_every_version_with_who_committed_it() {
+    let Some(b) = Backend::pg() else { return };
+    let Backend::Pg { server } = &b else { unreachable!() };
+    let mut lock = b.state().lock(me("cairn bootstrap all"), LockWait::Fail).unwrap();
+    for i in 0..3 {
+        lock.data_mut().host_mut("web1").provider_id = Some(i.to_string());
+        lock.commit().unwrap();
+    }
+    drop(lock);
+    let rows = server.psql(&format!(
+        "SELECT serial, schema, data->'hosts'->'web1'->>'provider_id', \
+         committed_by LIKE 'pid % (`cairn bootstrap all`) since %' \
+         FROM cairn.state_versions WHERE name = '{PG_NAME}' ORDER BY serial"
+    ));
+    assert_eq!(
+        rows,
+        format!("1|{SCHEMA_VERSION}|0|t\n2|{SCHEMA_VERSION}|1|t\n3|{SCHEMA_VERSION}|2|t")
+    );
+    // Another name in the same database is another state, with a lock of its own.
+    let other = PgState::new(&Sensitive(server.conn()), "other").unwrap();
+    let held = b.state().lock(me("cairn a"), LockWait::Fail).unwrap();
+    let other_lock = other.lock(me("cairn b"), LockWait::Fail).unwrap();
+    assert_eq!(other_lock.data(), &StateData::default());
+    drop((held, other_lock));
+    assert_eq!(server.psql("SELECT version FROM cairn.layout"), "1");
 }
 
 #[test]
@@ -212,15 +386,14 @@ fn state_files_are_private() {
     assert_eq!(mode(state.lock_path()), 0o600);
 }
 
-#[test]
-fn lock_is_released_on_drop_and_its_record_cleared() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = FileState::new(dir.path());
+fn lock_is_released_on_drop_and_its_record_cleared(b: &Backend) {
+    let state = b.state();
     let lock = state.lock(me("cairn first"), LockWait::Fail).unwrap();
-    assert_eq!(holder_record(dir.path()).command, "cairn first");
-    assert_eq!(holder_record(dir.path()).pid, std::process::id());
+    let record = b.holder_record().unwrap();
+    assert_eq!(record.command, "cairn first");
+    assert_eq!(record.pid, std::process::id());
     drop(lock);
-    assert_eq!(std::fs::read_to_string(state.lock_path()).unwrap(), "");
+    assert_eq!(b.holder_record(), None);
     // Taken again without any warning: a clean release is not a dead run.
     let (lock, logs) = capture_logs(|| state.lock(me("cairn second"), LockWait::Fail));
     lock.unwrap();
@@ -228,14 +401,20 @@ fn lock_is_released_on_drop_and_its_record_cleared() {
 }
 
 #[test]
-fn second_run_fails_at_once_naming_the_holder() {
+fn file_lock_is_emptied_not_deleted_on_release() {
     let dir = tempfile::tempdir().unwrap();
-    let mut holder = ChildProcess::start("hold", dir.path());
+    let state = FileState::new(dir.path());
+    drop(state.lock(me("cairn first"), LockWait::Fail).unwrap());
+    assert_eq!(std::fs::read_to_string(state.lock_path()).unwrap(), "");
+}
+
+fn second_run_fails_at_once_naming_the_holder(b: &Backend) {
+    let mut holder = ChildProcess::start("hold", b);
     holder.wait_for("LOCKED");
-    let record = holder_record(dir.path());
+    let record = b.holder_record().unwrap();
     assert_eq!(record.pid, holder.pid());
 
-    let state = FileState::new(dir.path());
+    let state = b.state();
     let err = state.lock(me("cairn plan"), LockWait::Fail).unwrap_err();
     assert!(matches!(err, StateError::Locked { .. }), "{err:?}");
     let since = record.since.format(&time::format_description::well_known::Rfc3339).unwrap();
@@ -251,19 +430,17 @@ fn second_run_fails_at_once_naming_the_holder() {
     );
     let help = err.help().unwrap().to_string();
     assert!(help.starts_with(&format!("That run was started by user {}.", record.user)), "{help}");
-    assert!(help.contains(&state.lock_path().display().to_string()), "{help}");
+    assert!(help.contains(&format!("(lock: {})", b.lock_location())), "{help}");
 
     // Reading needs no lock and sees the holder's commit.
     assert!(state.read().unwrap().host("from-child").is_some());
     holder.release();
 }
 
-#[test]
-fn waiting_gives_up_after_the_timeout_naming_the_holder() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut holder = ChildProcess::start("hold", dir.path());
+fn waiting_gives_up_after_the_timeout_naming_the_holder(b: &Backend) {
+    let mut holder = ChildProcess::start("hold", b);
     holder.wait_for("LOCKED");
-    let state = FileState::new(dir.path());
+    let state = b.state();
     let err =
         state.lock(me("cairn plan"), LockWait::Timeout(Duration::from_millis(300))).unwrap_err();
     assert!(matches!(err, StateError::LockTimeout { .. }), "{err:?}");
@@ -277,34 +454,31 @@ fn waiting_gives_up_after_the_timeout_naming_the_holder() {
     holder.release();
 }
 
-#[test]
-fn second_run_waits_for_the_holder_and_sees_its_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut holder = ChildProcess::start("hold", dir.path());
+fn second_run_waits_for_the_holder_and_sees_its_writes(b: &Backend) {
+    let mut holder = ChildProcess::start("hold", b);
     holder.wait_for("LOCKED");
 
-    let path = dir.path().to_owned();
-    let waiter = std::thread::spawn(move || {
-        let state = FileState::new(&path);
-        let lock = state.lock(me("cairn waiter"), LockWait::Timeout(Duration::from_secs(120)))?;
-        Ok::<_, StateError>(lock.data().clone())
-    });
-    // The holder keeps the lock until told: the waiter cannot have it yet.
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!waiter.is_finished(), "the waiter got the lock while the child held it");
-    holder.release();
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| {
+            let lock =
+                b.state().lock(me("cairn waiter"), LockWait::Timeout(Duration::from_secs(120)))?;
+            Ok::<_, StateError>(lock.data().clone())
+        });
+        // The holder keeps the lock until told: the waiter cannot have it yet.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!waiter.is_finished(), "the waiter got the lock while the child held it");
+        holder.release();
 
-    let data = waiter.join().unwrap().unwrap();
-    assert_eq!(data.host("from-child").unwrap().provider_id.as_deref(), Some("42"));
+        let data = waiter.join().unwrap().unwrap();
+        assert_eq!(data.host("from-child").unwrap().provider_id.as_deref(), Some("42"));
+    });
 }
 
-#[test]
-fn killed_writer_leaves_old_or_new_state_and_a_backup() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = FileState::new(dir.path());
+fn killed_writer_leaves_old_or_new_state_and_a_backup(b: &Backend) {
+    let state = b.state();
     let mut last_serial = 0;
     for delay_ms in [0, 3, 11, 23, 47, 5] {
-        let mut writer = ChildProcess::start("write-loop", dir.path());
+        let mut writer = ChildProcess::start("write-loop", b);
         writer.wait_for("WRITING");
         std::thread::sleep(Duration::from_millis(delay_ms));
         writer.kill();
@@ -312,7 +486,7 @@ fn killed_writer_leaves_old_or_new_state_and_a_backup() {
         let now = state.read().unwrap_or_else(|e| panic!("state after SIGKILL: {e}"));
         assert_eq!(now.hosts.len(), BIG_STATE_HOSTS);
         assert!(now.serial >= last_serial + 2, "{} after {last_serial}", now.serial);
-        let before = parse_file(state.backup_path());
+        let before = b.backup();
         assert_eq!(before.hosts.len(), BIG_STATE_HOSTS);
         assert!(
             before.serial + 1 == now.serial || before.serial == now.serial,
@@ -321,46 +495,50 @@ fn killed_writer_leaves_old_or_new_state_and_a_backup() {
             now.serial
         );
         last_serial = now.serial;
+        // The next writer must not find the dead one's lock in its way.
+        drop(state.lock(me("cairn between"), b.wait_after_kill()).unwrap());
     }
 
-    // The next run cleans up temp files a killed write left behind.
     let mut lock = state.lock(me("cairn after"), LockWait::Fail).unwrap();
     lock.commit().unwrap();
     drop(lock);
-    let mut names: Vec<String> = std::fs::read_dir(dir.path().join(".cairn"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["state.json", "state.json.bak", "state.lock"]);
+    if let Backend::File { dir } = b {
+        // The next run cleaned up temp files a killed write left behind.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join(".cairn"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["state.json", "state.json.bak", "state.lock"]);
+    }
 }
 
-#[test]
-fn lock_of_a_killed_run_is_taken_over_with_a_warning() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut holder = ChildProcess::start("hold", dir.path());
+fn lock_of_a_killed_run_is_taken_over_with_a_warning(b: &Backend) {
+    let mut holder = ChildProcess::start("hold", b);
     holder.wait_for("LOCKED");
-    let record = holder_record(dir.path());
+    let record = b.holder_record().unwrap();
     holder.kill();
-    // The record survives the holder; the kernel released its flock.
-    assert_eq!(holder_record(dir.path()), record);
+    // The record survives the holder; the lock died with it.
+    assert_eq!(b.holder_record(), Some(record.clone()));
 
-    let state = FileState::new(dir.path());
-    let (lock, logs) = capture_logs(|| state.lock(me("cairn next"), LockWait::Fail));
+    let state = b.state();
+    let (lock, logs) = capture_logs(|| state.lock(me("cairn next"), b.wait_after_kill()));
     let lock = lock.unwrap();
+    let warnings: Vec<&str> =
+        logs.lines().map(str::trim).filter(|l| l.starts_with("WARN")).collect();
     assert_eq!(
-        logs.trim(),
-        format!(
+        warnings,
+        [format!(
             "WARN the previous cairn run ({record}) died without releasing the state lock; taking \
              the lock over"
-        )
+        )]
     );
     assert_eq!(lock.data().host("from-child").unwrap().provider_id.as_deref(), Some("42"));
-    assert_eq!(holder_record(dir.path()).command, "cairn next");
+    assert_eq!(b.holder_record().unwrap().command, "cairn next");
 }
 
 #[test]
-fn lock_left_by_another_host_is_not_taken_over() {
+fn file_lock_left_by_another_host_is_not_taken_over() {
     let dir = tempfile::tempdir().unwrap();
     let state = FileState::new(dir.path());
     std::fs::create_dir(dir.path().join(".cairn")).unwrap();
@@ -389,20 +567,16 @@ fn lock_left_by_another_host_is_not_taken_over() {
     assert_eq!(holder_record(dir.path()), record);
 }
 
-#[test]
-fn newer_schema_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = FileState::new(dir.path());
-    std::fs::create_dir(dir.path().join(".cairn")).unwrap();
-    std::fs::write(state.state_path(), r#"{"schema": 7, "serial": 3, "hosts": {}, "new": 1}"#)
-        .unwrap();
+fn newer_schema_is_refused(b: &Backend) {
+    b.write_newer_schema();
+    let state = b.state();
     let err = state.read().unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
             "{} was written by a newer cairn (state schema 7; this cairn understands schema 1 \
              and older)",
-            state.state_path().display()
+            state.location()
         )
     );
     // Nor does taking the lock get around it.
@@ -413,7 +587,71 @@ fn newer_schema_is_refused() {
 }
 
 #[test]
-fn corrupt_state_is_refused_naming_file_line_column_and_backup() {
+fn pg_tables_of_a_newer_layout_are_refused() {
+    let Some(b) = Backend::pg() else { return };
+    let Backend::Pg { server } = &b else { unreachable!() };
+    drop(b.state().lock(me("cairn init"), LockWait::Fail).unwrap());
+    server.psql("UPDATE cairn.layout SET version = 9");
+    let state = b.state();
+    for err in [state.read().unwrap_err(), state.lock(me("cairn x"), LockWait::Fail).unwrap_err()] {
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the cairn tables in {} have layout version 9; this cairn knows layout 1 and older",
+                state.location()
+            )
+        );
+    }
+}
+
+#[test]
+fn pg_version_that_does_not_parse_is_refused_naming_it() {
+    let Some(b) = Backend::pg() else { return };
+    let Backend::Pg { server } = &b else { unreachable!() };
+    let mut lock = b.state().lock(me("cairn init"), LockWait::Fail).unwrap();
+    lock.commit().unwrap();
+    drop(lock);
+    server.psql(&format!(
+        "INSERT INTO cairn.state_versions (name, serial, schema, data, committed_by) \
+         VALUES ('{PG_NAME}', 2, 1, '{{\"schema\": 1, \"serial\": \"two\"}}', 'a hand')"
+    ));
+    let state = b.state();
+    let err = state.read().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            // jsonb stores the text normalised, hence the column.
+            "version 2 of {} does not parse: invalid type: string \"two\", expected u64 at line 1 \
+             column 29",
+            state.location()
+        )
+    );
+    assert!(err.help().unwrap().to_string().contains("cairn.state_versions"));
+}
+
+#[test]
+fn pg_commit_after_the_lock_connection_was_killed_fails_and_writes_nothing() {
+    let Some(b) = Backend::pg() else { return };
+    let Backend::Pg { server } = &b else { unreachable!() };
+    let mut lock = b.state().lock(me("cairn bootstrap all"), LockWait::Fail).unwrap();
+    lock.commit().unwrap();
+    // An administrator ends the session holding the lock (or the network drops it).
+    server.psql(&format!(
+        "SELECT pg_terminate_backend(backend_pid) FROM cairn.locks WHERE name = '{PG_NAME}'"
+    ));
+    lock.data_mut().host_mut("web1").provider_id = Some("late".into());
+    let err = lock.commit().unwrap_err();
+    assert_eq!(err.to_string(), format!("the connection to {} was lost", b.state().location()));
+    assert_eq!(lock.data().serial, 1, "a failed commit keeps the serial for the next one");
+    // Another run can lock at once, and sees only what was committed.
+    let next =
+        b.state().lock(me("cairn next"), LockWait::Timeout(Duration::from_secs(60))).unwrap();
+    assert_eq!(next.data().serial, 1);
+    assert!(next.data().host("web1").is_none());
+}
+
+#[test]
+fn file_state_that_does_not_parse_is_refused_naming_file_line_column_and_backup() {
     let dir = tempfile::tempdir().unwrap();
     let state = FileState::new(dir.path());
     std::fs::create_dir(dir.path().join(".cairn")).unwrap();
@@ -445,14 +683,14 @@ fn corrupt_state_is_refused_naming_file_line_column_and_backup() {
     );
 }
 
-#[test]
-fn shared_lock_commits_updates_from_many_tokio_tasks() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = FileState::new(dir.path());
-    let shared =
-        SharedStateLock::new(state.lock(me("cairn bootstrap all"), LockWait::Fail).unwrap());
+/// The lock is taken, used from many tasks and released inside a tokio runtime, as the fleet
+/// runner does: the pg backend must not start or block on a runtime of its own there.
+fn shared_lock_commits_updates_from_many_tokio_tasks(b: &Backend) {
+    let state = b.state();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
-    rt.block_on(async {
+    let serial = rt.block_on(async {
+        let shared =
+            SharedStateLock::new(state.lock(me("cairn bootstrap all"), LockWait::Fail).unwrap());
         let tasks: Vec<_> = (0..20)
             .map(|i| {
                 let shared = shared.clone();
@@ -468,11 +706,118 @@ fn shared_lock_commits_updates_from_many_tokio_tasks() {
         for t in tasks {
             t.await.unwrap();
         }
+        let serial = shared.snapshot().serial;
+        drop(shared);
+        serial
     });
-    assert_eq!(shared.snapshot().serial, 20);
-    drop(shared);
+    assert_eq!(serial, 20);
     let data = state.read().unwrap();
     assert_eq!(data.serial, 20);
     assert_eq!(data.hosts.len(), 20);
     assert_eq!(data.host("web7").unwrap().addresses, ["127.0.0.1:2207"]);
+    // Released inside the runtime: the next run takes the lock without waiting.
+    drop(state.lock(me("cairn next"), LockWait::Fail).unwrap());
+}
+
+/// The words of a rendered diagnostic, without its line wrapping and margin.
+fn flatten(text: &str) -> String {
+    text.split_whitespace().filter(|w| *w != "|").collect::<Vec<_>>().join(" ")
+}
+
+/// A `cairn` process started by a test, killed (SIGKILL) and reaped when dropped.
+struct CairnRun(std::process::Child);
+
+impl Drop for CairnRun {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceeds() {
+    let Some(b) = Backend::pg() else { return };
+    let Backend::Pg { server } = &b else { unreachable!() };
+    let repo = tempfile::tempdir().unwrap();
+    // Port 9 on loopback: nothing listens there, so the first run keeps trying to reach web1
+    // (holding the lock) until its --reach-timeout.
+    std::fs::write(
+        repo.path().join("cairn.hcl"),
+        format!(
+            "state {{\n  backend = \"pg\"\n  conn    = env(\"CAIRN_PG_CONN\")\n  name    = \"{PG_NAME}\"\n}}\n\n\
+             provider \"existing\" \"mine\" {{}}\n\n\
+             host \"web1\" {{\n  provider = \"mine\"\n  address  = \"127.0.0.1:9\"\n  flake    = \".#web1\"\n}}\n"
+        ),
+    )
+    .unwrap();
+    let cairn = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        cmd.current_dir(repo.path())
+            .args(args)
+            .env("CAIRN_PG_CONN", server.conn())
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "400")
+            .env_remove("RUST_LOG")
+            .env_remove("CAIRN_SSH_KEY")
+            .stdin(Stdio::null());
+        cmd
+    };
+    let first = CairnRun(
+        cairn(&["bootstrap", "host", "web1", "--reach-timeout", "600"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut record = None;
+    for _ in 0..1200 {
+        if server.psql("SELECT to_regclass('cairn.locks') IS NOT NULL") == "t" {
+            record = b.holder_record();
+        }
+        if record.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let record = record.expect("the first run never recorded itself as the lock holder");
+    assert_eq!(record.pid, first.0.id());
+    assert_eq!(record.command, "cairn bootstrap host web1 --reach-timeout 600");
+
+    let out =
+        cairn(&["destroy", "host", "web1", "--yes", "--lock-timeout", "1s"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The rendered error wraps its lines: compare words.
+    let words = flatten(&stderr);
+    assert!(
+        words.contains(&flatten(&format!(
+            "gave up after 1s waiting for the state lock, held by {record}"
+        ))),
+        "{stderr}"
+    );
+    assert!(
+        words.contains(&flatten(&format!(
+            "help: That run was started by user {}. wait longer with a larger --lock-timeout, or \
+             stop that run: the lock is released when it exits. (lock: {})",
+            record.user,
+            b.lock_location()
+        ))),
+        "{stderr}"
+    );
+
+    // The first run ends (killed: its connection closes and the server releases the lock).
+    drop(first);
+    let out =
+        cairn(&["destroy", "host", "web1", "--yes", "--lock-timeout", "60s"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("web1: "), "{stdout}");
+    assert!(
+        flatten(&stderr).contains(&flatten(&format!(
+            "the previous cairn run ({record}) died without releasing the state lock"
+        ))),
+        "{stderr}"
+    );
+    assert_eq!(b.holder_record(), None, "the second run released the lock when it ended");
 }

@@ -43,6 +43,10 @@ provider "existing" "owned" {}
 
 state {
   backend = "file"
+  # A team shares state in PostgreSQL instead (see docs/inventory.md, "State"):
+  #   backend = "pg"
+  #   conn    = env("CAIRN_PG_CONN")
+  #   name    = "acme-prod"
 }
 
 defaults {

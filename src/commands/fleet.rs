@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::Context;
 use crate::bootstrap::{self, HostReport, Operator};
 use crate::inventory::{Host, Inventory};
-use crate::state::{FileState, LockHolder, LockWait, SharedStateLock, State};
+use crate::state::{LockHolder, LockWait, SharedStateLock};
 
 /// The selected hosts of a mutating command, with state locked for the whole run.
 pub struct FleetSession {
@@ -34,7 +34,7 @@ impl Context {
         let hosts: Vec<Host> =
             crate::inventory::select(&inventory, selectors)?.into_iter().cloned().collect();
         crate::ui::progress::set_log_dir(inventory.root.join(".cairn").join("logs"));
-        let backend = FileState::new(&inventory.root);
+        let backend = self.open_state(&inventory)?;
         let wait = LockWait::Timeout(self.lock_timeout.unwrap_or(Duration::from_secs(30)));
         let lock = backend.lock(LockHolder::from_process(), wait)?;
         Ok(FleetSession {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::inventory::{Inventory, StateBackend};
-use crate::state::{FileState, State};
+use crate::state::{FileState, PgState, State, StateError};
 use crate::ui::{Output, UiMode};
 
 mod apply;
@@ -37,13 +37,6 @@ pub struct Context {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[non_exhaustive]
 pub enum CommandError {
-    #[error("the `pg` state backend is not available in this build of cairn")]
-    #[diagnostic(
-        code(cairn::state::backend_unavailable),
-        help("use `state {{ backend = \"file\" }}` in cairn.hcl for now")
-    )]
-    StateBackendUnavailable,
-
     #[error("cannot write to stdout")]
     #[diagnostic(code(cairn::output))]
     Output(#[source] std::io::Error),
@@ -61,11 +54,15 @@ impl Context {
         })
     }
 
-    /// The state backend the inventory names (reading needs no lock).
+    /// The state backend the inventory names (reading needs no lock). The one place a
+    /// command gets its state from.
     pub fn open_state(&self, inv: &Inventory) -> miette::Result<Box<dyn State>> {
-        match inv.state {
+        match &inv.state {
             StateBackend::File => Ok(Box::new(FileState::new(&inv.root))),
-            StateBackend::Pg { .. } => Err(CommandError::StateBackendUnavailable.into()),
+            StateBackend::Pg { conn, name } => {
+                let state = PgState::new(conn, name).map_err(StateError::from)?;
+                Ok(Box::new(state))
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::cli::{KeyPhaseArg, SshArgs};
 use crate::inventory;
 use crate::ssh::{self, Auth, ConnectOptions, Interactive, PtyRequest, RawTerminal, Session};
-use crate::state::{FileState, KeyPhase, State};
+use crate::state::KeyPhase;
 
 use super::Context;
 
@@ -24,7 +24,7 @@ pub fn run(args: &SshArgs, ctx: &Context) -> miette::Result<ExitCode> {
             names.join(", ")
         ));
     };
-    let state = FileState::new(&inventory.root);
+    let state = ctx.open_state(&inventory)?;
     let data = state.read()?;
     let phase = args.phase.map(|p| match p {
         KeyPhaseArg::Stock => KeyPhase::Stock,

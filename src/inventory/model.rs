@@ -293,9 +293,16 @@ pub enum StateBackend {
     #[default]
     File,
     Pg {
+        /// A libpq connection string (`host=... dbname=...` or `postgresql://...`).
         conn: Sensitive,
+        /// Which state in that database is this fleet's (`name`, default
+        /// [`DEFAULT_STATE_NAME`]): several fleets can share one database.
+        name: String,
     },
 }
+
+/// The `name` of a `pg` state when the `state` block gives none.
+pub const DEFAULT_STATE_NAME: &str = "default";
 
 /// The whole validated inventory.
 #[derive(Debug, Clone, Serialize)]

@@ -80,7 +80,7 @@ impl FileState {
         let header: Header = serde_json::from_slice(bytes).map_err(|e| self.corrupt(&e))?;
         if header.schema > u64::from(SCHEMA_VERSION) {
             return Err(StateError::SchemaTooNew {
-                path: self.state_path.clone(),
+                location: self.state_path.display().to_string(),
                 found: header.schema,
                 supported: SCHEMA_VERSION,
             });

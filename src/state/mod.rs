@@ -2,7 +2,8 @@
 //! pinned SSH host keys per phase, public keys and the last completed phase.
 //!
 //! [`State`] is the backend-neutral interface; [`file::FileState`] is the default backend
-//! (`.cairn/state.json` with a lock file). Every mutating command holds a [`StateLock`] for its
+//! (`.cairn/state.json` with a lock file), [`pg::PgState`] the one for teams (a PostgreSQL
+//! database, with an advisory lock). Every mutating command holds a [`StateLock`] for its
 //! whole run and commits after each step, so a crash loses at most the step in flight.
 
 use std::collections::BTreeMap;
@@ -15,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub mod file;
+pub mod pg;
 mod sys;
 
 pub use file::FileState;
+pub use pg::PgState;
 
 /// The schema version written into every state file. Bump it with a migration.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -323,12 +326,16 @@ pub enum StateError {
     )]
     ForeignStaleLock { holder: Box<LockHolder>, this_host: String, path: PathBuf },
 
-    #[error("{} was written by a newer cairn (state schema {found}; this cairn understands schema {supported} and older)", .path.display())]
+    #[error("{location} was written by a newer cairn (state schema {found}; this cairn understands schema {supported} and older)")]
     #[diagnostic(
         code(cairn::state::schema_too_new),
         help("upgrade cairn to the version the rest of your team uses; this cairn will not touch that state")
     )]
-    SchemaTooNew { path: PathBuf, found: u64, supported: u32 },
+    SchemaTooNew { location: String, found: u64, supported: u32 },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Pg(#[from] pg::PgError),
 
     #[error("cannot parse the state file {}: {message} at line {line}, column {column}", .path.display())]
     #[diagnostic(

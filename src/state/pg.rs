@@ -1,0 +1,750 @@
+//! The state backend for teams: a PostgreSQL database
+//! (`state { backend = "pg", conn = env("CAIRN_PG_CONN"), name = "prod" }`).
+//!
+//! Tables, in the schema `cairn` (created on first use, versioned by `cairn.layout`):
+//! - `cairn.state_versions`: every committed version of every named state
+//!   (`name`, `serial`, `schema`, `data` as jsonb, `committed_at`, `committed_by`). The newest
+//!   row of a name is its state; the ones before it are the backups, kept until deleted by hand.
+//! - `cairn.locks`: who holds the lock of a name (the [`LockHolder`] and the server process of
+//!   its connection), so a second run can name it.
+//!
+//! The lock is a session advisory lock keyed by the name, taken on a connection dedicated to
+//! the lock for its whole life: when the run ends or dies, its connection closes and the server
+//! releases the lock. Every commit is one transaction that first checks that this connection
+//! still holds the lock and that nobody wrote a newer version.
+//!
+//! The [`State`] trait is synchronous but called from tokio tasks (see [`super::SharedStateLock`]),
+//! so each connection is driven by a one-thread runtime of its own; callers block on a channel,
+//! never on a runtime, which works inside and outside another runtime alike.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::{LockHolder, LockWait, State, StateData, StateError, StateLock, SCHEMA_VERSION};
+use crate::inventory::Sensitive;
+
+/// The schema holding cairn's tables.
+pub const DB_SCHEMA: &str = "cairn";
+
+/// The table layouts, oldest first: `cairn.layout` records how many were applied. Append a
+/// migration to change a table; never edit one that shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: versions and lock holders.
+    "CREATE TABLE cairn.state_versions (
+         name         text        NOT NULL,
+         serial       bigint      NOT NULL CHECK (serial > 0),
+         schema       integer     NOT NULL,
+         data         jsonb       NOT NULL,
+         committed_at timestamptz NOT NULL DEFAULT now(),
+         committed_by text        NOT NULL,
+         PRIMARY KEY (name, serial)
+     );
+     CREATE TABLE cairn.locks (
+         name        text    PRIMARY KEY,
+         backend_pid integer NOT NULL,
+         holder      jsonb   NOT NULL
+     );",
+];
+
+/// The table layout this build writes (and the newest it reads).
+pub const LAYOUT_VERSION: usize = MIGRATIONS.len();
+
+/// Serialises the creation and migration of the tables between first runs.
+const SETUP_LOCK_KEY: i64 = 0x6361_6972_6e00_0001; // "cairn\0" + 1
+
+/// How long to wait for the server when `conn` sets no `connect_timeout`.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything that can go wrong talking to the database (lock contention is reported as
+/// [`StateError::Locked`] / [`StateError::LockTimeout`], like the file backend's).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum PgError {
+    #[error("the `conn` of the pg state backend is not a valid connection string")]
+    #[diagnostic(
+        code(cairn::state::pg::conn),
+        help("use libpq's form (`host=db.example.org dbname=cairn user=cairn`) or a URL (`postgresql://cairn@db.example.org/cairn`)")
+    )]
+    InvalidConn(#[source] tokio_postgres::Error),
+
+    #[error("cannot connect to {location}")]
+    #[diagnostic(
+        code(cairn::state::pg::connect),
+        help("check `conn` in the state block (and the variable it reads, e.g. CAIRN_PG_CONN) and that the server accepts this user; cairn connects without TLS for now")
+    )]
+    Connect {
+        location: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("{what} failed on {location}")]
+    #[diagnostic(
+        code(cairn::state::pg::query),
+        help("the user in `conn` needs to read and write the tables in schema `cairn` (and, on first use, CREATE on the database)")
+    )]
+    Query {
+        what: &'static str,
+        location: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("the connection to {location} was lost")]
+    #[diagnostic(
+        code(cairn::state::pg::connection_lost),
+        help("check the database server; a run that lost its connection also lost the state lock")
+    )]
+    ConnectionLost {
+        location: String,
+        #[source]
+        source: Option<tokio_postgres::Error>,
+    },
+
+    #[error("the cairn tables in {location} have layout version {found}; this cairn knows layout {supported} and older")]
+    #[diagnostic(
+        code(cairn::state::pg::layout_too_new),
+        help("upgrade cairn to the version the rest of your team uses; this cairn will not touch that database")
+    )]
+    LayoutTooNew { location: String, found: i32, supported: usize },
+
+    #[error("version {serial} of {location} does not parse: {message}")]
+    #[diagnostic(
+        code(cairn::state::pg::corrupt),
+        help("every earlier version is kept in cairn.state_versions: inspect them, and delete the broken row (name and serial) to make the one before it current")
+    )]
+    Corrupt { location: String, serial: i64, message: String },
+
+    #[error("this run no longer holds the state lock of {location}: {why}")]
+    #[diagnostic(
+        code(cairn::state::pg::lock_lost),
+        help("nothing was written by this commit; run the command again")
+    )]
+    LockLost { location: String, why: String },
+
+    #[error("cannot start the PostgreSQL client's runtime")]
+    #[diagnostic(code(cairn::state::pg::runtime))]
+    Runtime(#[source] std::io::Error),
+}
+
+/// State kept in a PostgreSQL database, under one `name`.
+#[derive(Clone)]
+pub struct PgState {
+    config: Config,
+    name: String,
+    location: String,
+}
+
+impl fmt::Debug for PgState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the connection string: it may hold a password.
+        f.debug_struct("PgState").field("location", &self.location).finish()
+    }
+}
+
+impl PgState {
+    /// The state called `name` in the database `conn` (a libpq connection string) points to.
+    /// Connects only when used.
+    pub fn new(conn: &Sensitive, name: &str) -> Result<Self, PgError> {
+        let mut config: Config = conn.0.parse().map_err(PgError::InvalidConn)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("cairn");
+        }
+        let location = format!("PostgreSQL state \"{name}\" ({})", describe(&config));
+        Ok(Self { config, name: name.to_owned(), location })
+    }
+
+    /// The state's name: the key of its rows and of its lock.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn connect(&self) -> Result<Conn, PgError> {
+        Conn::open(&self.config, &self.location)
+    }
+}
+
+/// Where the database is, without credentials: `database cairn on db.example.org:5432, user
+/// alice`.
+fn describe(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let port = config.get_ports().get(i).or(config.get_ports().first()).unwrap_or(&5432);
+            match h {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(dir) => format!("{}:{port}", dir.display()),
+            }
+        })
+        .collect();
+    let hosts = if hosts.is_empty() { "localhost".to_owned() } else { hosts.join(",") };
+    let user = config.get_user().unwrap_or("(current user)");
+    let db = config.get_dbname().unwrap_or(user);
+    format!("database {db} on {hosts}, user {user}")
+}
+
+/// The advisory lock key of a state name: stable across builds and machines.
+fn lock_key(name: &str) -> i64 {
+    let digest = Sha256::digest(format!("cairn state lock\0{name}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// How pg_locks shows a bigint advisory key: high half in `classid`, low half in `objid`.
+fn lock_key_halves(key: i64) -> (i64, i64) {
+    let key = key as u64;
+    ((key >> 32) as i64, (key & 0xffff_ffff) as i64)
+}
+
+/// One connection, driven by a runtime of its own.
+struct Conn {
+    client: Arc<Mutex<Client>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    location: String,
+}
+
+impl Conn {
+    fn open(config: &Config, location: &str) -> Result<Self, PgError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cairn-pg")
+            .enable_all()
+            .build()
+            .map_err(PgError::Runtime)?;
+        let config = config.clone();
+        let connected = Self::wait(&runtime, async move { config.connect(NoTls).await });
+        let lost = || PgError::ConnectionLost { location: location.to_owned(), source: None };
+        let (client, connection) = connected
+            .ok_or_else(lost)?
+            .map_err(|source| PgError::Connect { location: location.to_owned(), source })?;
+        runtime.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("PostgreSQL state connection ended: {e}");
+            }
+        });
+        Ok(Self {
+            client: Arc::new(Mutex::new(client)),
+            runtime: Some(runtime),
+            location: location.to_owned(),
+        })
+    }
+
+    /// Runs `fut` on `runtime` and blocks this thread (which may be a task of another
+    /// runtime) until it is done. `None`: the runtime dropped it.
+    fn wait<R: Send + 'static>(
+        runtime: &tokio::runtime::Runtime,
+        fut: impl Future<Output = R> + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().ok()
+    }
+
+    /// Runs `op` with the client; its database errors are reported as `what` failing.
+    fn run<R, F, Fut>(&self, what: &'static str, op: F) -> Result<R, PgError>
+    where
+        R: Send + 'static,
+        F: FnOnce(Arc<Mutex<Client>>) -> Fut,
+        Fut: Future<Output = Result<R, Failure>> + Send + 'static,
+    {
+        let runtime = self.runtime.as_ref().expect("the runtime lives as long as the connection");
+        match Self::wait(runtime, op(self.client.clone())) {
+            None => Err(PgError::ConnectionLost { location: self.location.clone(), source: None }),
+            Some(Ok(r)) => Ok(r),
+            // Closed, or closed by the server right after this error (the session was
+            // terminated, the server shuts down): the session's locks are gone with it.
+            Some(Err(Failure::Db(source)))
+                if source.is_closed()
+                    || source
+                        .as_db_error()
+                        .is_some_and(|d| matches!(d.severity(), "FATAL" | "PANIC")) =>
+            {
+                Err(PgError::ConnectionLost {
+                    location: self.location.clone(),
+                    source: Some(source),
+                })
+            }
+            Some(Err(Failure::Db(source))) => {
+                Err(PgError::Query { what, location: self.location.clone(), source })
+            }
+            Some(Err(Failure::State(e))) => Err(e),
+        }
+    }
+
+    /// The layout version of the tables; `None` if they were never created.
+    fn layout(&self) -> Result<Option<i32>, PgError> {
+        let location = self.location.clone();
+        self.run("reading the cairn table layout", |client| async move {
+            let client = client.lock().await;
+            read_layout(&*client, &location).await
+        })
+    }
+
+    /// Creates the tables, or migrates them to this build's layout. Idempotent; concurrent
+    /// first runs wait for each other.
+    fn ensure_layout(&self) -> Result<(), PgError> {
+        if self.layout()? == Some(LAYOUT_VERSION as i32) {
+            return Ok(());
+        }
+        let location = self.location.clone();
+        self.run("creating the cairn tables", |client| async move {
+            let mut client = client.lock().await;
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SETUP_LOCK_KEY]).await?;
+            let applied = match read_layout(&tx, &location).await? {
+                Some(v) => v,
+                None => {
+                    tracing::info!("creating the cairn tables in {location}");
+                    tx.batch_execute(
+                        "CREATE SCHEMA IF NOT EXISTS cairn;
+                         CREATE TABLE cairn.layout (version integer NOT NULL);
+                         INSERT INTO cairn.layout VALUES (0);",
+                    )
+                    .await?;
+                    0
+                }
+            };
+            let applied = usize::try_from(applied).unwrap_or(0);
+            for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+                tx.batch_execute(migration).await?;
+                let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
+                tx.execute("UPDATE cairn.layout SET version = $1", &[&version]).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Closing the socket ends the server session, and with it every lock it held.
+        // Not a blocking shutdown: this may run inside another runtime's task.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A failed database operation: an error from the server or the connection, or a finding
+/// about the data.
+enum Failure {
+    Db(tokio_postgres::Error),
+    State(PgError),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Failure::Db(e)
+    }
+}
+
+impl From<PgError> for Failure {
+    fn from(e: PgError) -> Self {
+        Failure::State(e)
+    }
+}
+
+async fn read_layout(
+    client: &impl tokio_postgres::GenericClient,
+    location: &str,
+) -> Result<Option<i32>, Failure> {
+    let exists: bool =
+        client.query_one("SELECT to_regclass('cairn.layout') IS NOT NULL", &[]).await?.get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let found: i32 = client.query_one("SELECT version FROM cairn.layout", &[]).await?.get(0);
+    if usize::try_from(found).is_ok_and(|v| v > LAYOUT_VERSION) {
+        return Err(PgError::LayoutTooNew {
+            location: location.to_owned(),
+            found,
+            supported: LAYOUT_VERSION,
+        }
+        .into());
+    }
+    Ok(Some(found))
+}
+
+/// The newest version of `name`, as stored: (serial, schema, JSON text).
+type StoredVersion = (i64, i32, String);
+
+async fn newest_version(
+    client: &impl tokio_postgres::GenericClient,
+    name: &str,
+) -> Result<Option<StoredVersion>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT serial, schema, data::text FROM cairn.state_versions
+             WHERE name = $1 ORDER BY serial DESC LIMIT 1",
+            &[&name],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+}
+
+impl PgState {
+    fn parse(&self, stored: Option<StoredVersion>) -> Result<StateData, StateError> {
+        let Some((serial, schema, text)) = stored else { return Ok(StateData::default()) };
+        // The schema is checked first, so a newer version is refused as such rather than
+        // as data with fields this binary does not know.
+        if i64::from(schema) > i64::from(SCHEMA_VERSION) {
+            return Err(StateError::SchemaTooNew {
+                location: self.location.clone(),
+                found: u64::try_from(schema).unwrap_or_default(),
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let corrupt =
+            |message: String| PgError::Corrupt { location: self.location.clone(), serial, message };
+        let mut data: StateData =
+            serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        // The row's serial is the one the lock and the commits go by.
+        data.serial = u64::try_from(serial).map_err(|_| corrupt(format!("serial {serial}")))?;
+        Ok(data)
+    }
+
+    fn read_on(&self, conn: &Conn) -> Result<StateData, StateError> {
+        if conn.layout()?.is_none() {
+            return Ok(StateData::default());
+        }
+        let name = self.name.clone();
+        let stored = conn.run("reading the state", |client| async move {
+            Ok(newest_version(&*client.lock().await, &name).await?)
+        })?;
+        self.parse(stored)
+    }
+
+    /// The run holding the lock of this name right now, allowing it a moment to record
+    /// itself if it just took the lock. A record whose connection no longer holds the lock
+    /// (its run died) is not a holder.
+    fn current_holder(&self, conn: &Conn) -> Option<Box<LockHolder>> {
+        let (hi, lo) = lock_key_halves(lock_key(&self.name));
+        for _ in 0..10 {
+            let name = self.name.clone();
+            let record = conn.run("reading the lock holder", |client| async move {
+                let client = client.lock().await;
+                let row = client
+                    .query_opt(
+                        "SELECT l.holder::text FROM cairn.locks l
+                         WHERE l.name = $1 AND EXISTS (
+                             SELECT 1 FROM pg_locks p
+                             WHERE p.locktype = 'advisory' AND p.granted
+                               AND p.pid = l.backend_pid
+                               AND p.database = (SELECT oid FROM pg_database
+                                                 WHERE datname = current_database())
+                               AND p.classid::bigint = $2 AND p.objid::bigint = $3
+                               AND p.objsubid = 1)",
+                        &[&name, &hi, &lo],
+                    )
+                    .await?;
+                Ok(row.map(|r| r.get::<_, String>(0)))
+            });
+            match record {
+                Ok(Some(text)) => return serde_json::from_str(&text).ok().map(Box::new),
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => {
+                    tracing::debug!("cannot read the state lock holder: {e}");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// Takes the advisory lock on `conn`, waiting as `wait` says.
+    fn acquire(&self, conn: &Conn, wait: LockWait) -> Result<(), StateError> {
+        let key = lock_key(&self.name);
+        let started = Instant::now();
+        let taken = conn.run("taking the state lock", |client| async move {
+            let client = client.lock().await;
+            Ok(client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await?.get(0))
+        })?;
+        if taken {
+            return Ok(());
+        }
+        let location = self.location.clone();
+        let holder = self.current_holder(conn);
+        let LockWait::Timeout(limit) = wait else {
+            return Err(StateError::Locked { holder, location });
+        };
+        match &holder {
+            Some(h) => tracing::info!("state is locked by {h}; waiting for it"),
+            None => tracing::info!("state is locked by another run; waiting for it"),
+        }
+        // The server queues the waiters; lock_timeout ends the wait.
+        let remaining = limit.saturating_sub(started.elapsed());
+        let timeout_ms = i64::try_from(remaining.as_millis()).unwrap_or(i64::MAX).max(1);
+        let taken = conn.run("waiting for the state lock", |client| async move {
+            let client = client.lock().await;
+            client.batch_execute(&format!("SET lock_timeout = {timeout_ms}")).await?;
+            let result = client.execute("SELECT pg_advisory_lock($1)", &[&key]).await;
+            client.batch_execute("RESET lock_timeout").await?;
+            match result {
+                Ok(_) => Ok(true),
+                Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        })?;
+        if taken {
+            Ok(())
+        } else {
+            let holder = self.current_holder(conn).or(holder);
+            Err(StateError::LockTimeout { holder, waited: limit, location })
+        }
+    }
+
+    /// Records `holder` as the lock's holder (we hold the advisory lock); warns about a
+    /// record left by a run that died holding it.
+    fn record_holder(&self, conn: &Conn, holder: &LockHolder) -> Result<(), StateError> {
+        let name = self.name.clone();
+        let record = serde_json::to_string(holder).map_err(std::io::Error::other)?;
+        let previous = conn.run("recording the lock holder", |client| async move {
+            let mut client = client.lock().await;
+            let tx = client.transaction().await?;
+            let previous = tx
+                .query_opt(
+                    "SELECT holder::text FROM cairn.locks WHERE name = $1 FOR UPDATE",
+                    &[&name],
+                )
+                .await?
+                .map(|r| r.get::<_, String>(0));
+            tx.execute(
+                "INSERT INTO cairn.locks (name, backend_pid, holder)
+                 VALUES ($1, pg_backend_pid(), ($2::text)::jsonb)
+                 ON CONFLICT (name) DO UPDATE
+                 SET backend_pid = excluded.backend_pid, holder = excluded.holder",
+                &[&name, &record],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(previous)
+        })?;
+        // The server released that run's lock when its connection ended, so it is gone: no
+        // pid to check, and no host boundary to worry about.
+        match previous.map(|text| serde_json::from_str::<LockHolder>(&text)) {
+            None => {}
+            Some(Ok(prev)) => tracing::warn!(
+                "the previous cairn run ({prev}) died without releasing the state lock; taking \
+                 the lock over"
+            ),
+            Some(Err(_)) => tracing::warn!(
+                "the state lock of {} held an unreadable record; taking the lock over",
+                self.location
+            ),
+        }
+        Ok(())
+    }
+}
+
+impl State for PgState {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn read(&self) -> Result<StateData, StateError> {
+        self.read_on(&self.connect()?)
+    }
+
+    fn lock(&self, holder: LockHolder, wait: LockWait) -> Result<Box<dyn StateLock>, StateError> {
+        let conn = self.connect()?;
+        conn.ensure_layout()?;
+        self.acquire(&conn, wait)?;
+        // From here on, dropping `lock` releases the lock (and closing `conn` would too).
+        let mut lock = PgStateLock {
+            state: self.clone(),
+            conn,
+            holder,
+            data: StateData::default(),
+            recorded: false,
+        };
+        self.record_holder(&lock.conn, &lock.holder)?;
+        lock.recorded = true;
+        lock.data = self.read_on(&lock.conn)?;
+        tracing::debug!("took the lock of {} as {}", self.location, lock.holder);
+        Ok(Box::new(lock))
+    }
+}
+
+/// [`PgState`] locked by this process, on a connection of its own.
+pub struct PgStateLock {
+    state: PgState,
+    conn: Conn,
+    holder: LockHolder,
+    data: StateData,
+    recorded: bool,
+}
+
+impl fmt::Debug for PgStateLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStateLock")
+            .field("state", &self.state)
+            .field("holder", &self.holder)
+            .field("serial", &self.data.serial)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStateLock {
+    /// Inserts `self.data` (already carrying its new serial) as the next version, in one
+    /// transaction that proves the lock is still ours and `base` is still the newest version.
+    fn write(&self, base: u64) -> Result<(), StateError> {
+        let text = serde_json::to_string(&self.data).map_err(std::io::Error::other)?;
+        let name = self.state.name.clone();
+        let (hi, lo) = lock_key_halves(lock_key(&name));
+        let serial = i64::try_from(self.data.serial).map_err(std::io::Error::other)?;
+        let base = i64::try_from(base).map_err(std::io::Error::other)?;
+        let schema = i32::try_from(self.data.schema).map_err(std::io::Error::other)?;
+        let committed_by = self.holder.to_string();
+        let location = self.state.location.clone();
+        self.conn.run("committing the state", |client| async move {
+            let mut client = client.lock().await;
+            let tx = client.transaction().await?;
+            let held: bool = tx
+                .query_one(
+                    "SELECT EXISTS (
+                         SELECT 1 FROM pg_locks
+                         WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+                           AND database = (SELECT oid FROM pg_database
+                                           WHERE datname = current_database())
+                           AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1)",
+                    &[&hi, &lo],
+                )
+                .await?
+                .get(0);
+            if !held {
+                let why = "its connection no longer holds the advisory lock".to_owned();
+                return Err(PgError::LockLost { location, why }.into());
+            }
+            let newest: Option<i64> = tx
+                .query_one("SELECT max(serial) FROM cairn.state_versions WHERE name = $1", &[&name])
+                .await?
+                .get(0);
+            if newest.unwrap_or(0) != base {
+                let why = format!(
+                    "version {} was written meanwhile, while this run built on version {base}",
+                    newest.unwrap_or(0)
+                );
+                return Err(PgError::LockLost { location, why }.into());
+            }
+            tx.execute(
+                "INSERT INTO cairn.state_versions (name, serial, schema, data, committed_by)
+                 VALUES ($1, $2, $3, ($4::text)::jsonb, $5)",
+                &[&name, &serial, &schema, &text, &committed_by],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+}
+
+impl StateLock for PgStateLock {
+    fn data(&self) -> &StateData {
+        &self.data
+    }
+
+    fn data_mut(&mut self) -> &mut StateData {
+        &mut self.data
+    }
+
+    fn commit(&mut self) -> Result<(), StateError> {
+        let (schema, serial) = (self.data.schema, self.data.serial);
+        self.data.schema = SCHEMA_VERSION;
+        self.data.serial += 1;
+        let result = self.write(serial);
+        if result.is_err() {
+            // Nothing was written: the next commit reuses the serial.
+            (self.data.schema, self.data.serial) = (schema, serial);
+        }
+        result
+    }
+
+    fn holder(&self) -> &LockHolder {
+        &self.holder
+    }
+}
+
+impl Drop for PgStateLock {
+    fn drop(&mut self) {
+        if !self.recorded {
+            return; // closing the connection releases the lock
+        }
+        // Clear the record first, so the next holder does not mistake a clean release for a
+        // dead run; then release the lock (closing the connection would too).
+        let name = self.state.name.clone();
+        let key = lock_key(&name);
+        let released = self.conn.run("releasing the state lock", |client| async move {
+            let client = client.lock().await;
+            client
+                .execute(
+                    "DELETE FROM cairn.locks WHERE name = $1 AND backend_pid = pg_backend_pid()",
+                    &[&name],
+                )
+                .await?;
+            client.execute("SELECT pg_advisory_unlock($1)", &[&key]).await?;
+            Ok(())
+        });
+        if let Err(e) = released {
+            tracing::warn!("could not clear the state lock record: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_and_debug_never_show_the_password() {
+        for conn in [
+            "host=db.example.org port=5433 dbname=fleet user=alice password=hunter2-secret",
+            "postgresql://alice:hunter2-secret@db.example.org:5433/fleet",
+        ] {
+            let state = PgState::new(&Sensitive(conn.into()), "prod").unwrap();
+            assert_eq!(
+                state.location(),
+                "PostgreSQL state \"prod\" (database fleet on db.example.org:5433, user alice)"
+            );
+            let debug = format!("{state:?}");
+            assert!(!debug.contains("hunter2"), "{debug}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_conn_is_refused_without_echoing_it() {
+        let err =
+            PgState::new(&Sensitive("host=x password=hunter2 bogus=1".into()), "p").unwrap_err();
+        let text = format!("{err} {err:?} {}", std::error::Error::source(&err).unwrap());
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(err.to_string().contains("not a valid connection string"));
+    }
+
+    #[test]
+    fn lock_keys_are_stable_and_split_as_pg_locks_shows_them() {
+        // Changing the key would let an old and a new cairn lock the same state at once.
+        assert_eq!(lock_key("default"), lock_key("default"));
+        assert_ne!(lock_key("default"), lock_key("prod"));
+        let (hi, lo) = lock_key_halves(-1);
+        assert_eq!((hi, lo), (0xffff_ffff, 0xffff_ffff));
+        let (hi, lo) = lock_key_halves(0x0000_0001_0000_0002);
+        assert_eq!((hi, lo), (1, 2));
+    }
+}

@@ -1,0 +1,247 @@
+//! A real PostgreSQL server per test: a data directory copied from a template made once by
+//! initdb, a postmaster listening only on a unix socket inside the test's temp dir, and
+//! stopped (SIGQUIT to the postmaster, which stops its backends) when dropped, also when the
+//! test fails. initdb and postgres refuse to run as root: as root they run as `cairn-pg`
+//! (created here, and by .ci/install).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::Duration;
+
+/// The unprivileged user the server runs as when the tests run as root.
+const PG_USER: &str = "cairn-pg";
+/// The database superuser initdb creates (trust auth: no password on the socket).
+pub const DB_USER: &str = "cairn";
+const PORT: u16 = 5432;
+
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    postmaster: Option<Child>,
+}
+
+/// The directory holding initdb, postgres and psql, newest version first.
+fn bin_dir() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin"))
+        .filter(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
+        .collect();
+    dirs.sort_by_key(|d| {
+        let version =
+            d.parent().and_then(|v| v.file_name()).map(|v| v.to_string_lossy().into_owned());
+        std::cmp::Reverse(version.and_then(|v| v.parse::<u32>().ok()).unwrap_or(0))
+    });
+    dirs.into_iter().next()
+}
+
+/// A running server, or `None` (with a message) where PostgreSQL is not installed and this
+/// is not CI.
+#[allow(clippy::print_stderr)]
+pub fn start() -> Option<Postgres> {
+    let Some(bin) = bin_dir() else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb): run .ci/install"
+            );
+        }
+        eprintln!("SKIPPED: PostgreSQL is not installed (run .ci/install); the pg state backend is untested");
+        return None;
+    };
+    Some(Postgres::start(bin))
+}
+
+impl Postgres {
+    fn start(bin: PathBuf) -> Self {
+        let dir = tempfile::Builder::new().prefix("cairn-pg").tempdir().unwrap();
+        let data = dir.path().join("data");
+        let template = template(&bin);
+        run(Command::new("cp").arg("-a").arg(&template).arg(&data));
+        if let Some((uid, _)) = server_user() {
+            run(Command::new("chown").arg(uid.to_string()).arg(dir.path()));
+        }
+        let mut cmd = as_server_user(&bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(dir.path())
+            .args(["-p", &PORT.to_string()])
+            .args(["-c", "listen_addresses=", "-c", "fsync=off", "-c", "shared_buffers=16MB"])
+            .args(["-c", "max_connections=40"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap());
+        let postmaster = cmd.spawn().unwrap();
+        let mut pg = Self { dir, bin, postmaster: Some(postmaster) };
+        pg.wait_ready();
+        pg
+    }
+
+    fn wait_ready(&mut self) {
+        for _ in 0..600 {
+            if let Some(status) = self.postmaster.as_mut().unwrap().try_wait().unwrap() {
+                panic!("postgres exited ({status}) before accepting connections:\n{}", self.log());
+            }
+            let ok = self
+                .psql_command("SELECT 1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("postgres did not accept connections:\n{}", self.log());
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// A libpq connection string for the `postgres` database.
+    pub fn conn(&self) -> String {
+        format!("host={} port={PORT} user={DB_USER} dbname=postgres", self.dir.path().display())
+    }
+
+    /// The socket directory (also the host part of `conn`).
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn psql_command(&self, sql: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args(["-p", &PORT.to_string(), "-U", DB_USER, "-d", "postgres", "-c", sql]);
+        cmd
+    }
+
+    /// Runs `sql` with psql; its output, trimmed.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = self.psql_command(sql).output().unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(mut postmaster) = self.postmaster.take() {
+            // SIGQUIT: immediate shutdown; the postmaster stops every backend before it exits.
+            let _ = Command::new("kill")
+                .args(["-QUIT", &postmaster.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            let _ = postmaster.wait();
+        }
+    }
+}
+
+/// A data directory made by initdb once per build (in cargo's temp dir for tests), copied
+/// for every server.
+fn template(bin: &Path) -> PathBuf {
+    let version = bin.parent().and_then(|v| v.file_name()).unwrap().to_string_lossy().into_owned();
+    let template = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pg-template-{version}"));
+    if template.join("PG_VERSION").is_file() {
+        return template;
+    }
+    // Made in /tmp (the server user may not reach the build directory), then copied under a
+    // name of its own and renamed, so concurrent tests never copy a half-made one.
+    let work = tempfile::Builder::new().prefix("cairn-pg-initdb").tempdir().unwrap();
+    if let Some((uid, _)) = server_user() {
+        run(Command::new("chown").arg(uid.to_string()).arg(work.path()));
+    }
+    let made = work.path().join("data");
+    let mut initdb = as_server_user(&bin.join("initdb"));
+    initdb.arg("-D").arg(&made).args([
+        "-U",
+        DB_USER,
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "--no-sync",
+    ]);
+    run(&mut initdb);
+    let scratch = tempfile::Builder::new()
+        .prefix("pg-template")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let data = scratch.path().join("data");
+    run(Command::new("cp").arg("-a").arg(&made).arg(&data));
+    match std::fs::rename(&data, &template) {
+        Ok(()) => {}
+        // Another test made it first.
+        Err(_) if template.join("PG_VERSION").is_file() => {}
+        Err(e) => panic!("cannot move the template to {}: {e}", template.display()),
+    }
+    template
+}
+
+/// `(uid, gid)` of the user the server runs as, when the tests run as root.
+fn server_user() -> Option<(u32, u32)> {
+    static ONCE: Once = Once::new();
+    let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    if uid.trim() != "0" {
+        return None;
+    }
+    ONCE.call_once(|| {
+        let exists = Command::new("id")
+            .arg(PG_USER)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        if !exists.success() {
+            // Tests in other binaries may race to create the same user.
+            let _ = Command::new("useradd")
+                .args(["--system", "--no-create-home", "-s", "/usr/sbin/nologin", PG_USER])
+                .status();
+        }
+    });
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id").args([flag, PG_USER]).output().unwrap();
+        assert!(out.status.success(), "no user {PG_USER}");
+        String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    };
+    Some((id("-u"), id("-g")))
+}
+
+/// A command for `program`, run as the server user when we are root (setpriv execs, so the
+/// child's pid is the program's).
+fn as_server_user(program: &Path) -> Command {
+    match server_user() {
+        Some((uid, gid)) => {
+            let mut cmd = Command::new("setpriv");
+            cmd.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .arg("--clear-groups")
+                .arg("--")
+                .arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -821,3 +821,60 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
     );
     assert_eq!(b.holder_record(), None, "the second run released the lock when it ended");
 }
+
+#[test]
+fn pg_first_runs_at_once_create_the_tables_once() {
+    let Some(b) = Backend::pg() else { return };
+    let Backend::Pg { server } = &b else { unreachable!() };
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = ["fleet-a", "fleet-b", "fleet-c"]
+            .into_iter()
+            .map(|name| {
+                scope.spawn(move || {
+                    let state = PgState::new(&Sensitive(server.conn()), name).unwrap();
+                    let mut lock = state.lock(me("cairn apply"), LockWait::Fail).unwrap();
+                    lock.data_mut().host_mut(name).provider_id = Some(name.into());
+                    lock.commit().unwrap();
+                })
+            })
+            .collect();
+        for run in runs {
+            run.join().unwrap();
+        }
+    });
+    assert_eq!(server.psql("SELECT version FROM cairn.layout"), "1");
+    assert_eq!(
+        server.psql(
+            "SELECT string_agg(name || ':' || serial, ',' ORDER BY name) FROM cairn.state_versions"
+        ),
+        "fleet-a:1,fleet-b:1,fleet-c:1"
+    );
+}
+
+#[test]
+fn pg_connection_errors_never_show_the_password() {
+    // No server needed: nothing listens in a directory that does not exist.
+    let dir = tempfile::tempdir().unwrap();
+    let conn = format!(
+        "host={} port=5432 user=alice password=hunter2-secret dbname=fleet",
+        dir.path().join("missing").display()
+    );
+    let state = PgState::new(&Sensitive(conn), "prod").unwrap();
+    assert!(!format!("{state:?}").contains("hunter2"));
+    let err = state.lock(me("cairn apply"), LockWait::Fail).unwrap_err();
+    let mut shown =
+        format!("{err}\n{err:?}\n{}", err.help().map(|h| h.to_string()).unwrap_or_default());
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        shown.push_str(&format!("\n{s}"));
+        source = s.source();
+    }
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "cannot connect to PostgreSQL state \"prod\" (database fleet on {}:5432, user alice)",
+            dir.path().join("missing").display()
+        )),
+        "{err}"
+    );
+}

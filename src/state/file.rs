@@ -319,12 +319,12 @@ pub struct FileStateLock {
     data: StateData,
 }
 
-impl FileStateLock {
-    fn write(&self) -> Result<(), StateError> {
-        let mut bytes = serde_json::to_vec_pretty(&self.data).map_err(io::Error::other)?;
+impl FileState {
+    fn write(&self, data: &StateData) -> Result<(), StateError> {
+        let mut bytes = serde_json::to_vec_pretty(data).map_err(io::Error::other)?;
         bytes.push(b'\n');
-        self.state.keep_backup()?;
-        atomic::write(&self.state.state_path, &bytes, 0o600)?;
+        self.keep_backup()?;
+        atomic::write(&self.state_path, &bytes, 0o600)?;
         Ok(())
     }
 }
@@ -339,15 +339,8 @@ impl StateLock for FileStateLock {
     }
 
     fn commit(&mut self) -> Result<(), StateError> {
-        let (schema, serial) = (self.data.schema, self.data.serial);
-        self.data.schema = SCHEMA_VERSION;
-        self.data.serial += 1;
-        let result = self.write();
-        if result.is_err() {
-            // Nothing was written: the next commit reuses the serial.
-            (self.data.schema, self.data.serial) = (schema, serial);
-        }
-        result
+        let state = &self.state;
+        self.data.commit_with(|data, _| state.write(data))
     }
 
     fn holder(&self) -> &LockHolder {

@@ -108,6 +108,23 @@ impl StateData {
     pub fn host_mut(&mut self, name: &str) -> &mut HostState {
         self.hosts.entry(name.to_owned()).or_default()
     }
+
+    /// Makes this the next version (this build's schema, serial + 1) and has `write` store
+    /// it, given the serial it replaces. If `write` fails nothing was stored: schema and serial
+    /// go back, so the next commit reuses them.
+    pub(crate) fn commit_with(
+        &mut self,
+        write: impl FnOnce(&StateData, u64) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let (schema, serial) = (self.schema, self.serial);
+        self.schema = SCHEMA_VERSION;
+        self.serial += 1;
+        let result = write(self, serial);
+        if result.is_err() {
+            (self.schema, self.serial) = (schema, serial);
+        }
+        result
+    }
 }
 
 /// The run holding the state lock, recorded so a second run can say who is in its way.

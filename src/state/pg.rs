@@ -305,31 +305,40 @@ impl Conn {
         let location = self.location.clone();
         self.run("creating the cairn tables", |client| async move {
             let mut client = client.lock().await;
-            let tx = client.transaction().await?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SETUP_LOCK_KEY]).await?;
-            let applied = match read_layout(&tx, &location).await? {
-                Some(v) => v,
-                None => {
-                    tracing::info!("creating the cairn tables in {location}");
-                    tx.batch_execute(
-                        "CREATE SCHEMA IF NOT EXISTS cairn;
-                         CREATE TABLE cairn.layout (version integer NOT NULL);
-                         INSERT INTO cairn.layout VALUES (0);",
-                    )
-                    .await?;
-                    0
-                }
-            };
-            let applied = usize::try_from(applied).unwrap_or(0);
-            for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-                tx.batch_execute(migration).await?;
-                let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
-                tx.execute("UPDATE cairn.layout SET version = $1", &[&version]).await?;
-            }
-            tx.commit().await?;
-            Ok(())
+            // A session lock taken before the transaction begins: a transaction begun earlier
+            // could miss tables another first run committed while this one waited.
+            client.execute("SELECT pg_advisory_lock($1)", &[&SETUP_LOCK_KEY]).await?;
+            let result = migrate(&mut client, &location).await;
+            client.execute("SELECT pg_advisory_unlock($1)", &[&SETUP_LOCK_KEY]).await?;
+            result
         })
     }
+}
+
+/// Creates or migrates the tables in one transaction (the caller holds the setup lock).
+async fn migrate(client: &mut Client, location: &str) -> Result<(), Failure> {
+    let tx = client.transaction().await?;
+    let applied = match read_layout(&tx, location).await? {
+        Some(v) => v,
+        None => {
+            tracing::info!("creating the cairn tables in {location}");
+            tx.batch_execute(
+                "CREATE SCHEMA IF NOT EXISTS cairn;
+                 CREATE TABLE cairn.layout (version integer NOT NULL);
+                 INSERT INTO cairn.layout VALUES (0);",
+            )
+            .await?;
+            0
+        }
+    };
+    let applied = usize::try_from(applied).unwrap_or(0);
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.batch_execute(migration).await?;
+        let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        tx.execute("UPDATE cairn.layout SET version = $1", &[&version]).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 impl Drop for Conn {
@@ -601,19 +610,26 @@ impl fmt::Debug for PgStateLock {
     }
 }
 
-impl PgStateLock {
-    /// Inserts `self.data` (already carrying its new serial) as the next version, in one
-    /// transaction that proves the lock is still ours and `base` is still the newest version.
-    fn write(&self, base: u64) -> Result<(), StateError> {
-        let text = serde_json::to_string(&self.data).map_err(std::io::Error::other)?;
-        let name = self.state.name.clone();
+impl PgState {
+    /// Inserts `data` (already carrying its new serial) as the next version, in one
+    /// transaction on the lock's connection that proves the lock is still held there and
+    /// `base` is still the newest version.
+    fn write(
+        &self,
+        conn: &Conn,
+        holder: &LockHolder,
+        data: &StateData,
+        base: u64,
+    ) -> Result<(), StateError> {
+        let text = serde_json::to_string(data).map_err(std::io::Error::other)?;
+        let name = self.name.clone();
         let (hi, lo) = lock_key_halves(lock_key(&name));
-        let serial = i64::try_from(self.data.serial).map_err(std::io::Error::other)?;
+        let serial = i64::try_from(data.serial).map_err(std::io::Error::other)?;
         let base = i64::try_from(base).map_err(std::io::Error::other)?;
-        let schema = i32::try_from(self.data.schema).map_err(std::io::Error::other)?;
-        let committed_by = self.holder.to_string();
-        let location = self.state.location.clone();
-        self.conn.run("committing the state", |client| async move {
+        let schema = i32::try_from(data.schema).map_err(std::io::Error::other)?;
+        let committed_by = holder.to_string();
+        let location = self.location.clone();
+        conn.run("committing the state", |client| async move {
             let mut client = client.lock().await;
             let tx = client.transaction().await?;
             let held: bool = tx
@@ -666,15 +682,8 @@ impl StateLock for PgStateLock {
     }
 
     fn commit(&mut self) -> Result<(), StateError> {
-        let (schema, serial) = (self.data.schema, self.data.serial);
-        self.data.schema = SCHEMA_VERSION;
-        self.data.serial += 1;
-        let result = self.write(serial);
-        if result.is_err() {
-            // Nothing was written: the next commit reuses the serial.
-            (self.data.schema, self.data.serial) = (schema, serial);
-        }
-        result
+        let (state, conn, holder) = (&self.state, &self.conn, &self.holder);
+        self.data.commit_with(|data, base| state.write(conn, holder, data, base))
     }
 
     fn holder(&self) -> &LockHolder {

@@ -878,3 +878,37 @@ fn pg_connection_errors_never_show_the_password() {
         "{err}"
     );
 }
+
+/// Sends SIGCONT to a process the test stopped, also when the test fails.
+struct Stopped(String);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+#[test]
+fn pg_run_ends_even_when_the_server_stops_answering_at_release() {
+    let Some(b) = Backend::pg() else { return };
+    let Backend::Pg { server } = &b else { unreachable!() };
+    let lock = b.state().lock(me("cairn apply"), LockWait::Fail).unwrap();
+    // Freeze the server process serving the lock's connection (one the test's server runs).
+    let backend_pid =
+        server.psql(&format!("SELECT backend_pid FROM cairn.locks WHERE name = '{PG_NAME}'"));
+    assert!(Command::new("kill").args(["-STOP", &backend_pid]).status().unwrap().success());
+    let frozen = Stopped(backend_pid);
+    let ((), logs) = capture_logs(|| drop(lock));
+    assert!(
+        logs.contains(&format!(
+            "{} did not answer within 5s while releasing the state lock; closing the connection \
+             instead",
+            b.state().location()
+        )),
+        "{logs}"
+    );
+    drop(frozen);
+    // The connection is closed: the server releases the lock once its process runs again.
+    let next = b.state().lock(me("cairn next"), LockWait::Timeout(Duration::from_secs(60)));
+    assert_eq!(next.unwrap().holder().command, "cairn next");
+}

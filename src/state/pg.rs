@@ -63,6 +63,14 @@ const SETUP_LOCK_KEY: i64 = 0x6361_6972_6e00_0001; // "cairn\0" + 1
 /// How long to wait for the server when `conn` sets no `connect_timeout`.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long data sent over TCP may stay unacknowledged before the connection counts as
+/// broken, when `conn` sets no `tcp_user_timeout`: a commit fails instead of hanging on a
+/// network that went away.
+const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long releasing the lock may take at the end of a run.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Everything that can go wrong talking to the database (lock contention is reported as
 /// [`StateError::Locked`] / [`StateError::LockTimeout`], like the file backend's).
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -157,6 +165,9 @@ impl PgState {
         let mut config: Config = conn.0.parse().map_err(PgError::InvalidConn)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("cairn");
@@ -701,18 +712,33 @@ impl Drop for PgStateLock {
         let name = self.state.name.clone();
         let key = lock_key(&name);
         let released = self.conn.run("releasing the state lock", |client| async move {
-            let client = client.lock().await;
-            client
-                .execute(
-                    "DELETE FROM cairn.locks WHERE name = $1 AND backend_pid = pg_backend_pid()",
-                    &[&name],
-                )
-                .await?;
-            client.execute("SELECT pg_advisory_unlock($1)", &[&key]).await?;
-            Ok(())
+            let release = async {
+                let client = client.lock().await;
+                client
+                    .execute(
+                        "DELETE FROM cairn.locks WHERE name = $1 AND backend_pid = pg_backend_pid()",
+                        &[&name],
+                    )
+                    .await?;
+                client.execute("SELECT pg_advisory_unlock($1)", &[&key]).await?;
+                Ok::<_, Failure>(())
+            };
+            // A run must not hang at its end on a server that stopped answering: closing the
+            // connection releases the lock as well, once the server notices.
+            match tokio::time::timeout(RELEASE_TIMEOUT, release).await {
+                Ok(result) => result.map(|()| true),
+                Err(_) => Ok(false),
+            }
         });
-        if let Err(e) = released {
-            tracing::warn!("could not clear the state lock record: {e}");
+        match released {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "{} did not answer within {}s while releasing the state lock; closing the \
+                 connection instead",
+                self.state.location,
+                RELEASE_TIMEOUT.as_secs()
+            ),
+            Err(e) => tracing::warn!("could not clear the state lock record: {e}"),
         }
     }
 }

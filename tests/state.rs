@@ -750,11 +750,12 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
         ),
     )
     .unwrap();
+    // Over TCP, as a team's database is reached (the other tests use the unix socket).
     let cairn = |args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
         cmd.current_dir(repo.path())
             .args(args)
-            .env("CAIRN_PG_CONN", server.conn())
+            .env("CAIRN_PG_CONN", server.tcp_url())
             .env("NO_COLOR", "1")
             .env("COLUMNS", "400")
             .env_remove("RUST_LOG")
@@ -780,6 +781,9 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
         std::thread::sleep(Duration::from_millis(50));
     }
     let record = record.expect("the first run never recorded itself as the lock holder");
+    let client = server
+        .psql("SELECT DISTINCT client_addr FROM pg_stat_activity WHERE application_name = 'cairn'");
+    assert_eq!(client, "127.0.0.1", "the run connects over TCP");
     assert_eq!(record.pid, first.0.id());
     assert_eq!(record.command, "cairn bootstrap host web1 --reach-timeout 600");
 
@@ -800,7 +804,7 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
             "help: That run was started by user {}. wait longer with a larger --lock-timeout, or \
              stop that run: the lock is released when it exits. (lock: {})",
             record.user,
-            b.lock_location()
+            PgState::new(&Sensitive(server.tcp_url()), PG_NAME).unwrap().location()
         ))),
         "{stderr}"
     );

@@ -1,5 +1,6 @@
 //! A real PostgreSQL server per test: a data directory copied from a template made once by
-//! initdb, a postmaster listening only on a unix socket inside the test's temp dir, and
+//! initdb, a postmaster listening on a unix socket inside the test's temp dir and on a free
+//! port of 127.0.0.1, and
 //! stopped (SIGQUIT to the postmaster, which stops its backends) when dropped, also when the
 //! test fails. initdb and postgres refuse to run as root: as root they run as `cairn-pg`
 //! (created here, and by .ci/install).
@@ -15,11 +16,11 @@ use std::time::Duration;
 const PG_USER: &str = "cairn-pg";
 /// The database superuser initdb creates (trust auth: no password on the socket).
 pub const DB_USER: &str = "cairn";
-const PORT: u16 = 5432;
 
 pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
+    port: u16,
     postmaster: Option<Child>,
 }
 
@@ -64,19 +65,23 @@ impl Postgres {
         if let Some((uid, _)) = server_user() {
             run(Command::new("chown").arg(uid.to_string()).arg(dir.path()));
         }
+        // One port for both: TCP on 127.0.0.1, and the socket's name (`.s.PGSQL.<port>`).
+        // It was free a moment ago; another server taking it meanwhile fails this start.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut cmd = as_server_user(&bin.join("postgres"));
         cmd.arg("-D")
             .arg(&data)
             .arg("-k")
             .arg(dir.path())
-            .args(["-p", &PORT.to_string()])
-            .args(["-c", "listen_addresses=", "-c", "fsync=off", "-c", "shared_buffers=16MB"])
+            .args(["-p", &port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "shared_buffers=16MB"])
             .args(["-c", "max_connections=40"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap());
         let postmaster = cmd.spawn().unwrap();
-        let mut pg = Self { dir, bin, postmaster: Some(postmaster) };
+        let mut pg = Self { dir, bin, port, postmaster: Some(postmaster) };
         pg.wait_ready();
         pg
     }
@@ -106,9 +111,18 @@ impl Postgres {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    /// A libpq connection string for the `postgres` database.
+    /// A libpq connection string for the `postgres` database, over the unix socket.
     pub fn conn(&self) -> String {
-        format!("host={} port={PORT} user={DB_USER} dbname=postgres", self.dir.path().display())
+        format!(
+            "host={} port={} user={DB_USER} dbname=postgres",
+            self.dir.path().display(),
+            self.port
+        )
+    }
+
+    /// The same database over TCP on 127.0.0.1, as a URL.
+    pub fn tcp_url(&self) -> String {
+        format!("postgresql://{DB_USER}@127.0.0.1:{}/postgres", self.port)
     }
 
     /// The socket directory (also the host part of `conn`).
@@ -120,7 +134,7 @@ impl Postgres {
         let mut cmd = Command::new(self.bin.join("psql"));
         cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.dir.path())
-            .args(["-p", &PORT.to_string(), "-U", DB_USER, "-d", "postgres", "-c", sql]);
+            .args(["-p", &self.port.to_string(), "-U", DB_USER, "-d", "postgres", "-c", sql]);
         cmd
     }
 

@@ -63,7 +63,7 @@ pub enum Command {
     Hosts(HostsArgs),
     /// Show what apply and bootstrap would change, per host
     Plan(PlanArgs),
-    /// Create (or adopt) the hosts' machines at their providers and record them in state
+    /// Make the providers match the inventory: create, adopt and delete machines
     Apply(ApplyArgs),
     /// Install NixOS on hosts from their stock image and verify them, end to end
     #[command(long_about = "Install NixOS on hosts and verify them: provision the machine if \
@@ -75,6 +75,8 @@ one stopped, and after success only verifies.")]
     Bootstrap(BootstrapArgs),
     /// Delete hosts' machines at their providers and forget them in state
     Destroy(DestroyArgs),
+    /// Record a machine that exists at the host's provider as the host's (adopt it)
+    Import(ImportArgs),
     /// Open an SSH session to a host (or run one command), pinning the host key cairn recorded
     Ssh(SshArgs),
     /// Print a shell completion script
@@ -217,9 +219,26 @@ pub fn selectors_from_words(words: &[String]) -> Vec<String> {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Without a plan file, apply plans first (asking the providers), shows the plan \
+and asks for confirmation. A plan file made with `cairn plan --out FILE` is applied as it is, \
+unless the inventory or state changed since it was made. Apply only orders, adopts and deletes \
+machines: `cairn bootstrap` installs them (and records the stock image's host key on first \
+contact).")]
 pub struct ApplyArgs {
-    #[command(flatten)]
-    pub hosts: HostSelectors,
+    /// A plan file from `cairn plan --out FILE`, or hosts: names, globs (web*) or tags (@prod)
+    /// [default: all hosts]
+    #[arg(value_name = "PLAN|HOSTS")]
+    pub targets: Vec<String>,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Allow these hosts' machines to be destroyed and created anew where the inventory asks
+    /// for what cannot change in place (their disks are lost)
+    #[arg(long, value_name = "HOSTS", value_delimiter = ',')]
+    pub replace: Vec<String>,
+    /// How many hosts to act on at once
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub parallel: usize,
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +249,17 @@ pub struct DestroyArgs {
     /// Do not ask for confirmation
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// How many hosts to act on at once
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub parallel: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The host in cairn.hcl the machine is for
+    pub host: String,
+    /// The machine's id at the host's provider (hcloud: the server's number)
+    pub id: String,
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +296,18 @@ pub struct PlanArgs {
     /// Print the plan as JSON
     #[arg(long)]
     pub json: bool,
+    /// Ask the providers what they have (`--refresh=false`: compare with state only)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub refresh: bool,
+    /// Save the plan to FILE for `cairn apply FILE` (also `-out FILE`)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Plan to rebuild these hosts where the inventory asks for what cannot change in place
+    #[arg(long, value_name = "HOSTS", value_delimiter = ',')]
+    pub replace: Vec<String>,
+    /// How many hosts to look up at once
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub parallel: usize,
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +353,18 @@ pub struct CompletionsArgs {
     /// The shell to generate completions for
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// The process's arguments with OpenTofu's single-dash `-out FILE` / `-out=FILE` read as
+/// `--out` (clap would take `-out` for `-o ut`).
+pub fn normalize_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    args.into_iter()
+        .map(|a| match a.to_str() {
+            Some("-out") => "--out".into(),
+            Some(s) if s.starts_with("-out=") => format!("-{s}").into(),
+            _ => a,
+        })
+        .collect()
 }
 
 /// `90`, `90s`, `10m`, `1h`.

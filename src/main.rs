@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cairn::cli::Cli::parse();
+    let cli = cairn::cli::Cli::parse_from(cairn::cli::normalize_args(std::env::args_os()));
     let mode = cairn::ui::UiMode::detect(cli.global.color);
     cairn::ui::init_error_rendering(mode);
     cairn::ui::init_tracing(cli.global.verbose, cli.global.quiet, mode);

@@ -157,24 +157,24 @@ fn hosts_from_a_subdirectory_finds_the_inventory_above() {
 #[test]
 fn plan_table_and_json() {
     let repo = fixture();
-    insta::assert_snapshot!("plan", run_ok(repo.path(), &["plan"], 0));
-    insta::assert_snapshot!("plan_json", run_ok(repo.path(), &["plan", "--json"], 0));
+    insta::assert_snapshot!("plan", run_ok(repo.path(), &["plan", "--refresh=false"], 0));
+    insta::assert_snapshot!("plan_json", run_ok(repo.path(), &["plan", "--refresh=false", "--json"], 0));
     // A selection plans those hosts only, and never destroys.
-    insta::assert_snapshot!("plan_web", run_ok(repo.path(), &["plan", "web*"], 0));
+    insta::assert_snapshot!("plan_web", run_ok(repo.path(), &["plan", "--refresh=false", "web*"], 0));
 }
 
 #[test]
 fn plan_detailed_exitcode() {
     let repo = fixture();
     // Changes: 2.
-    run_ok(repo.path(), &["plan", "--detailed-exitcode"], 2);
+    run_ok(repo.path(), &["plan", "--refresh=false", "--detailed-exitcode"], 2);
     // Nothing to do: 0.
-    let none = run_ok(repo.path(), &["plan", "--detailed-exitcode", "web1", "vm1"], 0);
+    let none = run_ok(repo.path(), &["plan", "--refresh=false", "--detailed-exitcode", "web1", "vm1"], 0);
     assert_eq!(none, "No changes. The machines match the inventory.\n");
     // Without the flag, changes still exit 0.
-    run_ok(repo.path(), &["plan"], 0);
+    run_ok(repo.path(), &["plan", "--refresh=false"], 0);
     // An error: 1.
-    let out = cairn(repo.path(), &["plan", "--detailed-exitcode", "nosuchhost"]);
+    let out = cairn(repo.path(), &["plan", "--refresh=false", "--detailed-exitcode", "nosuchhost"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("nosuchhost"), "{}", stderr(&out));
 }
@@ -236,7 +236,7 @@ fn init_scaffolds_a_repository_that_loads_and_never_overwrites() {
     );
     assert!(repo.join("secrets/.gitkeep").is_file());
     // The new repository works with the other commands.
-    insta::assert_snapshot!("init_plan", run_ok(&repo, &["plan"], 0));
+    insta::assert_snapshot!("init_plan", run_ok(&repo, &["plan", "--refresh=false"], 0));
 
     // A second init keeps everything, including what the user changed.
     std::fs::write(repo.join("cairn.hcl"), "# mine\n").unwrap();

@@ -132,29 +132,13 @@ pub struct Verified {
 /// Bootstraps `hosts`, at most `options.parallel` at a time. A failing host does not stop the
 /// others; every host gets a report.
 pub async fn run_fleet(ctx: Arc<Context>, hosts: Vec<Host>) -> Vec<HostReport> {
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(ctx.options.parallel.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, host) in hosts.into_iter().enumerate() {
+    let parallel = ctx.options.parallel;
+    crate::util::parallel::bounded(hosts, parallel, move |host| {
         let ctx = ctx.clone();
-        let semaphore = semaphore.clone();
         let span = tracing::info_span!(progress::HOST_SPAN, host = %host.name);
-        tasks.spawn(
-            async move {
-                let _permit = semaphore.acquire_owned().await;
-                (index, host::run(&ctx, &host).await)
-            }
-            .instrument(span),
-        );
-    }
-    let mut reports = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(report) => reports.push(report),
-            Err(e) => tracing::error!("a host's task panicked: {e}"),
-        }
-    }
-    reports.sort_by_key(|(i, _)| *i);
-    reports.into_iter().map(|(_, r)| r).collect()
+        async move { host::run(&ctx, &host).await }.instrument(span)
+    })
+    .await
 }
 
 fn report_step(host: &Host, phase: Phase, step: Step, detail: &str) {

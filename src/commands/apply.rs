@@ -1,19 +1,96 @@
-//! `cairn apply [HOSTS]`: create or adopt the hosts' machines and record them, with the
-//! stock image's host key (recorded on first contact, pinned from then on).
+//! `cairn apply [PLAN | HOSTS] [--yes] [--replace HOSTS]`: make the providers match the
+//! inventory: plan (or read a saved plan), show it, confirm, act on every host in parallel.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use super::Context;
-use crate::bootstrap::{self, Phase};
+use super::plan::{make_plan, replace_names, Request};
+use super::{confirm, output, Context};
 use crate::cli::ApplyArgs;
+use crate::inventory::Host;
+use crate::plan::apply::{self, Executor};
+use crate::plan::file::PlanFile;
+use crate::plan::{refresh, Action, Plan};
 
 pub fn run(args: &ApplyArgs, ctx: &Context) -> miette::Result<ExitCode> {
-    let session = ctx.fleet_session(&args.hosts.selectors)?;
-    let options = bootstrap::Options {
-        phases: Some(vec![Phase::Provision, Phase::Reach]),
-        ..Default::default()
+    let saved = match args.targets.as_slice() {
+        [one] if ctx.cwd.join(one).is_file() => Some(ctx.cwd.join(one)),
+        _ => None,
     };
-    let reports = session.bootstrap(options)?;
-    super::bootstrap::render_summary(ctx, &reports)?;
-    Ok(if reports.iter().all(|r| r.result.is_ok()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let (session, plan, mut failed) = match &saved {
+        Some(path) => {
+            if !args.replace.is_empty() {
+                return Err(miette::miette!(
+                    help = "plan again with `cairn plan --replace HOSTS --out FILE`",
+                    "--replace cannot change a saved plan"
+                ));
+            }
+            let file = PlanFile::read(path)?;
+            let session = ctx.fleet_session(&file.selectors)?;
+            file.check_current(path, &session.inventory, session.state.snapshot().serial)?;
+            output(ctx.out.text(&file.plan.render(ctx.ui.color)))?;
+            (session, file.plan, 0)
+        }
+        None => {
+            let session = ctx.fleet_session(&args.targets)?;
+            let state = session.state.snapshot();
+            let selected: Vec<&Host> = session.hosts.iter().collect();
+            let replace = replace_names(&session.inventory, &args.replace)?;
+            let request = Request {
+                selected: &selected,
+                state: &state,
+                include_orphans: args.targets.is_empty(),
+                refresh: true,
+                replace: &replace,
+                parallel: args.parallel,
+            };
+            let (plan, failures) = make_plan(&session.inventory, &request)?;
+            output(ctx.out.text(&plan.render(ctx.ui.color)))?;
+            for e in &failures {
+                ctx.report_error(e);
+            }
+            (session, plan, failures.len())
+        }
+    };
+    if !plan.has_work() {
+        return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    confirm(ctx, args.yes, "apply these actions")?;
+
+    let inv = session.inventory.clone();
+    let state = session.state.snapshot();
+    let providers = refresh::providers_for(&inv, apply::provider_blocks(&inv, &plan, &state))?;
+    let exec = Executor {
+        inventory: inv.clone(),
+        state: session.state.clone(),
+        providers,
+        operator_key: operator_key(&inv, &plan)?,
+        parallel: args.parallel,
+    };
+    let outcomes = super::fleet::runtime()?.block_on(apply::run(Arc::new(exec), &plan));
+    output(ctx.out.text(&format!("\n{}", apply::render_summary(&outcomes))))?;
+    for o in &outcomes {
+        if let Err(e) = &o.result {
+            ctx.report_error(e);
+            failed += 1;
+        }
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The operator's public key when the plan creates machines (made on first use).
+fn operator_key(inv: &crate::inventory::Inventory, plan: &Plan) -> miette::Result<String> {
+    let creates = plan.hosts.iter().any(|h| {
+        h.action == Action::Create
+            || (matches!(h.action, Action::Change | Action::Replace) && h.rebuild)
+    });
+    if !creates {
+        return Ok(String::new());
+    }
+    let operator = crate::bootstrap::Operator::load_or_create(
+        &inv.root,
+        std::env::var_os("CAIRN_SSH_KEY").map(Into::into),
+    )
+    .map_err(miette::Report::new)?;
+    Ok(operator.public_line)
 }

@@ -1,62 +1,50 @@
-//! `cairn destroy host NAME`: delete the machines and forget them in state.
+//! `cairn destroy host NAME...`: show which machines go, confirm, delete them in parallel and
+//! forget the hosts in state.
 
-use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use super::fleet::runtime;
-use super::Context;
+use super::{confirm, output, Context};
 use crate::cli::{selectors_from_words, DestroyArgs};
+use crate::inventory::Host;
+use crate::plan::apply::{self, Executor};
+use crate::plan::{refresh, Plan};
 
 pub fn run(args: &DestroyArgs, ctx: &Context) -> miette::Result<ExitCode> {
     let selectors = selectors_from_words(&args.hosts);
     let session = ctx.fleet_session(&selectors)?;
-    let names: Vec<String> = session.hosts.iter().map(|h| h.name.to_string()).collect();
-    if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(miette::miette!(
-                help = "pass --yes to destroy without a prompt",
-                "refusing to destroy {} without confirmation (no terminal to ask on)",
-                names.join(", ")
-            ));
-        }
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "Destroy {}? Type `yes` to confirm: ", names.join(", "));
-        let _ = err.flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
-        if answer.trim() != "yes" {
-            return Err(miette::miette!("not confirmed; nothing was destroyed"));
-        }
+    let inv = session.inventory.clone();
+    let state = session.state.snapshot();
+    let selected: Vec<&Host> = session.hosts.iter().collect();
+    let (targets, _) = refresh::targets(&inv, &selected, &state, false);
+    let providers = refresh::providers_for(&inv, targets.iter().map(|t| t.provider.clone()))?;
+    let runtime = super::fleet::runtime()?;
+    let refreshed =
+        runtime.block_on(refresh::refresh(&inv, targets, &providers, args.parallel));
+    let plan = Plan::destroy(&inv, &selected, &state, Some(&refreshed.observed));
+    output(ctx.out.text(&plan.render(ctx.ui.color)))?;
+    for e in &refreshed.failures {
+        ctx.report_error(e);
     }
-    let providers = crate::provider::for_hosts(&session.inventory, &session.hosts)?;
-    let rt = runtime()?;
-    let mut failed = 0;
-    let mut out = String::new();
-    for host in &session.hosts {
-        let state = session.state.host(host.name.as_str());
-        let provider = &providers[&host.provider];
-        let result = rt.block_on(async {
-            match provider.lookup(host, state.as_ref()).await? {
-                Some(machine) => provider.destroy(host, &machine).await.map(|_| true),
-                None => Ok(false),
-            }
-        });
-        match result {
-            Ok(existed) => {
-                session.state.update(|s| s.hosts.remove(host.name.as_str()))?;
-                out.push_str(&if existed {
-                    format!("{}: destroyed\n", host.name)
-                } else {
-                    format!("{}: no machine existed; forgotten in state\n", host.name)
-                });
-            }
-            Err(e) => {
+    let mut failed = refreshed.failures.len();
+    if plan.has_work() {
+        confirm(ctx, args.yes, "destroy these machines")?;
+        let providers = refresh::providers_for(&inv, apply::provider_blocks(&inv, &plan, &state))?;
+        let exec = Executor {
+            inventory: inv.clone(),
+            state: session.state.clone(),
+            providers,
+            operator_key: String::new(),
+            parallel: args.parallel,
+        };
+        let outcomes = runtime.block_on(apply::run(Arc::new(exec), &plan));
+        output(ctx.out.text(&format!("\n{}", apply::render_summary(&outcomes))))?;
+        for o in &outcomes {
+            if let Err(e) = &o.result {
+                ctx.report_error(e);
                 failed += 1;
-                out.push_str(&format!("{}: FAILED\n", host.name));
-                ctx.report_error(&e);
             }
         }
     }
-    ctx.out.text(&out).map_err(|e| miette::miette!("writing output: {e}"))?;
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

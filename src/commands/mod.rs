@@ -15,6 +15,7 @@ mod completions;
 mod destroy;
 pub mod fleet;
 mod hosts;
+mod import;
 mod init;
 mod plan;
 mod secrets;
@@ -37,6 +38,17 @@ pub struct Context {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[non_exhaustive]
 pub enum CommandError {
+    #[error("refusing to {what} without confirmation: there is no terminal to ask on")]
+    #[diagnostic(
+        code(cairn::confirm::no_terminal),
+        help("review the plan, then pass --yes to {what} without being asked")
+    )]
+    NoTerminal { what: String },
+
+    #[error("not confirmed; nothing was changed")]
+    #[diagnostic(code(cairn::confirm::declined), help("only `yes` confirms"))]
+    NotConfirmed,
+
     #[error("cannot write to stdout")]
     #[diagnostic(code(cairn::output))]
     Output(#[source] std::io::Error),
@@ -78,6 +90,27 @@ impl Context {
     }
 }
 
+/// Asks on the terminal before machines change; `--yes` answers for the user. Without a
+/// terminal and without `--yes` it refuses: nobody could have read what is about to happen.
+pub(crate) fn confirm(ctx: &Context, yes: bool, what: &str) -> miette::Result<()> {
+    use std::io::IsTerminal;
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CommandError::NoTerminal { what: what.to_owned() }.into());
+    }
+    let answer = ctx
+        .out
+        .prompt(&format!("\nDo you want to {what}? Only `yes` is accepted.\n  Enter yes: "))
+        .map_err(CommandError::Output)?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(CommandError::NotConfirmed.into())
+    }
+}
+
 /// Runs one parsed command line.
 pub fn run(cli: Cli, ctx: &Context) -> miette::Result<ExitCode> {
     match cli.command {
@@ -88,6 +121,7 @@ pub fn run(cli: Cli, ctx: &Context) -> miette::Result<ExitCode> {
         Command::Secrets(cmd) => secrets::run(cmd, ctx),
         Command::Init(args) => init::run(&args, ctx),
         Command::Hosts(args) => hosts::run(&args, ctx),
+        Command::Import(args) => import::run(&args, ctx),
         Command::Plan(args) => plan::run(&args, ctx),
         Command::Ssh(args) => ssh::run(&args, ctx),
     }

@@ -126,6 +126,18 @@ impl Output {
         }
     }
 
+    /// Asks the user a question on stderr and reads one line of answer from stdin.
+    pub fn prompt(&self, question: &str) -> std::io::Result<String> {
+        {
+            let mut err = std::io::stderr().lock();
+            err.write_all(question.as_bytes())?;
+            err.flush()?;
+        }
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        Ok(answer)
+    }
+
     /// Writes a value as pretty JSON followed by a newline.
     pub fn json<T: serde::Serialize>(&self, value: &T) -> std::io::Result<()> {
         let mut s = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;

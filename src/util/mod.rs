@@ -1,6 +1,7 @@
 //! Small helpers shared by several modules.
 
 pub mod atomic;
+pub mod parallel;
 pub mod process;
 pub mod shell;
 pub mod template;

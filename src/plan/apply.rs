@@ -1,0 +1,336 @@
+//! Carrying out a plan: create, adopt, rebuild (only where allowed) and destroy machines, one
+//! task per host, a bounded number at a time. Each host's result is recorded in state as soon
+//! as its provider answers; a host that fails does not stop the others.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use super::{recorded_block, Action, HostPlan, Plan, PlanError, Recorded};
+use crate::inventory::{Host, Inventory, ProviderName};
+use crate::provider::{CreateRequest, Machine, Provider, ProviderError};
+use crate::state::{HostState, SharedStateLock, StateData};
+
+/// What a run of [`run`] needs.
+pub struct Executor {
+    pub inventory: Arc<Inventory>,
+    pub state: SharedStateLock,
+    pub providers: BTreeMap<ProviderName, Arc<dyn Provider>>,
+    /// The operator's SSH public key line, handed to machines created.
+    pub operator_key: String,
+    pub parallel: usize,
+}
+
+/// What happened to one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    Created(String),
+    /// Recorded a machine the provider has (planned, or found when about to create).
+    Adopted(String),
+    Replaced { old: Option<String>, new: String },
+    /// The machine deleted, if there was one; the host is forgotten in state either way.
+    Destroyed(Option<String>),
+    /// Left alone, with why.
+    Skipped(String),
+}
+
+#[derive(Debug)]
+pub struct HostOutcome {
+    pub host: String,
+    pub result: Result<Done, PlanError>,
+    pub elapsed: Duration,
+}
+
+/// The provider blocks a plan needs: each host's own, and the one its machine was recorded at.
+pub fn provider_blocks(inv: &Inventory, plan: &Plan, state: &StateData) -> Vec<ProviderName> {
+    let mut out = Vec::new();
+    for h in &plan.hosts {
+        if let Some(host) = inv.host(&h.host) {
+            out.push(host.provider.clone());
+        }
+        let recorded = state.host(&h.host).and_then(|s| s.provider.clone());
+        for label in [Some(h.provider.clone()), recorded].into_iter().flatten() {
+            if let Ok(name) = ProviderName::new(recorded_block(&label)) {
+                if inv.providers.contains_key(&name) {
+                    out.push(name);
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Carries out `plan`, at most `exec.parallel` hosts at a time; results in the plan's order.
+pub async fn run(exec: Arc<Executor>, plan: &Plan) -> Vec<HostOutcome> {
+    let parallel = exec.parallel;
+    crate::util::parallel::bounded(plan.hosts.clone(), parallel, move |hp| {
+        let exec = exec.clone();
+        let span = tracing::info_span!(crate::ui::progress::HOST_SPAN, host = %hp.host);
+        async move {
+            let started = Instant::now();
+            let result = apply_host(&exec, &hp).await;
+            if let Err(e) = &result {
+                tracing::debug!(error = %super::one_line(e), "failed");
+            }
+            HostOutcome { host: hp.host.clone(), result, elapsed: started.elapsed() }
+        }
+        .instrument(span)
+    })
+    .await
+}
+
+async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
+    let inv = &exec.inventory;
+    let recorded = exec.state.host(&hp.host);
+    // The block that holds the machine now: what state recorded, else the plan's.
+    let holder = recorded
+        .as_ref()
+        .and_then(|s| s.provider.as_deref())
+        .unwrap_or(hp.provider.as_str())
+        .to_owned();
+    let holder = block(inv, &hp.host, &holder)?;
+    let host = match inv.host(&hp.host) {
+        Some(h) => h.clone(),
+        None => super::refresh::orphan_host(inv, &hp.host, &holder).ok_or_else(|| {
+            invalid(&hp.host, "is not a valid host name", "remove it from the state")
+        })?,
+    };
+    match hp.action {
+        Action::Create => {
+            let provider = exec.provider(&host.provider)?;
+            // A machine made by a run that crashed before recording it is taken, not doubled.
+            if let Some(m) = provider.lookup(&host, recorded.as_ref()).await? {
+                tracing::info!(machine = %m.id, "the provider has a machine for this host already; recording it");
+                record(exec, &host, &m, false)?;
+                return Ok(Done::Adopted(m.id));
+            }
+            let m = create(exec, &host, provider.as_ref()).await?;
+            Ok(Done::Created(m.id))
+        }
+        Action::Adopt => {
+            let provider = exec.provider(&host.provider)?;
+            let found = match &hp.machine {
+                Some(id) => provider.lookup_id(&host, id).await?,
+                None => provider.lookup(&host, recorded.as_ref()).await?,
+            };
+            let m = found.ok_or_else(|| PlanError::Vanished {
+                host: hp.host.clone(),
+                machine: hp.machine.clone().unwrap_or_default(),
+            })?;
+            record(exec, &host, &m, false)?;
+            Ok(Done::Adopted(m.id))
+        }
+        Action::Change | Action::Replace if !hp.rebuild => Ok(Done::Skipped(if hp.action
+            == Action::Replace
+        {
+            format!("needs a new machine; pass --replace {} to allow it", hp.host)
+        } else {
+            format!(
+                "cairn cannot change a machine in place yet; --replace {} rebuilds it",
+                hp.host
+            )
+        })),
+        Action::Change | Action::Replace => {
+            let old_provider = exec.provider(&holder)?;
+            let old = old_provider.lookup(&host, recorded.as_ref()).await?;
+            if let Some(m) = &old {
+                tracing::info!(machine = %m.id, "destroying the machine to replace it");
+                old_provider.destroy(&host, m).await?;
+            }
+            exec.state.update_host(host.name.as_str(), forget_machine)?;
+            let provider = exec.provider(&host.provider)?;
+            let m = create(exec, &host, provider.as_ref()).await?;
+            Ok(Done::Replaced { old: old.map(|m| m.id), new: m.id })
+        }
+        Action::Destroy => {
+            let provider = exec.provider(&holder)?;
+            let found = provider.lookup(&host, recorded.as_ref()).await?;
+            if let Some(m) = &found {
+                provider.destroy(&host, m).await?;
+            }
+            exec.state.update(|s| s.hosts.remove(host.name.as_str()))?;
+            Ok(Done::Destroyed(found.map(|m| m.id)))
+        }
+    }
+}
+
+async fn create(exec: &Executor, host: &Host, provider: &dyn Provider) -> Result<Machine, PlanError> {
+    let req = CreateRequest { operator_ssh_key: exec.operator_key.clone() };
+    let m = provider.create(host, &req).await?;
+    tracing::info!(machine = %m.id, "created");
+    record(exec, host, &m, true)?;
+    Ok(m)
+}
+
+impl Executor {
+    fn provider(&self, name: &ProviderName) -> Result<Arc<dyn Provider>, PlanError> {
+        self.providers.get(name).cloned().ok_or_else(|| {
+            invalid(
+                name.as_str(),
+                "no provider of that name is set up for this run",
+                "this is a bug in cairn",
+            )
+        })
+    }
+}
+
+fn block(inv: &Inventory, host: &str, label: &str) -> Result<ProviderName, PlanError> {
+    ProviderName::new(recorded_block(label))
+        .ok()
+        .filter(|n| inv.providers.contains_key(n))
+        .ok_or_else(|| {
+            invalid(
+                host,
+                &format!("its machine is at provider `{label}`, which cairn.hcl no longer has"),
+                "add the provider block back, then run the command again",
+            )
+        })
+}
+
+fn invalid(host: &str, message: &str, help: &str) -> PlanError {
+    PlanError::Provider(ProviderError::Invalid {
+        host: host.to_owned(),
+        message: message.to_owned(),
+        help: help.to_owned(),
+    })
+}
+
+fn record(exec: &Executor, host: &Host, m: &Machine, fresh: bool) -> Result<(), PlanError> {
+    let desired = Recorded::desired(&exec.inventory, host);
+    exec.state.update_host(host.name.as_str(), |h| {
+        record_machine(h, &host.provider, m, fresh.then_some(&desired));
+    })?;
+    Ok(())
+}
+
+/// Records `machine` as the host's: its id, address and attributes. `created`: the machine is
+/// new, made from `desired` (attributes the provider does not report are taken from it).
+/// Host keys and bootstrap progress of another machine are forgotten.
+pub fn record_machine(
+    h: &mut HostState,
+    provider: &ProviderName,
+    machine: &Machine,
+    created: Option<&Recorded>,
+) {
+    if created.is_some() || h.provider_id.as_deref() != Some(machine.id.as_str()) {
+        forget_machine(h);
+    }
+    h.provider = Some(provider.to_string());
+    h.provider_id = Some(machine.id.clone());
+    h.addresses = ssh_address(machine).into_iter().collect();
+    let attr = |key: &str, desired: Option<&String>| {
+        machine.attributes.get(key).cloned().or_else(|| desired.cloned())
+    };
+    h.size = attr("size", created.and_then(|d| d.size.as_ref()));
+    h.image = attr("image", created.and_then(|d| d.image.as_ref()));
+    h.location = attr("location", created.and_then(|d| d.location.as_ref()));
+    for (k, v) in &machine.provider_data {
+        h.provider_data.insert(k.clone(), v.clone());
+    }
+}
+
+/// Forgets what belonged to the machine (not the host's own keys, which cairn generated).
+fn forget_machine(h: &mut HostState) {
+    h.provider_id = None;
+    h.addresses.clear();
+    h.host_keys.clear();
+    h.last_phase = None;
+    h.provider_data.clear();
+}
+
+/// `host:port`, `[v6]:port`; nothing when the provider gave no address.
+fn ssh_address(m: &Machine) -> Option<String> {
+    if m.ssh_address.is_empty() {
+        None
+    } else if m.ssh_address.contains(':') {
+        Some(format!("[{}]:{}", m.ssh_address, m.ssh_port))
+    } else {
+        Some(format!("{}:{}", m.ssh_address, m.ssh_port))
+    }
+}
+
+/// One line per host, then the totals.
+pub fn render_summary(outcomes: &[HostOutcome]) -> String {
+    let mut out = String::new();
+    let mut counts = BTreeMap::<&str, usize>::new();
+    for o in outcomes {
+        let secs = o.elapsed.as_secs_f64();
+        let (kind, line) = match &o.result {
+            Ok(Done::Created(id)) => ("created", format!("created machine {id} ({secs:.1} s)")),
+            Ok(Done::Adopted(id)) => ("adopted", format!("recorded machine {id}")),
+            Ok(Done::Replaced { old: Some(old), new }) => {
+                ("replaced", format!("replaced machine {old} by {new} ({secs:.1} s)"))
+            }
+            Ok(Done::Replaced { old: None, new }) => {
+                ("replaced", format!("created machine {new} ({secs:.1} s)"))
+            }
+            Ok(Done::Destroyed(Some(id))) => ("destroyed", format!("destroyed machine {id}")),
+            Ok(Done::Destroyed(None)) => {
+                ("destroyed", "no machine existed; forgotten in state".to_owned())
+            }
+            Ok(Done::Skipped(why)) => ("skipped", format!("skipped: {why}")),
+            Err(_) => ("failed", "FAILED (the error is below)".to_owned()),
+        };
+        *counts.entry(kind).or_default() += 1;
+        let _ = writeln!(out, "{}: {line}", o.host);
+    }
+    let totals: Vec<String> = ["created", "adopted", "replaced", "destroyed", "skipped", "failed"]
+        .iter()
+        .filter_map(|k| counts.get(k).map(|n| format!("{n} {k}")))
+        .collect();
+    let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    let _ = writeln!(
+        out,
+        "{ok} of {} hosts ok{}",
+        outcomes.len(),
+        if totals.is_empty() { String::new() } else { format!(": {}", totals.join(", ")) }
+    );
+    out
+}
+
+/// What `cairn import` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Imported {
+    Recorded(Machine),
+    /// State recorded this very machine already.
+    AlreadyRecorded(Machine),
+}
+
+/// `cairn import HOST ID`: records the machine `id` of the host's provider as the host's.
+/// Refuses a host the inventory does not name, and a host with another machine recorded.
+pub async fn import(
+    inv: &Inventory,
+    state: &SharedStateLock,
+    provider: &dyn Provider,
+    host: &str,
+    id: &str,
+) -> Result<Imported, PlanError> {
+    let Some(host) = inv.host(host) else {
+        return Err(PlanError::ImportUnknownHost { host: host.to_owned(), inventory: inv.path.clone() });
+    };
+    let name = host.name.as_str();
+    let recorded = state.host(name).and_then(|s| s.provider_id);
+    if let Some(recorded) = recorded.as_deref().filter(|r| *r != id) {
+        return Err(PlanError::ImportConflict {
+            host: name.to_owned(),
+            recorded: recorded.to_owned(),
+            id: id.to_owned(),
+        });
+    }
+    let block = inv.provider_of(host);
+    let machine = provider.lookup_id(host, id).await?.ok_or_else(|| PlanError::ImportNotFound {
+        host: name.to_owned(),
+        provider: format!("{}.{}", block.kind, block.name),
+        id: id.to_owned(),
+    })?;
+    if recorded.as_deref() == Some(id) {
+        return Ok(Imported::AlreadyRecorded(machine));
+    }
+    state.update_host(name, |h| record_machine(h, &host.provider, &machine, None))?;
+    Ok(Imported::Recorded(machine))
+}

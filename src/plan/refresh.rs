@@ -1,0 +1,198 @@
+//! Asking the providers what they have: one lookup per host (by the id state recorded, else
+//! by the host's name and cairn's labels), a bounded number at a time. A provider that fails
+//! for one host fails that host only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use crate::inventory::{Host, Inventory, ProviderName, SourceSpan};
+use crate::provider::{self, Machine, Provider, ProviderError};
+use crate::state::{HostState, StateData};
+
+/// How many hosts are looked up at once by default.
+pub const DEFAULT_PARALLEL: usize = 8;
+
+/// What the provider said about one host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    /// The provider (`type.name`) has this machine for the host.
+    Found { provider: String, machine: Machine },
+    /// The provider has no machine for the host.
+    Missing { provider: String },
+    /// The provider could not be asked; the error is rendered separately.
+    Failed { message: String },
+}
+
+/// By host name.
+pub type Observed = BTreeMap<String, Seen>;
+
+/// One host to ask about, and which provider block to ask.
+pub struct Target {
+    pub host: Host,
+    pub state: Option<HostState>,
+    pub provider: ProviderName,
+}
+
+/// The result of a refresh: what was seen, and the errors in full for rendering.
+#[derive(Default)]
+pub struct Refresh {
+    pub observed: Observed,
+    pub failures: Vec<ProviderError>,
+}
+
+/// The hosts to look up: every selected host, at the provider its machine was recorded at
+/// (else its own), and with `include_orphans` every machine state knows of whose host left
+/// the inventory. Orphans whose provider block is gone too cannot be asked: they come back as
+/// failures.
+pub fn targets(
+    inv: &Inventory,
+    selected: &[&Host],
+    state: &StateData,
+    include_orphans: bool,
+) -> (Vec<Target>, Vec<ProviderError>) {
+    let recorded_block = |s: &HostState| {
+        s.provider
+            .as_deref()
+            .and_then(|p| ProviderName::new(super::recorded_block(p)).ok())
+            .filter(|p| inv.providers.contains_key(p))
+    };
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for host in selected {
+        let host_state = state.host(host.name.as_str()).cloned();
+        let provider = host_state
+            .as_ref()
+            .filter(|s| s.provider_id.is_some())
+            .and_then(recorded_block)
+            .unwrap_or_else(|| host.provider.clone());
+        out.push(Target { host: (*host).clone(), state: host_state, provider });
+    }
+    if include_orphans {
+        for (name, host_state) in &state.hosts {
+            if inv.host(name).is_some() || host_state.provider_id.is_none() {
+                continue;
+            }
+            match recorded_block(host_state) {
+                Some(provider) => match orphan_host(inv, name, &provider) {
+                    Some(host) => out.push(Target {
+                        host,
+                        state: Some(host_state.clone()),
+                        provider,
+                    }),
+                    None => continue,
+                },
+                None => failures.push(ProviderError::Invalid {
+                    host: name.clone(),
+                    message: format!(
+                        "the host left cairn.hcl and so did its provider `{}`: cairn cannot ask \
+                         about (or delete) its machine {}",
+                        host_state.provider.as_deref().unwrap_or("?"),
+                        host_state.provider_id.as_deref().unwrap_or("?")
+                    ),
+                    help: format!(
+                        "add the provider block back to let cairn destroy the machine, or delete \
+                         it yourself and remove hosts.{name} from the state"
+                    ),
+                }),
+            }
+        }
+    }
+    (out, failures)
+}
+
+/// A stand-in for a host that left the inventory, enough to look up and delete its machine.
+pub fn orphan_host(inv: &Inventory, name: &str, provider: &ProviderName) -> Option<Host> {
+    Some(Host {
+        name: crate::inventory::HostName::new(name).ok()?,
+        provider: provider.clone(),
+        flake: None,
+        size: None,
+        image: None,
+        location: None,
+        tags: Vec::new(),
+        disk_layout: None,
+        secrets: Vec::new(),
+        ssh: Default::default(),
+        address: None,
+        health_checks: Vec::new(),
+        extra: Default::default(),
+        span: SourceSpan { file: inv.path.clone(), offset: 0, len: 0, line: 1, column: 1 },
+    })
+}
+
+/// The provider implementations for these blocks, one each.
+pub fn providers_for(
+    inv: &Inventory,
+    names: impl IntoIterator<Item = ProviderName>,
+) -> Result<BTreeMap<ProviderName, Arc<dyn Provider>>, ProviderError> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        if out.contains_key(&name) {
+            continue;
+        }
+        if let Some(block) = inv.providers.get(&name) {
+            out.insert(name, provider::for_block(inv, block)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Looks up every target, at most `parallel` at a time.
+pub async fn refresh(
+    inv: &Inventory,
+    targets: Vec<Target>,
+    providers: &BTreeMap<ProviderName, Arc<dyn Provider>>,
+    parallel: usize,
+) -> Refresh {
+    let labelled: Vec<(Target, Arc<dyn Provider>, String)> = targets
+        .into_iter()
+        .filter_map(|t| {
+            let provider = providers.get(&t.provider)?.clone();
+            let label = inv
+                .providers
+                .get(&t.provider)
+                .map(|b| format!("{}.{}", b.kind, b.name))
+                .unwrap_or_else(|| t.provider.to_string());
+            Some((t, provider, label))
+        })
+        .collect();
+    let results = crate::util::parallel::bounded(labelled, parallel, |(t, provider, label)| {
+        let span = tracing::debug_span!("refresh", host = %t.host.name);
+        async move {
+            let found = provider.lookup(&t.host, t.state.as_ref()).await;
+            (t.host.name.to_string(), label, found)
+        }
+        .instrument(span)
+    })
+    .await;
+    let mut refresh = Refresh::default();
+    for (host, provider, found) in results {
+        let seen = match found {
+            Ok(Some(machine)) => Seen::Found { provider, machine },
+            Ok(None) => Seen::Missing { provider },
+            Err(e) => {
+                let seen = Seen::Failed { message: super::one_line(&e) };
+                refresh.failures.push(e);
+                seen
+            }
+        };
+        refresh.observed.insert(host, seen);
+    }
+    refresh
+}
+
+impl Refresh {
+    /// Adds failures found before asking (orphans without a provider).
+    pub fn add_failures(&mut self, failures: Vec<ProviderError>) {
+        for e in failures {
+            let host = match &e {
+                ProviderError::Invalid { host, .. } => host.clone(),
+                _ => continue,
+            };
+            self.observed.insert(host, Seen::Failed { message: super::one_line(&e) });
+            self.failures.push(e);
+        }
+    }
+}

@@ -219,11 +219,13 @@ pub fn selectors_from_words(words: &[String]) -> Vec<String> {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Without a plan file, apply plans first (asking the providers), shows the plan \
+#[command(
+    after_help = "Without a plan file, apply plans first (asking the providers), shows the plan \
 and asks for confirmation. A plan file made with `cairn plan --out FILE` is applied as it is, \
 unless the inventory or state changed since it was made. Apply only orders, adopts and deletes \
 machines: `cairn bootstrap` installs them (and records the stock image's host key on first \
-contact).")]
+contact)."
+)]
 pub struct ApplyArgs {
     /// A plan file from `cairn plan --out FILE`, or hosts: names, globs (web*) or tags (@prod)
     /// [default: all hosts]
@@ -357,7 +359,9 @@ pub struct CompletionsArgs {
 
 /// The process's arguments with OpenTofu's single-dash `-out FILE` / `-out=FILE` read as
 /// `--out` (clap would take `-out` for `-o ut`).
-pub fn normalize_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+pub fn normalize_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
     args.into_iter()
         .map(|a| match a.to_str() {
             Some("-out") => "--out".into(),

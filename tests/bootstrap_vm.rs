@@ -115,15 +115,27 @@ fn destroy_leaves_nothing(dir: &Path) {
     assert!(!dir.join(".cairn/qemu/web1").exists(), "the VM directory is left behind");
 }
 
-/// The qemu provider on its own: `cairn apply` boots the stock image and records its host
-/// key; `cairn ssh` answers with that key; `cairn destroy` leaves nothing behind.
+/// The qemu provider on its own: `cairn apply` boots the stock image (provider changes only:
+/// no host key yet); the reach phase records the stock image's host key on first contact;
+/// `cairn ssh` answers with that key; `cairn destroy` leaves nothing behind.
 #[test]
 fn apply_ssh_destroy_on_the_local_provider() {
     let Some(fleet) = Fleet::start() else { return };
     let dir = fleet.dir.clone();
 
-    let applied = cairn(&dir, &["apply", "web1"]);
+    let applied = cairn(&dir, &["apply", "web1", "--yes"]);
     assert!(applied.status.success(), "{}\n--- console\n{}", text(&applied), console(&dir));
+    assert!(String::from_utf8_lossy(&applied.stdout).contains("web1: created machine qemu:web1"));
+    // cairn ssh trusts no key it has not recorded...
+    let unknown = cairn(&dir, &["ssh", "web1", "--", "true"]);
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("--phases reach"),
+        "{}",
+        text(&unknown)
+    );
+    // ...and the reach phase records it on first contact.
+    let reached = cairn(&dir, &["bootstrap", "host", "web1", "--phases", "reach"]);
+    assert!(reached.status.success(), "{}\n--- console\n{}", text(&reached), console(&dir));
     let state = std::fs::read_to_string(dir.join(".cairn/state.json")).unwrap();
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     let stock =

@@ -158,9 +158,15 @@ fn hosts_from_a_subdirectory_finds_the_inventory_above() {
 fn plan_table_and_json() {
     let repo = fixture();
     insta::assert_snapshot!("plan", run_ok(repo.path(), &["plan", "--refresh=false"], 0));
-    insta::assert_snapshot!("plan_json", run_ok(repo.path(), &["plan", "--refresh=false", "--json"], 0));
+    insta::assert_snapshot!(
+        "plan_json",
+        run_ok(repo.path(), &["plan", "--refresh=false", "--json"], 0)
+    );
     // A selection plans those hosts only, and never destroys.
-    insta::assert_snapshot!("plan_web", run_ok(repo.path(), &["plan", "--refresh=false", "web*"], 0));
+    insta::assert_snapshot!(
+        "plan_web",
+        run_ok(repo.path(), &["plan", "--refresh=false", "web*"], 0)
+    );
 }
 
 #[test]
@@ -169,7 +175,8 @@ fn plan_detailed_exitcode() {
     // Changes: 2.
     run_ok(repo.path(), &["plan", "--refresh=false", "--detailed-exitcode"], 2);
     // Nothing to do: 0.
-    let none = run_ok(repo.path(), &["plan", "--refresh=false", "--detailed-exitcode", "web1", "vm1"], 0);
+    let none =
+        run_ok(repo.path(), &["plan", "--refresh=false", "--detailed-exitcode", "web1", "vm1"], 0);
     assert_eq!(none, "No changes. The machines match the inventory.\n");
     // Without the flag, changes still exit 0.
     run_ok(repo.path(), &["plan", "--refresh=false"], 0);

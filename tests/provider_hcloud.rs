@@ -8,14 +8,13 @@
 //! cloudalone tests are skipped with a message, unless `CI=true`, where they fail.
 #![allow(clippy::print_stderr)]
 
+#[path = "support/cloudalone.rs"]
+mod cloudalone;
 mod hcloud_fake;
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use cairn::inventory::{self, Host, Inventory, LoadOptions};
 use cairn::provider::hcloud::{HcloudOptions, HcloudProvider};
@@ -24,114 +23,11 @@ use cairn::provider::{CreateRequest, MachineStatus, PowerAction, Provider, Provi
 use cairn::state::HostState;
 use serde_json::{json, Value};
 
+use cloudalone::{Cloudalone, TOKEN};
 use hcloud_fake::{Fake, Reply};
-
-const TOKEN: &str = "cairn-test-token-5ecr3t";
 const OPERATOR_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEuQlFqSmGUbUsPOcL0cy1ofDlmzwOJL9LvFB+ADvTcV me@x";
 const OPERATOR_KEY_MD5: &str = "91:8f:4a:b7:8f:16:94:9d:cd:2f:9d:aa:80:42:13:98";
-
-// ---------------------------------------------------------------------------------------
-// cloudalone
-
-fn cloudalone_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CAIRN_TEST_CLOUDALONE") {
-        return Some(p.into());
-    }
-    [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv-cloud/bin/cloudalone"),
-        PathBuf::from("/work/main/.ci/venv-cloud/bin/cloudalone"),
-    ]
-    .into_iter()
-    .find(|p| p.exists())
-}
-
-/// A running cloudalone; killed (by its pid) when dropped.
-struct Cloudalone {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Cloudalone {
-    /// Starts one, or returns `None` (test skipped) when it is not installed outside CI.
-    fn start() -> Option<Self> {
-        let Some(bin) = cloudalone_binary() else {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("cloudalone is not installed: run .ci/install (it makes .ci/venv-cloud)");
-            }
-            eprintln!(
-                "skipped: cloudalone not found (run .ci/install or set CAIRN_TEST_CLOUDALONE)"
-            );
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("cloudalone.log")).unwrap();
-        let child = Command::new(&bin)
-            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
-            .env("CLOUDALONE_BACKEND", "stub")
-            .env("CLOUDALONE_TOKEN", TOKEN)
-            .env("CLOUDALONE_DB", dir.path().join("ca.sqlite"))
-            .env("CLOUDALONE_HOME", dir.path().join("home"))
-            .env("CLOUDALONE_CONFIG", dir.path().join("none.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut ca = Self { child, port, _dir: dir };
-        ca.wait_ready();
-        Some(ca)
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/v1", self.port)
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let mut log = String::new();
-                std::fs::File::open(self._dir.path().join("cloudalone.log"))
-                    .and_then(|mut f| f.read_to_string(&mut log))
-                    .ok();
-                panic!("cloudalone exited with {status}:\n{log}");
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "cloudalone did not listen on port {}", self.port);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// A raw GET with the test token, to see the emulator's side of things.
-    async fn get(&self, path: &str) -> Value {
-        reqwest::Client::new()
-            .get(format!("{}{path}", self.endpoint()))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Cloudalone {
-    fn drop(&mut self) {
-        // Only the process this test started, by its pid.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 // ---------------------------------------------------------------------------------------
 // inventory and provider setup

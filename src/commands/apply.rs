@@ -53,6 +53,9 @@ pub fn run(args: &ApplyArgs, ctx: &Context) -> miette::Result<ExitCode> {
         }
     };
     if !plan.has_work() {
+        if plan.has_changes() {
+            output(ctx.out.text("\nNothing to apply: what the plan shows needs --replace.\n"))?;
+        }
         return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     confirm(ctx, args.yes, "apply these actions")?;

@@ -19,8 +19,7 @@ pub fn run(args: &DestroyArgs, ctx: &Context) -> miette::Result<ExitCode> {
     let (targets, _) = refresh::targets(&inv, &selected, &state, false);
     let providers = refresh::providers_for(&inv, targets.iter().map(|t| t.provider.clone()))?;
     let runtime = super::fleet::runtime()?;
-    let refreshed =
-        runtime.block_on(refresh::refresh(&inv, targets, &providers, args.parallel));
+    let refreshed = runtime.block_on(refresh::refresh(&inv, targets, &providers, args.parallel));
     let plan = Plan::destroy(&inv, &selected, &state, Some(&refreshed.observed));
     output(ctx.out.text(&plan.render(ctx.ui.color)))?;
     for e in &refreshed.failures {

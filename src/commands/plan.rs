@@ -38,7 +38,11 @@ pub fn run(args: &PlanArgs, ctx: &Context) -> miette::Result<ExitCode> {
         }
         let path = ctx.cwd.join(path);
         PlanFile::new(&inv, state.serial, &args.hosts.selectors, plan.clone()).write(&path)?;
-        tracing::info!("saved the plan to {}; `cairn apply {}` carries it out", path.display(), path.display());
+        tracing::info!(
+            "saved the plan to {}; `cairn apply {}` carries it out",
+            path.display(),
+            path.display()
+        );
     }
     Ok(if !failures.is_empty() {
         ExitCode::FAILURE

@@ -30,7 +30,10 @@ pub enum Done {
     Created(String),
     /// Recorded a machine the provider has (planned, or found when about to create).
     Adopted(String),
-    Replaced { old: Option<String>, new: String },
+    Replaced {
+        old: Option<String>,
+        new: String,
+    },
     /// The machine deleted, if there was one; the host is forgotten in state either way.
     Destroyed(Option<String>),
     /// Left alone, with why.
@@ -125,16 +128,16 @@ async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
             record(exec, &host, &m, false)?;
             Ok(Done::Adopted(m.id))
         }
-        Action::Change | Action::Replace if !hp.rebuild => Ok(Done::Skipped(if hp.action
-            == Action::Replace
-        {
-            format!("needs a new machine; pass --replace {} to allow it", hp.host)
-        } else {
-            format!(
-                "cairn cannot change a machine in place yet; --replace {} rebuilds it",
-                hp.host
-            )
-        })),
+        Action::Change | Action::Replace if !hp.rebuild => {
+            Ok(Done::Skipped(if hp.action == Action::Replace {
+                format!("needs a new machine; pass --replace {} to allow it", hp.host)
+            } else {
+                format!(
+                    "cairn cannot change a machine in place yet; --replace {} rebuilds it",
+                    hp.host
+                )
+            }))
+        }
         Action::Change | Action::Replace => {
             let old_provider = exec.provider(&holder)?;
             let old = old_provider.lookup(&host, recorded.as_ref()).await?;
@@ -159,7 +162,11 @@ async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
     }
 }
 
-async fn create(exec: &Executor, host: &Host, provider: &dyn Provider) -> Result<Machine, PlanError> {
+async fn create(
+    exec: &Executor,
+    host: &Host,
+    provider: &dyn Provider,
+) -> Result<Machine, PlanError> {
     let req = CreateRequest { operator_ssh_key: exec.operator_key.clone() };
     let m = provider.create(host, &req).await?;
     tracing::info!(machine = %m.id, "created");
@@ -311,7 +318,10 @@ pub async fn import(
     id: &str,
 ) -> Result<Imported, PlanError> {
     let Some(host) = inv.host(host) else {
-        return Err(PlanError::ImportUnknownHost { host: host.to_owned(), inventory: inv.path.clone() });
+        return Err(PlanError::ImportUnknownHost {
+            host: host.to_owned(),
+            inventory: inv.path.clone(),
+        });
     };
     let name = host.name.as_str();
     let recorded = state.host(name).and_then(|s| s.provider_id);

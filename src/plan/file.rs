@@ -43,13 +43,11 @@ impl PlanFile {
     pub fn write(&self, path: &Path) -> Result<(), PlanError> {
         let mut text = serde_json::to_string_pretty(self).expect("a plan serializes");
         text.push('\n');
-        crate::util::atomic::write(path, text.as_bytes(), 0o644).map_err(|source| {
-            PlanError::File {
-                path: path.to_owned(),
-                what: "write",
-                help: "check that the directory exists and is writable".into(),
-                source,
-            }
+        crate::util::atomic::write(path, text.as_bytes(), 0o644).map_err(|source| PlanError::File {
+            path: path.to_owned(),
+            what: "write",
+            help: "check that the directory exists and is writable".into(),
+            source,
         })
     }
 
@@ -104,14 +102,7 @@ pub fn inventory_digest(inv: &Inventory) -> String {
         .iter()
         .map(|h| {
             serde_json::json!([
-                h.name,
-                h.provider,
-                h.size,
-                h.image,
-                h.location,
-                h.address,
-                h.ssh.port,
-                h.extra
+                h.name, h.provider, h.size, h.image, h.location, h.address, h.ssh.port, h.extra
             ])
         })
         .collect();

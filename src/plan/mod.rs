@@ -50,7 +50,7 @@ impl Action {
     fn verb(self) -> &'static str {
         match self {
             Self::Create => "will be created",
-            Self::Adopt => "will be adopted (recorded in state; the machine is not touched)",
+            Self::Adopt => "will be adopted",
             Self::Change => "will be changed",
             Self::Replace => "must be replaced",
             Self::Destroy => "will be destroyed",
@@ -223,7 +223,8 @@ impl Plan {
                 None => None,
                 Some(observed) => match observed.get(name) {
                     Some(Seen::Failed { message }) => {
-                        errors.push(HostFailure { host: name.to_owned(), message: message.clone() });
+                        errors
+                            .push(HostFailure { host: name.to_owned(), message: message.clone() });
                         continue;
                     }
                     other => other,
@@ -256,10 +257,13 @@ impl Plan {
                             .unwrap_or_else(|_| p.to_owned())
                     })
                     .unwrap_or_default();
-                hosts.push(destroy_plan(name, provider, host_state, seen));
+                let mut plan = destroy_plan(name, provider, host_state, seen);
+                plan.reason.get_or_insert_with(|| "the host is no longer in cairn.hcl".into());
+                hosts.push(plan);
             }
         }
-        let mut plan = Self { hosts, errors, refreshed: input.observed.is_some(), ..Self::default() };
+        let mut plan =
+            Self { hosts, errors, refreshed: input.observed.is_some(), ..Self::default() };
         plan.summary = plan.count();
         plan
     }
@@ -326,12 +330,9 @@ impl Plan {
         }
         for h in &self.hosts {
             let sym = paint(h.action, h.action.symbol(), color);
-            let _ = write!(out, "\n  {sym} host \"{}\" {}", h.host, h.action.verb());
-            match (&h.reason, h.action) {
-                (Some(reason), _) => {
-                    let _ = writeln!(out, ": {reason}");
-                }
-                (None, _) => out.push('\n'),
+            let _ = writeln!(out, "\n  {sym} host \"{}\" {}", h.host, h.action.verb());
+            if let Some(reason) = &h.reason {
+                let _ = writeln!(out, "      # {reason}");
             }
             if matches!(h.action, Action::Change | Action::Replace) {
                 let note = if h.rebuild {
@@ -376,7 +377,11 @@ impl Plan {
         }
         for e in &self.errors {
             let sym = if color { "!".red().to_string() } else { "!".to_owned() };
-            let _ = writeln!(out, "\n  {sym} host \"{}\" could not be refreshed: {}", e.host, e.message);
+            let _ = writeln!(
+                out,
+                "\n  {sym} host \"{}\" could not be refreshed (the error is below)",
+                e.host
+            );
         }
         let s = self.summary;
         let mut line = format!("{} to create", s.create);
@@ -443,10 +448,13 @@ fn plan_host(
     if found_provider.is_some() && recorded.provider_id != recorded_id {
         let reason = match &recorded_id {
             Some(old) => format!(
-                "state records machine {old}, which is gone; the provider has {} for this host",
+                "state records machine {old}, which is gone; the provider has {} for this host: \
+                 apply records it and leaves the machine as it is",
                 machine.as_deref().unwrap_or("?")
             ),
-            None => "the provider has a machine for this host that state does not record".into(),
+            None => {
+                "found at the provider, not recorded in state: apply records it as it is".into()
+            }
         };
         return Some(plan(Action::Adopt, machine, Some(reason), changes));
     }
@@ -511,17 +519,18 @@ fn destroy_plan(name: &str, provider: String, state: &HostState, seen: Option<&S
         Some(Seen::Missing { .. }) => None,
         _ => recorded.provider_id.clone(),
     };
-    let changes = [("size", recorded.size), ("image", recorded.image), ("location", recorded.location)]
-        .into_iter()
-        .filter_map(|(attribute, old)| {
-            old.map(|old| AttrChange {
-                attribute: attribute.to_owned(),
-                old: Some(old),
-                new: None,
-                forces_replacement: false,
+    let changes =
+        [("size", recorded.size), ("image", recorded.image), ("location", recorded.location)]
+            .into_iter()
+            .filter_map(|(attribute, old)| {
+                old.map(|old| AttrChange {
+                    attribute: attribute.to_owned(),
+                    old: Some(old),
+                    new: None,
+                    forces_replacement: false,
+                })
             })
-        })
-        .collect();
+            .collect();
     HostPlan {
         host: name.to_owned(),
         action: Action::Destroy,
@@ -591,7 +600,9 @@ pub enum PlanError {
     #[error("`{host}` is not a host in {}", .inventory.display())]
     #[diagnostic(
         code(cairn::import::unknown_host),
-        help("add a `host \"{host}\" {{ ... }}` block first, naming the provider the machine is at")
+        help(
+            "add a `host \"{host}\" {{ ... }}` block first, naming the provider the machine is at"
+        )
     )]
     ImportUnknownHost { host: String, inventory: std::path::PathBuf },
 
@@ -610,7 +621,10 @@ pub enum PlanError {
     ImportNotFound { host: String, provider: String, id: String },
 
     #[error("{host}: the machine {machine} the plan adopts is gone")]
-    #[diagnostic(code(cairn::apply::gone), help("run `cairn plan` again: the provider changed since"))]
+    #[diagnostic(
+        code(cairn::apply::gone),
+        help("run `cairn plan` again: the provider changed since")
+    )]
     Vanished { host: String, machine: String },
 }
 
@@ -682,7 +696,10 @@ mod tests {
     fn a_host_without_a_machine_is_created() {
         let p = plan_host("web1", "qemu.local", &rec("qemu.local", "small"), None, None).unwrap();
         assert_eq!(p.action, Action::Create);
-        assert_eq!(p.changes.iter().map(|c| c.attribute.as_str()).collect::<Vec<_>>(), ["provider", "size"]);
+        assert_eq!(
+            p.changes.iter().map(|c| c.attribute.as_str()).collect::<Vec<_>>(),
+            ["provider", "size"]
+        );
     }
 
     #[test]
@@ -690,7 +707,8 @@ mod tests {
         let desired = rec("hcloud.cloud", "cx22");
         let recorded = state("cloud", "7", "cx22");
         let missing = Seen::Missing { provider: "hcloud.cloud".into() };
-        let p = plan_host("web1", "hcloud.cloud", &desired, Some(&recorded), Some(&missing)).unwrap();
+        let p =
+            plan_host("web1", "hcloud.cloud", &desired, Some(&recorded), Some(&missing)).unwrap();
         assert_eq!(p.action, Action::Create);
         assert!(p.reason.unwrap().contains("machine 7 was deleted outside cairn"));
 
@@ -704,7 +722,8 @@ mod tests {
         let p = plan_host("web1", "hcloud.cloud", &desired, None, Some(&other)).unwrap();
         assert_eq!((p.action, p.machine.as_deref()), (Action::Adopt, Some("9")));
         let resized = found("7", "cx32");
-        let p = plan_host("web1", "hcloud.cloud", &desired, Some(&recorded), Some(&resized)).unwrap();
+        let p =
+            plan_host("web1", "hcloud.cloud", &desired, Some(&recorded), Some(&resized)).unwrap();
         assert_eq!(p.action, Action::Change);
         let moved = Seen::Found {
             provider: "hcloud.cloud".into(),

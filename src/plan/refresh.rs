@@ -76,11 +76,9 @@ pub fn targets(
             }
             match recorded_block(host_state) {
                 Some(provider) => match orphan_host(inv, name, &provider) {
-                    Some(host) => out.push(Target {
-                        host,
-                        state: Some(host_state.clone()),
-                        provider,
-                    }),
+                    Some(host) => {
+                        out.push(Target { host, state: Some(host_state.clone()), provider })
+                    }
                     None => continue,
                 },
                 None => failures.push(ProviderError::Invalid {

@@ -682,6 +682,7 @@ impl HcloudProvider {
         }
         attributes.insert("status".to_owned(), s.status.clone());
         provider_data.insert("server_id".to_owned(), json!(s.id));
+        provider_data.insert("server_name".to_owned(), json!(s.name));
         if let Some(dc) = &s.datacenter {
             provider_data.insert("datacenter".to_owned(), json!(dc.name));
         }
@@ -720,11 +721,18 @@ impl Provider for HcloudProvider {
         let recorded = state
             .filter(|s| s.provider.as_deref().is_none_or(|p| p == self.name))
             .and_then(|s| s.provider_id.as_deref());
+        // An imported server keeps its own name; state records it.
+        let recorded_name =
+            state.and_then(|s| s.provider_data.get("server_name")).and_then(|v| v.as_str());
         if let Some(recorded) = recorded {
             match recorded.parse::<u64>() {
                 Ok(id) => match self.server(name, id).await? {
                     // Ids may be reused after a delete: it must still be this host's server.
-                    Some(s) if s.name == name || is_labelled_for(&s, name) => {
+                    Some(s)
+                        if s.name == name
+                            || is_labelled_for(&s, name)
+                            || recorded_name == Some(s.name.as_str()) =>
+                    {
                         return Ok(Some(self.machine(host, &s)))
                     }
                     Some(s) => tracing::warn!(

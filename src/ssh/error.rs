@@ -254,7 +254,7 @@ pub enum Error {
     #[error("no {}host key of {host} is recorded in state", phase.map(|p| format!("{p} ")).unwrap_or_default())]
     #[diagnostic(
         code(cairn::ssh::no_recorded_key),
-        help("cairn only connects to hosts whose key it knows: bootstrap the host first (`cairn bootstrap host {host}`), which records the key on first contact with {target}")
+        help("cairn only connects to hosts whose key it knows: bootstrap the host first (`cairn bootstrap host {host}`, or just `--phases reach` to keep the stock system), which records the key on first contact with {target}")
     )]
     NoRecordedKey { target: Arc<Target>, host: String, phase: Option<&'static str> },
 

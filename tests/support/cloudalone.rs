@@ -1,0 +1,142 @@
+//! cloudalone, a third-party emulator of the Hetzner Cloud API (PyPI `cloudalone` 0.2.0, stub
+//! backend), started by a test on 127.0.0.1 and killed (by its pid) when dropped.
+//!
+//! cloudalone is found via `CAIRN_TEST_CLOUDALONE`, `.ci/venv-cloud/bin/cloudalone` under the
+//! crate root (`.ci/install` puts it there), or /work/main/.ci/venv-cloud. Without it the
+//! tests are skipped with a message, unless `CI=true`, where they fail.
+#![allow(dead_code, clippy::print_stderr)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The token cloudalone accepts.
+pub const TOKEN: &str = "cairn-test-token-5ecr3t";
+fn cloudalone_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CAIRN_TEST_CLOUDALONE") {
+        return Some(p.into());
+    }
+    [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv-cloud/bin/cloudalone"),
+        PathBuf::from("/work/main/.ci/venv-cloud/bin/cloudalone"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+}
+
+/// A running cloudalone; killed (by its pid) when dropped.
+pub struct Cloudalone {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Cloudalone {
+    /// Starts one, or returns `None` (test skipped) when it is not installed outside CI.
+    pub fn start() -> Option<Self> {
+        let Some(bin) = cloudalone_binary() else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("cloudalone is not installed: run .ci/install (it makes .ci/venv-cloud)");
+            }
+            eprintln!(
+                "skipped: cloudalone not found (run .ci/install or set CAIRN_TEST_CLOUDALONE)"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("cloudalone.log")).unwrap();
+        let child = Command::new(&bin)
+            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .env("CLOUDALONE_BACKEND", "stub")
+            .env("CLOUDALONE_TOKEN", TOKEN)
+            .env("CLOUDALONE_DB", dir.path().join("ca.sqlite"))
+            .env("CLOUDALONE_HOME", dir.path().join("home"))
+            .env("CLOUDALONE_CONFIG", dir.path().join("none.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut ca = Self { child, port, _dir: dir };
+        ca.wait_ready();
+        Some(ca)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut log = String::new();
+                std::fs::File::open(self._dir.path().join("cloudalone.log"))
+                    .and_then(|mut f| f.read_to_string(&mut log))
+                    .ok();
+                panic!("cloudalone exited with {status}:\n{log}");
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "cloudalone did not listen on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A raw GET with the test token, to see the emulator's side of things.
+    pub async fn get(&self, path: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.endpoint()))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A raw DELETE with the test token: a change made behind cairn's back.
+    pub async fn delete(&self, path: &str) {
+        let status = reqwest::Client::new()
+            .delete(format!("{}{path}", self.endpoint()))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "DELETE {path}: {status}");
+    }
+
+    /// A raw POST with the test token (a server made outside cairn).
+    pub async fn post(&self, path: &str, body: &Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.endpoint()))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Cloudalone {
+    fn drop(&mut self) {
+        // Only the process this test started, by its pid.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

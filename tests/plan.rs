@@ -133,6 +133,8 @@ macro_rules! snapshot {
             (r"\(\d+\.\d s\)", "([time])"),
             // cloudalone's servers start a moment after they are made
             (r"status (initializing|starting|running)", "status [status]"),
+            // the operator key is generated per repository
+            (r"key=cairn-[0-9a-f]{12}", "key=cairn-[fingerprint]"),
         ]}, {
             insta::assert_snapshot!($name, $value);
         })

@@ -809,6 +809,12 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
         "{stderr}"
     );
 
+    // Reading needs no lock: `cairn hosts` works while the first run holds it.
+    let out = cairn(&["hosts"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("web1"), "{stdout}");
+
     // The first run ends (killed: its connection closes and the server releases the lock).
     drop(first);
     let out =

@@ -176,13 +176,27 @@ pub(crate) fn this_hostname() -> String {
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
-fn this_user() -> String {
+pub(crate) fn this_user() -> String {
     use std::os::unix::fs::MetadataExt;
-    ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .or_else(|| std::fs::metadata("/proc/self").ok().map(|m| format!("uid {}", m.uid())))
-        .unwrap_or_else(|| "unknown".to_owned())
+    if let Some(name) =
+        ["USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+    {
+        return name;
+    }
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "unknown".to_owned();
+    };
+    // Cron jobs and CI often set neither variable: the local account name, else the uid.
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid.to_string()).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// Renders argv as a readable command line: the program's file name, arguments quoted where

@@ -202,7 +202,9 @@ fn describe(config: &Config) -> String {
         })
         .collect();
     let hosts = if hosts.is_empty() { "localhost".to_owned() } else { hosts.join(",") };
-    let user = config.get_user().unwrap_or("(current user)");
+    // Without them, the client logs in as this login's user, to the database of that name.
+    let login = super::this_user();
+    let user = config.get_user().unwrap_or(&login);
     let db = config.get_dbname().unwrap_or(user);
     format!("database {db} on {hosts}, user {user}")
 }

@@ -9,12 +9,7 @@ use cairn::inventory::{self, InventoryError, LoadOptions};
 const FIXTURES: &str = "tests/fixtures/inventory";
 
 fn render(err: &dyn miette::Diagnostic) -> String {
-    let mut out = String::new();
-    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(100)
-        .render_report(&mut out, err)
-        .expect("rendering into a String cannot fail");
-    out
+    cairn::ui::render_plain(err)
 }
 
 fn opts(path: impl Into<PathBuf>, vars: &[&str], env: &[(&str, &str)]) -> LoadOptions {
@@ -268,7 +263,7 @@ fn single_provider_may_be_omitted_and_discover_walks_up() {
     let err = inventory::locate(Path::new("/proc/self"), None).expect_err("nothing there");
     assert_eq!(
         render(&err).trim_end(),
-        "cairn::inventory::not_found\n\n  × no cairn.hcl in /proc/self or any parent directory\n  help: run `cairn init` to create one, or pass `--inventory PATH`"
+        "  × no cairn.hcl in /proc/self or any parent directory\n  help: run `cairn init` to create one, or pass `--inventory PATH`"
     );
     let inv = inventory::load(&opts(&found, &[], &[])).unwrap_or_else(|e| panic!("{}", render(&e)));
     assert_eq!(inv.hosts[0].provider.as_str(), "owned");

@@ -197,11 +197,7 @@ fn discovery_uses_ssh_keys_key_cmd_and_skips_protected_keys() {
     let err = ids.decrypt(encrypt_armored(&[stranger], b"k").unwrap().as_bytes()).unwrap_err();
     let help = miette::Diagnostic::help(&err).unwrap().to_string();
     let home_shown = home.display().to_string();
-    let mut rendered = String::new();
-    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(100)
-        .render_report(&mut rendered, &err)
-        .unwrap();
+    let rendered = cairn::ui::render_plain(&err);
     let rendered =
         rendered.replace(&home_shown, "$HOME").replace(&dir.path().display().to_string(), "$TMP");
     insta::assert_snapshot!("no_matching_identity", rendered);

@@ -99,12 +99,7 @@ fn state_with_id(id: &str) -> HostState {
 
 /// What a user sees: the error as miette renders it (no colours), help included.
 fn render(err: &ProviderError) -> String {
-    let mut out = String::new();
-    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(100)
-        .render_report(&mut out, err)
-        .unwrap();
-    out
+    cairn::ui::render_plain(err)
 }
 
 // ---------------------------------------------------------------------------------------

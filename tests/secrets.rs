@@ -508,12 +508,7 @@ fn every_error_message() {
     ];
     let mut out = String::new();
     for e in &errors {
-        let mut s = String::new();
-        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-            .with_width(100)
-            .render_report(&mut s, e)
-            .unwrap();
-        out.push_str(&s);
+        out.push_str(&cairn::ui::render_plain(e));
         out.push_str("----\n");
     }
     insta::assert_snapshot!("every_error", out);

@@ -205,12 +205,7 @@ fn no_match_and_no_rules_agree_with_sops() {
 
 /// Renders a `RulesError` the way the CLI shows it (no colors), for snapshots.
 fn render(err: &cairn::secrets::rules::RulesError) -> String {
-    let mut out = String::new();
-    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(100)
-        .render_report(&mut out, err)
-        .unwrap();
-    out
+    cairn::ui::render_plain(err)
 }
 
 const ALICE: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";

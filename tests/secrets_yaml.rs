@@ -378,12 +378,7 @@ const BAD_INPUTS: &[(&str, &str)] = &[
 ];
 
 fn render(e: &YamlError) -> String {
-    let mut out = String::new();
-    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(100)
-        .render_report(&mut out, e)
-        .expect("render");
-    out
+    cairn::ui::render_plain(e)
 }
 
 #[test]

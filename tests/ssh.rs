@@ -41,12 +41,7 @@ async fn connect(sshd: &Sshd) -> Session {
 
 /// The error as a user sees it (miette, no colors), with run-specific values filtered.
 fn render(e: &Error) -> String {
-    let mut out = String::new();
-    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::none())
-        .with_width(100)
-        .render_report(&mut out, e)
-        .unwrap();
-    out
+    cairn::ui::render_plain(e)
 }
 
 fn snapshot_filters() -> Vec<(&'static str, &'static str)> {

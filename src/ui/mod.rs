@@ -69,21 +69,30 @@ pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode) {
 
 /// Installs the diagnostic renderer used for the one error a failed run prints.
 pub fn init_error_rendering(mode: UiMode) {
-    let color = mode.color;
-    let _ = miette::set_hook(Box::new(move |_| {
-        Box::new(
-            miette::MietteHandlerOpts::new()
-                .color(color)
-                .unicode(color)
-                .terminal_links(false)
-                .width(100)
-                .context_lines(1)
-                .build(),
-        )
-    }));
+    let _ = miette::set_hook(Box::new(move |_| Box::new(Handler { mode })));
 }
 
-/// Renders a diagnostic the way the final error is rendered (for per-host failures).
+/// The hook's handler: every report goes through [`render_diagnostic`].
+struct Handler {
+    mode: UiMode,
+}
+
+impl miette::ReportHandler for Handler {
+    fn debug(
+        &self,
+        diag: &dyn miette::Diagnostic,
+        f: &mut std::fmt::Formatter<'_>,
+    ) -> std::fmt::Result {
+        if f.alternate() {
+            return std::fmt::Debug::fmt(diag, f);
+        }
+        f.write_str(render_diagnostic(diag, self.mode).trim_end_matches('\n'))
+    }
+}
+
+/// Renders a diagnostic as the user sees it (the final error, and per-host failures): the
+/// message, the causes' messages one per line, the labelled source, and what to do. Internal
+/// codes (`cairn::ssh::unreachable`) are not shown: see [`UserFacing`].
 pub fn render_diagnostic(diag: &dyn miette::Diagnostic, mode: UiMode) -> String {
     let theme = if mode.color {
         miette::GraphicalTheme::unicode()
@@ -91,11 +100,128 @@ pub fn render_diagnostic(diag: &dyn miette::Diagnostic, mode: UiMode) -> String 
         miette::GraphicalTheme::unicode_nocolor()
     };
     let mut out = String::new();
-    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
-    if handler.render_report(&mut out, diag).is_err() {
+    let handler = miette::GraphicalReportHandler::new_themed(theme)
+        .with_width(100)
+        .with_links(false)
+        .with_context_lines(1);
+    if handler.render_report(&mut out, &UserFacing::new(diag)).is_err() {
         out = diag.to_string();
     }
     out
+}
+
+/// [`render_diagnostic`] without colors, as tests snapshot it.
+pub fn render_plain(diag: &dyn miette::Diagnostic) -> String {
+    render_diagnostic(diag, UiMode { color: false, stderr_is_terminal: false })
+}
+
+/// A diagnostic as a user should see it. miette renders a `diagnostic_source` as a nested
+/// report headed by its code, and codes as header lines; here the causes become one line of
+/// message each (a cause already contained in the line above is left out: an error that
+/// quotes its source is not shown twice), codes are dropped, and the help, the labels and the
+/// source come from the outermost diagnostic that has them, so a wrapper (`web1: reach
+/// failed`) keeps its cause's advice.
+pub struct UserFacing<'a> {
+    top: &'a dyn miette::Diagnostic,
+    /// The top and its diagnostic sources, outermost first.
+    layers: Vec<&'a dyn miette::Diagnostic>,
+    causes: Option<Box<Cause>>,
+    related: Vec<UserFacing<'a>>,
+}
+
+impl<'a> UserFacing<'a> {
+    pub fn new(top: &'a dyn miette::Diagnostic) -> Self {
+        let mut layers = vec![top];
+        while let Some(next) = layers.last().and_then(|d| d.diagnostic_source()) {
+            if layers.len() > 32 {
+                break;
+            }
+            layers.push(next);
+        }
+        let mut messages: Vec<String> = Vec::new();
+        let mut shown = top.to_string();
+        let mut source = std::error::Error::source(top);
+        while let Some(e) = source {
+            let text = e.to_string();
+            if !text.trim().is_empty() && !shown.contains(text.trim()) {
+                messages.push(text.clone());
+            }
+            shown = text;
+            source = e.source();
+        }
+        let causes = messages
+            .into_iter()
+            .rev()
+            .fold(None, |next, message| Some(Box::new(Cause { message, next })));
+        let related = top.related().map(|r| r.map(UserFacing::new).collect()).unwrap_or_default();
+        Self { top, layers, causes, related }
+    }
+
+    /// The outermost layer for which `has` holds.
+    fn first(
+        &self,
+        has: impl Fn(&dyn miette::Diagnostic) -> bool,
+    ) -> Option<&'a dyn miette::Diagnostic> {
+        self.layers.iter().copied().find(|d| has(*d))
+    }
+}
+
+impl std::fmt::Debug for UserFacing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.top, f)
+    }
+}
+
+impl std::fmt::Display for UserFacing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self.top, f)
+    }
+}
+
+impl std::error::Error for UserFacing<'_> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.causes.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl miette::Diagnostic for UserFacing<'_> {
+    fn severity(&self) -> Option<miette::Severity> {
+        self.top.severity()
+    }
+    fn help<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
+        self.first(|d| d.help().is_some())?.help()
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.first(|d| d.labels().is_some() || d.source_code().is_some())?.source_code()
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.first(|d| d.labels().is_some())?.labels()
+    }
+    fn related<'b>(&'b self) -> Option<Box<dyn Iterator<Item = &'b dyn miette::Diagnostic> + 'b>> {
+        if self.related.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.related.iter().map(|r| r as &dyn miette::Diagnostic)))
+    }
+}
+
+/// One cause's message in a [`UserFacing`] chain.
+#[derive(Debug)]
+struct Cause {
+    message: String,
+    next: Option<Box<Cause>>,
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.next.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// The command's result channel: stdout, written in one place.

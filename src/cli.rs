@@ -193,9 +193,12 @@ pub struct BootstrapArgs {
     /// The kexec installer bundle (a nixos-images style tarball) for every selected host
     #[arg(long, value_name = "FILE")]
     pub installer: Option<PathBuf>,
-    /// How long to wait for a machine's SSH to answer (stock image, installer) [default: 600]
-    #[arg(long, value_name = "SECONDS")]
-    pub reach_timeout: Option<u64>,
+    /// A deadline for one wait of every selected host, over cairn.hcl's `timeouts`:
+    /// `reach` (SSH answers), `kexec` (the installer answers), `reboot` (the installed system
+    /// answers), `verify` (health checks pass); e.g. `--timeout kexec=10m`. Repeatable
+    /// [defaults: reach=5m, kexec=5m, reboot=10m, verify=5m]
+    #[arg(long = "timeout", value_name = "WAIT=DURATION", value_parser = parse_timeout)]
+    pub timeouts: Vec<(crate::inventory::Wait, std::time::Duration)>,
 }
 
 impl BootstrapArgs {
@@ -371,16 +374,20 @@ pub fn normalize_args(
         .collect()
 }
 
-/// `90`, `90s`, `10m`, `1h`.
+/// `90`, `90s`, `10m`, `1h`, `1h30m`.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 =
-        digits.parse().map_err(|_| format!("`{s}` is not a duration like 30s, 10m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
-        _ => return Err(format!("`{s}`: use s, m or h, as in 30s, 10m or 1h")),
-    };
-    Ok(std::time::Duration::from_secs(secs))
+    // `0`: do not wait at all.
+    if s.trim().trim_end_matches('s') == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    crate::util::duration::parse(s, true).map_err(|e| e.0)
+}
+
+/// `kexec=10m`.
+fn parse_timeout(s: &str) -> Result<(crate::inventory::Wait, std::time::Duration), String> {
+    let (wait, duration) =
+        s.split_once('=').ok_or_else(|| format!("`{s}`: write WAIT=DURATION, e.g. `kexec=10m`"))?;
+    let wait = wait.trim().parse()?;
+    let duration = crate::util::duration::parse(duration, false).map_err(|e| e.0)?;
+    Ok((wait, duration))
 }

@@ -64,6 +64,7 @@ mistake!(provider_missing);
 // Mistakes in `defaults` apply to every host but are reported once.
 mistake!(defaults_errors);
 mistake!(expressions);
+mistake!(timeouts);
 
 #[test]
 fn all_problems_are_reported_together_in_file_order() {
@@ -173,6 +174,49 @@ fn example_inventory_resolves_to_the_expected_model() {
     assert_eq!(esp.mountpoint.as_deref(), Some("/boot"));
     assert_eq!(inv.admins.len(), 2);
     assert_eq!(inv.secrets.len(), 3);
+}
+
+/// A wait's deadline comes from the host's own `timeouts`, else its provider's, else the
+/// defaults'; a wait set nowhere is left to cairn's default.
+#[test]
+fn timeouts_resolve_host_over_provider_over_defaults() {
+    let text = r#"
+provider "qemu" "slow" {
+  timeouts {
+    kexec  = "20m"
+    reboot = "30m"
+  }
+}
+provider "existing" "metal" {}
+defaults {
+  timeouts {
+    reach  = "2m"
+    kexec  = "3m"
+  }
+}
+host "vm" {
+  provider = "slow"
+  timeouts {
+    reboot = "1h30m"
+  }
+}
+host "box" {
+  provider = "metal"
+  address  = "192.0.2.1"
+}
+"#;
+    let inv = inventory::load_str(&opts("inline/cairn.hcl", &[], &[]), text.to_owned())
+        .unwrap_or_else(|e| panic!("{}", render(&e)));
+    let secs = |host: &str, wait: inventory::Wait| {
+        inv.host(host).unwrap().timeouts.get(wait).map(|d| d.as_secs())
+    };
+    use inventory::Wait::*;
+    assert_eq!(secs("vm", Reboot), Some(5400), "the host's own");
+    assert_eq!(secs("vm", Kexec), Some(1200), "the provider's over the defaults'");
+    assert_eq!(secs("vm", Reach), Some(120), "the defaults'");
+    assert_eq!(secs("vm", Verify), None, "unset: cairn's default");
+    assert_eq!(secs("box", Kexec), Some(180));
+    assert_eq!(secs("box", Reboot), None);
 }
 
 const PRECEDENCE: &str = r#"

@@ -282,6 +282,7 @@ fn host(name: &str, tags: &[&str], secrets: &[&str]) -> Host {
         ssh: SshSettings::default(),
         address: None,
         health_checks: Vec::new(),
+        timeouts: Default::default(),
         extra: BTreeMap::new(),
         span: span(),
     }

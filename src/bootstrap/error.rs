@@ -1,6 +1,10 @@
 //! Why a host's bootstrap failed: the host and phase, and the cause with what to do.
 
+use std::time::Duration;
+
 use super::Phase;
+use crate::inventory::Wait;
+use crate::util::duration;
 
 /// A host's run failed in `phase`.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -68,20 +72,44 @@ pub enum PhaseError {
     #[diagnostic(code(cairn::bootstrap::config), help("{help}"))]
     Config { what: String, help: String },
 
-    #[error("{what} within {seconds} s")]
-    #[diagnostic(code(cairn::bootstrap::timeout), help("{help}"))]
-    Timeout { what: String, seconds: u64, help: String },
+    /// A wait ran out of time: what was awaited, the limit and the setting behind it, what
+    /// was seen last, and what to do.
+    #[error("{what} within {limit} (the `{wait}` timeout); last seen: {last_seen}")]
+    #[diagnostic(
+        code(cairn::bootstrap::timeout),
+        help("{help}. If it only needs more time, raise the limit: `timeouts {{ {wait} = \"{longer}\" }}` in the host, its provider or `defaults` in cairn.hcl, or `--timeout {wait}={longer}`")
+    )]
+    Timeout {
+        wait: Wait,
+        what: String,
+        /// The limit, as written in cairn.hcl (`5m`).
+        limit: String,
+        /// Twice the limit, suggested in the help.
+        longer: String,
+        last_seen: String,
+        help: String,
+    },
 
     #[error("{what}")]
     #[diagnostic(code(cairn::bootstrap::remote), help("{help}"))]
     Remote { what: String, help: String },
 
-    #[error("health check `{check}` failed: {output}")]
+    /// A health check still failed when the `verify` wait ran out.
+    #[error(
+        "the health check “{check}” still failed after {limit} (the `verify` timeout){output}"
+    )]
     #[diagnostic(
         code(cairn::bootstrap::health),
-        help("log in with `cairn ssh {host}` to look; the check ran for {seconds} s")
+        help("log in with `cairn ssh {host}` to look (`systemctl status`, `journalctl -b`). If it only needs more time, raise the limit: `timeouts {{ verify = \"{longer}\" }}` in cairn.hcl, or `--timeout verify={longer}`")
     )]
-    HealthCheck { host: String, check: String, output: String, seconds: u64 },
+    HealthCheck {
+        host: String,
+        check: String,
+        /// `; it printed:\n<last lines>`, or empty when it printed nothing.
+        output: String,
+        limit: String,
+        longer: String,
+    },
 
     #[error("{what}: {source}")]
     #[diagnostic(code(cairn::bootstrap::io), help("{help}"))]
@@ -91,4 +119,58 @@ pub enum PhaseError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl PhaseError {
+    /// `wait` ran out after `limit`, having last seen `last_seen`.
+    pub fn timeout(
+        wait: Wait,
+        limit: Duration,
+        what: impl Into<String>,
+        last_seen: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Self {
+        PhaseError::Timeout {
+            wait,
+            what: what.into(),
+            limit: duration::format(limit),
+            longer: duration::format(limit * 2),
+            last_seen: last_seen.into(),
+            help: help.into(),
+        }
+    }
+
+    /// `check` still failed when the verify deadline `limit` passed; `output` is what it
+    /// printed last (its last lines are shown) and `exit` how it ended.
+    pub fn health_check(
+        host: &str,
+        check: String,
+        output: &str,
+        exit: Option<u32>,
+        limit: Duration,
+    ) -> Self {
+        const TAIL_LINES: usize = 15;
+        let lines: Vec<&str> = output.trim_end().lines().collect();
+        let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+        let status = match exit {
+            Some(code) => format!("exit status {code}"),
+            None => "it did not finish".to_string(),
+        };
+        let output = match tail {
+            [] => format!(" ({status}, no output)"),
+            _ if lines.len() > TAIL_LINES => format!(
+                " ({status}); the last {TAIL_LINES} of {} lines it printed:\n{}",
+                lines.len(),
+                tail.join("\n")
+            ),
+            _ => format!(" ({status}); it printed:\n{}", tail.join("\n")),
+        };
+        PhaseError::HealthCheck {
+            host: host.to_string(),
+            check,
+            output,
+            limit: duration::format(limit),
+            longer: duration::format(limit * 2),
+        }
+    }
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use super::{
-    report_step, BootstrapError, Context, HostReport, Outcome, Phase, PhaseError, PhaseTiming,
-    Verified,
+    report_step, BootstrapError, Context, Deadlines, HostReport, Outcome, Phase, PhaseError,
+    PhaseTiming, Verified,
 };
-use crate::inventory::{HealthCheck, Host};
+use crate::inventory::{HealthCheck, Host, Wait};
 use crate::keys::{AgeRecipient, HostKeyStore, HostKeys};
 use crate::nix::{PathInfo, StorePath, TarStream, TransferOptions};
 use crate::provider::{CreateRequest, Machine, Provider};
@@ -69,6 +69,7 @@ struct HostRun<'a> {
     toplevel: Option<StorePath>,
     closure: Vec<PathInfo>,
     ran_any: bool,
+    deadlines: Deadlines,
 }
 
 /// Runs the pipeline for one host and reports how each phase went.
@@ -84,6 +85,7 @@ pub(super) async fn run(ctx: &Context, host: &Host) -> HostReport {
         toplevel: None,
         closure: Vec::new(),
         ran_any: false,
+        deadlines: Deadlines::resolve(&host.timeouts, &ctx.options.timeouts),
     };
     let mut timings = Vec::new();
     let last_done = run.state_snapshot().last_phase.and_then(|r| r.phase.parse::<Phase>().ok());
@@ -342,8 +344,21 @@ impl HostRun<'_> {
         }
     }
 
-    /// A session to the system in `stage`, reusing the open one when it matches.
-    async fn session(&mut self, stage: KeyPhase, within: Duration) -> Result<&Session, PhaseError> {
+    /// A session to the system in `stage`, reusing the open one when it matches; a new one
+    /// may take as long as the `wait` deadline allows.
+    async fn session(&mut self, stage: KeyPhase, wait: Wait) -> Result<&Session, PhaseError> {
+        let limit = self.deadlines.get(wait);
+        self.session_within(stage, wait, limit).await
+    }
+
+    /// [`Self::session`] with only `within` left of the `wait` deadline. A machine that does
+    /// not answer in time is a [`PhaseError::Timeout`] of `wait`.
+    async fn session_within(
+        &mut self,
+        stage: KeyPhase,
+        wait: Wait,
+        within: Duration,
+    ) -> Result<&Session, PhaseError> {
         if self.session.as_ref().is_some_and(|(s, _)| *s == stage) {
             return Ok(&self.session.as_ref().expect("checked").1);
         }
@@ -358,9 +373,31 @@ impl HostRun<'_> {
             ..Default::default()
         };
         let deadline = tokio::time::Instant::now() + within;
-        let session =
-            ssh::wait_reachable(&target, &self.ctx.operator.auth, &policy, &options, deadline)
-                .await?;
+        let session = match ssh::wait_reachable(
+            &target,
+            &self.ctx.operator.auth,
+            &policy,
+            &options,
+            deadline,
+        )
+        .await
+        {
+            Ok(session) => session,
+            Err(ssh::Error::Unreachable { target, attempts, last_error, .. }) => {
+                return Err(PhaseError::timeout(
+                    wait,
+                    self.deadlines.get(wait),
+                    format!("{target} did not answer over SSH"),
+                    format!("{last_error} ({attempts} attempts)"),
+                    format!(
+                        "{}; check that it got the address cairn uses and that sshd listens on port {}",
+                        self.console_hint(),
+                        target.port
+                    ),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
         if record {
             let line = session.host_key().to_openssh().map_err(|e| PhaseError::Remote {
                 what: format!("the host key the machine presented cannot be encoded: {e}"),
@@ -375,8 +412,18 @@ impl HostRun<'_> {
         Ok(&self.session.as_ref().expect("just set").1)
     }
 
-    async fn facts(&mut self, stage: KeyPhase, within: Duration) -> Result<Facts, PhaseError> {
-        let session = self.session(stage, within).await?;
+    async fn facts(&mut self, stage: KeyPhase, wait: Wait) -> Result<Facts, PhaseError> {
+        let limit = self.deadlines.get(wait);
+        self.facts_within(stage, wait, limit).await
+    }
+
+    async fn facts_within(
+        &mut self,
+        stage: KeyPhase,
+        wait: Wait,
+        within: Duration,
+    ) -> Result<Facts, PhaseError> {
+        let session = self.session_within(stage, wait, within).await?;
         let out = session.exec(&RemoteCommand::script("facts", FACTS_SH)).await?;
         Ok(Facts::parse(&out.stdout_trimmed()))
     }
@@ -384,10 +431,9 @@ impl HostRun<'_> {
     // ---- reach --------------------------------------------------------------------------
 
     async fn reach(&mut self) -> Result<PhaseResult, PhaseError> {
-        let within = self.ctx.options.deadlines.reach;
         // A machine already in the installer (an interrupted run, or rescue) answers with the
         // same carried keys; either way the key is pinned or recorded here.
-        let facts = self.facts(KeyPhase::Stock, within).await?;
+        let facts = self.facts(KeyPhase::Stock, Wait::Reach).await?;
         tracing::info!(os = %facts.os_id, installer = facts.installer, mem_mib = facts.mem_mib, "reached");
         Ok(PhaseResult::Done)
     }
@@ -395,8 +441,7 @@ impl HostRun<'_> {
     // ---- kexec --------------------------------------------------------------------------
 
     async fn kexec(&mut self) -> Result<PhaseResult, PhaseError> {
-        let within = self.ctx.options.deadlines.reach;
-        let before = self.facts(KeyPhase::Stock, within).await?;
+        let before = self.facts(KeyPhase::Stock, Wait::Reach).await?;
         if before.installer {
             return Ok(PhaseResult::Skipped("already running an installer".into()));
         }
@@ -406,7 +451,7 @@ impl HostRun<'_> {
         }
         let bundle = self.installer_bundle()?;
         let decompress = bundle_decompressor(&bundle)?;
-        let session = self.session(KeyPhase::Stock, within).await?;
+        let session = self.session(KeyPhase::Stock, Wait::Reach).await?;
         let unpack = format!(
             "rm -rf {d} && mkdir -p {d} && {decompress} | tar -x -f - -C {d}",
             d = BUNDLE_DIR
@@ -429,18 +474,26 @@ impl HostRun<'_> {
         }
         // The old system keeps answering for a moment after `kexec/run` returns: wait for
         // the installer's own identity (a new boot id, the installer marker).
-        let deadline = Instant::now() + self.ctx.options.deadlines.kexec;
+        let limit = self.deadlines.get(Wait::Kexec);
+        let deadline = Instant::now() + limit;
+        let mut last_seen =
+            format!("the stock system ({}, boot id {})", before.os_id, before.boot_id);
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(PhaseError::Timeout {
-                    what: "the machine did not come back running the installer".into(),
-                    seconds: self.ctx.options.deadlines.kexec.as_secs(),
-                    help: self.console_hint(),
-                });
+                return Err(PhaseError::timeout(
+                    Wait::Kexec,
+                    limit,
+                    "the machine did not come back running the installer",
+                    last_seen,
+                    format!(
+                        "{}; a machine that kexec cannot jump on (some hypervisors, Secure Boot) needs a rescue system or an installer image instead",
+                        self.console_hint()
+                    ),
+                ));
             }
-            match self.facts(KeyPhase::Installer, left).await {
+            match self.facts_within(KeyPhase::Installer, Wait::Kexec, left).await {
                 Ok(f) if f.boot_id != before.boot_id && f.installer => {
                     let key = self.session.as_ref().map(|(_, s)| s.host_key().to_openssh());
                     if let Some(Ok(line)) = key {
@@ -451,13 +504,22 @@ impl HostRun<'_> {
                     tracing::info!(boot_id = %f.boot_id, "running the installer");
                     return Ok(PhaseResult::Done);
                 }
-                Ok(_) => {
+                Ok(f) => {
+                    last_seen = if f.boot_id == before.boot_id {
+                        format!("the stock system still answering (boot id {})", f.boot_id)
+                    } else {
+                        format!(
+                            "a new boot ({}, boot id {}) that is not an installer",
+                            f.os_id, f.boot_id
+                        )
+                    };
                     // Still the old system: drop the session and look again.
                     if let Some((_, s)) = self.session.take() {
                         s.close().await;
                     }
                 }
-                Err(PhaseError::Ssh(e)) if is_transient(&e) => {}
+                Err(PhaseError::Ssh(e)) if is_transient(&e) => last_seen = e.to_string(),
+                Err(PhaseError::Timeout { last_seen: seen, .. }) => last_seen = seen,
                 Err(e) => return Err(e),
             }
         }
@@ -522,6 +584,11 @@ impl HostRun<'_> {
             .and_then(|d| d.as_str())
         {
             Some(dir) => format!("the VM's serial console log may say why: {dir}/console.log"),
+            None if self.ctx.inventory.provider_of(self.host).kind
+                == crate::inventory::ProviderKind::Existing =>
+            {
+                "look at the machine's console".into()
+            }
             None => "look at the machine's console in the provider's web interface".into(),
         }
     }
@@ -529,7 +596,7 @@ impl HostRun<'_> {
     // ---- disk ---------------------------------------------------------------------------
 
     async fn disk_if_unmounted(&mut self) -> Result<PhaseResult, PhaseError> {
-        let facts = self.facts(KeyPhase::Installer, self.ctx.options.deadlines.reach).await?;
+        let facts = self.facts(KeyPhase::Installer, Wait::Reach).await?;
         if facts.mnt_mounted {
             Ok(PhaseResult::Skipped("done earlier, /mnt is mounted".into()))
         } else {
@@ -554,8 +621,7 @@ impl HostRun<'_> {
                 .map(String::from),
         };
         let script = crate::disk::render_script(layout, &options)?;
-        let within = self.ctx.options.deadlines.reach;
-        let session = self.session(KeyPhase::Installer, within).await?;
+        let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
         session.exec(&RemoteCommand::script("partition", script)).await?;
         // A fresh disk: whatever an earlier copy left is gone.
         Ok(PhaseResult::Done)
@@ -596,13 +662,12 @@ impl HostRun<'_> {
 
     async fn copy(&mut self) -> Result<PhaseResult, PhaseError> {
         self.built().await?;
-        let within = self.ctx.options.deadlines.reach;
         let root = Vars::new().word("root", TARGET_ROOT);
         let status = template::render("templates/bootstrap/copy-status.sh", COPY_STATUS_SH, &root)?;
         let paths: Vec<StorePath> = self.closure.iter().map(|p| p.path.clone()).collect();
         let sizes: BTreeMap<StorePath, u64> =
             self.closure.iter().map(|p| (p.path.clone(), p.nar_size)).collect();
-        let session = self.session(KeyPhase::Installer, within).await?;
+        let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
         let present: BTreeSet<String> = session
             .exec(&RemoteCommand::script("copy-status", status))
             .await?
@@ -650,7 +715,7 @@ impl HostRun<'_> {
             &Vars::new().word("root", TARGET_ROOT).word("nix_store", nix_store),
         )?;
         let registration = crate::nix::load_db_registration(&self.closure);
-        let session = self.session(KeyPhase::Installer, within).await?;
+        let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
         session
             .exec(
                 &RemoteCommand::inline_script("register", register)
@@ -678,9 +743,8 @@ impl HostRun<'_> {
 
     async fn keys(&mut self) -> Result<PhaseResult, PhaseError> {
         let keys = self.host_keys()?;
-        let within = self.ctx.options.deadlines.reach;
         let operator = format!("{}\n", self.ctx.operator.public_line);
-        let session = self.session(KeyPhase::Installer, within).await?;
+        let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
         let dirs = format!(
             "mkdir -p -m 0755 {r}/etc/ssh {r}/var/lib && mkdir -p -m 0700 {r}/root/.ssh {r}/var/lib/sops-nix",
             r = TARGET_ROOT
@@ -773,8 +837,7 @@ impl HostRun<'_> {
             INSTALL_SH,
             &Vars::new().word("root", TARGET_ROOT).word("system", system.as_str()),
         )?;
-        let within = self.ctx.options.deadlines.reach;
-        let session = self.session(KeyPhase::Installer, within).await?;
+        let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
         session.exec(&RemoteCommand::script("install", script)).await?;
         let system = system.as_str().to_string();
         self.update_state(|h| {
@@ -786,8 +849,7 @@ impl HostRun<'_> {
     // ---- reboot -------------------------------------------------------------------------
 
     async fn reboot(&mut self) -> Result<PhaseResult, PhaseError> {
-        let within = self.ctx.options.deadlines.reach;
-        let facts = self.facts(KeyPhase::Installer, within).await?;
+        let facts = self.facts(KeyPhase::Installer, Wait::Reach).await?;
         if !facts.installer {
             return Ok(PhaseResult::Skipped("not in the installer any more".into()));
         }
@@ -795,7 +857,7 @@ impl HostRun<'_> {
         self.update_state(|h| {
             h.provider_data.insert("installer_boot_id".into(), installer_boot.into());
         })?;
-        let session = self.session(KeyPhase::Installer, within).await?;
+        let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
         match session.exec(&RemoteCommand::script("reboot", REBOOT_SH)).await {
             Ok(_) => {}
             Err(e) if is_transient(&e) => {}
@@ -813,7 +875,8 @@ impl HostRun<'_> {
         let state = self.state_snapshot();
         let installer_boot =
             state.provider_data.get("installer_boot_id").and_then(|v| v.as_str()).map(String::from);
-        let deadline = Instant::now() + self.ctx.options.deadlines.reboot;
+        let limit = self.deadlines.get(Wait::Reboot);
+        let deadline = Instant::now() + limit;
         let old_keys: Vec<String> = [KeyPhase::Stock, KeyPhase::Installer]
             .iter()
             .filter_map(|p| state.host_keys.get(p))
@@ -821,18 +884,24 @@ impl HostRun<'_> {
             .filter_map(|line| russh::keys::PublicKey::from_openssh(line.trim()).ok())
             .map(|k| ssh::fingerprint(&k))
             .collect();
+        let mut last_seen = String::from("nothing: no connection was tried");
         // Only the key cairn generated is accepted: a stock image or an installer answering
         // here (the reboot did not happen, or booted the wrong disk) is refused.
         let facts = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(PhaseError::Timeout {
-                    what: "the installed system did not answer with its own host key".into(),
-                    seconds: self.ctx.options.deadlines.reboot.as_secs(),
-                    help: self.console_hint(),
-                });
+                return Err(PhaseError::timeout(
+                    Wait::Reboot,
+                    limit,
+                    "the installed system did not answer with its own host key",
+                    last_seen,
+                    format!(
+                        "{}; if it booted but has another address now, set the host's `address`",
+                        self.console_hint()
+                    ),
+                ));
             }
-            match self.facts(KeyPhase::Installed, left).await {
+            match self.facts_within(KeyPhase::Installed, Wait::Reboot, left).await {
                 Ok(f) if !f.installer && installer_boot.as_deref() != Some(f.boot_id.as_str()) => break f,
                 Ok(f) => {
                     return Err(PhaseError::Remote {
@@ -841,20 +910,23 @@ impl HostRun<'_> {
                     })
                 }
                 Err(PhaseError::Ssh(e)) if is_transient(&e) => {
+                    last_seen = e.to_string();
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
+                Err(PhaseError::Timeout { last_seen: seen, .. }) => last_seen = seen,
                 // The installer answers for a moment after `reboot`, with its own (known) key:
                 // not the installed system yet, so wait; any other key is refused.
                 Err(PhaseError::Ssh(ssh::Error::HostKeyMismatch { presented, .. }))
                     if old_keys.contains(&presented) =>
                 {
                     tracing::debug!("the installer still answers; waiting for the reboot");
+                    last_seen = format!("the installer still answering with its key {presented}");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
                 Err(e) => return Err(e),
             }
         };
-        let session = self.session(KeyPhase::Installed, self.ctx.options.deadlines.reach).await?;
+        let session = self.session(KeyPhase::Installed, Wait::Reboot).await?;
         let host_key = ssh::fingerprint(session.host_key());
         let target = session.target().to_string();
         let root_device = session
@@ -877,58 +949,75 @@ impl HostRun<'_> {
     }
 
     async fn health_checks(&mut self) -> Result<Vec<String>, PhaseError> {
-        let checks = if self.host.health_checks.is_empty() {
-            vec![
-                HealthCheck::SystemdUnit { unit: "comin.service".into() },
-                HealthCheck::Command {
-                    command: "test -n \"$(ls -A /run/secrets 2>/dev/null)\"".into(),
-                },
-            ]
+        let checks: Vec<(String, String)> = if self.host.health_checks.is_empty() {
+            DEFAULT_HEALTH_CHECKS.iter().map(|(l, c)| (l.to_string(), c.to_string())).collect()
         } else {
-            self.host.health_checks.clone()
+            self.host.health_checks.iter().map(health_check_command).collect()
         };
-        let limit = self.ctx.options.deadlines.health;
+        let limit = self.deadlines.get(Wait::Verify);
         let deadline = Instant::now() + limit;
         let mut passed = Vec::new();
-        for check in &checks {
-            let (label, command) = match check {
-                HealthCheck::SystemdUnit { unit } => (
-                    format!("{unit} is active"),
-                    format!("systemctl is-active {}", ssh::quote(unit)),
-                ),
-                HealthCheck::Command { command } => {
-                    (format!("`{command}` succeeds"), command.clone())
-                }
-                HealthCheck::FileExists { path } => {
-                    (format!("{path} exists"), format!("test -e {}", ssh::quote(path)))
-                }
-            };
+        for (label, command) in checks {
+            let mut output = String::new();
+            let mut exit = None;
             loop {
-                let session = self.session(KeyPhase::Installed, limit).await?;
-                let out = session
-                    .exec(
-                        &RemoteCommand::new("sh")
-                            .arg("-c")
-                            .arg(format!("{command} 2>&1"))
-                            .allow_exit_codes(1..=255),
-                    )
-                    .await?;
-                if out.exit_code == 0 {
-                    passed.push(label);
-                    break;
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(PhaseError::health_check(self.name(), label, &output, exit, limit));
                 }
-                if Instant::now() >= deadline {
-                    return Err(PhaseError::HealthCheck {
-                        host: self.name().to_string(),
-                        check: label,
-                        output: out.stdout_trimmed(),
-                        seconds: limit.as_secs(),
-                    });
+                let session = self.session_within(KeyPhase::Installed, Wait::Verify, left).await?;
+                let check = RemoteCommand::new("sh")
+                    .arg("-c")
+                    .arg(format!("exec 2>&1\n{command}"))
+                    .allow_exit_codes(1..=255);
+                let run = session.exec(&check);
+                // A check that hangs (a unit that never settles) fails at the deadline too.
+                match tokio::time::timeout(left, run).await {
+                    Ok(out) => {
+                        let out = out?;
+                        if out.exit_code == 0 {
+                            passed.push(label);
+                            break;
+                        }
+                        output = out.stdout_trimmed();
+                        exit = Some(out.exit_code);
+                    }
+                    // Cut off by the deadline: the last complete run (if any) says more.
+                    Err(_) => continue,
                 }
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                let left = deadline.saturating_duration_since(Instant::now());
+                tokio::time::sleep(left.min(Duration::from_secs(2))).await;
             }
         }
         Ok(passed)
+    }
+}
+
+/// The checks of a NixOS host that names none: (what it proves, the shell command).
+const DEFAULT_HEALTH_CHECKS: [(&str, &str); 3] = [
+    (
+        "the system finished booting without failed units",
+        "state=$(systemctl is-system-running --wait); echo \"$state\"; \
+         [ \"$state\" = running ] || { systemctl --failed --no-legend --plain; exit 1; }",
+    ),
+    ("comin.service is active", "systemctl is-active comin.service"),
+    (
+        "its sops secrets are decrypted (/run/secrets is not empty)",
+        "ls -A /run/secrets | grep -q . || { echo '/run/secrets is empty or missing'; exit 1; }",
+    ),
+];
+
+/// A configured check as (what it proves, the shell command that proves it).
+fn health_check_command(check: &HealthCheck) -> (String, String) {
+    match check {
+        HealthCheck::SystemdUnit { unit } => {
+            (format!("{unit} is active"), format!("systemctl is-active {}", ssh::quote(unit)))
+        }
+        HealthCheck::Command { command } => (format!("`{command}` succeeds"), command.clone()),
+        HealthCheck::FileExists { path } => (
+            format!("{path} exists"),
+            format!("test -e {p} || {{ echo 'no such file: '{p}; exit 1; }}", p = ssh::quote(path)),
+        ),
     }
 }
 

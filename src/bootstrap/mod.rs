@@ -20,34 +20,45 @@ pub use error::{BootstrapError, PhaseError};
 pub use operator::Operator;
 pub use phase::Phase;
 
-use crate::inventory::{Host, Inventory, ProviderName};
+use crate::inventory::{Host, Inventory, ProviderName, Timeouts, Wait};
 use crate::nix::Nix;
 use crate::provider::Provider;
 use crate::state::SharedStateLock;
 use crate::ui::progress::{self, Step};
 
-/// How long each wait may take before the run fails with a message saying what it waited
-/// for. Software-emulated VMs need the generous defaults; real clouds are faster.
-#[derive(Debug, Clone)]
-pub struct Deadlines {
-    /// From "machine created" to the stock image answering SSH.
-    pub reach: Duration,
-    /// From `kexec/run` to the installer answering SSH.
-    pub kexec: Duration,
-    /// From `reboot` to the installed system answering SSH with its own key.
-    pub reboot: Duration,
-    /// For the health checks to pass after the installed system answers.
-    pub health: Duration,
+/// How long each wait of one host's run may take before the run fails with a message saying
+/// what it waited for, what it saw last and which setting raises the limit. Resolved per
+/// host: `--timeout`, else the inventory's `timeouts` (host, provider, defaults), else
+/// [`Deadlines::DEFAULTS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deadlines(BTreeMap<Wait, Duration>);
+
+impl Deadlines {
+    /// Suited to real clouds: a VM answers SSH within a few minutes of being created, the
+    /// kexec jump takes under a minute, bare metal may spend minutes in firmware on reboot.
+    pub const DEFAULTS: [(Wait, Duration); 4] = [
+        (Wait::Reach, Duration::from_secs(5 * 60)),
+        (Wait::Kexec, Duration::from_secs(5 * 60)),
+        (Wait::Reboot, Duration::from_secs(10 * 60)),
+        (Wait::Verify, Duration::from_secs(5 * 60)),
+    ];
+
+    /// `command_line` over `inventory` over the defaults, wait by wait.
+    pub fn resolve(inventory: &Timeouts, command_line: &Timeouts) -> Self {
+        let mut map: BTreeMap<Wait, Duration> = Self::DEFAULTS.into_iter().collect();
+        map.extend(inventory.or(&Timeouts::default()).0);
+        map.extend(command_line.0.iter().map(|(k, v)| (*k, *v)));
+        Self(map)
+    }
+
+    pub fn get(&self, wait: Wait) -> Duration {
+        self.0.get(&wait).copied().unwrap_or(Duration::from_secs(300))
+    }
 }
 
 impl Default for Deadlines {
     fn default() -> Self {
-        Self {
-            reach: Duration::from_secs(600),
-            kexec: Duration::from_secs(300),
-            reboot: Duration::from_secs(600),
-            health: Duration::from_secs(300),
-        }
+        Self(Self::DEFAULTS.into_iter().collect())
     }
 }
 
@@ -59,7 +70,8 @@ pub struct Options {
     pub phases: Option<Vec<Phase>>,
     /// How many hosts run at once.
     pub parallel: usize,
-    pub deadlines: Deadlines,
+    /// `--timeout WAIT=DURATION`: deadlines for every selected host, over the inventory's.
+    pub timeouts: Timeouts,
     pub nix: Nix,
     /// An installer bundle overriding the hosts' and providers' (`--installer`).
     pub installer: Option<PathBuf>,
@@ -70,7 +82,7 @@ impl Default for Options {
         Self {
             phases: None,
             parallel: 4,
-            deadlines: Deadlines::default(),
+            timeouts: Timeouts::default(),
             nix: Nix::new().for_this_machine(),
             installer: None,
         }

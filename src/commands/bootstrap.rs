@@ -19,9 +19,7 @@ pub fn run(args: &BootstrapArgs, ctx: &Context) -> miette::Result<ExitCode> {
         installer: args.installer.clone(),
         ..Default::default()
     };
-    if let Some(secs) = args.reach_timeout {
-        options.deadlines.reach = std::time::Duration::from_secs(secs);
-    }
+    options.timeouts.0.extend(args.timeouts.iter().copied());
     let reports = session.bootstrap(options)?;
     render_summary(ctx, &reports)?;
     let failed = reports.iter().filter(|r| r.result.is_err()).count();

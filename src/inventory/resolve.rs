@@ -46,7 +46,9 @@ const HOST_ATTRS: &[&str] = &[
     "cpus",
     "disk_size",
 ];
-const HOST_BLOCKS: &[&str] = &["ssh", "health_check"];
+const HOST_BLOCKS: &[&str] = &["ssh", "health_check", "timeouts"];
+/// Blocks every provider type takes.
+const PROVIDER_BLOCKS: &[&str] = &["timeouts"];
 const SIZE_ALIASES: &[&str] = &["size", "server_type", "instance_type"];
 
 /// Settings every provider type takes: the kexec installer its machines use.
@@ -429,7 +431,7 @@ impl<'a> Resolver<'a> {
                 &block.body,
                 &format!("provider \"{kind}\""),
                 allowed,
-                &[],
+                PROVIDER_BLOCKS,
                 |key| {
                     closest(key, allowed.iter().copied())
                         .is_none()
@@ -464,8 +466,14 @@ impl<'a> Resolver<'a> {
                     settings.insert(key.to_owned(), v);
                 }
             }
+            // Problems are reported; a broken block counts as empty so hosts still resolve.
+            let timeouts =
+                self.timeouts_of(&block.body, &format!("provider `{name}`")).unwrap_or_default();
             let span = self.span(name_span.clone());
-            out.insert(name.clone(), (Provider { name, kind, settings, secrets, span }, name_span));
+            out.insert(
+                name.clone(),
+                (Provider { name, kind, settings, secrets, timeouts, span }, name_span),
+            );
         }
         out
     }
@@ -1080,6 +1088,25 @@ impl<'a> Resolver<'a> {
             }
         }
 
+        // Timeouts: the host's own, else its provider's, else the defaults', wait by wait.
+        let own = self.timeouts_of(body, &format!("host `{name}`"));
+        let from_defaults = match defaults {
+            Some(d) => self.timeouts_of(d, "defaults"),
+            None => Some(Timeouts::default()),
+        };
+        let from_provider = provider
+            .as_ref()
+            .and_then(|p| providers.get(p))
+            .map(|(p, _)| p.timeouts.clone())
+            .unwrap_or_default();
+        let timeouts = match (own, from_defaults) {
+            (Some(own), Some(d)) => own.or(&from_provider.or(&d)),
+            _ => {
+                ok = false;
+                Timeouts::default()
+            }
+        };
+
         let mut extra = BTreeMap::new();
         for key in ["installer", "disk_by_id"] {
             if let Some(a) = get(key) {
@@ -1164,9 +1191,73 @@ impl<'a> Resolver<'a> {
             ssh,
             address,
             health_checks,
+            timeouts,
             extra,
             span,
         })
+    }
+
+    /// The `timeouts { reach = "5m" ... }` block of `body`, if any (`owner` names it in
+    /// messages). `None` when it has problems (reported).
+    fn timeouts_of(&mut self, body: &Body, owner: &str) -> Option<Timeouts> {
+        let mut blocks = body.get_blocks("timeouts");
+        let Some(block) = blocks.next() else {
+            return Some(Timeouts::default());
+        };
+        let mut ok = true;
+        for extra in blocks {
+            self.diags.push(
+                ProblemBuilder::new(format!("{owner} has more than one `timeouts` block"))
+                    .at(extra.ident.span(), "a second `timeouts`")
+                    .also(block.ident.span(), "the first one")
+                    .help("merge them into one `timeouts { ... }` block"),
+            );
+            ok = false;
+        }
+        if let Some(l) = block.labels.first() {
+            self.diags.push(
+                ProblemBuilder::new("a `timeouts` block takes no label")
+                    .at(l.span(), "remove this label")
+                    .help("write `timeouts { reach = \"5m\" }`"),
+            );
+            ok = false;
+        }
+        let names = Wait::ALL.map(Wait::as_str);
+        check_attributes(self.diags, &block.body, "timeouts", &names, &[]);
+        let mut out = Timeouts::default();
+        for attr in block.body.attributes() {
+            let Ok(wait) = attr.key.as_str().parse::<Wait>() else {
+                ok = false;
+                continue;
+            };
+            let Some(value) = self.value(attr) else {
+                ok = false;
+                continue;
+            };
+            let parsed = match &value {
+                Value::String(text) => crate::util::duration::parse(text, false).map_err(|e| e.0),
+                Value::Number(n) => Err(format!("`{n}` has no unit; write \"{n}s\" or \"{n}m\"")),
+                other => {
+                    self.wrong_type(&attr.value, "a duration like \"5m\"", other);
+                    ok = false;
+                    continue;
+                }
+            };
+            match parsed {
+                Ok(d) => {
+                    out.0.insert(wait, d);
+                }
+                Err(why) => {
+                    self.diags.push(
+                        ProblemBuilder::new(format!("`{wait}` is not a valid duration"))
+                            .at(attr.value.span(), "expected a duration")
+                            .help(why),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
     }
 
     fn health_check(&mut self, block: &Block) -> Option<HealthCheck> {

@@ -190,7 +190,11 @@ where
                     line.phase_started = Instant::now();
                 }
                 let text = match step.as_str() {
+                    "started" if detail.is_empty() => format!("{phase}: started"),
                     "started" => format!("{phase}: {detail}"),
+                    "done" if detail.is_empty() => {
+                        format!("{phase}: done in {:.1} s", took.as_secs_f64())
+                    }
                     "done" => format!("{phase}: done in {:.1} s {detail}", took.as_secs_f64()),
                     "skipped" => format!("{phase}: skipped ({detail})"),
                     _ => format!("{phase}: FAILED {detail}"),

@@ -1,6 +1,7 @@
 //! Small helpers shared by several modules.
 
 pub mod atomic;
+pub mod duration;
 pub mod parallel;
 pub mod process;
 pub mod shell;

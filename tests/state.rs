@@ -721,7 +721,7 @@ fn shared_lock_commits_updates_from_many_tokio_tasks(b: &Backend) {
 
 /// The words of a rendered diagnostic, without its line wrapping and margin.
 fn flatten(text: &str) -> String {
-    text.split_whitespace().filter(|w| *w != "|").collect::<Vec<_>>().join(" ")
+    text.split_whitespace().filter(|w| *w != "|" && *w != "│").collect::<Vec<_>>().join(" ")
 }
 
 /// A `cairn` process started by a test, killed (SIGKILL) and reaped when dropped.
@@ -740,7 +740,7 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
     let Backend::Pg { server } = &b else { unreachable!() };
     let repo = tempfile::tempdir().unwrap();
     // Port 9 on loopback: nothing listens there, so the first run keeps trying to reach web1
-    // (holding the lock) until its --reach-timeout.
+    // (holding the lock) until its reach timeout.
     std::fs::write(
         repo.path().join("cairn.hcl"),
         format!(
@@ -764,7 +764,7 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
         cmd
     };
     let first = CairnRun(
-        cairn(&["bootstrap", "host", "web1", "--reach-timeout", "600"])
+        cairn(&["bootstrap", "host", "web1", "--timeout", "reach=10m"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -785,7 +785,7 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
         .psql("SELECT DISTINCT client_addr FROM pg_stat_activity WHERE application_name = 'cairn'");
     assert_eq!(client, "127.0.0.1", "the run connects over TCP");
     assert_eq!(record.pid, first.0.id());
-    assert_eq!(record.command, "cairn bootstrap host web1 --reach-timeout 600");
+    assert_eq!(record.command, "cairn bootstrap host web1 --timeout reach=10m");
 
     let out =
         cairn(&["destroy", "host", "web1", "--yes", "--lock-timeout", "1s"]).output().unwrap();

@@ -115,6 +115,7 @@ pub fn orphan_host(inv: &Inventory, name: &str, provider: &ProviderName) -> Opti
         ssh: Default::default(),
         address: None,
         health_checks: Vec::new(),
+        timeouts: Default::default(),
         extra: Default::default(),
         span: SourceSpan { file: inv.path.clone(), offset: 0, len: 0, line: 1, column: 1 },
     })

@@ -34,6 +34,8 @@ pub const DEFAULT_ENDPOINT: &str = "https://api.hetzner.cloud/v1";
 pub const LABEL_HOST: &str = "cairn-host";
 pub const LABEL_MANAGED_BY: &str = "managed-by";
 pub const MANAGED_BY: &str = "cairn";
+/// The first look at a running action (the next ones wait longer, up to `poll_interval`).
+pub const FIRST_POLL: Duration = Duration::from_millis(100);
 /// Hetzner refuses larger `user_data`.
 pub const MAX_USER_DATA: usize = 32 * 1024;
 
@@ -397,14 +399,16 @@ impl HcloudProvider {
         }
     }
 
-    /// Polls `action` (about once per `poll_interval`) until it succeeds, fails or the
-    /// deadline passes.
+    /// Polls `action` until it succeeds, fails or the deadline passes: first after
+    /// [`FIRST_POLL`], then twice as long each time, up to `poll_interval`, so short actions
+    /// end in a fraction of a second and long ones cost one request per `poll_interval`.
     pub async fn wait_action(
         &self,
         host: &str,
         mut action: Action,
     ) -> Result<Action, ProviderError> {
         let started = Instant::now();
+        let mut delay = FIRST_POLL.min(self.options.poll_interval);
         loop {
             match action.status.as_str() {
                 "success" => return Ok(action),
@@ -440,7 +444,8 @@ impl HcloudProvider {
                             .into(),
                 });
             }
-            tokio::time::sleep(self.options.poll_interval).await;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(self.options.poll_interval);
             let id = action.id;
             action = self
                 .client

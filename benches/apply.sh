@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# `cairn plan` and `cairn apply --yes` against cloudalone (a Hetzner Cloud emulator on
+# 127.0.0.1): 1 host, then N hosts (default 50) at cairn's default parallelism and all at
+# once, against a serial curl loop making the same API calls (look up by name, create, follow
+# both actions with cairn's poll schedule); then `cairn plan` with M hosts (default 1,000) in
+# state, every one looked up at the emulator. One fresh emulator per measurement.
+# Needs cloudalone (.ci/install makes .ci/venv-cloud), curl and jq. Prints one table.
+# Usage: benches/apply.sh [N] [M]   (CARGO_TARGET_DIR is honoured; builds cairn in release;
+#        CAIRN_BIN=path/to/cairn skips the build, for a quick dry run with small N and M)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+n=${1:-50}
+m=${2:-1000}
+target=${CARGO_TARGET_DIR:-$here/target}
+cairn=${CAIRN_BIN:-}
+if [ -z "$cairn" ]; then
+  cargo build --release --quiet --manifest-path "$here/Cargo.toml" --bin cairn
+  cairn="$target/release/cairn"
+fi
+cloudalone=${CAIRN_TEST_CLOUDALONE:-$here/.ci/venv-cloud/bin/cloudalone}
+[ -x "$cloudalone" ] || cloudalone=/work/main/.ci/venv-cloud/bin/cloudalone
+[ -x "$cloudalone" ] || { echo "cloudalone is missing: run .ci/install" >&2; exit 1; }
+token=bench-token
+work=$(mktemp -d)
+ca_pid=
+stop_ca() {
+  # only the emulator this script started, by its pid
+  if [ -n "$ca_pid" ]; then kill "$ca_pid" 2>/dev/null || true; wait "$ca_pid" 2>/dev/null || true; fi
+  ca_pid=
+}
+trap 'stop_ca; rm -rf "$work"' EXIT
+
+# A fresh emulator on a free port; sets $endpoint.
+start_ca() {
+  stop_ca
+  local dir port
+  dir=$(mktemp -d -p "$work")
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  CLOUDALONE_BACKEND=stub CLOUDALONE_TOKEN=$token CLOUDALONE_DB="$dir/ca.sqlite" \
+    CLOUDALONE_HOME="$dir/home" CLOUDALONE_CONFIG="$dir/none.toml" \
+    "$cloudalone" serve --host 127.0.0.1 --port "$port" >"$dir/log" 2>&1 &
+  ca_pid=$!
+  endpoint="http://127.0.0.1:$port/v1"
+  for _ in $(seq 300); do
+    curl -s -o /dev/null "$endpoint/servers" && return
+    sleep 0.1
+  done
+  echo "cloudalone did not start: $(cat "$dir/log")" >&2
+  exit 1
+}
+
+# A fleet repository of $2 hosts at the current emulator, in $1.
+make_repo() {
+  local dir=$1 count=$2
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  {
+    printf 'provider "hcloud" "cloud" {\n  token    = env("HCLOUD_TOKEN")\n  endpoint = "%s"\n}\n' "$endpoint"
+    printf 'defaults {\n  provider = "cloud"\n  size     = "small"\n  image    = "debian-13"\n}\n'
+    for ((i = 0; i < count; i++)); do printf 'host "web%d" {}\n' "$i"; done
+  } >"$dir/cairn.hcl"
+}
+
+now() { date +%s.%N; }
+declare -a rows=()
+row() { rows+=("$1|$2"); }
+elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+
+export HCLOUD_TOKEN=$token
+unset CAIRN_SSH_KEY
+api() { curl -sf -H "Authorization: Bearer $token" "$@"; }
+
+# Follows an action with cairn's schedule: 0.1 s, then doubling, at most 1 s between looks.
+follow() {
+  local id=$1 delay=0.1 status
+  while :; do
+    sleep "$delay"
+    status=$(api "$endpoint/actions/$id" | jq -r .action.status)
+    [ "$status" = success ] && return
+    [ "$status" = error ] && { echo "action $id failed" >&2; exit 1; }
+    delay=$(python3 -c "print(min($delay * 2, 1))")
+  done
+}
+
+# --- apply: one host, then N ----------------------------------------------------------------
+for case in "1 8" "$n 8" "$n $n"; do
+  read -r count parallel <<<"$case"
+  start_ca
+  make_repo "$work/fleet" "$count"
+  t0=$(now)
+  "$cairn" -q -C "$work/fleet" plan >/dev/null
+  t1=$(now)
+  "$cairn" -q -C "$work/fleet" apply --yes --parallel "$parallel" >/dev/null
+  t2=$(now)
+  got=$(api "$endpoint/servers?per_page=50" | jq '.meta.pagination.total_entries')
+  [ "$got" = "$count" ] || { echo "expected $count servers, cloudalone has $got" >&2; exit 1; }
+  row "cairn plan, $count hosts to create" "$(elapsed "$t0" "$t1")"
+  row "cairn apply --yes --parallel $parallel, $count hosts" "$(elapsed "$t1" "$t2")"
+  [ "$case" = "1 8" ] && one=$(elapsed "$t1" "$t2")
+  [ "$case" = "$n 8" ] && many=$(elapsed "$t1" "$t2")
+  [ "$case" = "$n $n" ] && all=$(elapsed "$t1" "$t2")
+done
+
+# --- the same API calls, one host after the other ---------------------------------------------
+start_ca
+api -X POST -H 'Content-Type: application/json' "$endpoint/ssh_keys" \
+  -d '{"name":"bench","public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEuQlFqSmGUbUsPOcL0cy1ofDlmzwOJL9LvFB+ADvTcV bench"}' >/dev/null
+t0=$(now)
+for ((i = 0; i < n; i++)); do
+  api "$endpoint/servers?name=web$i" >/dev/null
+  created=$(api -X POST -H 'Content-Type: application/json' "$endpoint/servers" \
+    -d "{\"name\":\"web$i\",\"server_type\":\"small\",\"image\":\"debian-13\",\"ssh_keys\":[1],\"start_after_create\":true}")
+  for a in $(jq -r '.action.id, .next_actions[].id' <<<"$created"); do follow "$a"; done
+  api "$endpoint/servers/$(jq -r .server.id <<<"$created")" >/dev/null
+done
+t1=$(now)
+row "curl, the same calls serially, $n hosts" "$(elapsed "$t0" "$t1")"
+
+# --- plan with M hosts in state ---------------------------------------------------------------
+start_ca
+make_repo "$work/big" "$m"
+t0=$(now)
+"$cairn" -q -C "$work/big" apply --yes --parallel 50 >/dev/null
+t1=$(now)
+row "(setup) cairn apply --yes --parallel 50, $m hosts" "$(elapsed "$t0" "$t1")"
+for parallel in 8 32; do
+  t0=$(now)
+  out=$("$cairn" -q -C "$work/big" plan --detailed-exitcode --parallel "$parallel") ||
+    { echo "plan with $m hosts: $out" >&2; exit 1; }
+  t1=$(now)
+  row "cairn plan --parallel $parallel, $m hosts in state, no changes" "$(elapsed "$t0" "$t1")"
+done
+t0=$(now)
+"$cairn" -q -C "$work/big" plan --refresh=false --detailed-exitcode >/dev/null
+t1=$(now)
+row "cairn plan --refresh=false, $m hosts (state only)" "$(elapsed "$t0" "$t1")"
+
+width=0
+for r in "${rows[@]}"; do w=${#r}; [ "$w" -gt "$width" ] && width=$w; done
+printf '%-*s  %9s\n' "$width" "measurement (one run each)" "seconds"
+for r in "${rows[@]}"; do printf '%-*s  %9s\n' "$width" "${r%%|*}" "${r##*|}"; done
+printf '%-*s  %9s\n' "$width" "apply $n hosts / apply 1 host (parallel 8)" "$(python3 -c "print(f'{$many / $one:.2f}x')")"
+printf '%-*s  %9s\n' "$width" "apply $n hosts / apply 1 host (parallel $n)" "$(python3 -c "print(f'{$all / $one:.2f}x')")"

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use super::fleet::FleetSession;
 use super::plan::{make_plan, replace_names, Request};
 use super::{confirm, output, Context};
 use crate::cli::ApplyArgs;
@@ -60,25 +61,41 @@ pub fn run(args: &ApplyArgs, ctx: &Context) -> miette::Result<ExitCode> {
     }
     confirm(ctx, args.yes, "apply these actions")?;
 
+    let operator_key = operator_key(&session.inventory, &plan)?;
+    let runtime = super::fleet::runtime()?;
+    failed += execute(ctx, &session, &runtime, &plan, operator_key, args.parallel)?;
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Carries out `plan` and prints the per-host summary; failures are rendered and counted.
+pub(super) fn execute(
+    ctx: &Context,
+    session: &FleetSession,
+    runtime: &tokio::runtime::Runtime,
+    plan: &Plan,
+    operator_key: String,
+    parallel: usize,
+) -> miette::Result<usize> {
     let inv = session.inventory.clone();
     let state = session.state.snapshot();
-    let providers = refresh::providers_for(&inv, apply::provider_blocks(&inv, &plan, &state))?;
+    let providers = refresh::providers_for(&inv, apply::provider_blocks(&inv, plan, &state))?;
     let exec = Executor {
-        inventory: inv.clone(),
+        inventory: inv,
         state: session.state.clone(),
         providers,
-        operator_key: operator_key(&inv, &plan)?,
-        parallel: args.parallel,
+        operator_key,
+        parallel,
     };
-    let outcomes = super::fleet::runtime()?.block_on(apply::run(Arc::new(exec), &plan));
+    let outcomes = runtime.block_on(apply::run(Arc::new(exec), plan));
     output(ctx.out.text(&format!("\n{}", apply::render_summary(&outcomes))))?;
+    let mut failed = 0;
     for o in &outcomes {
         if let Err(e) = &o.result {
             ctx.report_error(e);
             failed += 1;
         }
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(failed)
 }
 
 /// The operator's public key when the plan creates machines (made on first use).

@@ -2,12 +2,10 @@
 //! forget the hosts in state.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use super::{confirm, output, Context};
 use crate::cli::{selectors_from_words, DestroyArgs};
 use crate::inventory::Host;
-use crate::plan::apply::{self, Executor};
 use crate::plan::{refresh, Plan};
 
 pub fn run(args: &DestroyArgs, ctx: &Context) -> miette::Result<ExitCode> {
@@ -28,22 +26,8 @@ pub fn run(args: &DestroyArgs, ctx: &Context) -> miette::Result<ExitCode> {
     let mut failed = refreshed.failures.len();
     if plan.has_work() {
         confirm(ctx, args.yes, "destroy these machines")?;
-        let providers = refresh::providers_for(&inv, apply::provider_blocks(&inv, &plan, &state))?;
-        let exec = Executor {
-            inventory: inv.clone(),
-            state: session.state.clone(),
-            providers,
-            operator_key: String::new(),
-            parallel: args.parallel,
-        };
-        let outcomes = runtime.block_on(apply::run(Arc::new(exec), &plan));
-        output(ctx.out.text(&format!("\n{}", apply::render_summary(&outcomes))))?;
-        for o in &outcomes {
-            if let Err(e) = &o.result {
-                ctx.report_error(e);
-                failed += 1;
-            }
-        }
+        failed +=
+            super::apply::execute(ctx, &session, &runtime, &plan, String::new(), args.parallel)?;
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -89,43 +89,35 @@ impl Cloudalone {
         }
     }
 
-    /// A raw GET with the test token, to see the emulator's side of things.
+    /// A raw request with the test token: to see the emulator's side of things, or to change
+    /// it behind cairn's back.
+    async fn request(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {
+        let mut req = reqwest::Client::new()
+            .request(method.clone(), format!("{}{path}", self.endpoint()))
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let response = req.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(
+            status.is_success() || method == reqwest::Method::GET,
+            "{method} {path}: {status} {text}"
+        );
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
     pub async fn get(&self, path: &str) -> Value {
-        reqwest::Client::new()
-            .get(format!("{}{path}", self.endpoint()))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.request(reqwest::Method::GET, path, None).await
     }
 
-    /// A raw DELETE with the test token: a change made behind cairn's back.
     pub async fn delete(&self, path: &str) {
-        let status = reqwest::Client::new()
-            .delete(format!("{}{path}", self.endpoint()))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(status.is_success(), "DELETE {path}: {status}");
+        self.request(reqwest::Method::DELETE, path, None).await;
     }
 
-    /// A raw POST with the test token (a server made outside cairn).
     pub async fn post(&self, path: &str, body: &Value) -> Value {
-        reqwest::Client::new()
-            .post(format!("{}{path}", self.endpoint()))
-            .bearer_auth(TOKEN)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.request(reqwest::Method::POST, path, Some(body)).await
     }
 }
 

@@ -84,6 +84,33 @@ one stopped, and after success only verifies.")]
     /// Encrypted secrets files (sops-compatible): edit, encrypt, decrypt, rekey, keygen
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Copy a store path's closure to an SSH host exactly as bootstrap's copy phase does
+    /// (hidden: for benchmarks/transfer.sh and debugging a transfer)
+    #[command(hide = true)]
+    CopyClosure(CopyClosureArgs),
+}
+
+/// `cairn copy-closure`: bootstrap's copy phase on its own, against any SSH host.
+#[derive(Debug, Args)]
+pub struct CopyClosureArgs {
+    /// Where to copy: USER@HOST:PORT
+    #[arg(long, value_name = "USER@HOST:PORT")]
+    pub to: String,
+    /// The host's public key (an OpenSSH .pub file): the only key accepted
+    #[arg(long, value_name = "FILE")]
+    pub host_key: PathBuf,
+    /// Private key to log in with
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub identity: PathBuf,
+    /// The directory on the target holding nix/store
+    #[arg(long, default_value = "/mnt", value_name = "DIR")]
+    pub root: String,
+    /// `stream` (tar + zstd over one SSH channel, then registration) or `nix-copy`
+    #[arg(long, default_value = "stream", value_name = "STRATEGY")]
+    pub strategy: String,
+    /// The store path whose closure is copied (a system's toplevel)
+    #[arg(value_name = "STORE_PATH")]
+    pub path: String,
 }
 
 /// `cairn secrets ...`

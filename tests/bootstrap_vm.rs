@@ -229,3 +229,163 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
     destroy_leaves_nothing(&dir);
     drop(fleet);
 }
+
+/// A child process killed (SIGKILL, by its pid) when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn cairn_command(fleet: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.current_dir(fleet)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("SOPS_AGE_KEY_FILE", fleet.join("keys/admin.agekey"))
+        .env_remove("SOPS_AGE_KEY")
+        .env_remove("CAIRN_SSH_KEY")
+        .env("NIX_CONFIG", "substitute = false\nflake-registry =\nsandbox = false");
+    cmd
+}
+
+/// The numbers of the copy phase's plan line: (already on the target, total, sending).
+fn copy_plan(stderr: &str) -> Option<(usize, usize, usize)> {
+    let line = stderr.lines().find(|l| l.contains(" paths already on the target, sending "))?;
+    let rest = &line[line.find("copy: ")? + "copy: ".len()..];
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    // "37 of 120 paths already on the target, sending 83 (96 MiB)"
+    let sending = words.iter().position(|w| *w == "sending")? + 1;
+    Some((words[0].parse().ok()?, words[2].parse().ok()?, words.get(sending)?.parse().ok()?))
+}
+
+#[test]
+fn the_copy_plan_line_is_read() {
+    let line =
+        " INFO host{host=web1}: copy: 3 of 8 paths already on the target, sending 5 (96 MiB)";
+    assert_eq!(copy_plan(line), Some((3, 8, 5)));
+    assert_eq!(copy_plan("web1: copy: done"), None);
+}
+
+/// Killed during the copy phase and run again: the second run finds the paths the first one
+/// completed, removes the one it cut off, sends only the rest, and ends verified.
+#[test]
+fn bootstrap_killed_during_copy_resumes_sending_only_what_is_missing() {
+    use std::io::BufRead;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let Some(fleet) = Fleet::start() else { return };
+    let dir = fleet.dir.clone();
+    let first_err = dir.join(".cairn/first-run.stderr");
+    std::fs::create_dir_all(dir.join(".cairn")).unwrap();
+    let mut first = KillOnDrop(
+        cairn_command(&dir, &["bootstrap", "host", "web1"])
+            .stdout(std::fs::File::create(dir.join(".cairn/first-run.stdout")).unwrap())
+            .stderr(std::fs::File::create(&first_err).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let first_text = || std::fs::read_to_string(&first_err).unwrap_or_default();
+
+    // Wait for the copy to start, as a user would see it.
+    let until = Instant::now() + Duration::from_secs(900);
+    while copy_plan(&first_text()).is_none() {
+        if let Some(status) = first.0.try_wait().unwrap() {
+            panic!(
+                "bootstrap ended ({status}) before copying:\n{}\n{}",
+                first_text(),
+                console(&dir)
+            );
+        }
+        assert!(Instant::now() < until, "no copy within 15 min:\n{}", first_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (already, total, sending) = copy_plan(&first_text()).unwrap();
+    assert_eq!((already, sending), (0, total), "{}", first_text());
+
+    // Watch the target's list of completed paths over SSH (the installer's pinned key), and
+    // kill the run once part of the closure is there.
+    let mut watcher = KillOnDrop(
+        cairn_command(
+            &dir,
+            &[
+                "ssh",
+                "web1",
+                "--phase",
+                "installer",
+                "-T",
+                "--",
+                "while :; do wc -l < /mnt/nix/.cairn-copied; sleep 0.2 2>/dev/null || sleep 1; done",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let lines = std::io::BufReader::new(watcher.0.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let copied_when_killed = loop {
+        if let Some(status) = first.0.try_wait().unwrap() {
+            panic!("the copy ended ({status}) before it could be interrupted:\n{}", first_text());
+        }
+        assert!(Instant::now() < until, "the copy made no progress:\n{}", first_text());
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => match line.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => {
+                    first.0.kill().unwrap();
+                    break n;
+                }
+                _ => {}
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the watcher over SSH ended:\n{}", first_text())
+            }
+        }
+    };
+    let _ = first.0.wait();
+    drop(watcher);
+    assert!(copied_when_killed < total, "killed too late: {copied_when_killed} of {total}");
+
+    // The same command again: it completes, verified, sending only what was missing.
+    let again = cairn(&dir, &["bootstrap", "host", "web1"]);
+    let out = String::from_utf8_lossy(&again.stdout).to_string();
+    let err = String::from_utf8_lossy(&again.stderr).to_string();
+    assert!(
+        again.status.success(),
+        "resume failed: {}\n--- console\n{}",
+        text(&again),
+        console(&dir)
+    );
+    assert!(out.contains("web1: verified in"), "{out}");
+    let (already, total_again, sending) = copy_plan(&err).expect("the copy says what it sends");
+    assert_eq!(total_again, total, "{err}");
+    assert!(already >= copied_when_killed && already > 0, "{err}");
+    assert_eq!(already + sending, total, "{err}");
+    assert!(sending > 0, "{err}");
+    // The path being unpacked when the run died was removed, and sent again whole: the
+    // installed system then runs every program of its closure (sops decrypts its secret).
+    assert!(
+        err.contains("copy: removed 1 unfinished path an interrupted copy left behind: "),
+        "{err}"
+    );
+    assert!(err.contains(&format!("copy: sent {sending} paths in ")), "{err}");
+    let log = console(&dir);
+    assert!(log.contains("cairn-test-system: secret web1 decrypted to /run/secrets/web1"), "{log}");
+    assert!(log.contains("cairn-test-agent: running"), "{log}");
+
+    destroy_leaves_nothing(&dir);
+    drop(fleet);
+}

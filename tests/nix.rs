@@ -200,3 +200,100 @@ async fn test_system_closure_streams_and_registers_in_a_fresh_store() {
         assert_eq!(plain, "greeting: hello from sops\n");
     }
 }
+
+#[path = "support/sshd.rs"]
+mod sshd;
+
+/// A two-path closure built by the local nix, offline: `top` refers to `dep`.
+fn build_small_closure(t: &Path) -> String {
+    let expr = r#"
+      let
+        dep = derivation { name = "cairn-copy-dep"; system = builtins.currentSystem;
+          builder = "/bin/sh"; args = [ "-c" "echo dependency > $out" ]; };
+      in derivation { name = "cairn-copy-top"; system = builtins.currentSystem;
+        builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out" ]; }
+    "#;
+    fs_err::write(t.join("small.nix"), expr).unwrap();
+    let mut cmd = Command::new("nix");
+    cmd.args(["--extra-experimental-features", "nix-command"]).args([
+        "--option",
+        "substitute",
+        "false",
+        "--option",
+        "sandbox",
+        "false",
+    ]);
+    let groups = fs_err::read_to_string("/etc/group").unwrap_or_default();
+    if !groups.lines().any(|l| l.starts_with("nixbld:")) {
+        cmd.args(["--option", "build-users-group", ""]);
+    }
+    let out = run(cmd
+        .args(["build", "--no-link", "--print-build-logs", "--json", "-f"])
+        .arg(t.join("small.nix")));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["outputs"]["out"].as_str().unwrap().to_owned()
+}
+
+/// The `nix-copy` strategy against a real OpenSSH server on 127.0.0.1 with this machine's
+/// nix-bin as the remote side: the closure lands, registered, in the store under the root
+/// directory, and a server presenting another host key than the pinned one is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn nix_copy_over_ssh_pins_the_host_key_and_fills_the_root_store() {
+    if !require(&["nix", "nix-store", "ssh", "/usr/sbin/sshd"]) {
+        return;
+    }
+    if !is_root() {
+        eprintln!("SKIPPED: nix copy to root@127.0.0.1 needs root (sshd logs in as root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let top = cairn::nix::StorePath::new(build_small_closure(t)).unwrap();
+    let server = sshd::Sshd::start();
+    let target = cairn::ssh::Target::new("127.0.0.1", server.port, "root");
+    let pinned = |line: &str, file: &str| -> PathBuf {
+        let key = russh::keys::PublicKey::from_openssh(line).unwrap();
+        let path = t.join(file);
+        fs_err::write(&path, cairn::ssh::known_hosts(&target, &[key])).unwrap();
+        path
+    };
+    let store = |known_hosts: PathBuf, root: &Path| cairn::nix::SshStore {
+        user: "root".into(),
+        host: "127.0.0.1".into(),
+        port: server.port,
+        root: root.display().to_string(),
+        known_hosts,
+        identity: Some(server.client_key()),
+    };
+    let nix = nix_runner();
+
+    // Another key than the server's: refused before anything is sent.
+    sshd::keygen(&t.join("other"), "ed25519", "");
+    let other = fs_err::read_to_string(t.join("other.pub")).unwrap();
+    let wrong_root = t.join("wrong");
+    let refused = nix
+        .copy_to(
+            &store(pinned(other.trim(), "wrong_known_hosts"), &wrong_root),
+            std::slice::from_ref(&top),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("Host key verification failed"), "{refused}");
+    assert!(!wrong_root.join("nix/store").exists(), "nothing may reach a refused host");
+
+    // The server's own key: copied and registered in the store under the root.
+    let root = t.join("mnt");
+    let known = pinned(&server.host_public_key("ed25519"), "known_hosts");
+    nix.copy_to(&store(known, &root), std::slice::from_ref(&top)).await.expect("nix copy");
+    let text = fs_err::read_to_string(root.join(top.relative())).unwrap();
+    let dep = text.trim();
+    assert!(dep.starts_with("/nix/store/") && dep.ends_with("-cairn-copy-dep"), "{text}");
+    assert_eq!(fs_err::read_to_string(root.join(&dep[1..])).unwrap(), "dependency\n");
+    let registered = run(Command::new("nix-store")
+        .arg("--store")
+        .arg(format!("local?root={}", root.display()))
+        .args(["--query", "--requisites", top.as_str()]));
+    let registered: BTreeSet<&str> = registered.lines().collect();
+    assert_eq!(registered, BTreeSet::from([top.as_str(), dep]));
+}

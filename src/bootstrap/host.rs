@@ -1,6 +1,6 @@
 //! One host's run through the phases.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use super::{
 };
 use crate::inventory::{HealthCheck, Host, Wait};
 use crate::keys::{AgeRecipient, HostKeyStore, HostKeys};
-use crate::nix::{PathInfo, StorePath, TarStream, TransferOptions};
+use crate::nix::{PathInfo, StorePath};
 use crate::provider::{CreateRequest, Machine, Provider};
 use crate::ssh::{self, HostKeyPolicy, RemoteCommand, Session, Target, UploadSource};
 use crate::state::{HostState, KeyPhase, PhaseRecord};
@@ -22,9 +22,6 @@ use crate::util::template::{self, Vars};
 
 const FACTS_SH: &str = include_str!("../../templates/bootstrap/facts.sh");
 const KEXEC_SH: &str = include_str!("../../templates/bootstrap/kexec.sh");
-const COPY_STATUS_SH: &str = include_str!("../../templates/bootstrap/copy-status.sh");
-const COPY_UNPACK_SH: &str = include_str!("../../templates/bootstrap/copy-unpack.sh");
-const REGISTER_SH: &str = include_str!("../../templates/bootstrap/register.sh");
 const INSTALL_SH: &str = include_str!("../../templates/bootstrap/install.sh");
 const REBOOT_SH: &str = include_str!("../../templates/bootstrap/reboot.sh");
 
@@ -661,82 +658,23 @@ impl HostRun<'_> {
     // ---- copy ---------------------------------------------------------------------------
 
     async fn copy(&mut self) -> Result<PhaseResult, PhaseError> {
-        self.built().await?;
-        let root = Vars::new().word("root", TARGET_ROOT);
-        let status = template::render("templates/bootstrap/copy-status.sh", COPY_STATUS_SH, &root)?;
-        let paths: Vec<StorePath> = self.closure.iter().map(|p| p.path.clone()).collect();
-        let sizes: BTreeMap<StorePath, u64> =
-            self.closure.iter().map(|p| (p.path.clone(), p.nar_size)).collect();
-        let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
-        let present: BTreeSet<String> = session
-            .exec(&RemoteCommand::script("copy-status", status))
-            .await?
-            .stdout_trimmed()
-            .lines()
-            .map(|l| l.trim().to_string())
-            .collect();
-        let skip: BTreeSet<StorePath> = paths
-            .iter()
-            .filter(|p| p.relative().rsplit('/').next().is_some_and(|n| present.contains(n)))
-            .cloned()
-            .collect();
-        let missing = paths.len() - skip.len();
-        if missing > 0 {
-            let bytes: u64 = sizes.iter().filter(|(p, _)| !skip.contains(*p)).map(|(_, n)| n).sum();
-            tracing::info!(
-                paths = missing,
-                already = skip.len(),
-                mib = bytes / (1024 * 1024),
-                "copying the closure"
-            );
-            let unpack =
-                template::render("templates/bootstrap/copy-unpack.sh", COPY_UNPACK_SH, &root)?;
-            let mut tar = TarStream::spawn(&paths, &skip, &TransferOptions::default())?;
-            let source = tar.stdout().ok_or_else(|| PhaseError::Remote {
-                what: "the local tar stream has no output".into(),
-                help: "this is a bug in cairn".into(),
-            })?;
-            let mut remote =
-                session.open_stream(&RemoteCommand::inline_script("copy-unpack", unpack)).await?;
-            let sent = remote.copy_from(source).await;
-            let local = tar.finish().await;
-            let remote_result = remote.finish().await;
-            sent?;
-            local?;
-            remote_result?;
-        } else {
-            tracing::info!(paths = paths.len(), "the whole closure is already on the target");
-        }
-        // Register every path (idempotent), with the closure's own nix-store in the chroot.
-        let nix_store = self.nix_store()?;
-        let register = template::render(
-            "templates/bootstrap/register.sh",
-            REGISTER_SH,
-            &Vars::new().word("root", TARGET_ROOT).word("nix_store", nix_store),
+        let toplevel = self.built().await?;
+        let provider = self.ctx.inventory.provider_of(self.host);
+        let strategy = super::copy::Strategy::from_setting(
+            self.host.extra.get("copy").or_else(|| provider.settings.get("copy")),
         )?;
-        let registration = crate::nix::load_db_registration(&self.closure);
-        let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
-        session
-            .exec(
-                &RemoteCommand::inline_script("register", register)
-                    .stdin(registration.into_bytes()),
-            )
-            .await?;
+        self.session(KeyPhase::Installer, Wait::Reach).await?;
+        let (_, session) = self.session.as_ref().expect("just connected");
+        let job = super::copy::CopyJob {
+            strategy,
+            closure: &self.closure,
+            toplevel: &toplevel,
+            root: TARGET_ROOT,
+            nix: &self.ctx.options.nix,
+            identity: &self.ctx.operator.private_key_path,
+        };
+        super::copy::copy_closure(session, &job).await?;
         Ok(PhaseResult::Done)
-    }
-
-    /// `.../bin/nix-store` from the closure itself, so the target needs no Nix.
-    fn nix_store(&self) -> Result<String, PhaseError> {
-        // The system's own (NixOS: sw/bin) first, else any package in the closure.
-        let toplevel = self.toplevel.iter().map(|t| format!("{}/sw/bin/nix-store", t.as_str()));
-        let packages = self.closure.iter().map(|p| format!("{}/bin/nix-store", p.path.as_str()));
-        toplevel
-            .chain(packages)
-            .find(|candidate| std::path::Path::new(candidate).exists())
-            .ok_or_else(|| PhaseError::Config {
-                what: "the system's closure contains no nix-store to register the copied paths with".into(),
-                help: "every NixOS system includes Nix; for a custom system add a nix package to its closure".into(),
-            })
     }
 
     // ---- keys ---------------------------------------------------------------------------

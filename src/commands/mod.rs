@@ -12,6 +12,7 @@ use crate::ui::{Output, UiMode};
 mod apply;
 mod bootstrap;
 mod completions;
+mod copy_closure;
 mod destroy;
 pub mod fleet;
 mod hosts;
@@ -124,5 +125,6 @@ pub fn run(cli: Cli, ctx: &Context) -> miette::Result<ExitCode> {
         Command::Import(args) => import::run(&args, ctx),
         Command::Plan(args) => plan::run(&args, ctx),
         Command::Ssh(args) => ssh::run(&args, ctx),
+        Command::CopyClosure(args) => copy_closure::run(&args, ctx),
     }
 }

@@ -42,6 +42,7 @@ const HOST_ATTRS: &[&str] = &[
     "installer_min_memory",
     "age_key",
     "disk_by_id",
+    "copy",
     "memory",
     "cpus",
     "disk_size",
@@ -52,7 +53,9 @@ const PROVIDER_BLOCKS: &[&str] = &["timeouts"];
 const SIZE_ALIASES: &[&str] = &["size", "server_type", "instance_type"];
 
 /// Settings every provider type takes: the kexec installer its machines use.
-const COMMON_PROVIDER_ATTRS: &[&str] = &["installer", "installer_min_memory"];
+const COMMON_PROVIDER_ATTRS: &[&str] = &["installer", "installer_min_memory", "copy"];
+/// How the copy phase moves the closure (`copy`, on a host or its provider).
+const COPY_STRATEGIES: &[&str] = &["stream", "nix-copy"];
 
 fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
     match kind {
@@ -65,10 +68,17 @@ fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
             "disk_size",
             "installer",
             "installer_min_memory",
+            "copy",
         ],
-        ProviderKind::Hcloud => {
-            &["token", "endpoint", "location", "ssh_key_name", "installer", "installer_min_memory"]
-        }
+        ProviderKind::Hcloud => &[
+            "token",
+            "endpoint",
+            "location",
+            "ssh_key_name",
+            "installer",
+            "installer_min_memory",
+            "copy",
+        ],
         ProviderKind::Aws => &[
             "region",
             "access_key_id",
@@ -78,6 +88,7 @@ fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
             "subnet_id",
             "installer",
             "installer_min_memory",
+            "copy",
         ],
         ProviderKind::Existing => COMMON_PROVIDER_ATTRS,
     }
@@ -456,6 +467,7 @@ impl<'a> Resolver<'a> {
                     "accel" => {
                         self.one_of(attr, &["auto", "kvm", "tcg"]).map(serde_json::Value::from)
                     }
+                    "copy" => self.one_of(attr, COPY_STRATEGIES).map(serde_json::Value::from),
                     "memory" | "disk_size" | "installer_min_memory" => {
                         self.mib(attr).map(serde_json::Value::from)
                     }
@@ -1116,6 +1128,14 @@ impl<'a> Resolver<'a> {
                     }
                     None => ok = false,
                 }
+            }
+        }
+        if let Some(a) = get("copy") {
+            match self.one_of(a, COPY_STRATEGIES) {
+                Some(s) => {
+                    extra.insert("copy".to_owned(), serde_json::Value::from(s));
+                }
+                None => ok = false,
             }
         }
         if let Some(a) = get("installer_min_memory") {

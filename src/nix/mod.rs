@@ -5,11 +5,13 @@
 
 mod path_info;
 mod runner;
+mod ssh_copy;
 mod store_path;
 mod transfer;
 
 pub use path_info::{load_db_registration, parse as parse_path_info, PathInfo, PathInfoParseError};
 pub use runner::{installable_for_toplevel, Nix};
+pub use ssh_copy::SshStore;
 pub use store_path::{InvalidNarHash, InvalidStorePath, NarHash, StorePath, STORE_DIR};
 pub use transfer::{unpack_command, TarStream, TransferOptions};
 
@@ -40,6 +42,13 @@ pub enum NixError {
         help("check `nix --version`; cairn supports Nix 2.8 and later")
     )]
     Output { command: String, detail: String },
+
+    #[error("`{path}` contains whitespace, which NIX_SSHOPTS cannot carry")]
+    #[diagnostic(
+        code(cairn::nix::ssh_options),
+        help("nix splits NIX_SSHOPTS at whitespace: use a key file and a TMPDIR whose paths have no spaces")
+    )]
+    SshOptions { path: String },
 
     #[error("reading the output of `{command}`: {source}")]
     #[diagnostic(code(cairn::nix::io))]

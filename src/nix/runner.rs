@@ -88,7 +88,7 @@ impl Nix {
         self.option("substitute", "false").option("flake-registry", "")
     }
 
-    fn base_args(&self) -> Vec<String> {
+    pub(super) fn base_args(&self) -> Vec<String> {
         let mut a =
             vec!["--extra-experimental-features".to_owned(), "nix-command flakes".to_owned()];
         for (k, v) in &self.options {
@@ -136,7 +136,7 @@ impl Nix {
         path_info::parse(&stdout).map_err(|e| NixError::Output { command, detail: e.to_string() })
     }
 
-    fn display(&self, tail: &[&str]) -> String {
+    pub(super) fn display(&self, tail: &[&str]) -> String {
         let mut s = self.program.display().to_string();
         for t in tail {
             s.push(' ');
@@ -146,8 +146,18 @@ impl Nix {
     }
 
     async fn run(&self, args: &[String], command: &str) -> Result<String, NixError> {
+        self.run_with_env(args, &[], command).await
+    }
+
+    pub(super) async fn run_with_env(
+        &self,
+        args: &[String],
+        env: &[(String, String)],
+        command: &str,
+    ) -> Result<String, NixError> {
         let mut child = tokio::process::Command::new(&self.program)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

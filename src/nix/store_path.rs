@@ -60,6 +60,11 @@ impl StorePath {
         &self.0[STORE_DIR.len() + 34..]
     }
 
+    /// The entry in the store directory (`<hash>-<name>`).
+    pub fn base_name(&self) -> &str {
+        &self.0[STORE_DIR.len() + 1..]
+    }
+
     /// The path relative to `/` (`nix/store/...`), as it appears in a tar stream.
     pub fn relative(&self) -> &str {
         &self.0[1..]
@@ -184,6 +189,7 @@ mod tests {
         let p = StorePath::new(TOP).unwrap();
         assert_eq!(p.hash_part(), "wgqb4b5brcyb0y5ggx8yjykdi84rs7xw");
         assert_eq!(p.name(), "top");
+        assert_eq!(p.base_name(), "wgqb4b5brcyb0y5ggx8yjykdi84rs7xw-top");
         assert_eq!(p.relative(), "nix/store/wgqb4b5brcyb0y5ggx8yjykdi84rs7xw-top");
         StorePath::new(
             "/nix/store/00000000000000000000000000000000-nixos-system-web1-25.11pre-git",

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The closure transfer side by side, in one run, on the same target and the same closure:
+#   raw       tar -c | ssh 'tar -x'           (uncompressed: the link's limit)
+#   cairn     cairn copy-closure              (the copy phase's code: zstd tar over one SSH
+#                                              channel, resume bookkeeping, then registration
+#                                              with the closure's own nix-store --load-db)
+#   nix copy  nix copy --to ssh://...?remote-store=local?root=...   (the `nix-copy` strategy,
+#                                              what nixos-anywhere runs; registers as it goes)
+#
+# Where: NOT the QEMU installer. Our test installer has no Nix, so `nix copy` cannot run
+# against it. All three therefore go over loopback to a local OpenSSH server (127.0.0.1), with
+# this machine's nix-bin as the remote store, into a fresh directory standing in for /mnt.
+# Loopback has no bandwidth limit to speak of: what is measured is each tool's own cost
+# (CPU for compression, encryption, unpacking, registration) on these 2 cores, not a WAN.
+# On a slow link zstd wins more (the VM's slirp link: see `copy: sent ...` in a bootstrap log).
+#
+# The closure: the vm-tests test system (kernel, initrd, busybox, dropbear, sops, nix, ...;
+# ~145 MiB in 8 paths), built with vm-tests/make-fleet, or any store path given as $1.
+# cairn: $CAIRN, else the debug build in $CARGO_TARGET_DIR (dependencies at opt-level 1);
+# a release build is faster still.
+#
+# Usage: benches/transfer.sh [STORE_PATH]     RUNS=3 (hyperfine runs per tool)
+# Needs: hyperfine, sshd, nix-bin, tar, zstd; root (the registration chroots).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+runs=${RUNS:-3}
+target_dir=${CARGO_TARGET_DIR:-$here/target}
+[ "$(id -u)" = 0 ] || { echo "run as root (the registration chroots, sshd logs in as root)" >&2; exit 1; }
+export NIX_CONFIG=$'substitute = false\nflake-registry =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command flakes'
+
+if [ -z "${CAIRN:-}" ]; then
+  cargo build --quiet --manifest-path "$here/Cargo.toml" --bin cairn
+  CAIRN=$target_dir/debug/cairn
+fi
+work=$(mktemp -d /tmp/cairn-bench-transfer.XXXXXX)
+sshd_pid=
+cleanup() {
+  [ -z "$sshd_pid" ] || kill "$sshd_pid" 2>/dev/null || true
+  # Never follow a mount (the registration bind-mounts /dev, /proc, /sys while it runs).
+  if grep -q " $work/" /proc/mounts; then
+    echo "transfer.sh: mounts left under $work; not removing it" >&2
+  else
+    rm -rf --one-file-system "$work"
+  fi
+}
+trap cleanup EXIT
+
+toplevel=${1:-}
+if [ -z "$toplevel" ]; then
+  echo "building the test system's closure (vm-tests/make-fleet)..." >&2
+  "$here/vm-tests/make-fleet" "$work/fleet" >/dev/null
+  toplevel=$(cd "$work/fleet" && nix build --no-link --json .#nixosConfigurations.web1.config.system.build.toplevel |
+    sed 's/.*"out":"\([^"]*\)".*/\1/')
+fi
+mapfile -t paths < <(nix path-info --recursive "$toplevel")
+nar=$(nix path-info --recursive --size "$toplevel" | awk '{s += $2} END {printf "%.0f", s / 1048576}')
+rel=()
+for p in "${paths[@]}"; do rel+=("${p#/}"); done
+printf '%s\n' "${rel[@]}" > "$work/paths"
+
+# --- a local sshd on a free port, its host key pinned for every client below -------------
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$work/client_key"
+cp "$work/client_key.pub" "$work/authorized_keys"
+echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$work/host_key.pub")" > "$work/known_hosts"
+cat > "$work/sshd_config" <<EOF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $work/host_key
+PidFile $work/sshd.pid
+AuthorizedKeysFile $work/authorized_keys
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+EOF
+mkdir -p /run/sshd
+/usr/sbin/sshd -D -f "$work/sshd_config" -E "$work/sshd.log" &
+sshd_pid=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+sshopts="-p $port -i $work/client_key -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$work/known_hosts -o GlobalKnownHostsFile=/dev/null -o BatchMode=yes"
+root=$work/target
+
+raw="tar -C / -cf - -T $work/paths | ssh $sshopts root@127.0.0.1 'mkdir -p $root && tar -C $root -xf -'"
+cairn="$CAIRN -q copy-closure --to root@127.0.0.1:$port --host-key $work/host_key.pub -i $work/client_key --root $root $toplevel"
+nixcopy="NIX_SSHOPTS='$sshopts' nix copy --to 'ssh://root@127.0.0.1?remote-store=local%3Froot%3D${root//\//%2F}' $toplevel"
+prepare="if grep -q ' $root/' /proc/mounts; then exit 1; fi; rm -rf --one-file-system $root"
+
+echo "closure: $toplevel (${#paths[@]} paths, $nar MiB); $runs runs each, over ssh to 127.0.0.1" >&2
+hyperfine --style basic --runs "$runs" --prepare "$prepare" \
+  --export-json "$work/result.json" \
+  -n raw "$raw" -n cairn "$cairn" -n 'nix copy' "$nixcopy" >&2
+
+# Each tool must have left the whole closure behind (checked on the last run's result for
+# nix copy; the others are re-run once and checked).
+python3 - "$work/result.json" "$nar" <<'PY'
+import json, sys
+results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+nar = float(sys.argv[2])
+raw = results["raw"]["median"]
+print(f"closure: {nar:.0f} MiB of store paths; median of {len(results['raw']['times'])} runs")
+print(f"| {'method':<10} | {'median s':>8} | {'MiB/s':>6} | {'vs raw':>6} |")
+print(f"|{'-' * 12}|{'-' * 10}|{'-' * 8}|{'-' * 8}|")
+for name in ["raw", "cairn", "nix copy"]:
+    m = results[name]["median"]
+    print(f"| {name:<10} | {m:>8.2f} | {nar / m:>6.1f} | {m / raw:>5.2f}x |")
+cairn, nix = results["cairn"]["median"], results["nix copy"]["median"]
+print(f"cairn: {cairn / raw:.2f}x the raw link (goal <= 1.2x); "
+      f"{'faster' if cairn < nix else 'slower'} than nix copy ({nix / cairn:.2f}x)")
+PY
+
+# Proof the runs did the work: after one more cairn copy, the target holds every path, and
+# its Nix database knows them.
+eval "$prepare"
+eval "$cairn"
+missing=0
+for p in "${rel[@]}"; do [ -e "$root/$p" ] || missing=$((missing + 1)); done
+valid=$(nix-store --store "local?root=$root" --check-validity --print-invalid "${paths[@]}" | wc -l)
+echo "check: cairn left $(( ${#paths[@]} - missing )) of ${#paths[@]} paths, $valid unregistered" >&2

@@ -1,0 +1,453 @@
+//! The copy phase's default strategy: what the target already holds, then the rest of the
+//! closure as one zstd-compressed tar stream over one SSH channel, with progress a user can
+//! follow and a resume that never trusts a path an interrupted copy cut off.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+
+use super::PhaseError;
+use crate::nix::{PathInfo, StorePath, TarStream, TransferOptions};
+use crate::ssh::{RemoteCommand, Session};
+use crate::util::template::{self, Vars};
+
+const COPY_STATUS_SH: &str = include_str!("../../templates/bootstrap/copy-status.sh");
+const COPY_UNPACK_SH: &str = include_str!("../../templates/bootstrap/copy-unpack.sh");
+const REGISTER_SH: &str = include_str!("../../templates/bootstrap/register.sh");
+
+/// How often a long copy says how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// Bytes read from the local stream per write to the channel.
+const CHUNK: usize = 256 * 1024;
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// How the copy phase moves the closure: `copy = "stream"` (the default) or `"nix-copy"` on a
+/// host or its provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// One zstd tar stream over the SSH session; the target needs tar and zstd, no Nix.
+    Stream,
+    /// `nix copy` over SSH with the pinned host key; the target needs Nix (an installer
+    /// that has it, such as the nixos-images kexec installer), and registers the paths itself.
+    NixCopy,
+}
+
+impl Strategy {
+    pub fn from_setting(value: Option<&serde_json::Value>) -> Result<Self, PhaseError> {
+        match value.map(|v| v.as_str()) {
+            None | Some(Some("stream")) => Ok(Strategy::Stream),
+            Some(Some("nix-copy")) => Ok(Strategy::NixCopy),
+            Some(_) => Err(PhaseError::Config {
+                what: format!("copy = {} is not a copy strategy", value.expect("some")),
+                help:
+                    "use copy = \"stream\" (the default: tar and zstd over SSH, no Nix needed on \
+                       the target) or copy = \"nix-copy\" (nix copy, for installers that have Nix)"
+                        .into(),
+            }),
+        }
+    }
+}
+
+/// One copy of a closure to the machine of an SSH session.
+pub struct CopyJob<'a> {
+    pub strategy: Strategy,
+    /// The closure of `toplevel`, as `nix path-info --recursive --json` reports it.
+    pub closure: &'a [PathInfo],
+    pub toplevel: &'a StorePath,
+    /// The directory on the target holding `nix/store` (`/mnt`).
+    pub root: &'a str,
+    pub nix: &'a crate::nix::Nix,
+    /// The private key `nix copy` logs in with (the session's own credentials).
+    pub identity: &'a std::path::Path,
+}
+
+/// The copy phase after its session is open: the closure into `root` on the target,
+/// registered in the target's Nix database.
+pub async fn copy_closure(session: &Session, job: &CopyJob<'_>) -> Result<(), PhaseError> {
+    match job.strategy {
+        // The target's own Nix registers what it receives.
+        Strategy::NixCopy => {
+            nix_copy(session, job.nix, job.closure, job.toplevel, job.identity, job.root).await?;
+        }
+        Strategy::Stream => {
+            stream_closure(session, job.closure, job.root).await?;
+            register(session, job.closure, job.toplevel, job.root).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Registers every path of the closure (idempotent) in the target's Nix database with the
+/// closure's own nix-store, run in a chroot, so the target needs no Nix.
+async fn register(
+    session: &Session,
+    closure: &[PathInfo],
+    toplevel: &StorePath,
+    root: &str,
+) -> Result<(), PhaseError> {
+    let started = Instant::now();
+    let nix_store = nix_store(closure, toplevel)?;
+    let register = template::render(
+        "templates/bootstrap/register.sh",
+        REGISTER_SH,
+        &Vars::new().word("root", root).word("nix_store", nix_store),
+    )?;
+    let registration = crate::nix::load_db_registration(closure);
+    session
+        .exec(&RemoteCommand::inline_script("register", register).stdin(registration.into_bytes()))
+        .await?;
+    tracing::info!(
+        "copy: registered {} paths in the target's Nix database in {:.1} s",
+        closure.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `.../bin/nix-store` from the closure itself.
+fn nix_store(closure: &[PathInfo], toplevel: &StorePath) -> Result<String, PhaseError> {
+    // The system's own (NixOS: sw/bin) first, else any package in the closure.
+    let system = std::iter::once(format!("{}/sw/bin/nix-store", toplevel.as_str()));
+    let packages = closure.iter().map(|p| format!("{}/bin/nix-store", p.path.as_str()));
+    system.chain(packages).find(|candidate| std::path::Path::new(candidate).exists()).ok_or_else(
+        || PhaseError::Config {
+            what: "the system's closure contains no nix-store to register the copied paths with"
+                .into(),
+            help: "every NixOS system includes Nix; for a custom system add a nix package to its closure"
+                .into(),
+        },
+    )
+}
+
+/// Copies the closure of `toplevel` into the store under `root` on the session's machine
+/// with `nix copy`, trusting only the host key the session verified.
+async fn nix_copy(
+    session: &Session,
+    nix: &crate::nix::Nix,
+    closure: &[PathInfo],
+    toplevel: &StorePath,
+    identity: &std::path::Path,
+    root: &str,
+) -> Result<Duration, PhaseError> {
+    let started = Instant::now();
+    let target = session.target();
+    let dir = tempfile::Builder::new().prefix("cairn-nix-copy-").tempdir().map_err(|source| {
+        PhaseError::Io {
+            what: "creating a temporary directory for the pinned known_hosts".into(),
+            help: "check TMPDIR".into(),
+            source,
+        }
+    })?;
+    let known_hosts = dir.path().join("known_hosts");
+    let pinned = crate::ssh::known_hosts(target, std::slice::from_ref(session.host_key()));
+    crate::util::atomic::write(&known_hosts, pinned.as_bytes(), 0o600).map_err(|source| {
+        PhaseError::Io {
+            what: format!("writing {}", known_hosts.display()),
+            help: "check TMPDIR".into(),
+            source,
+        }
+    })?;
+    let store = crate::nix::SshStore {
+        user: target.user.clone(),
+        host: target.host.clone(),
+        port: target.port,
+        root: root.to_string(),
+        known_hosts,
+        identity: Some(identity.to_owned()),
+    };
+    let bytes: u64 = closure.iter().map(|p| p.nar_size).sum();
+    tracing::info!(
+        "copy: nix copy of {} paths ({}) to {}, sending what the target lacks",
+        closure.len(),
+        mib(bytes),
+        store.url()
+    );
+    nix.copy_to(&store, std::slice::from_ref(toplevel)).await?;
+    let elapsed = started.elapsed();
+    tracing::info!("copy: nix copy done in {:.1} s", elapsed.as_secs_f64());
+    Ok(elapsed)
+}
+
+/// What `copy-status.sh` found on the target.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct TargetStore {
+    /// Names (`hash-name`) of paths an earlier copy completed.
+    pub complete: BTreeSet<String>,
+    /// Names of paths an interrupted copy left unfinished (or finished but not yet
+    /// recorded), now removed.
+    pub removed: Vec<String>,
+}
+
+impl TargetStore {
+    pub(super) fn parse(text: &str) -> Self {
+        let mut store = TargetStore::default();
+        for line in text.lines() {
+            match line.trim().split_once(' ') {
+                Some(("complete", name)) => {
+                    store.complete.insert(name.to_string());
+                }
+                Some(("removed", name)) => store.removed.push(name.to_string()),
+                _ => {}
+            }
+        }
+        store
+    }
+}
+
+/// What one copy did, for the phase's log line and the benchmark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CopyReport {
+    pub total: usize,
+    pub already: usize,
+    pub sent_paths: usize,
+    /// NAR size of the paths sent.
+    pub sent_nar_bytes: u64,
+    /// Compressed bytes on the wire.
+    pub wire_bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// The line a user reads before the transfer starts.
+pub(super) fn plan_line(total: usize, already: usize, nar_bytes: u64) -> String {
+    let sending = total - already;
+    if sending == 0 {
+        return format!("copy: all {total} paths already on the target, sending nothing");
+    }
+    format!(
+        "copy: {already} of {total} paths already on the target, sending {sending} ({})",
+        mib(nar_bytes)
+    )
+}
+
+fn mib(bytes: u64) -> String {
+    let m = bytes as f64 / MIB;
+    if m >= 10.0 {
+        format!("{m:.0} MiB")
+    } else {
+        format!("{m:.1} MiB")
+    }
+}
+
+/// Streams the paths of `closure` the target lacks into `root` (`/mnt`) over `session`.
+async fn stream_closure(
+    session: &Session,
+    closure: &[PathInfo],
+    root: &str,
+) -> Result<CopyReport, PhaseError> {
+    let started = Instant::now();
+    let vars = Vars::new().word("root", root);
+    let status = template::render("templates/bootstrap/copy-status.sh", COPY_STATUS_SH, &vars)?;
+    let found = TargetStore::parse(
+        &session.exec(&RemoteCommand::script("copy-status", status)).await?.stdout_trimmed(),
+    );
+    if !found.removed.is_empty() {
+        tracing::info!(
+            "copy: removed {} unfinished path{} an interrupted copy left behind: {}",
+            found.removed.len(),
+            if found.removed.len() == 1 { "" } else { "s" },
+            found.removed.join(", ")
+        );
+    }
+    let paths: Vec<StorePath> = closure.iter().map(|p| p.path.clone()).collect();
+    let sizes: BTreeMap<&StorePath, u64> = closure.iter().map(|p| (&p.path, p.nar_size)).collect();
+    let skip: BTreeSet<StorePath> =
+        paths.iter().filter(|p| found.complete.contains(p.base_name())).cloned().collect();
+    let missing_bytes: u64 =
+        sizes.iter().filter(|(p, _)| !skip.contains(**p)).map(|(_, n)| n).sum();
+    tracing::info!("{}", plan_line(paths.len(), skip.len(), missing_bytes));
+    let mut report = CopyReport {
+        total: paths.len(),
+        already: skip.len(),
+        sent_paths: 0,
+        sent_nar_bytes: 0,
+        wire_bytes: 0,
+        elapsed: Duration::ZERO,
+    };
+    if skip.len() == paths.len() {
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    }
+
+    let unpack = template::render("templates/bootstrap/copy-unpack.sh", COPY_UNPACK_SH, &vars)?;
+    let mut tar = TarStream::spawn(&paths, &skip, &TransferOptions::default())?;
+    let mut source = tar.stdout().ok_or_else(|| PhaseError::Remote {
+        what: "the local tar stream has no output".into(),
+        help: "this is a bug in cairn".into(),
+    })?;
+    let mut remote =
+        session.open_stream(&RemoteCommand::inline_script("copy-unpack", unpack)).await?;
+    let mut said = Instant::now();
+    let sent: Result<u64, PhaseError> = async {
+        let mut total = 0u64;
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = source.read(&mut buf).await.map_err(|e| PhaseError::Io {
+                what: "reading the local tar | zstd stream".into(),
+                help: "check that tar and zstd work on this machine".into(),
+                source: e,
+            })?;
+            if n == 0 {
+                return Ok(total);
+            }
+            buf.truncate(n);
+            remote.write(buf).await?;
+            total += n as u64;
+            if said.elapsed() >= PROGRESS_EVERY {
+                said = Instant::now();
+                let secs = started.elapsed().as_secs_f64();
+                tracing::info!(
+                    "copy: {} sent so far, compressed ({:.1} MiB/s)",
+                    mib(total),
+                    total as f64 / MIB / secs
+                );
+            }
+        }
+    }
+    .await;
+    drop(source);
+    let local = tar.finish().await;
+    let remote_result = remote.finish().await;
+    // The remote side's error says most (its stderr tail), then the local one's.
+    let wire = sent?;
+    local?;
+    remote_result?;
+    report.sent_paths = paths.len() - skip.len();
+    report.sent_nar_bytes = missing_bytes;
+    report.wire_bytes = wire;
+    report.elapsed = started.elapsed();
+    let secs = report.elapsed.as_secs_f64().max(0.001);
+    tracing::info!(
+        "copy: sent {} paths in {secs:.1} s: {} of store paths as {} of zstd ({:.1} MiB/s on the wire, {:.1} MiB/s of store paths)",
+        report.sent_paths,
+        mib(report.sent_nar_bytes),
+        mib(report.wire_bytes),
+        report.wire_bytes as f64 / MIB / secs,
+        report.sent_nar_bytes as f64 / MIB / secs,
+    );
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    fn script(template: &str, text: &str, root: &std::path::Path) -> String {
+        let vars = Vars::new().word("root", root.display().to_string());
+        template::render(template, text, &vars).unwrap()
+    }
+
+    /// Runs `script` with the real sh, tar and zstd, feeding `input`.
+    fn sh(script: &str, input: &[u8]) -> std::process::Output {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The unpacker may stop reading early (a truncated stream): ignore a broken pipe.
+        let _ = child.stdin.take().unwrap().write_all(input);
+        child.wait_with_output().unwrap()
+    }
+
+    /// The compressed stream of `paths` from the store under `root`.
+    async fn stream(root: &std::path::Path, paths: &[StorePath]) -> Vec<u8> {
+        let opts = TransferOptions { store_root: root.to_owned(), ..Default::default() };
+        let mut s = TarStream::spawn(paths, &BTreeSet::new(), &opts).unwrap();
+        let mut out = s.stdout().unwrap();
+        let mut bytes = Vec::new();
+        out.read_to_end(&mut bytes).await.unwrap();
+        s.finish().await.unwrap();
+        bytes
+    }
+
+    /// A copy cut off in the middle of a path, as when cairn is killed: the paths unpacked
+    /// before it count as complete, the cut one is removed and sent again, and the resumed
+    /// copy leaves the same files as an uninterrupted one. Real tar, zstd and sh.
+    #[tokio::test]
+    async fn an_interrupted_copy_resumes_without_the_half_written_path() {
+        let src = tempfile::tempdir().unwrap();
+        let names = [
+            "0a9y8hl9bwc5v1vm2b8g8mq2r0qp3cpd-first",
+            "1s2abrc2z2wvfwbiw0s7gbd9ny6l52cf-second",
+            "2x7c0jyhrr6pm4hw1ndq5k3lqiw6jpjd-third",
+        ];
+        let paths: Vec<StorePath> =
+            names.iter().map(|n| StorePath::new(format!("/nix/store/{n}")).unwrap()).collect();
+        for (i, p) in paths.iter().enumerate() {
+            let dir = src.path().join(p.relative());
+            fs_err::create_dir_all(dir.join("bin")).unwrap();
+            // Incompressible, so a cut in the stream's middle falls in the middle path.
+            let mut data = vec![0u8; 400 * 1024];
+            let mut x = 0x9e37_79b9_u32.wrapping_mul(i as u32 + 1);
+            for b in &mut data {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *b = x as u8;
+            }
+            fs_err::write(dir.join("bin/program"), &data).unwrap();
+            fs_err::write(dir.join("zz-last-file"), "written last\n").unwrap();
+        }
+        let whole = stream(src.path(), &paths).await;
+
+        let dst = tempfile::tempdir().unwrap();
+        let status = script("copy-status.sh", COPY_STATUS_SH, dst.path());
+        let unpack = script("copy-unpack.sh", COPY_UNPACK_SH, dst.path());
+        let cut = sh(&unpack, &whole[..whole.len() / 2]);
+        assert!(!cut.status.success(), "a truncated stream must fail");
+        assert!(dst.path().join(paths[1].relative()).exists(), "the middle path was begun");
+
+        let found = sh(&status, b"");
+        assert!(found.status.success(), "{}", String::from_utf8_lossy(&found.stderr));
+        let found = TargetStore::parse(&String::from_utf8_lossy(&found.stdout));
+        assert_eq!(found.complete, BTreeSet::from([names[0].to_string()]));
+        assert_eq!(found.removed, vec![names[1].to_string()]);
+        assert!(!dst.path().join(paths[1].relative()).exists(), "the cut path is gone");
+
+        let rest: Vec<StorePath> = paths[1..].to_vec();
+        let resumed = sh(&unpack, &stream(src.path(), &rest).await);
+        assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+        let found = TargetStore::parse(&String::from_utf8_lossy(&sh(&status, b"").stdout));
+        assert_eq!(found.complete, names.iter().map(|n| n.to_string()).collect());
+        assert!(found.removed.is_empty());
+        for p in &paths {
+            for file in ["bin/program", "zz-last-file"] {
+                assert_eq!(
+                    fs_err::read(dst.path().join(p.relative()).join(file)).unwrap(),
+                    fs_err::read(src.path().join(p.relative()).join(file)).unwrap(),
+                    "{p} {file}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn status_lines_are_read() {
+        let s = TargetStore::parse(
+            "complete aaaa-nix\nremoved bbbb-sops\ncomplete cccc-busybox\nnoise\n",
+        );
+        assert_eq!(
+            s.complete,
+            BTreeSet::from(["aaaa-nix".to_string(), "cccc-busybox".to_string()])
+        );
+        assert_eq!(s.removed, vec!["bbbb-sops".to_string()]);
+    }
+
+    #[test]
+    fn the_plan_says_what_is_there_and_what_is_sent() {
+        assert_eq!(
+            plan_line(120, 37, 96 * 1024 * 1024),
+            "copy: 37 of 120 paths already on the target, sending 83 (96 MiB)"
+        );
+        assert_eq!(
+            plan_line(8, 0, 3 * 1024 * 1024 / 2),
+            "copy: 0 of 8 paths already on the target, sending 8 (1.5 MiB)"
+        );
+        assert_eq!(plan_line(8, 8, 0), "copy: all 8 paths already on the target, sending nothing");
+    }
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Per-phase timings of one whole `cairn bootstrap host web1` on a local QEMU VM: the offline
+# example fleet of vm-tests/make-fleet (stock Debian image -> kexec installer -> the vm-tests
+# test system, ~145 MiB in 8 store paths), then `cairn destroy`. Prints the phase table
+# bootstrap ends with, the copy's own figures, and the wall time.
+#
+# Under software emulation (TCG, as here: KVM does not work on these machines) and with
+# other load on the cores, the figures vary by +-30-50% from run to run; run it on an idle
+# machine. Images are cached (~/.cache/cairn/vm); the first run builds them.
+#
+# Usage: benches/bootstrap.sh          CAIRN=path/to/cairn to use a given build
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+target_dir=${CARGO_TARGET_DIR:-$here/target}
+if [ -z "${CAIRN:-}" ]; then
+  cargo build --quiet --manifest-path "$here/Cargo.toml" --bin cairn
+  CAIRN=$target_dir/debug/cairn
+fi
+work=$(mktemp -d /tmp/cairn-bench-bootstrap.XXXXXX)
+fleet=$work/fleet
+cleanup() {
+  if [ -d "$fleet/.cairn/qemu/web1" ]; then
+    (cd "$fleet" && "$CAIRN" -q destroy host web1 --yes) || true
+  fi
+  rm -rf --one-file-system "$work"
+}
+trap cleanup EXIT
+
+"$here/vm-tests/make-fleet" "$fleet" >/dev/null
+export SOPS_AGE_KEY_FILE=$fleet/keys/admin.agekey NO_COLOR=1
+export NIX_CONFIG=$'substitute = false\nflake-registry =\nsandbox = false'
+cd "$fleet"
+start=$(date +%s.%N)
+if ! "$CAIRN" bootstrap host web1 >"$work/out" 2>"$work/err"; then
+  cat "$work/out" "$work/err" >&2
+  echo "bootstrap failed" >&2
+  exit 1
+fi
+end=$(date +%s.%N)
+
+echo "| phase      | seconds |"
+echo "|------------|--------:|"
+awk '/^  [a-z]+ +[0-9.]+ s$/ { printf "| %-10s | %7s |\n", $1, $2 }
+     /^  [a-z]+ +skipped/ { printf "| %-10s | %7s |\n", $1, "skipped" }' "$work/out"
+printf '| %-10s | %7.1f |\n' "wall" "$(echo "$end - $start" | bc)"
+grep -h "copy: " "$work/err" | sed 's/^.*copy: /copy: /' | grep -v "sent so far"
+grep -h "verified in" "$work/out"

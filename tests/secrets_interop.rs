@@ -43,13 +43,13 @@ fn cairn_decrypt(path: &Path, format: Format, kr: &Identities) -> Vec<u8> {
     let plain = file
         .decrypt(kr, false)
         .unwrap_or_else(|e| panic!("cairn decrypts {}: {e:?}", path.display()));
-    format.emit_plain(&plain.docs).unwrap()
+    format.emit_plain(&plain.docs, &Default::default()).unwrap()
 }
 
 fn cairn_encrypt(plain: &[u8], path: &Path, format: Format, spec: &EncryptionSpec) -> Vec<u8> {
     let docs = format.load_plain(plain).unwrap();
     let file = SopsFile::encrypt(path, format, docs, spec).unwrap();
-    file.to_bytes().unwrap()
+    file.to_bytes(&Default::default()).unwrap()
 }
 
 /// The whole round trip for one plaintext and one crypt-rule option.
@@ -316,7 +316,7 @@ fn both_verdicts(
     );
     let cairn = SopsFile::read(&p, format)
         .and_then(|f| f.decrypt(&keyring(&[key]), false))
-        .map(|d| format.emit_plain(&d.docs).unwrap());
+        .map(|d| format.emit_plain(&d.docs, &Default::default()).unwrap());
     if out.status.success() {
         if let Ok(c) = &cairn {
             assert_eq!(

@@ -461,7 +461,7 @@ fn encryption_spec_from_a_rule_gives_a_file_sops_opens() {
     let path = root.join("secrets/app.yaml");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let file = SopsFile::encrypt(&path, Format::Yaml, plain, &rule.encryption_spec()).unwrap();
-    let bytes = file.to_bytes().unwrap();
+    let bytes = file.to_bytes(&Default::default()).unwrap();
     std::fs::write(&path, &bytes).unwrap();
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.contains("public_name: web\n"), "{text}");

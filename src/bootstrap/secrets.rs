@@ -7,7 +7,6 @@ use super::PhaseError;
 use crate::inventory::Inventory;
 use crate::keys::Identities;
 use crate::secrets::rekey::{self, RekeyStatus};
-use crate::secrets::rules::SecretsPolicy;
 
 /// Writes `.sops.yaml` from the inventory (with every bootstrapped host's recipient) so plain
 /// sops and `cairn secrets` agree on who reads what, then re-keys every secrets file whose
@@ -17,25 +16,16 @@ pub(super) fn update_recipients(
     recipients: &BTreeMap<String, String>,
     identities: &Identities,
 ) -> Result<(), PhaseError> {
-    if inv.secrets.is_empty() && inv.hosts.iter().all(|h| h.secrets.is_empty()) {
-        return Ok(());
-    }
     let lookup = |h: &crate::inventory::HostName| recipients.get(h.as_str()).cloned();
-    let policy = SecretsPolicy::new(inv, &lookup).map_err(|e| PhaseError::Config {
-        what: e.to_string(),
-        help: miette::Diagnostic::help(&e).map(|h| h.to_string()).unwrap_or_default(),
-    })?;
-    let changed = policy.write_sops_yaml(&inv.root, &[]).map_err(|e| PhaseError::Config {
-        what: e.to_string(),
-        help: "check that .sops.yaml in the repository is writable".into(),
-    })?;
-    if changed {
+    let Some((update, plan)) = rekey::plan_from_inventory(inv, &lookup, &inv.root, &[], false)?
+    else {
+        return Ok(());
+    };
+    if update.changed() {
         tracing::info!("updated .sops.yaml from the inventory");
     }
-    let config = inv.root.join(".sops.yaml");
-    let (_, targets) = crate::secrets::rekey_targets(&inv.root, Some(&config), &[])?;
     let mut failed = Vec::new();
-    for report in rekey::rekey(&targets, identities, false, false) {
+    for report in rekey::rekey(&plan, identities, false, false) {
         let shown =
             report.path.strip_prefix(&inv.root).unwrap_or(&report.path).display().to_string();
         match report.status {

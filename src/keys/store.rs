@@ -48,7 +48,7 @@ impl KeyCodec for SopsBinaryCodec<'_> {
         plaintext: &[u8],
         recipients: &[AgeRecipient],
     ) -> Result<Vec<u8>, KeysError> {
-        use crate::secrets::{EncryptionSpec, Format, SopsFile};
+        use crate::secrets::{EncryptionSpec, Format, SopsFile, StoresConfig};
         let plain = Format::Binary.load_plain(plaintext).map_err(|reason| KeysError::Store {
             host: host_of(path),
             reason,
@@ -60,19 +60,21 @@ impl KeyCodec for SopsBinaryCodec<'_> {
             rule: None,
             mac_only_encrypted: false,
         };
-        Ok(SopsFile::encrypt(path, Format::Binary, plain, &spec)?.to_bytes()?)
+        Ok(SopsFile::encrypt(path, Format::Binary, plain, &spec)?
+            .to_bytes(&StoresConfig::default())?)
     }
 
     fn open(&self, path: &Path, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeysError> {
-        use crate::secrets::{Format, SopsFile};
+        use crate::secrets::{Format, SopsFile, StoresConfig};
         let file = SopsFile::from_bytes(path, sealed, Format::Binary)?;
         let decrypted = file.decrypt(self.keyring, false)?;
-        let bytes =
-            Format::Binary.emit_plain(&decrypted.docs).map_err(|reason| KeysError::Store {
+        let bytes = Format::Binary.emit_plain(&decrypted.docs, &StoresConfig::default()).map_err(
+            |reason| KeysError::Store {
                 host: host_of(path),
                 reason,
                 help: "restore the file from git".into(),
-            })?;
+            },
+        )?;
         Ok(Zeroizing::new(bytes))
     }
 }

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::error::{Result, SecretsError};
 use super::file::{EncryptionSpec, SopsFile};
-use super::store::Format;
+use super::store::{Format, StoresConfig};
 use super::tree::{ListItem, MapItem, Scalar, Value};
 use crate::keys::Identities;
 
@@ -43,6 +43,8 @@ pub struct EditRequest<'a> {
     pub ignore_mac: bool,
     /// Whether a syntax error may re-open the editor (stdin is a terminal).
     pub interactive: bool,
+    /// `stores:` of `.sops.yaml`: the layout of the plaintext shown and the file written.
+    pub stores: &'a StoresConfig,
 }
 
 /// The temp dir for the plaintext: `/dev/shm` (RAM) or `$XDG_RUNTIME_DIR` when usable.
@@ -158,12 +160,13 @@ pub fn edit(req: &EditRequest<'_>) -> Result<EditOutcome> {
     let (decrypted, plaintext) = match &existing {
         Some(file) => {
             let d = file.decrypt(req.identities, req.ignore_mac)?;
-            let bytes =
-                req.format.emit_plain(&d.docs).map_err(|reason| SecretsError::Unsupported {
+            let bytes = req.format.emit_plain(&d.docs, req.stores).map_err(|reason| {
+                SecretsError::Unsupported {
                     file: req.path.to_owned(),
                     reason,
                     help: "pass --input-type to read the file as another format".into(),
-                })?;
+                }
+            })?;
             (Some(d), Zeroizing::new(bytes))
         }
         None => (None, Zeroizing::new(example_document(req.format))),
@@ -234,7 +237,7 @@ pub fn edit(req: &EditRequest<'_>) -> Result<EditOutcome> {
             (SopsFile::encrypt(req.path, req.format, docs, &spec)?, EditOutcome::Created)
         }
     };
-    let bytes = file.to_bytes()?;
+    let bytes = file.to_bytes(req.stores)?;
     let mode = fs_err::metadata(req.path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o600);
     crate::util::atomic::write(req.path, &bytes, mode)?;
     Ok(outcome)

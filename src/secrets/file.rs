@@ -10,7 +10,7 @@ use super::cipher::{Cipher, DataKey};
 use super::error::{Result, SecretsError};
 use super::metadata::{now_lastmodified, AgeKey, KeyGroup, Metadata, SOPS_VERSION};
 use super::shamir;
-use super::store::Format;
+use super::store::{Format, StoresConfig};
 use super::tree::Documents;
 use super::walk::{self, CryptRule, Direction};
 use crate::keys::{AgeRecipient, Identities};
@@ -79,9 +79,9 @@ impl SopsFile {
         Ok(Self { path: path.to_owned(), format, docs, metadata })
     }
 
-    /// The file as sops would write it.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        self.format.emit_encrypted(&self.docs, &self.metadata).map_err(|reason| {
+    /// The file as sops would write it with these `stores` settings.
+    pub fn to_bytes(&self, stores: &StoresConfig) -> Result<Vec<u8>> {
+        self.format.emit_encrypted(&self.docs, &self.metadata, stores).map_err(|reason| {
             SecretsError::Unsupported {
                 file: self.path.clone(),
                 reason,

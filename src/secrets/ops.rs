@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use super::edit::{extract, parse_extract, Extracted};
 use super::error::{Result, SecretsError};
 use super::file::{abbreviate, EncryptionSpec, SopsFile};
-use super::rekey::{RekeyReport, RekeyStatus};
-use super::store::Format;
+use super::rekey::{RekeyReport, RekeyStatus, SopsYamlUpdate};
+use super::store::{Format, StoresConfig};
 use super::tree::{ListItem, MapItem, Value};
 use super::walk::CryptRule;
 use crate::keys::{AgeKeyFile, AgeRecipient, Identities, IdentityEnv};
@@ -25,6 +25,7 @@ pub fn decrypt_to_bytes(
     extract_path: Option<&str>,
     ignore_mac: bool,
     identities: &Identities,
+    stores: &StoresConfig,
 ) -> Result<Vec<u8>> {
     let file = SopsFile::read(path, input)?;
     let plain = file.decrypt(identities, ignore_mac)?;
@@ -34,7 +35,7 @@ pub fn decrypt_to_bytes(
         help: "choose another --output-type".into(),
     };
     let Some(expr) = extract_path else {
-        return output.emit_plain(&plain.docs).map_err(emit_err);
+        return output.emit_plain(&plain.docs, stores).map_err(emit_err);
     };
     let ext_err = |reason: String| SecretsError::Extract {
         file: path.to_owned(),
@@ -45,12 +46,12 @@ pub fn decrypt_to_bytes(
     let first = plain.docs.first().cloned().unwrap_or_default();
     match extract(&first, &steps).map_err(ext_err)? {
         Extracted::Raw(bytes) => Ok(bytes),
-        Extracted::Tree(map) => output.emit_plain(&vec![map]).map_err(emit_err),
+        Extracted::Tree(map) => output.emit_plain(&vec![map], stores).map_err(emit_err),
         Extracted::List(list) => {
             // A list is printed as the value of a one-key document, as close as the
             // formats allow.
             let map = vec![MapItem::Entry { key: "value".into(), value: Value::List(list) }];
-            output.emit_plain(&vec![map]).map_err(emit_err)
+            output.emit_plain(&vec![map], stores).map_err(emit_err)
         }
     }
 }
@@ -61,6 +62,7 @@ pub fn encrypt_to_bytes(
     input: Format,
     output: Format,
     spec: &EncryptionSpec,
+    stores: &StoresConfig,
 ) -> Result<Vec<u8>> {
     let bytes = fs_err::read(path)?;
     let docs = input.load_plain(&bytes).map_err(|reason| SecretsError::Parse {
@@ -69,7 +71,7 @@ pub fn encrypt_to_bytes(
         reason,
     })?;
     let file = SopsFile::encrypt(path, output, docs, spec)?;
-    file.to_bytes()
+    file.to_bytes(stores)
 }
 
 /// The spec for `--age R1,R2`: one key group, the default crypt rule.
@@ -171,6 +173,58 @@ pub fn render_rekey(reports: &[RekeyReport], root: &Path, dry_run: bool) -> Stri
     out
 }
 
+/// What regenerating `.sops.yaml` from the inventory did (or, with `dry_run`, would do): a
+/// line, and the changed lines as `-`/`+`.
+pub fn render_sops_yaml_update(update: &SopsYamlUpdate, root: &Path, dry_run: bool) -> String {
+    let name = update.path.strip_prefix(root).unwrap_or(&update.path).display().to_string();
+    if !update.changed() {
+        return format!("{name}: up to date with the inventory\n");
+    }
+    let verb = match (&update.old, dry_run) {
+        (None, true) => "would be created",
+        (None, false) => "created",
+        (Some(_), true) => "would be rewritten",
+        (Some(_), false) => "rewritten",
+    };
+    let mut out = format!("{name}: {verb} from the inventory\n");
+    let old: Vec<&str> = update.old.as_deref().unwrap_or("").lines().collect();
+    let new: Vec<&str> = update.new.lines().collect();
+    for (sign, line) in line_diff(&old, &new) {
+        out.push_str(&format!("  {sign} {line}\n"));
+    }
+    out
+}
+
+/// The lines only in `old` (`-`) and only in `new` (`+`), in file order (a longest common
+/// subsequence; `.sops.yaml` is small).
+fn line_diff<'a>(old: &[&'a str], new: &[&'a str]) -> Vec<(char, &'a str)> {
+    let (n, m) = (old.len(), new.len());
+    let mut lcs = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if old[i] == new[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < n || j < m {
+        if i < n && j < m && old[i] == new[j] {
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push(('+', new[j]));
+            j += 1;
+        } else {
+            out.push(('-', old[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Whether any report removed a recipient (without rotating the data key).
 pub fn removed_without_rotation(reports: &[RekeyReport]) -> Vec<String> {
     let mut removed: Vec<String> = reports
@@ -192,4 +246,18 @@ pub fn values(list: &[ListItem]) -> impl Iterator<Item = &Value> {
         ListItem::Value(v) => Some(v),
         ListItem::Comment(_) => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_diff_shows_removed_and_added_lines_in_order() {
+        let old = ["a", "b", "c", "d"];
+        let new = ["a", "c", "x", "d", "e"];
+        assert_eq!(line_diff(&old, &new), vec![('-', "b"), ('+', "x"), ('+', "e")]);
+        assert_eq!(line_diff(&[], &["a"]), vec![('+', "a")]);
+        assert!(line_diff(&old, &old).is_empty());
+    }
 }

@@ -169,18 +169,15 @@ pub struct SopsConfig {
     pub stores: StoresConfig,
 }
 
-/// `stores:` settings sops honours.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoresConfig {
-    pub yaml_indent: Option<i64>,
-    pub json_indent: Option<i64>,
-    pub json_binary_indent: Option<i64>,
-}
+pub use crate::secrets::store::StoresConfig;
 
 #[derive(Debug, Clone)]
 struct RawRule {
     index: usize,
     path_regex: String,
+    /// `path_regex` compiled once (a rekey matches it against every file); the error is
+    /// reported when the rule is reached, as sops does.
+    compiled: Option<Result<Regex, regex::Error>>,
     /// Flat `age` items as configured (string: already split on commas).
     age: AgeField,
     key_groups: Vec<RawGroup>,
@@ -271,13 +268,13 @@ impl SopsConfig {
         let Some(rules) = &self.rules else { return Ok(None) };
         let rel = self.match_path(file, cwd);
         for rule in rules {
-            if rule.path_regex.is_empty() {
+            let Some(compiled) = &rule.compiled else {
                 return self.resolve(rule).map(Some);
-            }
-            let re = Regex::new(&rule.path_regex).map_err(|e| {
+            };
+            let re = compiled.as_ref().map_err(|e| {
                 self.invalid(
                     self.locate_field(rule.index, "path_regex"),
-                    format!("rule {}: path_regex does not compile: {}", rule.index + 1, regex_cause(&e)),
+                    format!("rule {}: path_regex does not compile: {}", rule.index + 1, regex_cause(e)),
                     "path_regex is an RE2 regular expression (Go syntax), e.g. `^secrets/.*\\.yaml$`",
                 )
             })?;
@@ -293,14 +290,14 @@ impl SopsConfig {
     /// commands use this to report all problems at once).
     pub fn validate_all(&self) -> Result<(), RulesError> {
         for rule in self.rules.iter().flatten() {
-            if !rule.path_regex.is_empty() {
-                Regex::new(&rule.path_regex).map_err(|e| {
+            if let Some(compiled) = &rule.compiled {
+                compiled.as_ref().map_err(|e| {
                     self.invalid(
                         self.locate_field(rule.index, "path_regex"),
                         format!(
                             "rule {}: path_regex does not compile: {}",
                             rule.index + 1,
-                            regex_cause(&e)
+                            regex_cause(e)
                         ),
                         "path_regex is an RE2 regular expression (Go syntax)",
                     )
@@ -509,6 +506,7 @@ impl SopsConfig {
         let mut rule = RawRule {
             index,
             path_regex: String::new(),
+            compiled: None,
             age: AgeField::Csv(Vec::new()),
             key_groups: Vec::new(),
             shamir_threshold: 0,
@@ -575,6 +573,7 @@ impl SopsConfig {
         }
         // sops checks the crypt fields in its own order, not the file's.
         rule.crypt.sort_by_key(|(f, _)| CryptRule::FIELDS.iter().position(|c| c == f));
+        rule.compiled = (!rule.path_regex.is_empty()).then(|| Regex::new(&rule.path_regex));
         Ok(rule)
     }
 
@@ -1144,9 +1143,9 @@ impl<'a> SecretsPolicy<'a> {
 }
 
 impl SecretsPolicy<'_> {
-    /// Writes `<root>/.sops.yaml` from these rules if its content changes; returns whether it
-    /// did. `existing` as for [`SecretsPolicy::rules`].
-    pub fn write_sops_yaml(&self, root: &Path, existing: &[String]) -> Result<bool, RulesError> {
+    /// The text of `.sops.yaml` for these rules (`existing` as for [`SecretsPolicy::rules`]);
+    /// warns about hosts that cannot read their secrets yet.
+    pub fn sops_yaml(&self, existing: &[String]) -> String {
         let rules = self.rules(existing);
         for host in &rules.hosts_without_recipient {
             tracing::warn!(
@@ -1154,7 +1153,13 @@ impl SecretsPolicy<'_> {
                 "host has no age recipient yet; its secrets are encrypted to the admins only until it is bootstrapped and `cairn secrets rekey` runs"
             );
         }
-        let text = render_sops_yaml(&rules);
+        render_sops_yaml(&rules)
+    }
+
+    /// Writes `<root>/.sops.yaml` from these rules if its content changes; returns whether it
+    /// did. `existing` as for [`SecretsPolicy::rules`].
+    pub fn write_sops_yaml(&self, root: &Path, existing: &[String]) -> Result<bool, RulesError> {
+        let text = self.sops_yaml(existing);
         let path = root.join(CONFIG_FILE_NAME);
         match fs_err::read_to_string(&path) {
             Ok(old) if old == text => return Ok(false),

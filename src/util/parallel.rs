@@ -1,5 +1,6 @@
 //! One task per item under a semaphore: how every command that acts on many hosts bounds its
-//! parallelism (bootstrap, plan's refresh, apply, destroy).
+//! parallelism (bootstrap, plan's refresh, apply, destroy). [`map`] does the same for CPU-bound work (age key wrapping over many files) and for
+//! waiting on many fsyncs at once, on a few scoped threads.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +36,32 @@ where
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// As many workers as the machine has cores.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `f` over `items` on up to `workers` threads (contiguous chunks); results in input order.
+/// One worker, or one item, runs on the calling thread.
+pub fn map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = workers.clamp(1, items.len().max(1));
+    if workers == 1 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(workers);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,5 +86,17 @@ mod tests {
         .await;
         assert_eq!(out, (0..20).map(|i| i * 2).collect::<Vec<_>>());
         assert!(most.load(Ordering::SeqCst) <= 3);
+    }
+
+    #[test]
+    fn keeps_input_order_whatever_the_worker_count() {
+        let items: Vec<u32> = (0..103).collect();
+        for workers in [0, 1, 2, 7, 200] {
+            assert_eq!(
+                map(&items, workers, |i| i * 2),
+                items.iter().map(|i| i * 2).collect::<Vec<_>>()
+            );
+        }
+        assert!(map(&[] as &[u32], 4, |i| *i).is_empty());
     }
 }

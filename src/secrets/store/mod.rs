@@ -11,6 +11,40 @@ use std::path::Path;
 use super::metadata::{flatten, unflatten, MetaStyle, Metadata};
 use super::tree::{Documents, Map, MapItem, Scalar, Value};
 
+/// `stores:` in `.sops.yaml`: how sops 3.11 lays files out when it writes them (encrypted
+/// or decrypted). `None`: not set, sops' default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoresConfig {
+    pub yaml_indent: Option<i64>,
+    pub json_indent: Option<i64>,
+    pub json_binary_indent: Option<i64>,
+}
+
+impl StoresConfig {
+    /// yaml.v3's indent: 0 or unset is sops' 4; yaml.v3 itself turns anything outside 2..=9
+    /// into 2.
+    fn yaml_step(&self) -> Result<usize, String> {
+        match self.yaml_indent {
+            None | Some(0) => Ok(super::yaml::DEFAULT_INDENT),
+            Some(n) if n < 0 => Err("YAML Negative indentation not accepted".into()),
+            Some(n @ 2..=9) => Ok(n as usize),
+            Some(_) => Ok(2),
+        }
+    }
+
+    /// Go's `json.Indent` prefix per level: unset or -1 is a tab, n >= 0 is n spaces.
+    fn json_unit(&self, binary: bool) -> Result<String, String> {
+        let indent = if binary { self.json_binary_indent } else { self.json_indent };
+        match indent {
+            None | Some(-1) => Ok("\t".into()),
+            Some(n) if n < -1 => {
+                Err("JSON Indentation parameter smaller than -1 is not accepted".into())
+            }
+            Some(n) => Ok(" ".repeat(n as usize)),
+        }
+    }
+}
+
 /// A sops file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -164,8 +198,8 @@ impl Format {
         }
     }
 
-    /// Emits a plaintext tree.
-    pub fn emit_plain(self, docs: &Documents) -> Result<Vec<u8>, String> {
+    /// Emits a plaintext tree, laid out as `stores` says.
+    pub fn emit_plain(self, docs: &Documents, stores: &StoresConfig) -> Result<Vec<u8>, String> {
         match self {
             Format::Binary => {
                 let data = docs.first().and_then(|d| super::tree::get(d, "data"));
@@ -177,16 +211,21 @@ impl Format {
             }
             Format::Json => {
                 let first = docs.first().ok_or("no document")?;
-                Ok(json::emit(first, "\t").into_bytes())
+                Ok(json::emit(first, &stores.json_unit(false)?).into_bytes())
             }
             Format::Dotenv => Ok(dotenv::emit(docs.first().ok_or("no document")?)?.into_bytes()),
             Format::Ini => Ok(ini::emit(docs.first().ok_or("no document")?, None)?.into_bytes()),
-            Format::Yaml => super::yaml_emit(docs).map(String::into_bytes),
+            Format::Yaml => Ok(super::yaml::emit(docs, stores.yaml_step()?).into_bytes()),
         }
     }
 
-    /// Emits an encrypted tree with its metadata.
-    pub fn emit_encrypted(self, docs: &Documents, meta: &Metadata) -> Result<Vec<u8>, String> {
+    /// Emits an encrypted tree with its metadata, laid out as `stores` says.
+    pub fn emit_encrypted(
+        self,
+        docs: &Documents,
+        meta: &Metadata,
+        stores: &StoresConfig,
+    ) -> Result<Vec<u8>, String> {
         match self {
             Format::Json | Format::Binary => {
                 let mut doc = docs.first().cloned().unwrap_or_default();
@@ -194,7 +233,7 @@ impl Format {
                     key: "sops".into(),
                     value: Value::Map(meta.to_map(MetaStyle::Json)),
                 });
-                Ok(json::emit(&doc, "\t").into_bytes())
+                Ok(json::emit(&doc, &stores.json_unit(self == Format::Binary)?).into_bytes())
             }
             Format::Dotenv => {
                 let mut doc = docs.first().cloned().unwrap_or_default();
@@ -217,7 +256,7 @@ impl Format {
                         d
                     })
                     .collect();
-                super::yaml_emit(&docs).map(String::into_bytes)
+                Ok(super::yaml::emit(&docs, stores.yaml_step()?).into_bytes())
             }
         }
     }

@@ -548,3 +548,183 @@ fn edit_creates_a_new_file_for_the_rule_recipients() {
     let plain = lab.sops_decrypt(&repo.join("secrets/new.yaml"), &b.identity_file, &[]);
     assert_eq!(String::from_utf8(plain).unwrap(), "db:\n    password: fresh\n# note\nport: 5432\n");
 }
+
+/// Ciphertexts, age blocks and dates masked: what stays is the layout.
+fn layout(text: &[u8]) -> String {
+    let s = mask_ciphertexts(&String::from_utf8_lossy(text));
+    let re = regex::Regex::new(
+        r"-----BEGIN AGE ENCRYPTED FILE-----[\s\S]*?-----END AGE ENCRYPTED FILE-----",
+    )
+    .unwrap();
+    let s = re.replace_all(&s, "[AGE]").into_owned();
+    let re = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ").unwrap();
+    re.replace_all(&s, "[DATE]").into_owned()
+}
+
+#[test]
+fn stores_indent_lays_files_out_as_sops_does() {
+    let Some(lab) = Lab::new() else { return };
+    let a = lab.age_key("a");
+    let b = lab.age_key("b");
+    let a_env = [("SOPS_AGE_KEY_FILE", a.identity_file.to_str().unwrap())];
+    let files = [
+        ("app.yaml", "# top\ndb:\n    user: app\n    hosts:\n        - one\n        - name: two\n          port: 1\n    note: |\n        line one\n        line two\nlist:\n- x\n"),
+        ("app.json", r#"{"db": {"user": "app", "hosts": ["one", {"name": "two", "port": 1}]}, "empty": {}}"#),
+        ("blob.bin", "binary\u{1}data\n"),
+    ];
+    for indent in [2, 4] {
+        let repo = lab.path(&format!("indent{indent}"));
+        std::fs::create_dir_all(&repo).unwrap();
+        let config = |age: &str| {
+            format!(
+                "stores:\n  yaml:\n    indent: {indent}\n  json:\n    indent: {indent}\n  json_binary:\n    indent: {indent}\ncreation_rules:\n  - age: {age}\n"
+            )
+        };
+        std::fs::write(repo.join(".sops.yaml"), config(&a.recipient)).unwrap();
+        for (name, plain) in files {
+            std::fs::write(repo.join(name), plain).unwrap();
+            let mine = cairn(&lab, &repo, &["secrets", "encrypt", name], &a_env);
+            assert!(mine.status.success(), "{}", String::from_utf8_lossy(&mine.stderr));
+            let theirs = lab.sops_in(&repo, &["encrypt", name], &a_env);
+            assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
+            assert_eq!(layout(&mine.stdout), layout(&theirs.stdout), "indent {indent}: {name}");
+            if name.ends_with(".yaml") {
+                let expected = format!("db:\n{}user: ENC(str)", " ".repeat(indent));
+                assert!(layout(&mine.stdout).contains(&expected), "{}", layout(&mine.stdout));
+            }
+
+            // decrypt: byte-identical plaintext, cairn's file and sops' alike
+            let enc = format!("enc/{name}");
+            std::fs::create_dir_all(repo.join("enc")).unwrap();
+            std::fs::write(repo.join(&enc), &theirs.stdout).unwrap();
+            let mine = cairn(&lab, &repo, &["secrets", "decrypt", &enc], &a_env);
+            assert!(mine.status.success(), "{}", String::from_utf8_lossy(&mine.stderr));
+            let theirs = lab.sops_in(&repo, &["decrypt", &enc], &a_env);
+            assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
+            assert_eq!(mine.stdout, theirs.stdout, "indent {indent}: decrypt {name}");
+        }
+
+        // rekey rewrites a file laid out with sops' default indent as updatekeys does
+        let default = lab.path(&format!("default{indent}"));
+        std::fs::create_dir_all(&default).unwrap();
+        std::fs::write(
+            default.join(".sops.yaml"),
+            format!("creation_rules:\n  - age: {}\n", a.recipient),
+        )
+        .unwrap();
+        for (name, plain) in files {
+            std::fs::write(default.join(name), plain).unwrap();
+            let out = lab.sops_in(&default, &["encrypt", "-i", name], &a_env);
+            assert!(out.status.success());
+        }
+        let (mine, theirs) =
+            (lab.path(&format!("mine{indent}")), lab.path(&format!("theirs{indent}")));
+        copy_dir(&default, &mine);
+        copy_dir(&default, &theirs);
+        for dir in [&mine, &theirs] {
+            std::fs::write(
+                dir.join(".sops.yaml"),
+                config(&format!("{},{}", a.recipient, b.recipient)),
+            )
+            .unwrap();
+        }
+        let out = cairn(&lab, &mine, &["secrets", "rekey"], &a_env);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for (name, _) in files {
+            let out = lab.sops_in(&theirs, &["updatekeys", "-y", name], &a_env);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let (m, t) = (
+                std::fs::read(mine.join(name)).unwrap(),
+                std::fs::read(theirs.join(name)).unwrap(),
+            );
+            assert_eq!(layout(&m), layout(&t), "indent {indent}: rekey {name}");
+            // b, added by the rekey, reads it with sops
+            let plain = lab.sops_decrypt(&mine.join(name), &b.identity_file, &[]);
+            assert_eq!(plain, lab.sops_decrypt(&theirs.join(name), &b.identity_file, &[]));
+        }
+    }
+}
+
+/// A host's age recipient in state, as the bootstrap keys phase records it.
+fn record_host_recipient(repo: &Path, host: &str, recipient: &str) {
+    use cairn::state::{FileState, LockHolder, LockWait, State};
+    let mut lock = FileState::new(repo).lock(LockHolder::current("test"), LockWait::Fail).unwrap();
+    lock.data_mut().hosts.entry(host.to_owned()).or_default().age_recipient =
+        Some(recipient.to_owned());
+    lock.commit().unwrap();
+}
+
+fn inventory(admins: &[(&str, &AgeKey)]) -> String {
+    let mut hcl = String::from(
+        "provider \"existing\" \"owned\" {}\n\nhost \"web1\" {\n  address = \"192.0.2.1\"\n  tags    = [\"web\"]\n}\n\nhost \"web2\" {\n  address = \"192.0.2.2\"\n  tags    = [\"web\"]\n}\n\nsecrets \"secrets/web/*.yaml\" {\n  tags = [\"web\"]\n}\n",
+    );
+    for (name, key) in admins {
+        hcl.push_str(&format!("\nadmin \"{name}\" {{\n  age = \"{}\"\n}}\n", key.recipient));
+    }
+    hcl
+}
+
+#[test]
+fn rekey_regenerates_sops_yaml_from_the_inventory_first() {
+    let Some(lab) = Lab::new() else { return };
+    let (alice, bob, web1, web2) =
+        (lab.age_key("alice"), lab.age_key("bob"), lab.age_key("web1"), lab.age_key("web2"));
+    let repo = lab.path("repo");
+    std::fs::create_dir_all(repo.join("secrets/web")).unwrap();
+    std::fs::write(repo.join("cairn.hcl"), inventory(&[("alice", &alice)])).unwrap();
+    record_host_recipient(&repo, "web1", &web1.recipient);
+    let alice_env = [("SOPS_AGE_KEY_FILE", alice.identity_file.to_str().unwrap())];
+
+    // No .sops.yaml yet: rekey writes it, then a new file follows it.
+    let out = cairn(&lab, &repo, &["secrets", "rekey"], &alice_env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sops_yaml = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    assert!(sops_yaml.contains(&web1.recipient) && !sops_yaml.contains(&web2.recipient));
+    std::fs::write(repo.join("secrets/web/app.yaml"), "token: abc\n").unwrap();
+    let out = cairn(&lab, &repo, &["secrets", "encrypt", "-i", "secrets/web/app.yaml"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A new admin, and web2 bootstrapped since.
+    std::fs::write(repo.join("cairn.hcl"), inventory(&[("alice", &alice), ("bob", &bob)])).unwrap();
+    record_host_recipient(&repo, "web2", &web2.recipient);
+    let before = (
+        std::fs::read(repo.join(".sops.yaml")).unwrap(),
+        std::fs::read(repo.join("secrets/web/app.yaml")).unwrap(),
+    );
+    let out = cairn(&lab, &repo, &["secrets", "rekey", "--dry-run"], &alice_env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    insta::assert_snapshot!(
+        "rekey_from_inventory_dry_run",
+        normalize(&lab, &String::from_utf8_lossy(&out.stdout))
+    );
+    let after = (
+        std::fs::read(repo.join(".sops.yaml")).unwrap(),
+        std::fs::read(repo.join("secrets/web/app.yaml")).unwrap(),
+    );
+    assert_eq!(before, after, "--dry-run writes nothing, .sops.yaml included");
+
+    let out = cairn(&lab, &repo, &["secrets", "rekey"], &alice_env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = normalize(&lab, &String::from_utf8_lossy(&out.stdout));
+    assert!(stdout.contains(".sops.yaml: rewritten from the inventory"), "{stdout}");
+    assert!(stdout.contains("secrets/web/app.yaml: rekeyed"), "{stdout}");
+    let file = repo.join("secrets/web/app.yaml");
+    for reader in [&alice, &bob, &web1, &web2] {
+        assert_eq!(lab.sops_decrypt(&file, &reader.identity_file, &[]), b"token: abc\n");
+    }
+    // Plain sops agrees with the regenerated .sops.yaml: nothing left to update.
+    let out = lab.sops_in(&repo, &["updatekeys", "-y", "secrets/web/app.yaml"], &alice_env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already up to date"));
+
+    // Nothing changed since: nothing is written.
+    let snapshot = (std::fs::read(repo.join(".sops.yaml")).unwrap(), std::fs::read(&file).unwrap());
+    let out = cairn(&lab, &repo, &["secrets", "rekey"], &alice_env);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(".sops.yaml: up to date with the inventory"), "{stdout}");
+    assert_eq!(
+        snapshot,
+        (std::fs::read(repo.join(".sops.yaml")).unwrap(), std::fs::read(&file).unwrap())
+    );
+}

@@ -74,7 +74,7 @@ impl SopsFile {
             reason,
         })?;
         let meta = meta.ok_or_else(|| SecretsError::MetadataNotFound { file: path.to_owned() })?;
-        let metadata = Metadata::from_map(&meta, format == Format::Binary)
+        let metadata = Metadata::from_map(&meta)
             .map_err(|reason| SecretsError::Metadata { file: path.to_owned(), reason })?;
         Ok(Self { path: path.to_owned(), format, docs, metadata })
     }

@@ -46,7 +46,7 @@ pub struct Metadata {
     pub lastmodified: String,
     /// The encrypted MAC (`ENC[...]`), empty if absent.
     pub mac: String,
-    /// `None` for binary files.
+    /// `None` for a binary file cairn encrypts (as sops writes it).
     pub rule: Option<CryptRule>,
     pub mac_only_encrypted: bool,
     pub version: String,
@@ -84,7 +84,7 @@ impl Metadata {
     }
 
     /// Reads the `sops` map.
-    pub fn from_map(map: &Map, binary: bool) -> Result<Self, String> {
+    pub fn from_map(map: &Map) -> Result<Self, String> {
         let mut top_group = KeyGroup::default();
         let mut key_groups: Option<Vec<KeyGroup>> = None;
         let mut shamir_threshold = 0usize;
@@ -184,9 +184,10 @@ impl Metadata {
         if !valid_version(&version) {
             return Err(format!("version `{version}` is not a version number"));
         }
-        if binary {
-            rule = None;
-        } else if rule.is_none() {
+        // As sops: a file without a crypt rule gets the default one, binary files included
+        // (sops writes none when it encrypts a binary file, but `unencrypted_suffix` as soon
+        // as it rewrites one: updatekeys, rotate, edit).
+        if rule.is_none() {
             rule = Some(CryptRule::default_rule());
         }
         Ok(Metadata {

@@ -189,14 +189,27 @@ pub fn render_sops_yaml_update(update: &SopsYamlUpdate, root: &Path, dry_run: bo
     let mut out = format!("{name}: {verb} from the inventory\n");
     let old: Vec<&str> = update.old.as_deref().unwrap_or("").lines().collect();
     let new: Vec<&str> = update.new.lines().collect();
+    // Each change under the comment naming its rule (`# secrets/web/*: admins and web1`).
+    let mut rule: Option<&str> = None;
+    let mut shown: Option<&str> = None;
     for (sign, line) in line_diff(&old, &new) {
+        if line.trim_start().starts_with("# ") && line.starts_with("  #") && sign != '-' {
+            rule = Some(line);
+        }
+        if sign == ' ' {
+            continue;
+        }
+        if let Some(r) = rule.filter(|r| shown != Some(*r) && *r != line) {
+            out.push_str(&format!("    {r}\n"));
+            shown = Some(r);
+        }
         out.push_str(&format!("  {sign} {line}\n"));
     }
     out
 }
 
-/// The lines only in `old` (`-`) and only in `new` (`+`), in file order (a longest common
-/// subsequence; `.sops.yaml` is small).
+/// Every line of `old` and `new` in file order: `-` only in `old`, `+` only in `new`, ` `
+/// in both (a longest common subsequence; `.sops.yaml` is small).
 fn line_diff<'a>(old: &[&'a str], new: &[&'a str]) -> Vec<(char, &'a str)> {
     let (n, m) = (old.len(), new.len());
     let mut lcs = vec![vec![0usize; m + 1]; n + 1];
@@ -212,6 +225,7 @@ fn line_diff<'a>(old: &[&'a str], new: &[&'a str]) -> Vec<(char, &'a str)> {
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
     while i < n || j < m {
         if i < n && j < m && old[i] == new[j] {
+            out.push((' ', new[j]));
             i += 1;
             j += 1;
         } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
@@ -256,8 +270,11 @@ mod tests {
     fn line_diff_shows_removed_and_added_lines_in_order() {
         let old = ["a", "b", "c", "d"];
         let new = ["a", "c", "x", "d", "e"];
-        assert_eq!(line_diff(&old, &new), vec![('-', "b"), ('+', "x"), ('+', "e")]);
+        let changes = |d: Vec<(char, &'static str)>| {
+            d.into_iter().filter(|(sign, _)| *sign != ' ').collect::<Vec<_>>()
+        };
+        assert_eq!(changes(line_diff(&old, &new)), vec![('-', "b"), ('+', "x"), ('+', "e")]);
         assert_eq!(line_diff(&[], &["a"]), vec![('+', "a")]);
-        assert!(line_diff(&old, &old).is_empty());
+        assert!(changes(line_diff(&old, &old)).is_empty());
     }
 }

@@ -188,3 +188,118 @@ fn passing_health_checks_are_listed_in_the_summary() {
     assert!(stdout.contains("check      /etc/hostname exists"), "{stdout}");
     assert!(stdout.contains("check      `true` succeeds"), "{stdout}");
 }
+
+/// A flake whose `diskoScript` for web1 records how it was run into `marker` (and builds
+/// with the host's /bin/sh: the tests turn Nix's sandbox off). It has no system: building
+/// anything but `diskoScript` fails.
+fn disko_flake(dir: &Path, marker: &Path) {
+    let flake = format!(
+        r#"{{
+  outputs = {{ self }}: {{
+    nixosConfigurations.web1.config.system.build.diskoScript = derivation {{
+      name = "disko-web1";
+      system = "x86_64-linux";
+      builder = "/bin/sh";
+      args = [ "-c" ''
+        printf '#!/bin/sh\necho "ran $0 with $# arguments in $(pwd)" > {marker}\n' > $out
+        /bin/chmod 555 $out
+      '' ];
+    }};
+  }};
+}}
+"#,
+        marker = marker.display()
+    );
+    std::fs::write(dir.join("flake.nix"), flake).unwrap();
+}
+
+fn nix_available() -> bool {
+    Command::new("nix").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// `disko = true`: the disk phase builds the flake's `diskoScript` on this machine, streams
+/// its closure to the installer (a real sshd here) and runs it there, without arguments,
+/// from its store path.
+#[test]
+fn disko_hosts_run_the_flakes_disko_script_on_the_installer() {
+    if !sshd::is_root() || !nix_available() {
+        eprintln!("skipped: needs root (the installer is reached as root) and nix");
+        return;
+    }
+    let server = sshd::Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("disko-ran");
+    installed_fleet(dir.path(), &server, "  disko = true\n");
+    disko_flake(dir.path(), &marker);
+    // The installer's key is the one this sshd presents.
+    let state = std::fs::read_to_string(dir.path().join(".cairn/state.json")).unwrap();
+    std::fs::write(
+        dir.path().join(".cairn/state.json"),
+        state.replace("\"installed\"", "\"installer\""),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(dir.path())
+        .args(["bootstrap", "host", "web1", "--phases", "disk"])
+        .env("NO_COLOR", "1")
+        .env("CAIRN_SSH_KEY", server.client_key())
+        .env("NIX_CONFIG", "sandbox = false\nsubstitute = false\nflake-registry =\n")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("#nixosConfigurations.web1.config.system.build.diskoScript"),
+        "{stderr}"
+    );
+    let ran = std::fs::read_to_string(&marker).expect("the disko script ran");
+    let ran =
+        regex::Regex::new(r"/nix/store/[a-z0-9]{32}-").unwrap().replace(&ran, "/nix/store/[hash]-");
+    assert_eq!(ran.trim(), "ran /nix/store/[hash]-disko-web1 with 0 arguments in /root");
+    let _ = std::fs::remove_dir_all("/root/cairn-disko");
+}
+
+/// With a `disk_layout` naming the device, a disko host's device is checked first: a
+/// missing disk stops the phase before the script is built or run.
+#[test]
+fn disko_hosts_check_the_layouts_device_first() {
+    if !sshd::is_root() {
+        eprintln!("skipped: the installer is reached as root");
+        return;
+    }
+    let server = sshd::Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("disko-ran");
+    installed_fleet(dir.path(), &server, "  disko       = true\n  disk_layout = \"main\"\n");
+    let hcl = std::fs::read_to_string(dir.path().join("cairn.hcl")).unwrap();
+    std::fs::write(
+        dir.path().join("cairn.hcl"),
+        format!("{hcl}\ndisk_layout \"main\" {{\n  device = \"/dev/cairn-no-such-disk\"\n  partition \"root\" {{\n    type       = \"filesystem\"\n    size       = \"rest\"\n    filesystem = \"ext4\"\n    mountpoint = \"/\"\n  }}\n}}\n"),
+    )
+    .unwrap();
+    disko_flake(dir.path(), &marker);
+    let state = std::fs::read_to_string(dir.path().join(".cairn/state.json")).unwrap();
+    std::fs::write(
+        dir.path().join(".cairn/state.json"),
+        state.replace("\"installed\"", "\"installer\""),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(dir.path())
+        .args(["bootstrap", "host", "web1", "--phases", "disk"])
+        .env("NO_COLOR", "1")
+        .env("CAIRN_SSH_KEY", server.client_key())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/dev/cairn-no-such-disk does not exist; check disk_layout \"main\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("diskoScript"), "nothing was built:\n{stderr}");
+    assert!(!marker.exists(), "the script did not run");
+}

@@ -230,7 +230,7 @@ fn mib(bytes: u64) -> String {
 }
 
 /// Streams the paths of `closure` the target lacks into `root` (`/mnt`) over `session`.
-async fn stream_closure(
+pub(super) async fn stream_closure(
     session: &Session,
     closure: &[PathInfo],
     root: &str,

@@ -24,9 +24,12 @@ const FACTS_SH: &str = include_str!("../../templates/bootstrap/facts.sh");
 const KEXEC_SH: &str = include_str!("../../templates/bootstrap/kexec.sh");
 const INSTALL_SH: &str = include_str!("../../templates/bootstrap/install.sh");
 const REBOOT_SH: &str = include_str!("../../templates/bootstrap/reboot.sh");
+const DISKO_SH: &str = include_str!("../../templates/bootstrap/disko.sh");
 
 /// Where the installer bundle is unpacked on the stock system.
 const BUNDLE_DIR: &str = "/root/cairn-kexec";
+/// Where the disko script's closure is unpacked on the installer before it joins /nix/store.
+const DISKO_STAGING: &str = "/root/cairn-disko";
 /// The root of the system being installed, on the installer.
 const TARGET_ROOT: &str = "/mnt";
 /// What the nixos-images kexec installer asks for; a host or provider may lower it for a
@@ -603,6 +606,9 @@ impl HostRun<'_> {
     }
 
     async fn disk(&mut self) -> Result<PhaseResult, PhaseError> {
+        if self.host.extra.get("disko").and_then(|v| v.as_bool()).unwrap_or(false) {
+            return self.disko().await;
+        }
         let layout_name = self.host.disk_layout.as_ref().ok_or_else(|| PhaseError::Config {
             what: "the host has no disk_layout".into(),
             help: "add `disk_layout = \"...\"` to the host (or to `defaults`) naming a disk_layout block".into(),
@@ -621,6 +627,46 @@ impl HostRun<'_> {
         let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
         session.exec(&RemoteCommand::script("partition", script)).await?;
         // A fresh disk: whatever an earlier copy left is gone.
+        Ok(PhaseResult::Done)
+    }
+
+    /// `disko = true`: the flake's `diskoScript`, built here like the system, its closure
+    /// streamed to the installer, run there. A `disk_layout` on the host still names the
+    /// device, which is checked first (nothing is touched if it is not the expected disk).
+    async fn disko(&mut self) -> Result<PhaseResult, PhaseError> {
+        let options = crate::disk::ScriptOptions {
+            target: TARGET_ROOT.into(),
+            expected_by_id: self
+                .host
+                .extra
+                .get("disk_by_id")
+                .and_then(|v| v.as_str())
+                .map(String::from),
+        };
+        if let Some(layout) =
+            self.host.disk_layout.as_ref().map(|n| &self.ctx.inventory.disk_layouts[n])
+        {
+            let check = crate::disk::render_device_check(layout, &options)?;
+            let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
+            session.exec(&RemoteCommand::script("disk-check", check)).await?;
+        }
+        let flake = self.flake()?;
+        let installable = crate::nix::installable_for_build(&flake, "diskoScript");
+        let script = self.ctx.options.nix.build(&installable).await?;
+        let closure = self.ctx.options.nix.closure(std::slice::from_ref(&script)).await?;
+        tracing::info!(script = %script, paths = closure.len(), "built the flake's disko script");
+        // The copy phase's stream, into a staging root: the installer's own store may hold
+        // paths cairn did not send, which the stream's resume would take for cut-off ones.
+        self.session(KeyPhase::Installer, Wait::Reach).await?;
+        let (_, session) = self.session.as_ref().expect("just connected");
+        super::copy::stream_closure(session, &closure, DISKO_STAGING).await?;
+        let run = template::render(
+            "templates/bootstrap/disko.sh",
+            DISKO_SH,
+            &Vars::new().word("staging", DISKO_STAGING).word("script", script.as_str()),
+        )?;
+        let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
+        session.exec(&RemoteCommand::script("disko", run)).await?;
         Ok(PhaseResult::Done)
     }
 

@@ -82,6 +82,31 @@ struct Planned {
     mountpoint: Option<String>,
 }
 
+/// Where the device check of the partition script ends (a line of the template).
+const END_OF_CHECK: &str = "# cairn: end of the device check\n";
+
+/// Renders only the device check of [`render_script`]: is the layout's device there, a whole
+/// disk, the `expected_by_id` one, large enough? Touches nothing; used before a flake's own
+/// disko script partitions the disk.
+pub fn render_device_check(
+    layout: &DiskLayout,
+    options: &ScriptOptions,
+) -> Result<String, DiskError> {
+    let script = render_script(layout, options)?;
+    let end = script.find(END_OF_CHECK).ok_or_else(|| DiskError::Layout {
+        layout: layout.name.to_string(),
+        problem: "the partition template has no end-of-check marker".into(),
+        help: Some("this is a bug in cairn".into()),
+    })?;
+    // The partition script's header says what it destroys: not this one.
+    let body = script[..end].find("set -eu\n").map_or(&script[..end], |i| &script[i..end]);
+    Ok(format!(
+        "#!/bin/sh\n# cairn: is {} the disk that disk layout {} names? (Touches nothing.)\n{body}\
+         log \"$device is $disk, $bytes bytes: the disk the inventory names\"\n",
+        layout.device, layout.name
+    ))
+}
+
 /// Renders the partition/format/mount script for `layout`.
 pub fn render_script(layout: &DiskLayout, options: &ScriptOptions) -> Result<String, DiskError> {
     let planned = plan(layout)?;

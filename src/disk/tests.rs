@@ -167,8 +167,9 @@ fn min_bytes_counts_fixed_partitions_and_gpt() {
 
 #[test]
 fn rendered_scripts_parse_in_sh_and_busybox() {
-    for l in [uefi(), grub_bios_with_swap(), extlinux_legacy(), nvme_btrfs_xfs()] {
-        let s = render(&l);
+    let layouts = [uefi(), grub_bios_with_swap(), extlinux_legacy(), nvme_btrfs_xfs()];
+    let checks = layouts.iter().map(|l| render_device_check(l, &ScriptOptions::default()).unwrap());
+    for s in layouts.iter().map(render).chain(checks) {
         for shell in [&["sh", "-n"][..], &["busybox", "sh", "-n"][..]] {
             let Ok(mut child) = std::process::Command::new(shell[0])
                 .args(&shell[1..])
@@ -184,6 +185,20 @@ fn rendered_scripts_parse_in_sh_and_busybox() {
             let out = child.wait_with_output().unwrap();
             assert!(out.status.success(), "{shell:?}: {}", String::from_utf8_lossy(&out.stderr));
         }
+    }
+}
+
+/// The check a disko host's layout gets: everything up to the wipe, nothing after.
+#[test]
+fn the_device_check_touches_nothing() {
+    let check = render_device_check(&uefi(), &ScriptOptions::default()).unwrap();
+    let full = render(&uefi());
+    assert!(check.lines().next() == full.lines().next(), "a shell script");
+    assert!(check.contains("does not exist; check disk_layout"), "{check}");
+    assert!(check.contains("the layout needs at least"), "{check}");
+    let code: Vec<&str> = check.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
+    for touches in ["wipefs", "sgdisk", "mkfs", "mount ", "swapoff", "umount"] {
+        assert!(!code.iter().any(|l| l.contains(touches)), "the check runs {touches}:\n{check}");
     }
 }
 

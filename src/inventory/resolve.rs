@@ -41,6 +41,7 @@ const HOST_ATTRS: &[&str] = &[
     "installer",
     "installer_min_memory",
     "age_key",
+    "disko",
     "disk_by_id",
     "copy",
     "memory",
@@ -1146,12 +1147,14 @@ impl<'a> Resolver<'a> {
                 None => ok = false,
             }
         }
-        if let Some(a) = get("age_key") {
-            match self.boolean(a) {
-                Some(b) => {
-                    extra.insert("age_key".to_owned(), serde_json::Value::from(b));
+        for key in ["age_key", "disko"] {
+            if let Some(a) = get(key) {
+                match self.boolean(a) {
+                    Some(b) => {
+                        extra.insert(key.to_owned(), serde_json::Value::from(b));
+                    }
+                    None => ok = false,
                 }
-                None => ok = false,
             }
         }
         for key in ["memory", "disk_size"] {

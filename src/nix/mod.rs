@@ -10,7 +10,7 @@ mod store_path;
 mod transfer;
 
 pub use path_info::{load_db_registration, parse as parse_path_info, PathInfo, PathInfoParseError};
-pub use runner::{installable_for_toplevel, Nix};
+pub use runner::{installable_for_build, installable_for_toplevel, Nix};
 pub use ssh_copy::SshStore;
 pub use store_path::{InvalidNarHash, InvalidStorePath, NarHash, StorePath, STORE_DIR};
 pub use transfer::{unpack_command, TarStream, TransferOptions};

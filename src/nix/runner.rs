@@ -29,11 +29,16 @@ impl Default for Nix {
 
 /// The installable of a NixOS system: `<flake>#nixosConfigurations.<attr>.config.system.build.toplevel`.
 pub fn installable_for_toplevel(flake: &FlakeRef) -> String {
+    installable_for_build(flake, "toplevel")
+}
+
+/// `<flake>#nixosConfigurations.<attr>.config.system.build.<output>` (`diskoScript`).
+pub fn installable_for_build(flake: &FlakeRef, output: &str) -> String {
     let plain = !flake.attr.is_empty()
         && flake.attr.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-'".contains(&b))
         && !flake.attr.as_bytes()[0].is_ascii_digit();
     let attr = if plain { flake.attr.clone() } else { format!("\"{}\"", flake.attr) };
-    format!("{}#nixosConfigurations.{attr}.config.system.build.toplevel", flake.flake)
+    format!("{}#nixosConfigurations.{attr}.config.system.build.{output}", flake.flake)
 }
 
 impl Nix {

@@ -44,6 +44,7 @@ part() {
     esac
 }
 
+# cairn: end of the device check
 # --- Release what a previous run left behind -----------------------------------------------
 for p in "/sys/class/block/$name/$name"*; do
     [ -e "$p" ] || continue

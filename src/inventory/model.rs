@@ -147,6 +147,9 @@ pub struct Provider {
     pub secrets: BTreeMap<String, Sensitive>,
     /// `timeouts { ... }` for the machines of this provider.
     pub timeouts: Timeouts,
+    /// For attributes written as `env("NAME")`: the variable's name, so messages about a
+    /// refused credential can say which variable to fix.
+    pub env_sources: BTreeMap<String, String>,
     pub span: SourceSpan,
 }
 

@@ -84,9 +84,12 @@ fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
             "region",
             "access_key_id",
             "secret_access_key",
+            "session_token",
             "endpoint",
             "ami",
             "subnet_id",
+            "key_name",
+            "security_group",
             "installer",
             "installer_min_memory",
             "copy",
@@ -96,7 +99,19 @@ fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
 }
 
 /// Attributes holding credentials: kept as [`Sensitive`], never shown.
-const SECRET_ATTRS: &[&str] = &["token", "secret_access_key"];
+const SECRET_ATTRS: &[&str] = &["token", "secret_access_key", "session_token"];
+
+/// `NAME` when `expr` is `env("NAME")` or `env("NAME", default)`.
+fn env_var_name(expr: &Expr) -> Option<String> {
+    let Expr::FuncCall(call) = expr else { return None };
+    if !call.name.namespace.is_empty() || call.name.name.as_str() != "env" {
+        return None;
+    }
+    match call.args.iter().next()? {
+        Expr::String(s) => Some(s.value().to_string()),
+        _ => None,
+    }
+}
 
 /// A block label and where it is.
 type Label = (String, Option<Range<usize>>);
@@ -453,10 +468,14 @@ impl<'a> Resolver<'a> {
             );
             let mut settings = BTreeMap::new();
             let mut secrets = BTreeMap::new();
+            let mut env_sources = BTreeMap::new();
             for attr in block.body.attributes() {
                 let key = attr.key.as_str();
                 if !allowed.contains(&key) {
                     continue;
+                }
+                if let Some(var) = env_var_name(&attr.value) {
+                    env_sources.insert(key.to_owned(), var);
                 }
                 let value = match key {
                     _ if SECRET_ATTRS.contains(&key) => {
@@ -485,7 +504,7 @@ impl<'a> Resolver<'a> {
             let span = self.span(name_span.clone());
             out.insert(
                 name.clone(),
-                (Provider { name, kind, settings, secrets, timeouts, span }, name_span),
+                (Provider { name, kind, settings, secrets, timeouts, env_sources, span }, name_span),
             );
         }
         out

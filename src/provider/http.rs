@@ -1,17 +1,20 @@
-//! The HTTP client every cloud provider shares: bearer-token auth, connect and request
-//! timeouts, retries with capped exponential backoff and jitter (on 429, 5xx, 409 `conflict`,
-//! 423 `locked` and timeouts, honouring `Retry-After` and `RateLimit-Reset`), one debug line
-//! per request, and API errors turned into messages a user can act on.
+//! The HTTP client every cloud provider shares: bearer-token auth (JSON APIs such as Hetzner's)
+//! or AWS Signature Version 4 (the EC2 Query API: form-encoded POSTs, XML answers), connect
+//! and request timeouts, retries with capped exponential backoff and jitter (on 429, 5xx, 409
+//! `conflict`, 423 `locked`, AWS throttling codes and timeouts, honouring `Retry-After` and
+//! `RateLimit-Reset`), one debug line per request, and API errors turned into messages a user
+//! can act on.
 //!
-//! The token lives only in the `Authorization` header (marked sensitive): it never appears in
-//! `Debug` output, logs or errors, and any response text quoted in an error is scrubbed of it.
+//! The token lives only in the `Authorization` header (marked sensitive); an AWS secret key
+//! only inside the signer. Neither appears in `Debug` output, logs or errors, and any response
+//! text quoted in an error is scrubbed of them.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -56,12 +59,24 @@ impl Default for ClientConfig {
 }
 
 /// Which API a client talks to, for messages: its name, the environment variable users keep
-/// its token in, and where they create one.
+/// its token in, where they create one, and how it reports errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Service {
     pub name: &'static str,
     pub token_env: &'static str,
     pub token_howto: &'static str,
+    pub dialect: Dialect,
+}
+
+/// How an API shapes its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// JSON bodies; errors as `{"error": {"code", "message", "details"}}` (Hetzner Cloud).
+    Hetzner,
+    /// The AWS Query API: form-encoded requests, XML answers; errors as
+    /// `<Response><Errors><Error><Code>…</Code><Message>…</Message></Error></Errors>` (EC2) or
+    /// `<ErrorResponse><Error>…</Error></ErrorResponse>` (IAM, STS).
+    AwsQuery,
 }
 
 pub const HETZNER_CLOUD: Service = Service {
@@ -69,14 +84,52 @@ pub const HETZNER_CLOUD: Service = Service {
     token_env: "HCLOUD_TOKEN",
     token_howto: "create a read/write API token in the Cloud Console (your project → Security → \
                   API tokens)",
+    dialect: Dialect::Hetzner,
 };
+
+pub const AWS_EC2: Service = Service {
+    name: "AWS EC2",
+    token_env: "AWS_SECRET_ACCESS_KEY",
+    token_howto: "create an access key in the IAM console (Users → your user → Security \
+                  credentials → Create access key)",
+    dialect: Dialect::AwsQuery,
+};
+
+/// An AWS access key, for SigV4. `Debug` shows the key id, never the secret.
+#[derive(Clone)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Sensitive,
+    /// For temporary credentials (`AWS_SESSION_TOKEN`).
+    pub session_token: Option<Sensitive>,
+}
+
+impl fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Where and as what a SigV4 client signs: `region` (`eu-central-1`) and the service's
+/// signing name (`ec2`, `iam`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningScope {
+    pub region: String,
+    pub service: &'static str,
+}
 
 /// An error answer from the API.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("{service} refused {method} {path}: {message} ({status} {code}{retried})")]
+#[error("{service} refused {request}: {message} ({status} {code}{retried})")]
 #[diagnostic(help("{help}"))]
 pub struct ApiError {
     pub service: &'static str,
+    /// What was asked, for messages: `GET /servers`, or the AWS action (`RunInstances`).
+    pub request: String,
     pub method: String,
     pub path: String,
     pub status: u16,
@@ -115,6 +168,14 @@ pub enum HttpError {
         #[source]
         source: reqwest::Error,
     },
+    /// The API answered with a body that is not what cairn expects (AWS: not XML, or XML
+    /// without the elements cairn reads).
+    #[error("{service}: {request} returned a body cairn cannot read ({reason}): {excerpt}")]
+    #[diagnostic(help(
+        "check that the provider's `endpoint` points at the API (for EC2: \
+         https://ec2.REGION.amazonaws.com)"
+    ))]
+    Unreadable { service: &'static str, request: String, reason: String, excerpt: String },
     /// The API answered, but not in the shape cairn expects.
     #[error(
         "{service}: {method} {path} returned {status} with a body cairn cannot read: {excerpt}"
@@ -139,6 +200,9 @@ pub enum HttpError {
         "check {token_env}: it must be the token alone, without spaces or newlines"
     ))]
     BadToken { service: &'static str, token_env: &'static str },
+    #[error("{service}: could not sign the request: {reason}")]
+    #[diagnostic(help("check the provider's `endpoint`, `region` and access key id"))]
+    Signing { service: &'static str, reason: String },
     #[error("{service}: could not set up the HTTP client")]
     Client {
         service: &'static str,
@@ -171,14 +235,32 @@ impl HttpError {
     }
 }
 
+/// How requests are authenticated.
+enum Auth {
+    /// `Authorization: Bearer <token>` (marked sensitive).
+    Bearer(HeaderValue),
+    /// AWS Signature Version 4, computed per attempt (the signature covers the time).
+    SigV4 { identity: aws_smithy_runtime_api::client::identity::Identity, scope: SigningScope },
+}
+
+/// A request body.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Empty,
+    Json(&'a serde_json::Value),
+    /// `application/x-www-form-urlencoded`, already encoded.
+    Form(&'a str),
+}
+
 /// An authenticated client for one API.
 pub struct HttpClient {
     inner: reqwest::Client,
     /// The base URL without a trailing slash (`https://api.hetzner.cloud/v1`).
     base: String,
-    auth: HeaderValue,
-    /// Kept to scrub it from any response text quoted in an error.
-    token: Sensitive,
+    auth: Auth,
+    /// Kept to scrub them from any response text quoted in an error (token, secret key,
+    /// session token).
+    secrets: Vec<Sensitive>,
     service: Service,
     config: ClientConfig,
     retries: AtomicU32,
@@ -189,51 +271,72 @@ impl fmt::Debug for HttpClient {
         f.debug_struct("HttpClient")
             .field("service", &self.service.name)
             .field("base", &self.base)
-            .field("token", &"<redacted>")
+            .field(
+                "auth",
+                &match &self.auth {
+                    Auth::Bearer(_) => "bearer <redacted>".to_owned(),
+                    Auth::SigV4 { scope, .. } => {
+                        format!("sigv4 {}/{} <redacted>", scope.region, scope.service)
+                    }
+                },
+            )
             .field("config", &self.config)
             .finish()
     }
 }
 
 impl HttpClient {
+    /// A client sending `token` as a bearer token.
     pub fn new(
         service: Service,
         base_url: &str,
         token: &Sensitive,
         config: ClientConfig,
     ) -> Result<Self, HttpError> {
-        let base = base_url.trim_end_matches('/').to_owned();
-        let url = reqwest::Url::parse(&base).map_err(|e| HttpError::Endpoint {
-            service: service.name,
-            url: base_url.to_owned(),
-            reason: e.to_string(),
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
-            return Err(HttpError::Endpoint {
-                service: service.name,
-                url: base_url.to_owned(),
-                reason: "use an http:// or https:// URL without a query".into(),
-            });
-        }
+        let base = check_base_url(service, base_url)?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.0)).map_err(|_| {
             HttpError::BadToken { service: service.name, token_env: service.token_env }
         })?;
         auth.set_sensitive(true);
+        Self::build(service, base, Auth::Bearer(auth), vec![token.clone()], config)
+    }
+
+    /// A client signing every request with AWS Signature Version 4.
+    pub fn new_sigv4(
+        service: Service,
+        base_url: &str,
+        credentials: &AwsCredentials,
+        scope: SigningScope,
+        config: ClientConfig,
+    ) -> Result<Self, HttpError> {
+        let base = check_base_url(service, base_url)?;
+        let identity = aws_credential_types::Credentials::new(
+            credentials.access_key_id.clone(),
+            credentials.secret_access_key.0.clone(),
+            credentials.session_token.as_ref().map(|t| t.0.clone()),
+            None,
+            "cairn inventory",
+        )
+        .into();
+        let mut secrets = vec![credentials.secret_access_key.clone()];
+        secrets.extend(credentials.session_token.clone());
+        Self::build(service, base, Auth::SigV4 { identity, scope }, secrets, config)
+    }
+
+    fn build(
+        service: Service,
+        base: String,
+        auth: Auth,
+        secrets: Vec<Sensitive>,
+        config: ClientConfig,
+    ) -> Result<Self, HttpError> {
         let inner = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| HttpError::Client { service: service.name, source })?;
-        Ok(Self {
-            inner,
-            base,
-            auth,
-            token: token.clone(),
-            service,
-            config,
-            retries: AtomicU32::new(0),
-        })
+        Ok(Self { inner, base, auth, secrets, service, config, retries: AtomicU32::new(0) })
     }
 
     pub fn service(&self) -> Service {
@@ -251,6 +354,39 @@ impl HttpClient {
         query: &[(&str, String)],
     ) -> Result<T, HttpError> {
         self.request(Method::GET, path, query, None).await
+    }
+
+    /// A form-encoded POST (the AWS Query API: `Action=RunInstances&Version=...`), retried as
+    /// [`RetryPolicy`] says; the text of a 2xx answer. Errors name the form's `Action`.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: &[(String, String)],
+    ) -> Result<String, HttpError> {
+        let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let label = form
+            .iter()
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| format!("POST {path}"));
+        let (_, bytes) =
+            self.exchange(Method::POST, path, &label, &[], Body::Form(&encoded)).await?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| HttpError::Unreadable {
+            service: self.service.name,
+            request: label,
+            reason: "not UTF-8".into(),
+            excerpt: self.excerpt(&bytes),
+        })
+    }
+
+    /// An [`HttpError::Unreadable`] for an answer to `request` that lacks what cairn needs.
+    pub fn unreadable(&self, request: &str, reason: &str, body: &str) -> HttpError {
+        HttpError::Unreadable {
+            service: self.service.name,
+            request: request.to_owned(),
+            reason: reason.to_owned(),
+            excerpt: self.excerpt(body.as_bytes()),
+        }
     }
 
     pub async fn post<T: DeserializeOwned>(
@@ -274,16 +410,73 @@ impl HttpClient {
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
     ) -> Result<T, HttpError> {
-        let url = format!("{}{}", self.base, path);
+        let label = format!("{method} {path}");
+        let body = body.map_or(Body::Empty, Body::Json);
+        let (status, bytes) = self.exchange(method.clone(), path, &label, query, body).await?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { &bytes };
+        serde_json::from_slice(text).map_err(|source| HttpError::Decode {
+            service: self.service.name,
+            method: method.to_string(),
+            path: path.to_owned(),
+            status: status.as_u16(),
+            excerpt: self.excerpt(&bytes),
+            source,
+        })
+    }
+
+    /// Sends one request until it succeeds, fails for good or retries run out; the status and
+    /// body of a 2xx answer. `label` names the request in errors.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        label: &str,
+        query: &[(&str, String)],
+        body: Body<'_>,
+    ) -> Result<(StatusCode, Vec<u8>), HttpError> {
+        let mut url = reqwest::Url::parse(&format!("{}{}", self.base, path)).map_err(|e| {
+            HttpError::Endpoint {
+                service: self.service.name,
+                url: format!("{}{}", self.base, path),
+                reason: e.to_string(),
+            }
+        })?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (k, v)));
+        }
         let mut attempt = 0;
         loop {
-            let mut req = self
-                .inner
-                .request(method.clone(), &url)
-                .header(AUTHORIZATION, self.auth.clone())
-                .query(query);
-            if let Some(body) = body {
-                req = req.json(body);
+            let mut req = self.inner.request(method.clone(), url.clone());
+            let mut content_type = None;
+            let payload: &[u8] = match body {
+                Body::Empty => b"",
+                Body::Json(v) => {
+                    req = req.json(v);
+                    b""
+                }
+                Body::Form(f) => {
+                    content_type = Some("application/x-www-form-urlencoded; charset=utf-8");
+                    f.as_bytes()
+                }
+            };
+            if let Some(ct) = content_type {
+                req = req.header(CONTENT_TYPE, ct).body(payload.to_vec());
+            }
+            match &self.auth {
+                Auth::Bearer(value) => req = req.header(AUTHORIZATION, value.clone()),
+                Auth::SigV4 { identity, scope } => {
+                    for (name, value) in
+                        self.sign(identity, scope, &method, &url, content_type, payload)?
+                    {
+                        let mut value =
+                            HeaderValue::from_str(&value).map_err(|_| HttpError::Signing {
+                                service: self.service.name,
+                                reason: format!("the {name} header is not a valid header value"),
+                            })?;
+                        value.set_sensitive(true);
+                        req = req.header(name, value);
+                    }
+                }
             }
             let started = Instant::now();
             let sent = req.send().await;
@@ -306,7 +499,7 @@ impl HttpClient {
                     return Err(HttpError::Transport {
                         service: self.service.name,
                         method: method.to_string(),
-                        url,
+                        url: url.to_string(),
                         timed_out: if timed_out { " (timed out)" } else { "" },
                         retried: retried_note(attempt),
                         source: e.without_url(),
@@ -328,7 +521,7 @@ impl HttpClient {
                     return Err(HttpError::Transport {
                         service: self.service.name,
                         method: method.to_string(),
-                        url,
+                        url: url.to_string(),
                         timed_out: if e.is_timeout() { " (timed out)" } else { "" },
                         retried: retried_note(attempt),
                         source: e.without_url(),
@@ -341,21 +534,18 @@ impl HttpClient {
                 "{} request", self.service.name
             );
             if status.is_success() {
-                let text: &[u8] =
-                    if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { &bytes };
-                return serde_json::from_slice(text).map_err(|source| HttpError::Decode {
-                    service: self.service.name,
-                    method: method.to_string(),
-                    path: path.to_owned(),
-                    status: status.as_u16(),
-                    excerpt: self.excerpt(&bytes),
-                    source,
-                });
+                return Ok((status, bytes.to_vec()));
             }
-            let envelope = parse_envelope(&bytes);
-            if is_retryable(status, envelope.as_ref().map(|e| e.code.as_str()))
-                && attempt < self.config.retry.max_retries
-            {
+            let envelope = match self.service.dialect {
+                Dialect::Hetzner => parse_envelope(&bytes),
+                Dialect::AwsQuery => parse_aws_error(&bytes),
+            };
+            let code = envelope.as_ref().map(|e| e.code.as_str());
+            let retryable = match self.service.dialect {
+                Dialect::Hetzner => is_retryable(status, code),
+                Dialect::AwsQuery => is_retryable_aws(status, code),
+            };
+            if retryable && attempt < self.config.retry.max_retries {
                 let server_wait = server_wait(status, &headers, SystemTime::now());
                 let delay = retry_delay(&self.config.retry, attempt, server_wait);
                 self.note_retry(&method, path, status.as_str(), delay);
@@ -363,7 +553,7 @@ impl HttpClient {
                 attempt += 1;
                 continue;
             }
-            let mut err = self.api_error(&method, path, status, &headers, envelope, &bytes);
+            let mut err = self.api_error(&method, path, label, status, &headers, envelope, &bytes);
             if let HttpError::Api(e) = &mut err {
                 e.retried = retried_note(attempt);
             }
@@ -379,14 +569,58 @@ impl HttpClient {
         );
     }
 
-    /// Up to 200 characters of a response, never containing the token.
-    fn excerpt(&self, bytes: &[u8]) -> String {
-        let text = String::from_utf8_lossy(bytes);
-        let text = if self.token.0.is_empty() {
-            text.into_owned()
-        } else {
-            text.replace(&self.token.0, "<redacted>")
+    /// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-security-token`) for one
+    /// attempt. The signature covers the host, the content type and the body.
+    fn sign(
+        &self,
+        identity: &aws_smithy_runtime_api::client::identity::Identity,
+        scope: &SigningScope,
+        method: &Method,
+        url: &reqwest::Url,
+        content_type: Option<&str>,
+        payload: &[u8],
+    ) -> Result<Vec<(&'static str, String)>, HttpError> {
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        let failed = |reason: String| HttpError::Signing { service: self.service.name, reason };
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => return Err(failed("the endpoint has no host".into())),
         };
+        let mut headers = vec![("host", host.as_str())];
+        if let Some(ct) = content_type {
+            headers.push(("content-type", ct));
+        }
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(identity)
+            .region(&scope.region)
+            .name(scope.service)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| failed(e.to_string()))?
+            .into();
+        let request = SignableRequest::new(
+            method.as_str(),
+            url.as_str(),
+            headers.into_iter(),
+            SignableBody::Bytes(payload),
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        let (instructions, _signature) =
+            sign(request, &params).map_err(|e| failed(e.to_string()))?.into_parts();
+        let (headers, _params) = instructions.into_parts();
+        Ok(headers.into_iter().map(|h| (h.name(), h.value().to_owned())).collect())
+    }
+
+    /// Up to 200 characters of a response, never containing a credential.
+    fn excerpt(&self, bytes: &[u8]) -> String {
+        let mut text = String::from_utf8_lossy(bytes).into_owned();
+        for secret in &self.secrets {
+            if !secret.0.is_empty() {
+                text = text.replace(&secret.0, "<redacted>");
+            }
+        }
         let text = text.trim();
         if text.is_empty() {
             return "(empty)".into();
@@ -398,10 +632,12 @@ impl HttpClient {
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn api_error(
         &self,
         method: &Method,
         path: &str,
+        request: &str,
         status: StatusCode,
         headers: &HeaderMap,
         envelope: Option<Envelope>,
@@ -420,9 +656,13 @@ impl HttpClient {
                 Vec::new(),
             ),
         };
-        let (message, help) = describe(self.service, status.as_u16(), &code, message, &fields);
+        let (message, help) = match self.service.dialect {
+            Dialect::Hetzner => describe(self.service, status.as_u16(), &code, message, &fields),
+            Dialect::AwsQuery => describe_aws(self.service, status.as_u16(), &code, message),
+        };
         HttpError::Api(Box::new(ApiError {
             service: self.service.name,
+            request: request.to_owned(),
             method: method.to_string(),
             path: path.to_owned(),
             status: status.as_u16(),
@@ -434,6 +674,24 @@ impl HttpClient {
             help,
         }))
     }
+}
+
+/// The base URL without a trailing slash, if it is an http(s) URL without a query.
+fn check_base_url(service: Service, base_url: &str) -> Result<String, HttpError> {
+    let base = base_url.trim_end_matches('/').to_owned();
+    let url = reqwest::Url::parse(&base).map_err(|e| HttpError::Endpoint {
+        service: service.name,
+        url: base_url.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+        return Err(HttpError::Endpoint {
+            service: service.name,
+            url: base_url.to_owned(),
+            reason: "use an http:// or https:// URL without a query".into(),
+        });
+    }
+    Ok(base)
 }
 
 fn retried_note(attempt: u32) -> String {
@@ -484,6 +742,164 @@ fn parse_envelope(bytes: &[u8]) -> Option<Envelope> {
         .unwrap_or_default();
     let correlation_id = v.get("correlation_id").and_then(|c| c.as_str()).map(str::to_owned);
     Some(Envelope { code, message, fields, correlation_id })
+}
+
+/// An AWS Query API error: the first `<Error>`'s `<Code>` and `<Message>`, and the request id
+/// (`<RequestID>` in EC2's envelope, `<RequestId>` in IAM's).
+fn parse_aws_error(bytes: &[u8]) -> Option<Envelope> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let doc = roxmltree::Document::parse(text).ok()?;
+    let error = doc.descendants().find(|n| n.has_tag_name("Error"))?;
+    let child = |name: &str| {
+        error.children().find(|n| n.has_tag_name(name)).and_then(|n| n.text()).map(str::trim)
+    };
+    let code = child("Code")?.to_owned();
+    let message = child("Message").unwrap_or("").to_owned();
+    let correlation_id = doc
+        .descendants()
+        .find(|n| n.has_tag_name("RequestID") || n.has_tag_name("RequestId"))
+        .and_then(|n| n.text())
+        .map(|t| t.trim().to_owned());
+    Some(Envelope { code, message, fields: Vec::new(), correlation_id })
+}
+
+/// AWS codes meaning "the credentials themselves were refused".
+pub const AWS_AUTH_CODES: &[&str] = &[
+    "AuthFailure",
+    "SignatureDoesNotMatch",
+    "InvalidClientTokenId",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "InvalidAccessKeyId",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "RequestExpired",
+];
+
+/// The message and help for an AWS error code. Unknown codes get a help by HTTP status.
+fn describe_aws(service: Service, status: u16, code: &str, message: String) -> (String, String) {
+    let base = code.split('.').next().unwrap_or(code);
+    match code {
+        "RequestExpired" => (
+            message,
+            "the request's signature is too old or from the future: check this machine's clock \
+             (AWS allows 5 minutes of skew)"
+                .into(),
+        ),
+        "ExpiredToken" => (
+            format!("the session token has expired: {message}"),
+            "get fresh temporary credentials and export them again (AWS_SESSION_TOKEN)".into(),
+        ),
+        _ if AWS_AUTH_CODES.contains(&code) => (
+            message,
+            format!(
+                "check the access key id and its secret (AWS_ACCESS_KEY_ID and {}, or the \
+                 provider block's `access_key_id` and `secret_access_key`): {}",
+                service.token_env, service.token_howto
+            ),
+        ),
+        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => (
+            message,
+            "the access key works but lacks a permission: allow the EC2 actions cairn uses \
+             (ec2:RunInstances, ec2:DescribeInstances, ec2:TerminateInstances, \
+             ec2:Start/Stop/RebootInstances, ec2:CreateTags, ec2:ImportKeyPair, \
+             ec2:DescribeKeyPairs, ec2:CreateSecurityGroup, ec2:DescribeSecurityGroups, \
+             ec2:AuthorizeSecurityGroupIngress, ec2:DescribeSubnets) in the user's IAM policy"
+                .into(),
+        ),
+        "OptInRequired" | "PendingVerification" | "Blocked" => (
+            message,
+            "the AWS account cannot use EC2 in this region yet: finish the account's sign-up or \
+             opt in to the region in the AWS console"
+                .into(),
+        ),
+        "InvalidAMIID.NotFound" | "InvalidAMIID.Malformed" | "InvalidAMIID.Unavailable" => (
+            message,
+            "the image (AMI id) does not exist in this region: set the host's `image` (or the \
+             block's `ami`) to an AMI id of the provider's region, such as ami-0abcdef1234567890"
+                .into(),
+        ),
+        "InvalidParameterValue" | "InvalidParameterCombination" | "Unsupported"
+            if message.contains("nstance type") || message.contains("InstanceType") =>
+        {
+            (
+                message,
+                "the instance type is not offered here: set the host's `size` to an EC2 instance \
+             type such as t3.small, available in this region and availability zone"
+                    .into(),
+            )
+        }
+        "InvalidSubnetID.NotFound" | "InvalidSubnet" => (
+            message,
+            "the provider block's `subnet_id` names no subnet of this region and account".into(),
+        ),
+        "InvalidKeyPair.NotFound" | "InvalidKeyPair.Format" => (
+            message,
+            "the operator's SSH key could not be used as an EC2 key pair: use an ed25519 or RSA \
+             key"
+            .into(),
+        ),
+        "InstanceLimitExceeded" | "VcpuLimitExceeded" | "ResourceLimitExceeded" => (
+            message,
+            "the account's limit is reached: terminate instances you no longer need, or ask AWS \
+             for a higher quota (Service Quotas console)"
+                .into(),
+        ),
+        "InsufficientInstanceCapacity" | "InsufficientCapacity" => (
+            message,
+            "AWS has no capacity for this instance type in this zone right now: choose another \
+             `location` (availability zone) or `size`, or retry later"
+                .into(),
+        ),
+        "IncorrectInstanceState" | "IncorrectState" => (
+            message,
+            "the instance is in the middle of another change: wait for it and run the command \
+             again"
+                .into(),
+        ),
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => (
+            message,
+            "too many requests for this account: wait a minute and run the command again".into(),
+        ),
+        "InvalidAction" | "InvalidQueryParameter" | "MalformedQueryString" | "MissingParameter" => {
+            (message, "cairn sent a request EC2 cannot read: please report this bug".into())
+        }
+        _ if base.ends_with("NotFound") || code.ends_with(".NotFound") => (
+            message,
+            "the resource does not exist (any more) in this region: run `cairn plan` to see what \
+             cairn knows"
+                .into(),
+        ),
+        _ => {
+            let help = match status {
+                401 | 403 => format!(
+                    "check the access key (AWS_ACCESS_KEY_ID and {}) and its permissions",
+                    service.token_env
+                ),
+                404 => "check the provider's `endpoint` and `region`".into(),
+                500..=599 => format!("{} reports a problem on its side: retry later", service.name),
+                _ => "see the message above".into(),
+            };
+            (message, help)
+        }
+    }
+}
+
+/// AWS answers worth repeating: throttling and server errors.
+fn is_retryable_aws(status: StatusCode, code: Option<&str>) -> bool {
+    match code {
+        Some(
+            "RequestLimitExceeded"
+            | "Throttling"
+            | "ThrottlingException"
+            | "RequestThrottled"
+            | "InternalError"
+            | "InternalFailure"
+            | "ServiceUnavailable"
+            | "Unavailable",
+        ) => true,
+        _ => matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504),
+    }
 }
 
 /// The message and help for an API error code. Codes are Hetzner's; unknown codes get a

@@ -3,7 +3,7 @@
 //!
 //! - `qemu`: local VMs under QEMU (the built-in default for trying cairn and for tests);
 //! - `hcloud`: Hetzner Cloud servers, over the shared [`http`] client;
-//! - `aws`: EC2 (to come);
+//! - `aws`: EC2 instances, over the same client (SigV4, the EC2 Query API);
 //! - `existing`: a machine you already have, named by address (to come).
 
 use std::collections::BTreeMap;
@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::inventory::{Host, ProviderKind};
 use crate::state::HostState;
 
+pub mod aws;
 pub mod existing;
 pub mod hcloud;
 pub mod http;
@@ -27,13 +28,7 @@ pub fn for_block(
         ProviderKind::Qemu => Ok(std::sync::Arc::new(qemu::QemuProvider::new(inv, block)?)),
         ProviderKind::Existing => Ok(std::sync::Arc::new(existing::ExistingProvider)),
         ProviderKind::Hcloud => Ok(std::sync::Arc::new(hcloud::HcloudProvider::new(block)?)),
-        kind @ ProviderKind::Aws => Err(ProviderError::Invalid {
-            host: block.name.to_string(),
-            message: format!("the {kind} provider is not built into this version of cairn yet"),
-            help: "use the `qemu` provider for local VMs or `existing` for a machine you already \
-                   have (give the host an `address`)"
-                .into(),
-        }),
+        ProviderKind::Aws => Ok(std::sync::Arc::new(aws::AwsProvider::new(block)?)),
     }
 }
 

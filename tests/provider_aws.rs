@@ -413,6 +413,11 @@ async fn lifecycle_create_lookup_power_destroy() {
     // The other host does not see web1's instance.
     assert_eq!(rerun.lookup(host(&inv, "web2"), None).await.unwrap(), None);
     assert_eq!(rerun.lookup(host(&inv, "web2"), Some(&state_with_id(&id))).await.unwrap(), None);
+    // `cairn import web1 <id>` finds it by id; importing it for web2 is refused.
+    assert_eq!(rerun.lookup_id(web1, &id).await.unwrap().map(|m| m.id), Some(id.clone()));
+    let err = rerun.lookup_id(host(&inv, "web2"), &id).await.unwrap_err();
+    assert!(render(&err).contains("belongs to host web1"), "{}", render(&err));
+    assert_eq!(rerun.lookup_id(web1, "i-0123456789abcdef0").await.unwrap(), None);
 
     // A second host (fresh provider, nothing cached) reuses the key pair and the group.
     let web2 = rerun.create(host(&inv, "web2"), &req()).await.unwrap();

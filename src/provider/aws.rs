@@ -919,6 +919,25 @@ impl Provider for AwsProvider {
         Ok(self.find_for_host(host).await?.map(|i| self.machine(host, &i)))
     }
 
+    /// The live instance with this id, whatever its tags; refused if cairn's tag gives it to
+    /// another host.
+    async fn lookup_id(&self, host: &Host, id: &str) -> Result<Option<Machine>, ProviderError> {
+        let name = host.name.as_str();
+        let Some(instance) = self.instance(name, id).await?.filter(Instance::is_live) else {
+            return Ok(None);
+        };
+        match instance.tags.get(TAG_HOST) {
+            Some(other) if other != name => Err(ProviderError::Invalid {
+                host: name.to_owned(),
+                message: format!(
+                    "instance {id} is tagged {TAG_HOST}={other}: it belongs to host {other}"
+                ),
+                help: format!("import the instance for {other}, or remove its {TAG_HOST} tag"),
+            }),
+            _ => Ok(Some(self.machine(host, &instance))),
+        }
+    }
+
     async fn create(&self, host: &Host, req: &CreateRequest) -> Result<Machine, ProviderError> {
         self.create_instance(host, &req.operator_ssh_key, None).await
     }

@@ -504,7 +504,10 @@ impl<'a> Resolver<'a> {
             let span = self.span(name_span.clone());
             out.insert(
                 name.clone(),
-                (Provider { name, kind, settings, secrets, timeouts, env_sources, span }, name_span),
+                (
+                    Provider { name, kind, settings, secrets, timeouts, env_sources, span },
+                    name_span,
+                ),
             );
         }
         out

@@ -8,22 +8,26 @@
 #                                              what nixos-anywhere runs; registers as it goes)
 #
 # Where: NOT the QEMU installer. Our test installer has no Nix, so `nix copy` cannot run
-# against it. All three therefore go over loopback to a local OpenSSH server (127.0.0.1), with
-# this machine's nix-bin as the remote store, into a fresh directory standing in for /mnt.
-# Loopback has no bandwidth limit to speak of: what is measured is each tool's own cost
-# (CPU for compression, encryption, unpacking, registration) on these 2 cores, not a WAN.
-# On a slow link zstd wins more (the VM's slirp link: see `copy: sent ...` in a bootstrap log).
+# against it. All three therefore go to a local OpenSSH server (127.0.0.1), with this
+# machine's nix-bin as the remote store, into a fresh directory standing in for /mnt, twice:
+#   1. over plain loopback: no bandwidth limit, so this measures each tool's own cost (CPU
+#      for compression, encryption, unpacking, registration) on these 2 cores;
+#   2. through a forwarder that limits the upload to $LINK (default 12m = 12 MiB/s, about a
+#      100 Mbit/s uplink and what the QEMU VMs' slirp link carries): `socat` runs
+#      `pv -L $LINK | socat - TCP:sshd` per connection, the same link for all three tools.
+# "nix copy -C" is nix copy with compress=true (ssh -C, zlib), as nixos-anywhere runs it.
 #
 # The closure: the vm-tests test system (kernel, initrd, busybox, dropbear, sops, nix, ...;
 # ~145 MiB in 8 paths), built with vm-tests/make-fleet, or any store path given as $1.
 # cairn: $CAIRN, else the debug build in $CARGO_TARGET_DIR (dependencies at opt-level 1);
 # a release build is faster still.
 #
-# Usage: benches/transfer.sh [STORE_PATH]     RUNS=3 (hyperfine runs per tool)
-# Needs: hyperfine, sshd, nix-bin, tar, zstd; root (the registration chroots).
+# Usage: benches/transfer.sh [STORE_PATH]     RUNS=3 (hyperfine runs per tool), LINK=12m
+# Needs: hyperfine, sshd, nix-bin, tar, zstd, socat, pv; root (the registration chroots).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=${RUNS:-3}
+link=${LINK:-12m}
 target_dir=${CARGO_TARGET_DIR:-$here/target}
 [ "$(id -u)" = 0 ] || { echo "run as root (the registration chroots, sshd logs in as root)" >&2; exit 1; }
 export NIX_CONFIG=$'substitute = false\nflake-registry =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command flakes'
@@ -34,8 +38,10 @@ if [ -z "${CAIRN:-}" ]; then
 fi
 work=$(mktemp -d /tmp/cairn-bench-transfer.XXXXXX)
 sshd_pid=
+limiter_pid=
 cleanup() {
   [ -z "$sshd_pid" ] || kill "$sshd_pid" 2>/dev/null || true
+  [ -z "$limiter_pid" ] || kill "$limiter_pid" 2>/dev/null || true
   # Never follow a mount (the registration bind-mounts /dev, /proc, /sys while it runs).
   if grep -q " $work/" /proc/mounts; then
     echo "transfer.sh: mounts left under $work; not removing it" >&2
@@ -79,41 +85,53 @@ mkdir -p /run/sshd
 /usr/sbin/sshd -D -f "$work/sshd_config" -E "$work/sshd.log" &
 sshd_pid=$!
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-sshopts="-p $port -i $work/client_key -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$work/known_hosts -o GlobalKnownHostsFile=/dev/null -o BatchMode=yes"
+# The rate-limited way in: the same sshd behind a forwarder that caps the upload.
+lport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+echo "[127.0.0.1]:$lport $(cut -d' ' -f1,2 "$work/host_key.pub")" >> "$work/known_hosts"
+printf '#!/bin/sh\npv -q -L %s | socat - TCP:127.0.0.1:%s\n' "$link" "$port" > "$work/limit.sh"
+chmod +x "$work/limit.sh"
+socat "TCP-LISTEN:$lport,bind=127.0.0.1,reuseaddr,fork" "EXEC:$work/limit.sh" &
+limiter_pid=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$lport) 2>/dev/null && break; sleep 0.1; done
 root=$work/target
-
-raw="tar -C / -cf - -T $work/paths | ssh $sshopts root@127.0.0.1 'mkdir -p $root && tar -C $root -xf -'"
-cairn="$CAIRN -q copy-closure --to root@127.0.0.1:$port --host-key $work/host_key.pub -i $work/client_key --root $root $toplevel"
-nixcopy="NIX_SSHOPTS='$sshopts' nix copy --to 'ssh://root@127.0.0.1?remote-store=local%3Froot%3D${root//\//%2F}' $toplevel"
 prepare="if grep -q ' $root/' /proc/mounts; then exit 1; fi; rm -rf --one-file-system $root"
 
-echo "closure: $toplevel (${#paths[@]} paths, $nar MiB); $runs runs each, over ssh to 127.0.0.1" >&2
-hyperfine --style basic --runs "$runs" --prepare "$prepare" \
-  --export-json "$work/result.json" \
-  -n raw "$raw" -n cairn "$cairn" -n 'nix copy' "$nixcopy" >&2
-
-# Each tool must have left the whole closure behind (checked on the last run's result for
-# nix copy; the others are re-run once and checked).
-python3 - "$work/result.json" "$nar" <<'PY'
+# One hyperfine run of the four over port $1; the table goes to stdout.
+compare() {
+  local p=$1 label=$2
+  local sshopts="-p $p -i $work/client_key -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$work/known_hosts -o GlobalKnownHostsFile=/dev/null -o BatchMode=yes"
+  local url="ssh://root@127.0.0.1?remote-store=local%3Froot%3D${root//\//%2F}"
+  echo "== $label: $toplevel (${#paths[@]} paths, $nar MiB), $runs runs each" >&2
+  hyperfine --style basic --runs "$runs" --prepare "$prepare" --export-json "$work/result.json" \
+    -n raw "tar -C / -cf - -T $work/paths | ssh $sshopts root@127.0.0.1 'mkdir -p $root && tar -C $root -xf -'" \
+    -n cairn "$CAIRN -q copy-closure --to root@127.0.0.1:$p --host-key $work/host_key.pub -i $work/client_key --root $root $toplevel" \
+    -n 'nix copy' "NIX_SSHOPTS='$sshopts' nix copy --to '$url' $toplevel" \
+    -n 'nix copy -C' "NIX_SSHOPTS='$sshopts' nix copy --to '$url&compress=true' $toplevel" >&2
+  python3 - "$work/result.json" "$nar" "$label" <<'PY'
 import json, sys
 results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-nar = float(sys.argv[2])
+nar, label = float(sys.argv[2]), sys.argv[3]
 raw = results["raw"]["median"]
-print(f"closure: {nar:.0f} MiB of store paths; median of {len(results['raw']['times'])} runs")
-print(f"| {'method':<10} | {'median s':>8} | {'MiB/s':>6} | {'vs raw':>6} |")
-print(f"|{'-' * 12}|{'-' * 10}|{'-' * 8}|{'-' * 8}|")
-for name in ["raw", "cairn", "nix copy"]:
+print(f"\n{label}: {nar:.0f} MiB of store paths, median of {len(results['raw']['times'])} runs")
+print(f"| {'method':<11} | {'median s':>8} | {'MiB/s':>6} | {'vs raw':>6} |")
+print(f"|{'-' * 13}|{'-' * 10}|{'-' * 8}|{'-' * 8}|")
+for name in ["raw", "cairn", "nix copy", "nix copy -C"]:
     m = results[name]["median"]
-    print(f"| {name:<10} | {m:>8.2f} | {nar / m:>6.1f} | {m / raw:>5.2f}x |")
-cairn, nix = results["cairn"]["median"], results["nix copy"]["median"]
+    print(f"| {name:<11} | {m:>8.2f} | {nar / m:>6.1f} | {m / raw:>5.2f}x |")
+cairn = results["cairn"]["median"]
+best_nix = min(results["nix copy"]["median"], results["nix copy -C"]["median"])
 print(f"cairn: {cairn / raw:.2f}x the raw link (goal <= 1.2x); "
-      f"{'faster' if cairn < nix else 'slower'} than nix copy ({nix / cairn:.2f}x)")
+      f"{'faster' if cairn < best_nix else 'slower'} than the faster nix copy ({best_nix / cairn:.2f}x)")
 PY
+}
+
+compare "$port" "loopback, no limit"
+compare "$lport" "loopback limited to $link/s upload"
 
 # Proof the runs did the work: after one more cairn copy, the target holds every path, and
 # its Nix database knows them.
 eval "$prepare"
-eval "$cairn"
+$CAIRN -q copy-closure --to "root@127.0.0.1:$port" --host-key "$work/host_key.pub" -i "$work/client_key" --root "$root" "$toplevel"
 missing=0
 for p in "${rel[@]}"; do [ -e "$root/$p" ] || missing=$((missing + 1)); done
 valid=$(nix-store --store "local?root=$root" --check-validity --print-invalid "${paths[@]}" | wc -l)

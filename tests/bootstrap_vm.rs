@@ -230,6 +230,68 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
     drop(fleet);
 }
 
+/// `disko = true`: the disk phase builds the flake's `diskoScript` (here cairn's own partition
+/// script for the fleet's layout, as a store path), streams it to the installer, runs it
+/// there, and the host installs, reboots from that disk and verifies as usual.
+#[test]
+fn bootstrap_with_the_flakes_disko_script() {
+    let Some(fleet) = Fleet::start() else { return };
+    let dir = fleet.dir.clone();
+    let inv = cairn::inventory::load(&cairn::inventory::LoadOptions::from_process_env(
+        dir.join("cairn.hcl"),
+    ))
+    .expect("the example fleet loads");
+    let layout = &inv.disk_layouts["vm"];
+    let script =
+        cairn::disk::render_script(layout, &cairn::disk::ScriptOptions::default()).unwrap();
+    std::fs::write(dir.join("disko.sh"), script).unwrap();
+    let flake = std::fs::read_to_string(dir.join("flake.nix")).unwrap();
+    let flake = flake.replace(
+        "  outputs = { self, testsystem, ... }: {\n",
+        "  outputs = { self, testsystem, ... }: {\n    nixosConfigurations.web1.config.system.build.diskoScript =\n      testsystem.lib.mkDiskoScript ./disko.sh;\n",
+    );
+    assert!(flake.contains("mkDiskoScript"), "{flake}");
+    std::fs::write(dir.join("flake.nix"), flake).unwrap();
+    let hcl = std::fs::read_to_string(dir.join("cairn.hcl")).unwrap();
+    let hcl =
+        hcl.replace("  disk_layout = \"vm\"\n", "  disk_layout = \"vm\"\n  disko       = true\n");
+    assert!(hcl.contains("disko       = true"), "{hcl}");
+    std::fs::write(dir.join("cairn.hcl"), hcl).unwrap();
+    // Nix reads the fleet's flake from the files Git tracks.
+    for args in [
+        &["add", "-A"][..],
+        &[
+            "-c",
+            "user.name=cairn",
+            "-c",
+            "user.email=cairn@localhost",
+            "commit",
+            "-q",
+            "-m",
+            "disko",
+        ],
+    ] {
+        let git = Command::new("git").current_dir(&dir).args(args).output().unwrap();
+        assert!(git.status.success(), "git {args:?}: {}", text(&git));
+    }
+
+    let run = cairn(&dir, &["bootstrap", "host", "web1"]);
+    let out = String::from_utf8_lossy(&run.stdout).to_string();
+    let err = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(
+        run.status.success(),
+        "bootstrap failed: {}\n--- console\n{}",
+        text(&run),
+        console(&dir)
+    );
+    assert!(err.contains("#nixosConfigurations.web1.config.system.build.diskoScript"), "{err}");
+    assert!(err.contains("built the flake's disko script"), "{err}");
+    assert!(out.contains("web1: verified in"), "{out}");
+    assert!(out.contains("from /dev/vda2"), "booted from the disk disko made:\n{out}");
+    destroy_leaves_nothing(&dir);
+    drop(fleet);
+}
+
 /// A child process killed (SIGKILL, by its pid) when the test ends, passed or failed.
 struct KillOnDrop(std::process::Child);
 

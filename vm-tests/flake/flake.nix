@@ -118,6 +118,12 @@
       # The same attribute path as a NixOS system, so cairn builds and installs both alike.
       nixosConfigurations.cairn-test.config.system.build.toplevel = toplevel;
       lib.mkToplevel = mkToplevel;
+      # A flake's `diskoScript` from a partition script (an executable in the store), for
+      # hosts with `disko = true`: the VM test passes cairn's own rendered script.
+      lib.mkDiskoScript = script: run "disko-script" { } ''
+        cp ${script} $out
+        chmod 555 $out
+      '';
       packages.${system} = {
         default = toplevel;
         inherit busybox dropbear nix extlinux sops kernel initrd toplevel;

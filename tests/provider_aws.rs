@@ -61,8 +61,17 @@ struct Moto {
 }
 
 impl Moto {
-    /// Starts one, or returns `None` (test skipped) when it is not installed outside CI.
+    /// Starts one whose user may do `ec2:*`, or returns `None` (test skipped) when it is not
+    /// installed outside CI.
     async fn start() -> Option<Self> {
+        Self::start_with_policy(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#,
+        )
+        .await
+    }
+
+    /// As [`Moto::start`], the user's permissions given by the IAM policy document `policy`.
+    async fn start_with_policy(policy: &str) -> Option<Self> {
         let Some(bin) = moto_binary() else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("moto is not installed: run .ci/install (it makes .ci/venv-aws)");
@@ -89,7 +98,7 @@ impl Moto {
             dir,
         };
         moto.wait_ready();
-        moto.make_user().await;
+        moto.make_user(policy).await;
         Some(moto)
     }
 
@@ -119,13 +128,12 @@ impl Moto {
         }
     }
 
-    /// The three unauthenticated calls: CreateUser, PutUserPolicy (`ec2:*`), CreateAccessKey.
+    /// The three unauthenticated calls: CreateUser, PutUserPolicy, CreateAccessKey.
     /// moto routes a request to a service by the credential scope of its Authorization
     /// header, so these carry one naming `iam`, with a signature moto does not check yet.
-    async fn make_user(&mut self) {
+    async fn make_user(&mut self, policy: &str) {
         let endpoint = self.endpoint();
         iam_unsigned(&endpoint, &[("Action", "CreateUser"), ("UserName", "cairn")]).await;
-        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#;
         iam_unsigned(
             &endpoint,
             &[
@@ -489,6 +497,18 @@ async fn a_wrong_secret_is_refused_naming_the_variables() {
     }
     assert_eq!(p.client().retries(), 0, "refused credentials are not retried");
     assert!(moto.live_instances().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_permission_is_named() {
+    let read_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:Describe*","Resource":"*"}]}"#;
+    let Some(moto) = Moto::start_with_policy(read_only).await else { return };
+    let inv = moto_inventory(&moto, "", &["web1"]);
+    let p = provider(&inv);
+    assert_eq!(p.lookup(host(&inv, "web1"), None).await.unwrap(), None, "reading is allowed");
+    let err = p.create(host(&inv, "web1"), &req()).await.unwrap_err();
+    insta::assert_snapshot!(render(&err));
+    assert_eq!(p.client().retries(), 0, "a refusal is not retried");
 }
 
 #[tokio::test]

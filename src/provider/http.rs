@@ -804,7 +804,8 @@ fn describe_aws(service: Service, status: u16, code: &str, message: String) -> (
              (ec2:RunInstances, ec2:DescribeInstances, ec2:TerminateInstances, \
              ec2:Start/Stop/RebootInstances, ec2:CreateTags, ec2:ImportKeyPair, \
              ec2:DescribeKeyPairs, ec2:CreateSecurityGroup, ec2:DescribeSecurityGroups, \
-             ec2:AuthorizeSecurityGroupIngress, ec2:DescribeSubnets) in the user's IAM policy"
+             ec2:AuthorizeSecurityGroupIngress, ec2:DescribeVpcs, ec2:DescribeSubnets) in the \
+             user's IAM policy"
                 .into(),
         ),
         "OptInRequired" | "PendingVerification" | "Blocked" => (
@@ -1131,6 +1132,26 @@ mod tests {
             "invalid input in field 'server_type' (field server_type: unknown server type)"
         );
         assert!(help.contains("cairn.hcl"), "{help}");
+    }
+
+    #[test]
+    fn aws_errors_are_read_from_both_envelopes() {
+        let ec2 = br#"<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>InvalidAMIID.NotFound</Code><Message>The image id '[ami-1]' does not exist</Message></Error></Errors><RequestID>ea966190-f9aa-478e-9ede-example</RequestID></Response>"#;
+        let e = parse_aws_error(ec2).unwrap();
+        assert_eq!(e.code, "InvalidAMIID.NotFound");
+        assert_eq!(e.correlation_id.as_deref(), Some("ea966190-f9aa-478e-9ede-example"));
+        let (_, help) = describe_aws(AWS_EC2, 400, &e.code, e.message);
+        assert!(help.contains("AMI id of the provider's region"), "{help}");
+        let iam = br#"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"#;
+        let e = parse_aws_error(iam).unwrap();
+        let (_, help) = describe_aws(AWS_EC2, 403, &e.code, e.message);
+        assert!(help.contains("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"), "{help}");
+        assert!(parse_aws_error(b"<html>gateway</html>").is_none());
+        assert!(is_retryable_aws(StatusCode::SERVICE_UNAVAILABLE, Some("RequestLimitExceeded")));
+        assert!(is_retryable_aws(StatusCode::BAD_REQUEST, Some("Throttling")));
+        assert!(!is_retryable_aws(StatusCode::UNAUTHORIZED, Some("AuthFailure")));
+        assert!(!is_retryable_aws(StatusCode::BAD_REQUEST, Some("InvalidAMIID.NotFound")));
     }
 
     #[test]

@@ -58,51 +58,27 @@ impl Parser<'_> {
             Some(b'{') => {
                 self.pos += 1;
                 let mut map = Map::new();
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                    return Ok(Value::Map(map));
-                }
-                loop {
-                    self.ws();
-                    if self.peek() != Some(b'"') {
-                        return Err(self.error("expected a string key"));
+                self.items(b'}', |p| {
+                    p.ws();
+                    if p.peek() != Some(b'"') {
+                        return Err(p.error("expected a string key"));
                     }
-                    let key = self.string()?;
-                    self.expect(b':')?;
-                    let value = self.value()?;
+                    let key = p.string()?;
+                    p.expect(b':')?;
+                    let value = p.value()?;
                     map.push(MapItem::Entry { key, value });
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b'}') => {
-                            self.pos += 1;
-                            return Ok(Value::Map(map));
-                        }
-                        _ => return Err(self.error("expected `,` or `}`")),
-                    }
-                }
+                    Ok(())
+                })?;
+                Ok(Value::Map(map))
             }
             Some(b'[') => {
                 self.pos += 1;
                 let mut list = Vec::new();
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                    return Ok(Value::List(list));
-                }
-                loop {
-                    list.push(ListItem::Value(self.value()?));
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            return Ok(Value::List(list));
-                        }
-                        _ => return Err(self.error("expected `,` or `]`")),
-                    }
-                }
+                self.items(b']', |p| {
+                    list.push(ListItem::Value(p.value()?));
+                    Ok(())
+                })?;
+                Ok(Value::List(list))
             }
             Some(b'"') => Ok(Value::str(self.string()?)),
             Some(b't') => self.literal("true", Scalar::Bool(true)),
@@ -124,6 +100,32 @@ impl Parser<'_> {
             }
             Some(_) => Err(self.error("unexpected character")),
             None => Err(self.error("unexpected end of input")),
+        }
+    }
+
+    /// The comma-separated items of an object or array after its opening byte, through
+    /// `close`.
+    fn items(
+        &mut self,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.ws();
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            item(self)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(c) if c == close => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error(&format!("expected `,` or `{}`", close as char))),
+            }
         }
     }
 
@@ -211,13 +213,17 @@ fn valid_number(t: &str) -> bool {
         }
         _ => return false,
     }
+    // At least one digit after `.` and after the exponent's sign.
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while matches!(b.get(*i), Some(b'0'..=b'9')) {
+            *i += 1;
+        }
+        *i > start
+    };
     if b.get(i) == Some(&b'.') {
         i += 1;
-        let s = i;
-        while matches!(b.get(i), Some(b'0'..=b'9')) {
-            i += 1;
-        }
-        if i == s {
+        if !digits(&mut i) {
             return false;
         }
     }
@@ -226,11 +232,7 @@ fn valid_number(t: &str) -> bool {
         if matches!(b.get(i), Some(b'+' | b'-')) {
             i += 1;
         }
-        let s = i;
-        while matches!(b.get(i), Some(b'0'..=b'9')) {
-            i += 1;
-        }
-        if i == s {
+        if !digits(&mut i) {
             return false;
         }
     }
@@ -305,22 +307,34 @@ fn emit_map(map: &Map, indent: &str, depth: usize, out: &mut String) {
             MapItem::Comment(_) => None,
         })
         .collect();
-    if entries.is_empty() {
-        out.push_str("{}");
-        return;
-    }
-    out.push('{');
-    for (i, (k, v)) in entries.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        newline(out, indent, depth + 1);
+    emit_block(&entries, ['{', '}'], indent, depth, out, |(k, v), out| {
         quote(k, out);
         out.push_str(": ");
         emit_value(v, indent, depth + 1, out);
+    });
+}
+
+/// `open`, the items one level deeper, each on its own line, `close`; `{}`/`[]` when empty.
+fn emit_block<T>(
+    items: &[T],
+    [open, close]: [char; 2],
+    indent: &str,
+    depth: usize,
+    out: &mut String,
+    mut item: impl FnMut(&T, &mut String),
+) {
+    out.push(open);
+    if !items.is_empty() {
+        for (i, it) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            newline(out, indent, depth + 1);
+            item(it, out);
+        }
+        newline(out, indent, depth);
     }
-    newline(out, indent, depth);
-    out.push('}');
+    out.push(close);
 }
 
 fn emit_value(v: &Value, indent: &str, depth: usize, out: &mut String) {
@@ -334,20 +348,9 @@ fn emit_value(v: &Value, indent: &str, depth: usize, out: &mut String) {
                     ListItem::Comment(_) => None,
                 })
                 .collect();
-            if items.is_empty() {
-                out.push_str("[]");
-                return;
-            }
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                newline(out, indent, depth + 1);
-                emit_value(item, indent, depth + 1, out);
-            }
-            newline(out, indent, depth);
-            out.push(']');
+            emit_block(&items, ['[', ']'], indent, depth, out, |item, out| {
+                emit_value(item, indent, depth + 1, out)
+            });
         }
         Value::Scalar(s) => match s {
             Scalar::Null => out.push_str("null"),

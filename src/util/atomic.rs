@@ -8,10 +8,17 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically with the given mode (e.g. `0o600`).
 /// A reader sees the old content or the new one, never a mix or a truncated file.
 pub fn write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    replace(path, bytes, mode)?;
+    sync_dir(parent(path));
+    Ok(())
+}
+
+/// Temp file (mode set before any byte), fsync, rename over `path`; the directory is not
+/// synced yet.
+fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = temp_with(path, bytes, mode)?;
     tmp.as_file().sync_all().map_err(|e| with_path(e, path))?;
     tmp.persist(path).map_err(|e| with_path(e.error, path))?;
-    sync_dir(parent(path));
     Ok(())
 }
 
@@ -23,36 +30,22 @@ pub struct Replacement<'a> {
     pub mode: u32,
 }
 
-/// [`write`] for many files, with the same guarantee per file, but one durability barrier
-/// for all: every temp file is written, then all are fsynced at once (in parallel, so the
-/// file system commits them together instead of one journal commit per file), then each is
-/// renamed, then each directory is synced once. Results in input order; a failing file does
-/// not stop the others.
+/// [`write`] for many files, with the same guarantee per file (temp file, fsync, rename),
+/// run by a pool of threads: creating, syncing and renaming wait on the disk, not the CPU,
+/// and concurrent fsyncs share journal commits instead of one commit per file. Each
+/// directory is synced once at the end. Results in input order; a failing file does not
+/// stop the others.
 pub fn write_many(files: &[Replacement<'_>]) -> Vec<std::io::Result<()>> {
-    /// fsync waits on the disk, not the CPU: more threads than cores let the commits batch.
-    const SYNC_WORKERS: usize = 16;
-    let temps: Vec<std::io::Result<tempfile::NamedTempFile>> =
-        files.iter().map(|f| temp_with(f.path, f.bytes, f.mode)).collect();
-    let synced = super::parallel::map(&temps, SYNC_WORKERS, |t| match t {
-        Ok(tmp) => tmp.as_file().sync_all(),
-        Err(_) => Ok(()),
-    });
+    /// More threads than cores: they wait on the disk.
+    const IO_WORKERS: usize = 16;
+    let results = super::parallel::map(files, IO_WORKERS, |f| replace(f.path, f.bytes, f.mode));
     let mut dirs: Vec<&Path> = Vec::new();
-    let results = files
-        .iter()
-        .zip(temps)
-        .zip(synced)
-        .map(|((f, tmp), synced)| {
-            let tmp = tmp?;
-            synced.map_err(|e| with_path(e, f.path))?;
-            tmp.persist(f.path).map_err(|e| with_path(e.error, f.path))?;
-            let dir = parent(f.path);
-            if !dirs.contains(&dir) {
-                dirs.push(dir);
-            }
-            Ok(())
-        })
-        .collect();
+    for (f, r) in files.iter().zip(&results) {
+        let dir = parent(f.path);
+        if r.is_ok() && !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
     for dir in dirs {
         sync_dir(dir);
     }

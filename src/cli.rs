@@ -39,8 +39,8 @@ pub struct GlobalArgs {
     /// Only errors on stderr
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// How long to wait for the state lock held by another run (`30s`, `10m`, `1h`)
-    /// [default: fail at once, naming the holder]
+    /// How long to wait for the state lock held by another run before failing with an error
+    /// that names the holder (`0s`, `10m`, `1h`) [default: 30s]
     #[arg(long, value_name = "DURATION", global = true, value_parser = parse_duration)]
     pub lock_timeout: Option<std::time::Duration>,
     /// When to use colors (NO_COLOR is respected by `auto`)

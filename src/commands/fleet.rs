@@ -35,7 +35,10 @@ impl Context {
             crate::inventory::select(&inventory, selectors)?.into_iter().cloned().collect();
         crate::ui::progress::set_log_dir(inventory.root.join(".cairn").join("logs"));
         let backend = self.open_state(&inventory)?;
-        let wait = LockWait::Timeout(self.lock_timeout.unwrap_or(Duration::from_secs(30)));
+        let wait = match self.lock_timeout.unwrap_or(Duration::from_secs(30)) {
+            Duration::ZERO => LockWait::Fail,
+            limit => LockWait::Timeout(limit),
+        };
         let lock = backend.lock(LockHolder::from_process(), wait)?;
         Ok(FleetSession {
             inventory: Arc::new(inventory),

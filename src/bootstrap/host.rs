@@ -245,40 +245,30 @@ impl HostRun<'_> {
                 self.provider.power(self.host, &machine, crate::provider::PowerAction::On).await?;
             }
             let machine = self.provider.lookup(self.host, Some(&state)).await?.unwrap_or(machine);
-            self.remember_machine(&machine)?;
+            self.remember_machine(&machine, false)?;
             self.machine = Some(machine);
             return Ok(PhaseResult::Skipped(why));
         }
         let req = CreateRequest { operator_ssh_key: self.ctx.operator.public_line.clone() };
         let machine = self.provider.create(self.host, &req).await?;
-        self.update_state(|h| {
-            // A new machine: nothing known about the old one's keys or progress still holds.
-            h.host_keys.clear();
-            h.last_phase = None;
-        })?;
-        self.remember_machine(&machine)?;
-        // What the machine was created with, so `cairn plan` can tell when the inventory
-        // asks for something else.
-        let (size, image, location) =
-            (self.host.size.clone(), self.host.image.clone(), self.host.location.clone());
-        self.update_state(|h| {
-            h.size = size;
-            h.image = image;
-            h.location = location;
-        })?;
+        self.remember_machine(&machine, true)?;
         self.machine = Some(machine);
         Ok(PhaseResult::Done)
     }
 
-    fn remember_machine(&self, machine: &Machine) -> Result<(), PhaseError> {
-        let provider = self.host.provider.to_string();
+    /// Records the machine as `cairn apply` does ([`crate::plan::apply::record_machine`]).
+    /// `created`: a new machine; what state knew of the old one's keys and progress is
+    /// forgotten, and what it was created with is kept so `cairn plan` can tell when the
+    /// inventory asks for something else.
+    fn remember_machine(&self, machine: &Machine, created: bool) -> Result<(), PhaseError> {
+        let desired = crate::plan::Recorded::desired(&self.ctx.inventory, self.host);
         self.update_state(|h| {
-            h.provider = Some(provider);
-            h.provider_id = Some(machine.id.clone());
-            h.addresses = vec![format!("{}:{}", machine.ssh_address, machine.ssh_port)];
-            for (k, v) in &machine.provider_data {
-                h.provider_data.insert(k.clone(), v.clone());
-            }
+            crate::plan::apply::record_machine(
+                h,
+                &self.host.provider,
+                machine,
+                created.then_some(&desired),
+            )
         })
     }
 

@@ -216,7 +216,8 @@ fn record(exec: &Executor, host: &Host, m: &Machine, fresh: bool) -> Result<(), 
 }
 
 /// Records `machine` as the host's: its id, address and attributes. `created`: the machine is
-/// new, made from `desired` (attributes the provider does not report are taken from it).
+/// new, made from `desired` (attributes the provider does not report are taken from it; for
+/// the machine state already records, from state).
 /// Host keys and bootstrap progress of another machine are forgotten.
 pub fn record_machine(
     h: &mut HostState,
@@ -224,18 +225,23 @@ pub fn record_machine(
     machine: &Machine,
     created: Option<&Recorded>,
 ) {
-    if created.is_some() || h.provider_id.as_deref() != Some(machine.id.as_str()) {
+    let same_machine = created.is_none() && h.provider_id.as_deref() == Some(machine.id.as_str());
+    // What state recorded of this same machine stays where the provider reports nothing
+    // (qemu has no size or image): a re-run must not erase what it was created with.
+    let known = if same_machine { Recorded::from_state(h) } else { None };
+    if !same_machine {
         forget_machine(h);
     }
     h.provider = Some(provider.to_string());
     h.provider_id = Some(machine.id.clone());
     h.addresses = ssh_address(machine).into_iter().collect();
-    let attr = |key: &str, desired: Option<&String>| {
-        machine.attributes.get(key).cloned().or_else(|| desired.cloned())
+    let fallback = created.or(known.as_ref());
+    let attr = |key: &str, before: Option<&String>| {
+        machine.attributes.get(key).cloned().or_else(|| before.cloned())
     };
-    h.size = attr("size", created.and_then(|d| d.size.as_ref()));
-    h.image = attr("image", created.and_then(|d| d.image.as_ref()));
-    h.location = attr("location", created.and_then(|d| d.location.as_ref()));
+    h.size = attr("size", fallback.and_then(|d| d.size.as_ref()));
+    h.image = attr("image", fallback.and_then(|d| d.image.as_ref()));
+    h.location = attr("location", fallback.and_then(|d| d.location.as_ref()));
     for (k, v) in &machine.provider_data {
         h.provider_data.insert(k.clone(), v.clone());
     }
@@ -343,4 +349,60 @@ pub async fn import(
     }
     state.update_host(name, |h| record_machine(h, &host.provider, &machine, None))?;
     Ok(Imported::Recorded(machine))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::MachineStatus;
+
+    fn machine(id: &str, address: &str) -> Machine {
+        Machine {
+            id: id.into(),
+            status: MachineStatus::Running,
+            ssh_address: address.into(),
+            ssh_port: 22,
+            attributes: BTreeMap::new(),
+            provider_data: BTreeMap::new(),
+        }
+    }
+
+    fn created(size: &str) -> Recorded {
+        Recorded {
+            provider: None,
+            provider_id: None,
+            size: Some(size.into()),
+            image: Some("debian-13".into()),
+            location: None,
+        }
+    }
+
+    #[test]
+    fn a_rerun_on_the_same_machine_keeps_what_it_was_created_with() {
+        let provider = ProviderName::new("local").unwrap();
+        let mut h = HostState::default();
+        record_machine(&mut h, &provider, &machine("vm-1", "10.0.0.5"), Some(&created("cx22")));
+        let copied = crate::state::PhaseRecord {
+            phase: "copy".into(),
+            at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        h.last_phase = Some(copied.clone());
+        // The provider reports no size or image (qemu): what state had stays.
+        record_machine(&mut h, &provider, &machine("vm-1", "10.0.0.5"), None);
+        assert_eq!(h.size.as_deref(), Some("cx22"));
+        assert_eq!(h.image.as_deref(), Some("debian-13"));
+        assert_eq!(h.last_phase, Some(copied));
+        // Another machine under the host: its progress and attributes are not this one's.
+        record_machine(&mut h, &provider, &machine("vm-2", "10.0.0.6"), None);
+        assert_eq!((h.size.as_deref(), h.last_phase.as_ref()), (None, None));
+        assert_eq!(h.addresses, ["10.0.0.6:22"]);
+    }
+
+    #[test]
+    fn an_ipv6_address_is_recorded_in_brackets() {
+        let provider = ProviderName::new("cloud").unwrap();
+        let mut h = HostState::default();
+        record_machine(&mut h, &provider, &machine("42", "2001:db8::1"), Some(&created("cx22")));
+        assert_eq!(h.addresses, ["[2001:db8::1]:22"]);
+    }
 }

@@ -489,21 +489,11 @@ impl HttpClient {
                         duration_ms = started.elapsed().as_millis() as u64,
                         "{} request failed", self.service.name
                     );
-                    if timed_out && attempt < self.config.retry.max_retries {
-                        let delay = retry_delay(&self.config.retry, attempt, None);
-                        self.note_retry(&method, path, "timeout", delay);
-                        tokio::time::sleep(delay).await;
+                    if timed_out && self.back_off_after_timeout(&method, path, attempt).await {
                         attempt += 1;
                         continue;
                     }
-                    return Err(HttpError::Transport {
-                        service: self.service.name,
-                        method: method.to_string(),
-                        url: url.to_string(),
-                        timed_out: if timed_out { " (timed out)" } else { "" },
-                        retried: retried_note(attempt),
-                        source: e.without_url(),
-                    });
+                    return Err(self.transport_error(&method, url.as_str(), attempt, e));
                 }
             };
             let status = response.status();
@@ -511,21 +501,11 @@ impl HttpClient {
             let bytes = match response.bytes().await {
                 Ok(b) => b,
                 Err(e) => {
-                    if e.is_timeout() && attempt < self.config.retry.max_retries {
-                        let delay = retry_delay(&self.config.retry, attempt, None);
-                        self.note_retry(&method, path, "timeout", delay);
-                        tokio::time::sleep(delay).await;
+                    if e.is_timeout() && self.back_off_after_timeout(&method, path, attempt).await {
                         attempt += 1;
                         continue;
                     }
-                    return Err(HttpError::Transport {
-                        service: self.service.name,
-                        method: method.to_string(),
-                        url: url.to_string(),
-                        timed_out: if e.is_timeout() { " (timed out)" } else { "" },
-                        retried: retried_note(attempt),
-                        source: e.without_url(),
-                    });
+                    return Err(self.transport_error(&method, url.as_str(), attempt, e));
                 }
             };
             tracing::debug!(
@@ -558,6 +538,36 @@ impl HttpClient {
                 e.retried = retried_note(attempt);
             }
             return Err(err);
+        }
+    }
+
+    /// After a timed-out attempt: waits the backoff delay and says so, or returns false when
+    /// the retries are used up.
+    async fn back_off_after_timeout(&self, method: &Method, path: &str, attempt: u32) -> bool {
+        if attempt >= self.config.retry.max_retries {
+            return false;
+        }
+        let delay = retry_delay(&self.config.retry, attempt, None);
+        self.note_retry(method, path, "timeout", delay);
+        tokio::time::sleep(delay).await;
+        true
+    }
+
+    /// The request or its response body could not be carried (connection, TLS, timeout).
+    fn transport_error(
+        &self,
+        method: &Method,
+        url: &str,
+        attempt: u32,
+        e: reqwest::Error,
+    ) -> HttpError {
+        HttpError::Transport {
+            service: self.service.name,
+            method: method.to_string(),
+            url: url.to_owned(),
+            timed_out: if e.is_timeout() { " (timed out)" } else { "" },
+            retried: retried_note(attempt),
+            source: e.without_url(),
         }
     }
 

@@ -267,3 +267,41 @@ fn init_refuses_a_file_as_target() {
         "{err}"
     );
 }
+
+/// `.ci/install --check` decides by the tools themselves: with every tool on PATH but
+/// qemu-img (as after apt removed a backported qemu-utils), it fails naming the tool and its
+/// package, and says what to do. Needs no root and installs nothing.
+#[test]
+fn ci_install_check_names_a_missing_tool_and_its_package() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let all = Command::new("bash").arg(repo.join(".ci/install")).arg("--check").output().unwrap();
+    if !all.status.success() {
+        // Not every tool is installed here: the check itself must still name them.
+        assert!(stderr(&all).contains("Debian package"), "{}", stderr(&all));
+        return;
+    }
+    // The same PATH, less qemu-img: one directory of links to every other command.
+    let bin = tempfile::tempdir().unwrap();
+    let path = std::env::var_os("PATH").unwrap();
+    for dir in std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]) {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let link = bin.path().join(&name);
+            if name != "qemu-img" && !link.exists() {
+                std::os::unix::fs::symlink(entry.path(), link).unwrap();
+            }
+        }
+    }
+    let out = Command::new("bash")
+        .arg(repo.join(".ci/install"))
+        .arg("--check")
+        .env("PATH", bin.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("qemu-img  (Debian package qemu-utils)"), "{err}");
+    assert!(!err.contains("qemu-system-x86_64"), "only the missing tool is named: {err}");
+    assert!(err.contains("apt-get install"), "{err}");
+}

@@ -68,8 +68,9 @@ pub struct QemuProvider {
     /// Relative image paths are relative to the repository root.
     root: PathBuf,
     accel: Accel,
-    /// What `auto` turned out to mean on this machine, once known.
-    resolved_accel: std::sync::Mutex<Option<Accel>>,
+    /// What `auto` turned out to mean on this machine, once known. Held across the first
+    /// KVM trial, so concurrent starts wait for it and the fallback is logged once.
+    resolved_accel: tokio::sync::Mutex<Option<Accel>>,
     defaults: BTreeMap<String, serde_json::Value>,
     qemu: PathBuf,
 }
@@ -97,7 +98,7 @@ impl QemuProvider {
             vms_dir,
             root: inv.root.clone(),
             accel,
-            resolved_accel: std::sync::Mutex::new(None),
+            resolved_accel: tokio::sync::Mutex::new(None),
             defaults: provider.settings.clone(),
             qemu: PathBuf::from(
                 std::env::var_os("CAIRN_QEMU").unwrap_or_else(|| "qemu-system-x86_64".into()),
@@ -147,54 +148,83 @@ impl QemuProvider {
         })
     }
 
-    /// The accelerator to try first, and whether it still has to prove itself.
-    async fn accel(&self) -> (Accel, bool) {
-        if let Some(a) = *self.resolved_accel.lock().unwrap_or_else(|e| e.into_inner()) {
-            return (a, false);
-        }
-        match self.accel {
-            Accel::Auto if probe_kvm(&self.qemu).await => (Accel::Kvm, true),
-            Accel::Auto => {
-                self.settle_accel(Accel::Tcg);
-                (Accel::Tcg, false)
-            }
-            other => (other, false),
-        }
-    }
-
-    fn settle_accel(&self, accel: Accel) {
-        *self.resolved_accel.lock().unwrap_or_else(|e| e.into_inner()) = Some(accel);
-    }
-
-    /// Starts the VM; with `accel = "auto"` a KVM start must show console output within
-    /// a few seconds, or the VM is restarted under TCG: on some hosts /dev/kvm opens and the
-    /// firmware runs, yet the guest kernel never gets going.
+    /// Starts the VM. With `accel = "auto"` the first start on this machine is a KVM trial:
+    /// QEMU must start, keep running, and the guest must print on its console within
+    /// [`KVM_PROOF_SECONDS`]; on any failure the VM is started under TCG instead and every
+    /// later start of this run uses TCG too. (On some hosts /dev/kvm opens and the firmware
+    /// runs, yet QEMU aborts on an MSR with `-cpu host`, or the guest never gets going.)
     async fn launch(
         &self,
         host: &Host,
         dir: &Path,
         shape: &VmShape,
     ) -> Result<(u32, u16), ProviderError> {
-        let (accel, unproven) = self.accel().await;
-        let (pid, port) = self.launch_with(host, dir, shape, accel).await?;
-        if !unproven {
-            return Ok((pid, port));
+        let mut resolved = self.resolved_accel.lock().await;
+        let accel = match (*resolved, self.accel) {
+            (Some(accel), _) => accel,
+            (None, Accel::Auto) => {
+                let evidence = self.kvm_trial(host, dir, shape).await?;
+                let accel = match decide_accel(Accel::Auto, &evidence) {
+                    AccelStep::Use(accel) => accel,
+                    AccelStep::FallBack { reason } => {
+                        tracing::warn!(
+                            "KVM does not work here ({reason}); using software emulation (TCG). \
+                             Set accel = \"tcg\" on provider \"{}\" to skip the KVM trial.",
+                            self.name
+                        );
+                        Accel::Tcg
+                    }
+                };
+                *resolved = Some(accel);
+                if let Some(started) = evidence.started() {
+                    return Ok(started);
+                }
+                accel
+            }
+            (None, other) => other,
+        };
+        drop(resolved);
+        self.launch_with(host, dir, shape, accel).await
+    }
+
+    /// Starts the VM under KVM and watches it: it must keep running and print on its
+    /// console. A VM that failed the trial is stopped again.
+    async fn kvm_trial(
+        &self,
+        host: &Host,
+        dir: &Path,
+        shape: &VmShape,
+    ) -> Result<KvmEvidence, ProviderError> {
+        if !Path::new("/dev/kvm").exists() {
+            return Ok(KvmEvidence::NoDevice);
+        }
+        if !probe_kvm(&self.qemu).await {
+            return Ok(KvmEvidence::ProbeFailed);
         }
         let console = dir.join("console.log");
-        for _ in 0..KVM_PROOF_SECONDS * 4 {
+        let (pid, port) = match self.launch_with(host, dir, shape, Accel::Kvm).await {
+            Ok(started) => started,
+            Err(ProviderError::CommandFailed { stderr_tail, .. }) => {
+                return Ok(KvmEvidence::StartFailed { stderr: stderr_tail });
+            }
+            Err(e) => return Err(e),
+        };
+        let polls = KVM_PROOF_SECONDS * 4;
+        for _ in 0..polls {
             tokio::time::sleep(Duration::from_millis(250)).await;
             if std::fs::metadata(&console).is_ok_and(|m| m.len() > 0) {
-                self.settle_accel(Accel::Kvm);
-                return Ok((pid, port));
+                return Ok(KvmEvidence::GuestPrinted { pid, port });
+            }
+            if !owns_vm(pid, dir) {
+                let _ = fs_err::remove_file(&console);
+                return Ok(KvmEvidence::Exited);
             }
         }
-        tracing::warn!(host = %host.name, "KVM opened but the guest printed nothing in {KVM_PROOF_SECONDS} s; using software emulation (TCG)");
         process::terminate(pid, Duration::from_secs(5))
             .await
             .map_err(|e| cmd_err(host, "stopping QEMU", e))?;
         let _ = fs_err::remove_file(&console);
-        self.settle_accel(Accel::Tcg);
-        self.launch_with(host, dir, shape, Accel::Tcg).await
+        Ok(KvmEvidence::Silent { seconds: KVM_PROOF_SECONDS })
     }
 
     /// Starts QEMU daemonized on the VM's files, on a free loopback port; returns (pid, port).
@@ -622,6 +652,72 @@ async fn probe_kvm(qemu: &Path) -> bool {
     works
 }
 
+/// What trying KVM showed, for [`decide_accel`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KvmEvidence {
+    /// There is no /dev/kvm: nothing to try.
+    NoDevice,
+    /// /dev/kvm exists, but a firmware-only guest printed nothing.
+    ProbeFailed,
+    /// QEMU refused to start, or aborted while starting, under KVM (its stderr).
+    StartFailed { stderr: String },
+    /// QEMU started under KVM, then was gone before the guest printed anything.
+    Exited,
+    /// QEMU ran under KVM, but the guest printed nothing on its console in time.
+    Silent { seconds: u64 },
+    /// The guest printed on its console under KVM: the VM runs (pid, SSH port).
+    GuestPrinted { pid: u32, port: u16 },
+}
+
+impl KvmEvidence {
+    /// The VM the trial left running, if any.
+    fn started(&self) -> Option<(u32, u16)> {
+        match self {
+            KvmEvidence::GuestPrinted { pid, port } => Some((*pid, *port)),
+            _ => None,
+        }
+    }
+}
+
+/// What to do after a KVM trial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AccelStep {
+    /// Use this accelerator; nothing to tell the user.
+    Use(Accel),
+    /// KVM failed: use TCG, and say why once.
+    FallBack { reason: String },
+}
+
+/// Whether `requested` acceleration, given what trying KVM showed, runs under KVM or falls
+/// back to TCG (and why). Only `auto` is ever tried: `kvm` and `tcg` are used as asked.
+fn decide_accel(requested: Accel, evidence: &KvmEvidence) -> AccelStep {
+    if requested != Accel::Auto {
+        return AccelStep::Use(requested);
+    }
+    let reason = match evidence {
+        KvmEvidence::NoDevice => return AccelStep::Use(Accel::Tcg),
+        KvmEvidence::GuestPrinted { .. } => return AccelStep::Use(Accel::Kvm),
+        KvmEvidence::ProbeFailed => {
+            "/dev/kvm exists, but a test guest printed nothing under KVM".to_string()
+        }
+        KvmEvidence::StartFailed { stderr } => {
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            if last.is_empty() {
+                "QEMU failed to start under KVM".to_string()
+            } else {
+                format!("QEMU failed to start under KVM: {}", last.trim())
+            }
+        }
+        KvmEvidence::Exited => {
+            "QEMU exited under KVM before the guest printed anything".to_string()
+        }
+        KvmEvidence::Silent { seconds } => {
+            format!("the guest printed nothing on its console in {seconds} s under KVM")
+        }
+    };
+    AccelStep::FallBack { reason }
+}
+
 /// A size in MiB from a number of MiB or a string like "512M", "8G", "1T".
 fn size_mib(v: &serde_json::Value) -> Option<u64> {
     if let Some(n) = v.as_u64() {
@@ -673,6 +769,54 @@ mod tests {
         assert_eq!(size_mib(&json!("0")), None);
         assert_eq!(size_mib(&json!("lots")), None);
         assert_eq!(size_mib(&json!(-1)), None);
+    }
+
+    #[test]
+    fn auto_falls_back_to_tcg_whenever_kvm_fails() {
+        let fallback = |e: KvmEvidence| match decide_accel(Accel::Auto, &e) {
+            AccelStep::FallBack { reason } => reason,
+            other => panic!("{e:?} gave {other:?}"),
+        };
+        let aborted = KvmEvidence::StartFailed {
+            stderr: "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\n\
+                     qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: \
+                     Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.\n"
+                .into(),
+        };
+        assert_eq!(
+            fallback(aborted),
+            "QEMU failed to start under KVM: qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: \
+             kvm_buf_set_msrs: Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed."
+        );
+        assert_eq!(
+            fallback(KvmEvidence::StartFailed { stderr: String::new() }),
+            "QEMU failed to start under KVM"
+        );
+        assert_eq!(
+            fallback(KvmEvidence::Exited),
+            "QEMU exited under KVM before the guest printed anything"
+        );
+        assert_eq!(
+            fallback(KvmEvidence::Silent { seconds: 15 }),
+            "the guest printed nothing on its console in 15 s under KVM"
+        );
+        assert!(fallback(KvmEvidence::ProbeFailed).contains("/dev/kvm exists"));
+    }
+
+    #[test]
+    fn auto_uses_kvm_when_the_guest_prints_and_tcg_quietly_without_dev_kvm() {
+        let printed = KvmEvidence::GuestPrinted { pid: 1, port: 2222 };
+        assert_eq!(decide_accel(Accel::Auto, &printed), AccelStep::Use(Accel::Kvm));
+        assert_eq!(printed.started(), Some((1, 2222)));
+        assert_eq!(decide_accel(Accel::Auto, &KvmEvidence::NoDevice), AccelStep::Use(Accel::Tcg));
+        assert_eq!(KvmEvidence::Exited.started(), None);
+    }
+
+    #[test]
+    fn explicit_accel_is_used_as_asked() {
+        for accel in [Accel::Kvm, Accel::Tcg] {
+            assert_eq!(decide_accel(accel, &KvmEvidence::Exited), AccelStep::Use(accel));
+        }
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub(crate) fn ed25519_public_from_line(line: &str) -> Result<[u8; 32], KeysError
 mod tests {
     use super::*;
 
-    // The real cross-checks (age-keygen -y, age -e/-d) are in tests/keys.rs.
+    // The real cross-checks (age-keygen -y, age -e/-d) are in tests/it/keys.rs.
     #[test]
     fn public_conversion_matches_the_private_one() {
         let keys = crate::keys::generate::HostKeys::generate_for("web1", false);

@@ -1,8 +1,8 @@
 //! The SSH layer against a real OpenSSH server on 127.0.0.1 (tests/support/sshd.rs).
 #![allow(clippy::print_stderr)]
 
-#[path = "support/sshd.rs"]
-mod sshd;
+
+use crate::support::sshd;
 
 use std::io::Write;
 use std::pin::Pin;

@@ -3,8 +3,8 @@
 //! cairn's back through the emulator's API shows in the plan; saved plans go stale; nothing
 //! changes without confirmation. Output is snapshotted (no colours, no terminal).
 
-#[path = "support/cloudalone.rs"]
-mod cloudalone;
+
+use crate::support::cloudalone;
 
 use std::path::Path;
 use std::process::{Command, Output};

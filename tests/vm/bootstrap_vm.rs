@@ -8,8 +8,8 @@
 //! Runs on CI (`CI=true`: a missing prerequisite fails). Set `CAIRN_SKIP_VM_TESTS=1` to skip
 //! it locally.
 
-#[path = "support/vm.rs"]
-mod vm;
+
+use crate::support as vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -89,8 +89,8 @@ fn a_malformed_timeout_flag_is_refused_before_anything_runs() {
     }
 }
 
-#[path = "support/sshd.rs"]
-mod sshd;
+
+use crate::support::sshd;
 
 /// A fleet whose host `web1` is this machine's real sshd, recorded in state as the installed
 /// system (its host key pinned as the one cairn generated), so `--phases verify` runs the

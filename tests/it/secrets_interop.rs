@@ -2,7 +2,7 @@
 //! sops encrypted, sops decrypts what cairn encrypted, both give sops' plaintext, and both
 //! encrypt the same leaves with the same types.
 
-mod secrets_support;
+use crate::support::secrets as secrets_support;
 
 use std::path::Path;
 

@@ -8,9 +8,9 @@
 //! cloudalone tests are skipped with a message, unless `CI=true`, where they fail.
 #![allow(clippy::print_stderr)]
 
-#[path = "support/cloudalone.rs"]
-mod cloudalone;
-mod hcloud_fake;
+
+use crate::support::cloudalone;
+use crate::support::hcloud_fake;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

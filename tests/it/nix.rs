@@ -201,8 +201,8 @@ async fn test_system_closure_streams_and_registers_in_a_fresh_store() {
     }
 }
 
-#[path = "support/sshd.rs"]
-mod sshd;
+
+use crate::support::sshd;
 
 /// A two-path closure built by the local nix, offline: `top` refers to `dep`.
 fn build_small_closure(t: &Path) -> String {

@@ -1,7 +1,7 @@
 //! `cairn secrets` end to end: the real binary, real age keys, and sops 3.11 to check what
 //! cairn writes. Editors are shell scripts given through the child's environment.
 
-mod secrets_support;
+use crate::support::secrets as secrets_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -4,8 +4,8 @@
 //! host key. Runs on CI (`CI=true`, where a missing prerequisite fails the test); set
 //! `CAIRN_SKIP_VM_TESTS=1` to skip it locally. Prints the timings it measured.
 
-#[path = "support/vm.rs"]
-mod vm;
+
+use crate::support as vm;
 
 use std::time::{Duration, Instant};
 use vm::{Images, Seed, SystemSsh, Vm, VmOptions, HOST_KEYS_END, INSTALLER_READY};

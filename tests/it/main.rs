@@ -1,0 +1,20 @@
+//! cairn's integration tests, as one test binary (one link, one process): each module is one
+//! area, tested at its own level against the real tools (sshd, sops, age, nix, PostgreSQL,
+//! cloudalone, moto). The QEMU VM tests are the other binary, `tests/vm`.
+
+mod support;
+
+mod bootstrap;
+mod cli;
+mod inventory;
+mod keys;
+mod nix;
+mod plan;
+mod provider_aws;
+mod provider_hcloud;
+mod secrets;
+mod secrets_interop;
+mod secrets_rules;
+mod secrets_yaml;
+mod ssh;
+mod state;

@@ -183,6 +183,10 @@ pub struct SecretsEditArgs {
     /// Read the file as this format instead of guessing from its extension
     #[arg(long, value_name = "FORMAT", value_parser = ["yaml", "json", "dotenv", "ini", "binary"])]
     pub input_type: Option<String>,
+    /// Put the plaintext in the system temp dir (on disk) when no RAM-backed directory
+    /// (/dev/shm, $XDG_RUNTIME_DIR) is usable; without it, cairn refuses
+    #[arg(long)]
+    pub allow_disk_temp: bool,
 }
 
 #[derive(Debug, Args)]

@@ -102,6 +102,7 @@ fn run_file_command(cmd: SecretsCommand, ctx: &Context, env: &IdentityEnv) -> Re
                 format,
                 editor,
                 temp_base: edit::private_temp_base(env.get("XDG_RUNTIME_DIR")),
+                allow_disk_temp: a.allow_disk_temp,
                 identities: &ids,
                 new_file_spec: &new_spec,
                 ignore_mac: a.ignore_mac,

@@ -160,7 +160,12 @@ impl Nix {
         env: &[(String, String)],
         command: &str,
     ) -> Result<String, NixError> {
-        let mut child = tokio::process::Command::new(&self.program)
+        let mut cmd = tokio::process::Command::new(&self.program);
+        // nix needs none of cairn's credentials (cloud tokens, the state connection).
+        for var in crate::util::process::credential_vars() {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

@@ -35,8 +35,11 @@ pub struct EditRequest<'a> {
     /// The editor command line (`$SOPS_EDITOR`, `$VISUAL`, `$EDITOR`), shell-split here;
     /// `None` → `vi`.
     pub editor: Option<String>,
-    /// Where to put the private temp dir (tmpfs when available); `None` → system temp dir.
+    /// The RAM-backed directory for the private temp dir ([`private_temp_base`]); `None`
+    /// when there is none, and then the edit is refused unless `allow_disk_temp`.
     pub temp_base: Option<PathBuf>,
+    /// `--allow-disk-temp`: with no RAM-backed directory, use the system temp dir (on disk).
+    pub allow_disk_temp: bool,
     pub identities: &'a Identities,
     /// For a new file: who it is encrypted to.
     pub new_file_spec: &'a dyn Fn() -> Result<EncryptionSpec>,
@@ -60,6 +63,82 @@ pub fn private_temp_base(xdg_runtime_dir: Option<&str>) -> Option<PathBuf> {
     xdg_runtime_dir.map(PathBuf::from).filter(|p| p.is_absolute() && usable(p))
 }
 
+/// Where the plaintext goes: the RAM-backed `ram` directory, or with `allow_disk` the on-disk
+/// `disk` directory (said once at warn level), or nowhere.
+fn choose_temp_base(ram: Option<&Path>, allow_disk: bool, disk: PathBuf) -> Result<PathBuf> {
+    match ram {
+        Some(dir) => Ok(dir.to_owned()),
+        None if allow_disk => {
+            tracing::warn!(
+                "no RAM-backed directory is usable; the plaintext goes to {} (--allow-disk-temp)",
+                disk.display()
+            );
+            Ok(disk)
+        }
+        None => Err(SecretsError::DiskTemp { disk: disk.display().to_string() }),
+    }
+}
+
+/// The file in each edit dir that names the cairn process editing there.
+const EDIT_PID_FILE: &str = ".cairn-edit.pid";
+
+/// Removes the `cairn-edit.*` dirs in `base` that belong to this user and whose cairn process
+/// is gone (killed with SIGKILL, or the machine lost power in the middle of an edit): their
+/// plaintext is overwritten first. Dirs without a pid file, of another user, or of a running
+/// process are left alone.
+fn remove_stale_edit_dirs(base: &Path) {
+    let Ok(me) = fs_err::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+    else {
+        return;
+    };
+    let Ok(entries) = fs_err::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let ours = entry.file_name().to_str().is_some_and(|n| n.starts_with("cairn-edit."))
+            && fs_err::symlink_metadata(&dir)
+                .is_ok_and(|m| m.is_dir() && std::os::unix::fs::MetadataExt::uid(&m) == me);
+        if !ours {
+            continue;
+        }
+        let Some(pid) = fs_err::read_to_string(dir.join(EDIT_PID_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let running = crate::util::process::cmdline(pid)
+            .is_some_and(|c| String::from_utf8_lossy(&c).contains("cairn"));
+        if running {
+            continue;
+        }
+        if let Ok(files) = fs_err::read_dir(&dir) {
+            for file in files.flatten() {
+                overwrite(&file.path());
+            }
+        }
+        match fs_err::remove_dir_all(&dir) {
+            Ok(()) => tracing::warn!(
+                "removed {}: plaintext left by an edit whose process ({pid}) is gone",
+                dir.display()
+            ),
+            Err(e) => tracing::warn!("could not remove a stale edit dir: {e}"),
+        }
+    }
+}
+
+/// Overwrites a regular file with zeros (best effort: the plaintext must not outlive us).
+fn overwrite(file: &Path) {
+    let Ok(meta) = std::fs::symlink_metadata(file) else { return };
+    if !meta.is_file() {
+        return;
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(file) {
+        let zeros = vec![0u8; meta.len() as usize];
+        let _ = f.write_all(&zeros);
+        let _ = f.sync_all();
+    }
+}
+
 /// Overwrites and removes the plaintext when dropped.
 struct PlaintextGuard {
     dir: Option<tempfile::TempDir>,
@@ -68,13 +147,7 @@ struct PlaintextGuard {
 
 impl Drop for PlaintextGuard {
     fn drop(&mut self) {
-        if let Ok(meta) = std::fs::metadata(&self.file) {
-            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&self.file) {
-                let zeros = vec![0u8; meta.len() as usize];
-                let _ = f.write_all(&zeros);
-                let _ = f.sync_all();
-            }
-        }
+        overwrite(&self.file);
         if let Some(dir) = self.dir.take() {
             if let Err(e) = dir.close() {
                 tracing::error!("could not remove the plaintext temp dir: {e}");
@@ -155,6 +228,9 @@ pub fn example_document(format: Format) -> Vec<u8> {
 
 /// Runs one edit session.
 pub fn edit(req: &EditRequest<'_>) -> Result<EditOutcome> {
+    let base =
+        choose_temp_base(req.temp_base.as_deref(), req.allow_disk_temp, std::env::temp_dir())?;
+    remove_stale_edit_dirs(&base);
     let existing =
         if req.path.exists() { Some(SopsFile::read(req.path, req.format)?) } else { None };
     let (decrypted, plaintext) = match &existing {
@@ -173,7 +249,6 @@ pub fn edit(req: &EditRequest<'_>) -> Result<EditOutcome> {
     };
     let original_hash = Sha256::digest(&*plaintext);
 
-    let base = req.temp_base.clone().unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::Builder::new()
         .prefix("cairn-edit.")
         .permissions(std::fs::Permissions::from_mode(0o700))
@@ -184,6 +259,7 @@ pub fn edit(req: &EditRequest<'_>) -> Result<EditOutcome> {
     let name = req.path.file_name().map(|n| n.to_owned()).unwrap_or_else(|| "secret".into());
     let tmp_file = dir.path().join(name);
     let guard = PlaintextGuard { dir: Some(dir), file: tmp_file.clone() };
+    fs_err::write(tmp_file.with_file_name(EDIT_PID_FILE), std::process::id().to_string())?;
     {
         let mut f =
             fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp_file)?;
@@ -259,12 +335,15 @@ fn run_editor(argv: &[String], file: &Path) -> Result<()> {
         let mut int = signal(SignalKind::interrupt())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut hup = signal(SignalKind::hangup())?;
-        let mut child = tokio::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .arg(file)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| SecretsError::Editor { editor: argv.join(" "), reason: e.to_string() })?;
+        let mut editor = tokio::process::Command::new(&argv[0]);
+        // The editor gets the plaintext file, not cairn's credentials.
+        for var in crate::util::process::credential_vars() {
+            editor.env_remove(var);
+        }
+        let mut child =
+            editor.args(&argv[1..]).arg(file).kill_on_drop(true).spawn().map_err(|e| {
+                SecretsError::Editor { editor: argv.join(" "), reason: e.to_string() }
+            })?;
         let signal_name = tokio::select! {
             status = child.wait() => {
                 let status = status?;
@@ -373,6 +452,45 @@ pub fn extract(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plaintext_never_goes_to_disk_unless_allowed() {
+        let disk = PathBuf::from("/var/tmp");
+        let ram = Path::new("/dev/shm");
+        assert_eq!(choose_temp_base(Some(ram), false, disk.clone()).unwrap(), ram);
+        assert_eq!(choose_temp_base(Some(ram), true, disk.clone()).unwrap(), ram);
+        assert_eq!(choose_temp_base(None, true, disk.clone()).unwrap(), disk);
+        let err = choose_temp_base(None, false, disk).unwrap_err();
+        assert!(matches!(err, SecretsError::DiskTemp { ref disk } if disk == "/var/tmp"), "{err}");
+    }
+
+    #[test]
+    fn stale_edit_dirs_of_gone_processes_are_removed_and_others_kept() {
+        let base = tempfile::tempdir().unwrap();
+        let gone = {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            let pid = child.id();
+            child.wait().unwrap();
+            pid
+        };
+        let make = |name: &str, pid: Option<u32>| {
+            let dir = base.path().join(name);
+            fs_err::create_dir(&dir).unwrap();
+            fs_err::write(dir.join("secret.yaml"), "password: hunter2\n").unwrap();
+            if let Some(pid) = pid {
+                fs_err::write(dir.join(EDIT_PID_FILE), pid.to_string()).unwrap();
+            }
+            dir
+        };
+        let stale = make("cairn-edit.stale", Some(gone));
+        // This test binary's name contains "cairn": a live edit.
+        let live = make("cairn-edit.live", Some(std::process::id()));
+        let unknown = make("cairn-edit.old", None);
+        let other = make("not-ours.1", Some(gone));
+        remove_stale_edit_dirs(base.path());
+        assert!(!stale.exists());
+        assert!(live.exists() && unknown.exists() && other.exists());
+    }
 
     #[test]
     fn splits_editor_command_lines() {

@@ -125,6 +125,13 @@ pub enum SecretsError {
     )]
     Editor { editor: String, reason: String },
 
+    #[error("no RAM-backed directory for the plaintext: /dev/shm and $XDG_RUNTIME_DIR are not usable here, and the system temp dir ({disk}) is on disk")]
+    #[diagnostic(
+        code(cairn::secrets::disk_temp),
+        help("pass --allow-disk-temp to edit with the plaintext in {disk} anyway (it is overwritten and removed afterwards, but may survive on the disk), or set XDG_RUNTIME_DIR to a tmpfs directory you own")
+    )]
+    DiskTemp { disk: String },
+
     #[error("interrupted by {signal}: nothing was written and the plaintext was removed")]
     #[diagnostic(
         code(cairn::secrets::interrupted),

@@ -1,4 +1,5 @@
-//! Processes cairn started itself (QEMU VMs): signal them by pid and wait for them to go.
+//! Processes cairn started itself (QEMU VMs): signal them by pid and wait for them to go;
+//! and what child processes must not inherit.
 
 use std::time::{Duration, Instant};
 
@@ -59,4 +60,50 @@ fn is_zombie(pid: u32) -> bool {
         .ok()
         .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
         .unwrap_or(false)
+}
+
+/// Whether an environment variable carries a credential that a child process (nix, the
+/// editor) has no use for: the cloud tokens and keys cairn reads, sops' inline age key, the
+/// PostgreSQL state connection, and anything named like a token, secret or password.
+pub fn is_credential_var(name: &str) -> bool {
+    const NAMED: &[&str] = &[
+        "HCLOUD_TOKEN",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "SOPS_AGE_KEY",
+        "CAIRN_PG_CONN",
+        "PGPASSWORD",
+        "DATABASE_URL",
+    ];
+    const ENDINGS: &[&str] = &["_TOKEN", "_SECRET", "_PASSWORD", "_SECRET_KEY", "_ACCESS_KEY"];
+    let upper = name.to_ascii_uppercase();
+    NAMED.contains(&upper.as_str()) || ENDINGS.iter().any(|e| upper.ends_with(e))
+}
+
+/// The credential variables (see [`is_credential_var`]) set in this process's environment:
+/// remove each from a child's command with `env_remove`.
+pub fn credential_vars() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| name.to_str().is_some_and(is_credential_var))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_recognised_by_name() {
+        for name in ["HCLOUD_TOKEN", "AWS_SECRET_ACCESS_KEY", "SOPS_AGE_KEY", "CAIRN_PG_CONN"] {
+            assert!(is_credential_var(name), "{name}");
+        }
+        for name in ["GITHUB_TOKEN", "my_api_secret", "DB_PASSWORD"] {
+            assert!(is_credential_var(name), "{name}");
+        }
+        for name in ["PATH", "HOME", "SOPS_AGE_KEY_FILE", "NIX_CONFIG", "XDG_RUNTIME_DIR", "TERM"] {
+            assert!(!is_credential_var(name), "{name}");
+        }
+    }
 }

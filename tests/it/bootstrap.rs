@@ -89,7 +89,6 @@ fn a_malformed_timeout_flag_is_refused_before_anything_runs() {
     }
 }
 
-
 use crate::support::sshd;
 
 /// A fleet whose host `web1` is this machine's real sshd, recorded in state as the installed

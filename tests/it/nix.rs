@@ -201,7 +201,6 @@ async fn test_system_closure_streams_and_registers_in_a_fresh_store() {
     }
 }
 
-
 use crate::support::sshd;
 
 /// A two-path closure built by the local nix, offline: `top` refers to `dep`.

@@ -3,7 +3,6 @@
 //! cairn's back through the emulator's API shows in the plan; saved plans go stale; nothing
 //! changes without confirmation. Output is snapshotted (no colours, no terminal).
 
-
 use crate::support::cloudalone;
 
 use std::path::Path;

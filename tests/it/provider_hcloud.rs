@@ -8,7 +8,6 @@
 //! cloudalone tests are skipped with a message, unless `CI=true`, where they fail.
 #![allow(clippy::print_stderr)]
 
-
 use crate::support::cloudalone;
 use crate::support::hcloud_fake;
 

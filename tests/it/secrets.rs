@@ -135,6 +135,31 @@ fn edit_changes_one_value_and_keeps_the_other_ciphertexts() {
     assert_eq!(plain["a"], "one");
 }
 
+/// The editor gets the plaintext, not cairn's credentials: a cloud token, an inline age key
+/// and the state connection in cairn's environment are not in the editor's.
+#[test]
+fn the_editor_does_not_inherit_cloud_tokens_or_the_inline_age_key() {
+    let Some(f) = fixture("app.json", r#"{"a": "one"}"#) else { return };
+    let seen = f.lab.path("editor-env");
+    let editor = script(&f.lab, "env.sh", &format!("env > '{}'", seen.display()));
+    let key = std::fs::read_to_string(&f.key.identity_file).unwrap();
+    let key = key.lines().find(|l| l.starts_with("AGE-SECRET-KEY-")).unwrap().to_owned();
+    let env = [
+        ("SOPS_AGE_KEY", key.as_str()),
+        ("HCLOUD_TOKEN", "hcloud-token-value"),
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret-value"),
+        ("CAIRN_PG_CONN", "host=db password=pg-secret-value"),
+        ("EDITOR", editor.to_str().unwrap()),
+    ];
+    let out = cairn(&f.lab, f.lab.dir.path(), &["secrets", "edit", "app.json"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert!(seen.contains("EDITOR="), "the editor ran with an environment: {seen}");
+    for secret in [key.as_str(), "hcloud-token-value", "aws-secret-value", "pg-secret-value"] {
+        assert!(!seen.contains(secret), "the editor saw a credential");
+    }
+}
+
 #[test]
 fn edit_without_change_writes_nothing_and_says_so() {
     let Some(f) = fixture("app.json", r#"{"a": "one"}"#) else { return };

@@ -1,7 +1,6 @@
 //! The SSH layer against a real OpenSSH server on 127.0.0.1 (tests/support/sshd.rs).
 #![allow(clippy::print_stderr)]
 
-
 use crate::support::sshd;
 
 use std::io::Write;

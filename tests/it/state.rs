@@ -6,7 +6,6 @@
 //! in a temp dir, and the pg backend on a real PostgreSQL server each test starts
 //! (tests/support/pg.rs). Checks only one backend can have are in tests of their own.
 
-
 use crate::support::pg;
 
 use std::io::{BufRead, BufReader, Read};

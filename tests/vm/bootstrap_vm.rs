@@ -8,7 +8,6 @@
 //! Runs on CI (`CI=true`: a missing prerequisite fails). Set `CAIRN_SKIP_VM_TESTS=1` to skip
 //! it locally.
 
-
 use crate::support as vm;
 
 use std::path::{Path, PathBuf};

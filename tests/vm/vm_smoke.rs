@@ -4,7 +4,6 @@
 //! host key. Runs on CI (`CI=true`, where a missing prerequisite fails the test); set
 //! `CAIRN_SKIP_VM_TESTS=1` to skip it locally. Prints the timings it measured.
 
-
 use crate::support as vm;
 
 use std::time::{Duration, Instant};

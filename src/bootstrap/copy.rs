@@ -24,30 +24,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 /// How the copy phase moves the closure: `copy = "stream"` (the default) or `"nix-copy"` on a
 /// host or its provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    /// One zstd tar stream over the SSH session; the target needs tar and zstd, no Nix.
-    Stream,
-    /// `nix copy` over SSH with the pinned host key; the target needs Nix (an installer
-    /// that has it, such as the nixos-images kexec installer), and registers the paths itself.
-    NixCopy,
-}
-
-impl Strategy {
-    pub fn from_setting(value: Option<&serde_json::Value>) -> Result<Self, PhaseError> {
-        match value.map(|v| v.as_str()) {
-            None | Some(Some("stream")) => Ok(Strategy::Stream),
-            Some(Some("nix-copy")) => Ok(Strategy::NixCopy),
-            Some(_) => Err(PhaseError::Config {
-                what: format!("copy = {} is not a copy strategy", value.expect("some")),
-                help:
-                    "use copy = \"stream\" (the default: tar and zstd over SSH, no Nix needed on \
-                       the target) or copy = \"nix-copy\" (nix copy, for installers that have Nix)"
-                        .into(),
-            }),
-        }
-    }
-}
+pub use crate::inventory::CopyStrategy as Strategy;
 
 /// One copy of a closure to the machine of an SSH session.
 pub struct CopyJob<'a> {

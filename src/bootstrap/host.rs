@@ -435,7 +435,7 @@ impl HostRun<'_> {
         if before.installer {
             return Ok(PhaseResult::Skipped("already running an installer".into()));
         }
-        let need = self.installer_min_memory()?;
+        let need = self.installer_min_memory();
         if before.mem_mib < need {
             return Err(PhaseError::NotEnoughMemory { have_mib: before.mem_mib, need_mib: need });
         }
@@ -515,38 +515,20 @@ impl HostRun<'_> {
         }
     }
 
-    fn installer_min_memory(&self) -> Result<u64, PhaseError> {
-        let provider = self.ctx.inventory.provider_of(self.host);
-        let v = self
-            .host
-            .extra
-            .get("installer_min_memory")
-            .or_else(|| provider.settings.get("installer_min_memory"));
-        match v {
-            None => Ok(DEFAULT_INSTALLER_MIN_MEMORY_MIB),
-            Some(v) => v.as_u64().ok_or_else(|| PhaseError::Config {
-                what: format!("installer_min_memory = {v} is not a number of MiB"),
-                help: "give the installer's minimum memory in MiB, e.g. 512".into(),
-            }),
-        }
+    fn installer_min_memory(&self) -> u64 {
+        self.host.install.installer_min_memory.unwrap_or(DEFAULT_INSTALLER_MIN_MEMORY_MIB)
     }
 
     /// The kexec bundle: `--installer`, else the host's or provider's `installer`, else
     /// `CAIRN_INSTALLER`.
     fn installer_bundle(&self) -> Result<PathBuf, PhaseError> {
-        let provider = self.ctx.inventory.provider_of(self.host);
         let configured = self
             .ctx
             .options
             .installer
             .clone()
             .or_else(|| {
-                self.host
-                    .extra
-                    .get("installer")
-                    .or_else(|| provider.settings.get("installer"))
-                    .and_then(|v| v.as_str())
-                    .map(|p| self.ctx.inventory.root.join(p))
+                self.host.install.installer.as_ref().map(|p| self.ctx.inventory.root.join(p))
             })
             .or_else(|| self.ctx.env.get("CAIRN_INSTALLER").map(PathBuf::from));
         let path = configured.ok_or_else(|| PhaseError::Config {
@@ -596,7 +578,7 @@ impl HostRun<'_> {
     }
 
     async fn disk(&mut self) -> Result<PhaseResult, PhaseError> {
-        if self.host.extra.get("disko").and_then(|v| v.as_bool()).unwrap_or(false) {
+        if self.host.install.disko {
             return self.disko().await;
         }
         let layout_name = self.host.disk_layout.as_ref().ok_or_else(|| PhaseError::Config {
@@ -606,12 +588,7 @@ impl HostRun<'_> {
         let layout = &self.ctx.inventory.disk_layouts[layout_name];
         let options = crate::disk::ScriptOptions {
             target: TARGET_ROOT.into(),
-            expected_by_id: self
-                .host
-                .extra
-                .get("disk_by_id")
-                .and_then(|v| v.as_str())
-                .map(String::from),
+            expected_by_id: self.host.install.disk_by_id.clone(),
         };
         let script = crate::disk::render_script(layout, &options)?;
         let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
@@ -626,12 +603,7 @@ impl HostRun<'_> {
     async fn disko(&mut self) -> Result<PhaseResult, PhaseError> {
         let options = crate::disk::ScriptOptions {
             target: TARGET_ROOT.into(),
-            expected_by_id: self
-                .host
-                .extra
-                .get("disk_by_id")
-                .and_then(|v| v.as_str())
-                .map(String::from),
+            expected_by_id: self.host.install.disk_by_id.clone(),
         };
         if let Some(layout) =
             self.host.disk_layout.as_ref().map(|n| &self.ctx.inventory.disk_layouts[n])
@@ -695,10 +667,7 @@ impl HostRun<'_> {
 
     async fn copy(&mut self) -> Result<PhaseResult, PhaseError> {
         let toplevel = self.built().await?;
-        let provider = self.ctx.inventory.provider_of(self.host);
-        let strategy = super::copy::Strategy::from_setting(
-            self.host.extra.get("copy").or_else(|| provider.settings.get("copy")),
-        )?;
+        let strategy = self.host.install.copy.unwrap_or_default();
         self.session(KeyPhase::Installer, Wait::Reach).await?;
         let (_, session) = self.session.as_ref().expect("just connected");
         let job = super::copy::CopyJob {
@@ -776,8 +745,7 @@ impl HostRun<'_> {
                 .iter()
                 .map(|a| AgeRecipient::parse(&a.age))
                 .collect::<Result<Vec<_>, _>>()?;
-            let separate =
-                self.host.extra.get("age_key").and_then(|v| v.as_bool()).unwrap_or(false);
+            let separate = self.host.install.age_key;
             let keys = HostKeys::generate(&self.host.name, separate);
             store.save(&keys, &admins, &codec)?;
             tracing::info!(key = %keys.ssh_public_line(), "generated the host's keys");

@@ -19,7 +19,14 @@ pub fn run(args: &CopyClosureArgs, _ctx: &Context) -> miette::Result<ExitCode> {
     let key = fs_err::read_to_string(&args.host_key).map_err(|e| miette::miette!("{e}"))?;
     let policy = HostKeyPolicy::pinned_openssh([key.trim()])
         .map_err(|e| miette::miette!("{}: {e}", args.host_key.display()))?;
-    let strategy = Strategy::from_setting(Some(&serde_json::Value::from(args.strategy.clone())))?;
+    let strategy: Strategy = args.strategy.parse().map_err(|what| {
+        miette::Report::from(crate::bootstrap::PhaseError::Config {
+            what,
+            help: "use copy = \"stream\" (the default: tar and zstd over SSH, no Nix needed on \
+                   the target) or copy = \"nix-copy\" (nix copy, for installers that have Nix)"
+                .into(),
+        })
+    })?;
     let toplevel = StorePath::new(args.path.clone()).map_err(|e| miette::miette!("{e}"))?;
     let nix = Nix::new().for_this_machine();
     let auth = Auth::KeyFile(args.identity.clone());

@@ -134,23 +134,232 @@ impl Serialize for Sensitive {
     }
 }
 
-/// A provider block. Settings are kept as evaluated attributes; each provider
-/// implementation validates its own (unknown keys were already rejected by the resolver).
+/// A provider block, its settings typed by provider type.
 #[derive(Debug, Clone, Serialize)]
 pub struct Provider {
     pub name: ProviderName,
     pub kind: ProviderKind,
-    /// Evaluated attributes other than secrets (`endpoint`, `accel`, `cache_dir`, `location`...);
-    /// qemu's `memory` and `disk_size` are whole MiB, as for hosts.
-    pub settings: BTreeMap<String, serde_json::Value>,
-    /// Attributes that hold credentials (`token`, `secret_access_key`...).
-    pub secrets: BTreeMap<String, Sensitive>,
+    /// The settings of this provider type (`accel`, `endpoint`, `region`...); credentials
+    /// inside them are [`Sensitive`].
+    pub settings: ProviderSettings,
+    /// `installer`, `installer_min_memory` and `copy` for the machines of this provider
+    /// (a host's own settings win).
+    pub install: InstallSettings,
     /// `timeouts { ... }` for the machines of this provider.
     pub timeouts: Timeouts,
-    /// For attributes written as `env("NAME")`: the variable's name, so messages about a
-    /// refused credential can say which variable to fix.
-    pub env_sources: BTreeMap<String, String>,
     pub span: SourceSpan,
+}
+
+impl Provider {
+    pub fn qemu(&self) -> Option<&QemuSettings> {
+        match &self.settings {
+            ProviderSettings::Qemu(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn hcloud(&self) -> Option<&HcloudSettings> {
+        match &self.settings {
+            ProviderSettings::Hcloud(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn aws(&self) -> Option<&AwsSettings> {
+        match &self.settings {
+            ProviderSettings::Aws(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The settings of one provider block, one struct per provider type; each provider
+/// implementation reads its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ProviderSettings {
+    Qemu(QemuSettings),
+    Hcloud(HcloudSettings),
+    Aws(AwsSettings),
+    Existing(ExistingSettings),
+}
+
+impl ProviderSettings {
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            Self::Qemu(_) => ProviderKind::Qemu,
+            Self::Hcloud(_) => ProviderKind::Hcloud,
+            Self::Aws(_) => ProviderKind::Aws,
+            Self::Existing(_) => ProviderKind::Existing,
+        }
+    }
+    /// The location the provider's machines are ordered in, where the provider has one.
+    pub fn location(&self) -> Option<&str> {
+        match self {
+            Self::Hcloud(s) => s.location.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// How QEMU runs guests (`accel` of a qemu provider).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QemuAccel {
+    /// KVM if a short probe shows it really boots a guest, else TCG.
+    #[default]
+    Auto,
+    Kvm,
+    /// Software emulation: slow but works everywhere.
+    Tcg,
+}
+
+impl QemuAccel {
+    pub const ALL: [QemuAccel; 3] = [Self::Auto, Self::Kvm, Self::Tcg];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg",
+        }
+    }
+}
+
+/// A VM's resources (qemu): on a host, or as its provider's defaults. Unset: the next level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct VmSettings {
+    /// `memory`, in whole MiB (written `"4G"` or a number of MiB).
+    pub memory_mib: Option<u64>,
+    pub cpus: Option<u32>,
+    /// `disk_size`, in whole MiB.
+    pub disk_size_mib: Option<u64>,
+}
+
+impl VmSettings {
+    /// These settings, with `fallback`'s where these leave one unset.
+    pub fn or(&self, fallback: &VmSettings) -> VmSettings {
+        VmSettings {
+            memory_mib: self.memory_mib.or(fallback.memory_mib),
+            cpus: self.cpus.or(fallback.cpus),
+            disk_size_mib: self.disk_size_mib.or(fallback.disk_size_mib),
+        }
+    }
+}
+
+/// `provider "qemu" "NAME" { ... }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct QemuSettings {
+    pub accel: QemuAccel,
+    /// Where VM files live, relative to the repository root (default `.cairn/qemu`).
+    pub cache_dir: Option<String>,
+    /// The disk image hosts boot when they name none, relative to the repository root.
+    pub image: Option<String>,
+    /// Defaults for the hosts' `memory`, `cpus` and `disk_size`.
+    pub vm: VmSettings,
+}
+
+/// `provider "hcloud" "NAME" { ... }`. Strings are as written; the provider checks them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HcloudSettings {
+    pub token: Option<Sensitive>,
+    pub endpoint: Option<String>,
+    pub location: Option<String>,
+    pub ssh_key_name: Option<String>,
+}
+
+/// `provider "aws" "NAME" { ... }`. Strings are as written; the provider checks them and
+/// falls back to the environment for unset credentials and region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub access_key_id: Option<Setting<String>>,
+    pub secret_access_key: Option<Setting<Sensitive>>,
+    pub session_token: Option<Sensitive>,
+    pub endpoint: Option<String>,
+    pub ami: Option<String>,
+    pub subnet_id: Option<String>,
+    pub key_name: Option<String>,
+    pub security_group: Option<String>,
+}
+
+/// `provider "existing" "NAME" {}`: nothing beyond the settings every provider takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExistingSettings {}
+
+/// A value and, when it was written as `env("NAME")`, the variable's name, so messages
+/// about a refused credential can say which variable to fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setting<T> {
+    pub value: T,
+    #[serde(skip)]
+    pub env_var: Option<String>,
+}
+
+/// How the copy phase moves the closure (`copy`, on a host or its provider).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum CopyStrategy {
+    /// One zstd tar stream over the SSH session; the target needs tar and zstd, no Nix.
+    #[default]
+    #[serde(rename = "stream")]
+    Stream,
+    /// `nix copy` over SSH with the pinned host key; the target needs Nix (an installer
+    /// that has it, such as the nixos-images kexec installer), and registers the paths itself.
+    #[serde(rename = "nix-copy")]
+    NixCopy,
+}
+
+impl CopyStrategy {
+    pub const ALL: [CopyStrategy; 2] = [Self::Stream, Self::NixCopy];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stream => "stream",
+            Self::NixCopy => "nix-copy",
+        }
+    }
+}
+
+impl fmt::Display for CopyStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CopyStrategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("copy = {s:?} is not a copy strategy"))
+    }
+}
+
+/// How a host is installed. On a host (its own settings, else `defaults`'), the provider's
+/// `installer`, `installer_min_memory` and `copy` fill what the host leaves unset; a
+/// provider block sets only those three.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InstallSettings {
+    /// Path (relative to the repository root) or URL of the kexec installer bundle.
+    pub installer: Option<String>,
+    /// The memory the installer needs, in whole MiB.
+    pub installer_min_memory: Option<u64>,
+    pub copy: Option<CopyStrategy>,
+    /// `age_key = true`: a separate age key besides the SSH host key.
+    pub age_key: bool,
+    /// `disko = true`: partition with the flake's `diskoScript`.
+    pub disko: bool,
+    /// The `/dev/disk/by-id/...` name the target disk must have.
+    pub disk_by_id: Option<String>,
+}
+
+impl InstallSettings {
+    /// These settings, with the provider-level ones of `fallback` where these leave one unset.
+    pub fn or(&self, fallback: &InstallSettings) -> InstallSettings {
+        InstallSettings {
+            installer: self.installer.clone().or_else(|| fallback.installer.clone()),
+            installer_min_memory: self.installer_min_memory.or(fallback.installer_min_memory),
+            copy: self.copy.or(fallback.copy),
+            ..self.clone()
+        }
+    }
 }
 
 /// A flake reference plus attribute, as in `.#web1` or `github:org/fleet#web1`.
@@ -274,10 +483,11 @@ pub struct Host {
     /// Deadlines of the bootstrap waits: the host's own, else its provider's, else the
     /// defaults' (unset: cairn's defaults).
     pub timeouts: Timeouts,
-    /// Provider-specific per-host attributes: `memory` and `disk_size` (whole MiB, from
-    /// `"4G"`-style sizes), `cpus` (a number) for qemu; `installer` (path or URL of a kexec
-    /// bundle overriding the default).
-    pub extra: BTreeMap<String, serde_json::Value>,
+    /// How the host is installed: its own settings, else the defaults', else its provider's.
+    pub install: InstallSettings,
+    /// qemu hosts only: `memory`, `cpus`, `disk_size` (unset: the provider's, else qemu's
+    /// defaults).
+    pub vm: VmSettings,
     pub span: SourceSpan,
 }
 

@@ -55,8 +55,6 @@ const SIZE_ALIASES: &[&str] = &["size", "server_type", "instance_type"];
 
 /// Settings every provider type takes: the kexec installer its machines use.
 const COMMON_PROVIDER_ATTRS: &[&str] = &["installer", "installer_min_memory", "copy"];
-/// How the copy phase moves the closure (`copy`, on a host or its provider).
-const COPY_STRATEGIES: &[&str] = &["stream", "nix-copy"];
 
 fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
     match kind {
@@ -97,9 +95,6 @@ fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
         ProviderKind::Existing => COMMON_PROVIDER_ATTRS,
     }
 }
-
-/// Attributes holding credentials: kept as [`Sensitive`], never shown.
-const SECRET_ATTRS: &[&str] = &["token", "secret_access_key", "session_token"];
 
 /// `NAME` when `expr` is `env("NAME")` or `env("NAME", default)`.
 fn env_var_name(expr: &Expr) -> Option<String> {
@@ -466,36 +461,27 @@ impl<'a> Resolver<'a> {
                         .flatten()
                 },
             );
-            let mut settings = BTreeMap::new();
-            let mut secrets = BTreeMap::new();
-            let mut env_sources = BTreeMap::new();
+            let mut install = InstallSettings::default();
+            let mut settings = match kind {
+                ProviderKind::Qemu => ProviderSettings::Qemu(QemuSettings::default()),
+                ProviderKind::Hcloud => ProviderSettings::Hcloud(HcloudSettings::default()),
+                ProviderKind::Aws => ProviderSettings::Aws(AwsSettings::default()),
+                ProviderKind::Existing => ProviderSettings::Existing(ExistingSettings::default()),
+            };
             for attr in block.body.attributes() {
                 let key = attr.key.as_str();
                 if !allowed.contains(&key) {
                     continue;
                 }
-                if let Some(var) = env_var_name(&attr.value) {
-                    env_sources.insert(key.to_owned(), var);
+                if COMMON_PROVIDER_ATTRS.contains(&key) {
+                    self.install_setting(&mut install, attr);
+                    continue;
                 }
-                let value = match key {
-                    _ if SECRET_ATTRS.contains(&key) => {
-                        if let Some(s) = self.sensitive(attr) {
-                            secrets.insert(key.to_owned(), s);
-                        }
-                        continue;
-                    }
-                    "accel" => {
-                        self.one_of(attr, &["auto", "kvm", "tcg"]).map(serde_json::Value::from)
-                    }
-                    "copy" => self.one_of(attr, COPY_STRATEGIES).map(serde_json::Value::from),
-                    "memory" | "disk_size" | "installer_min_memory" => {
-                        self.mib(attr).map(serde_json::Value::from)
-                    }
-                    "cpus" => self.integer(attr, 1, 1024).map(serde_json::Value::from),
-                    _ => self.string(attr).map(serde_json::Value::from),
-                };
-                if let Some(v) = value {
-                    settings.insert(key.to_owned(), v);
+                match &mut settings {
+                    ProviderSettings::Qemu(s) => self.qemu_setting(s, attr),
+                    ProviderSettings::Hcloud(s) => self.hcloud_setting(s, attr),
+                    ProviderSettings::Aws(s) => self.aws_setting(s, attr),
+                    ProviderSettings::Existing(_) => {}
                 }
             }
             // Problems are reported; a broken block counts as empty so hosts still resolve.
@@ -504,13 +490,101 @@ impl<'a> Resolver<'a> {
             let span = self.span(name_span.clone());
             out.insert(
                 name.clone(),
-                (
-                    Provider { name, kind, settings, secrets, timeouts, env_sources, span },
-                    name_span,
-                ),
+                (Provider { name, kind, settings, install, timeouts, span }, name_span),
             );
         }
         out
+    }
+
+    /// `installer`, `installer_min_memory` or `copy`, on a provider, a host or `defaults`.
+    fn install_setting(&mut self, install: &mut InstallSettings, attr: &Attribute) -> bool {
+        match attr.key.as_str() {
+            "installer" => keep(&mut install.installer, self.string(attr)),
+            "installer_min_memory" => keep(&mut install.installer_min_memory, self.mib(attr)),
+            "copy" => keep(&mut install.copy, self.copy_strategy(attr)),
+            "disk_by_id" => keep(&mut install.disk_by_id, self.string(attr)),
+            "age_key" => self.boolean(attr).map(|b| install.age_key = b).is_some(),
+            "disko" => self.boolean(attr).map(|b| install.disko = b).is_some(),
+            _ => unreachable!("not an install setting: {}", attr.key.as_str()),
+        }
+    }
+
+    /// `memory`, `cpus` or `disk_size` of a qemu VM, on a host or its provider.
+    fn vm_setting(&mut self, vm: &mut VmSettings, attr: &Attribute) -> bool {
+        match attr.key.as_str() {
+            "memory" => keep(&mut vm.memory_mib, self.mib(attr)),
+            "disk_size" => keep(&mut vm.disk_size_mib, self.mib(attr)),
+            "cpus" => keep(
+                &mut vm.cpus,
+                self.integer(attr, 1, 1024).map(|n| u32::try_from(n).expect("at most 1024")),
+            ),
+            _ => unreachable!("not a VM setting: {}", attr.key.as_str()),
+        }
+    }
+
+    fn copy_strategy(&mut self, attr: &Attribute) -> Option<CopyStrategy> {
+        let names = CopyStrategy::ALL.map(CopyStrategy::as_str);
+        self.one_of(attr, &names)?.parse().ok()
+    }
+
+    fn qemu_setting(&mut self, s: &mut QemuSettings, attr: &Attribute) {
+        match attr.key.as_str() {
+            "accel" => {
+                let names = QemuAccel::ALL.map(QemuAccel::as_str);
+                if let Some(a) = self.one_of(attr, &names) {
+                    s.accel = QemuAccel::ALL.into_iter().find(|k| k.as_str() == a).expect("listed");
+                }
+            }
+            "cache_dir" => {
+                keep(&mut s.cache_dir, self.string(attr));
+            }
+            "image" => {
+                keep(&mut s.image, self.string(attr));
+            }
+            _ => {
+                self.vm_setting(&mut s.vm, attr);
+            }
+        }
+    }
+
+    fn hcloud_setting(&mut self, s: &mut HcloudSettings, attr: &Attribute) {
+        if attr.key.as_str() == "token" {
+            keep(&mut s.token, self.sensitive(attr));
+            return;
+        }
+        let slot = match attr.key.as_str() {
+            "endpoint" => &mut s.endpoint,
+            "location" => &mut s.location,
+            _ => &mut s.ssh_key_name,
+        };
+        keep(slot, self.string(attr));
+    }
+
+    fn aws_setting(&mut self, s: &mut AwsSettings, attr: &Attribute) {
+        let env_var = env_var_name(&attr.value);
+        let slot = match attr.key.as_str() {
+            "access_key_id" => {
+                let value = self.string(attr).map(|value| Setting { value, env_var });
+                keep(&mut s.access_key_id, value);
+                return;
+            }
+            "secret_access_key" => {
+                let value = self.sensitive(attr).map(|value| Setting { value, env_var });
+                keep(&mut s.secret_access_key, value);
+                return;
+            }
+            "session_token" => {
+                keep(&mut s.session_token, self.sensitive(attr));
+                return;
+            }
+            "region" => &mut s.region,
+            "endpoint" => &mut s.endpoint,
+            "ami" => &mut s.ami,
+            "subnet_id" => &mut s.subnet_id,
+            "key_name" => &mut s.key_name,
+            _ => &mut s.security_group,
+        };
+        keep(slot, self.string(attr));
     }
 
     fn disk_layouts(
@@ -1142,59 +1216,16 @@ impl<'a> Resolver<'a> {
             }
         };
 
-        let mut extra = BTreeMap::new();
-        for key in ["installer", "disk_by_id"] {
+        let mut install = InstallSettings::default();
+        for key in ["installer", "installer_min_memory", "copy", "disk_by_id", "age_key", "disko"] {
             if let Some(a) = get(key) {
-                match self.string(a) {
-                    Some(s) => {
-                        extra.insert(key.to_owned(), serde_json::Value::from(s));
-                    }
-                    None => ok = false,
-                }
+                ok &= self.install_setting(&mut install, a);
             }
         }
-        if let Some(a) = get("copy") {
-            match self.one_of(a, COPY_STRATEGIES) {
-                Some(s) => {
-                    extra.insert("copy".to_owned(), serde_json::Value::from(s));
-                }
-                None => ok = false,
-            }
-        }
-        if let Some(a) = get("installer_min_memory") {
-            match self.mib(a) {
-                Some(m) => {
-                    extra.insert("installer_min_memory".to_owned(), serde_json::Value::from(m));
-                }
-                None => ok = false,
-            }
-        }
-        for key in ["age_key", "disko"] {
+        let mut vm = VmSettings::default();
+        for key in ["memory", "cpus", "disk_size"] {
             if let Some(a) = get(key) {
-                match self.boolean(a) {
-                    Some(b) => {
-                        extra.insert(key.to_owned(), serde_json::Value::from(b));
-                    }
-                    None => ok = false,
-                }
-            }
-        }
-        for key in ["memory", "disk_size"] {
-            if let Some(a) = get(key) {
-                match self.mib(a) {
-                    Some(m) => {
-                        extra.insert(key.to_owned(), serde_json::Value::from(m));
-                    }
-                    None => ok = false,
-                }
-            }
-        }
-        if let Some(a) = get("cpus") {
-            match self.integer(a, 1, 1024) {
-                Some(n) => {
-                    extra.insert("cpus".to_owned(), serde_json::Value::from(n));
-                }
-                None => ok = false,
+                ok &= self.vm_setting(&mut vm, a);
             }
         }
 
@@ -1222,8 +1253,12 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
+        let install = match providers.get(&provider) {
+            Some((p, _)) => install.or(&p.install),
+            None => install,
+        };
         let span = self.span(name_span);
-        ok.then(|| Host {
+        ok.then_some(Host {
             name,
             provider,
             flake,
@@ -1237,7 +1272,8 @@ impl<'a> Resolver<'a> {
             address,
             health_checks,
             timeouts,
-            extra,
+            install,
+            vm,
             span,
         })
     }
@@ -1498,6 +1534,15 @@ impl<'a> Resolver<'a> {
             None => StateBackend::File,
         }
     }
+}
+
+/// Puts `value` into `slot` if there is one (else the problem was reported); says which.
+fn keep<T>(slot: &mut Option<T>, value: Option<T>) -> bool {
+    let ok = value.is_some();
+    if ok {
+        *slot = value;
+    }
+    ok
 }
 
 /// An attribute of a host body; the size aliases count as one key.

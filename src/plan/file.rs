@@ -102,7 +102,8 @@ pub fn inventory_digest(inv: &Inventory) -> String {
         .iter()
         .map(|h| {
             serde_json::json!([
-                h.name, h.provider, h.size, h.image, h.location, h.address, h.ssh.port, h.extra
+                h.name, h.provider, h.size, h.image, h.location, h.address, h.ssh.port, h.install,
+                h.vm
             ])
         })
         .collect();

@@ -140,9 +140,10 @@ impl Recorded {
             provider_id: None,
             size: host.size.clone(),
             image: host.image.clone(),
-            location: host.location.clone().or_else(|| {
-                provider.settings.get("location").and_then(|v| v.as_str()).map(str::to_owned)
-            }),
+            location: host
+                .location
+                .clone()
+                .or_else(|| provider.settings.location().map(str::to_owned)),
         }
     }
 

@@ -116,7 +116,8 @@ pub fn orphan_host(inv: &Inventory, name: &str, provider: &ProviderName) -> Opti
         address: None,
         health_checks: Vec::new(),
         timeouts: Default::default(),
-        extra: Default::default(),
+        install: Default::default(),
+        vm: Default::default(),
         span: SourceSpan { file: inv.path.clone(), offset: 0, len: 0, line: 1, column: 1 },
     })
 }

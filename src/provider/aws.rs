@@ -161,28 +161,25 @@ impl AwsProvider {
             message,
             help,
         };
+        let settings = block.aws().ok_or_else(|| {
+            invalid(
+                format!("provider `{}` is a {} provider, not aws", block.name, block.kind),
+                "name a `provider \"aws\"` block".into(),
+            )
+        })?;
         // An empty string counts as unset, so `env("AWS_REGION", "")` falls back like a
         // missing attribute.
-        let setting = |key: &str| -> Result<Option<String>, ProviderError> {
-            match block.settings.get(key) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(s)) => {
-                    Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty()))
-                }
-                Some(other) => Err(invalid(
-                    format!("`{key}` must be a non-empty string, not {other}"),
-                    format!("write `{key} = \"...\"`"),
-                )),
-            }
+        let setting = |value: Option<&str>| -> Option<String> {
+            value.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
         };
         let env = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         // Where a block attribute read its value from, for messages.
-        let from_block = |attr: &str| match block.env_sources.get(attr) {
+        let from_block = |attr: &str, env_var: &Option<String>| match env_var {
             Some(var) => format!("{var} (read by `{attr}` of {label})"),
             None => format!("`{attr}` of {label}"),
         };
 
-        let region = setting("region")?
+        let region = setting(settings.region.as_deref())
             .or_else(|| env("AWS_REGION"))
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .ok_or_else(|| {
@@ -193,15 +190,18 @@ impl AwsProvider {
                         .into(),
                 )
             })?;
-        let block_key = setting("access_key_id")?;
-        let block_secret = block
-            .secrets
-            .get("secret_access_key")
-            .map(|s| Sensitive(s.0.trim().to_owned()))
-            .filter(|s| !s.0.is_empty());
+        let block_key = settings
+            .access_key_id
+            .as_ref()
+            .and_then(|k| Some((setting(Some(&k.value))?, &k.env_var)));
+        let block_secret = settings
+            .secret_access_key
+            .as_ref()
+            .map(|s| (Sensitive(s.value.0.trim().to_owned()), &s.env_var))
+            .filter(|(s, _)| !s.0.is_empty());
         let key_from_block = block_key.is_some();
         let (access_key_id, key_source) = match block_key {
-            Some(k) => (k, from_block("access_key_id")),
+            Some((k, env_var)) => (k, from_block("access_key_id", env_var)),
             None => match env("AWS_ACCESS_KEY_ID") {
                 Some(k) => (k, "AWS_ACCESS_KEY_ID".to_owned()),
                 None => {
@@ -218,7 +218,7 @@ impl AwsProvider {
         };
         let (secret_access_key, secret_source) =
             match block_secret {
-                Some(s) => (s, from_block("secret_access_key")),
+                Some((s, env_var)) => (s, from_block("secret_access_key", env_var)),
                 None => match env("AWS_SECRET_ACCESS_KEY") {
                     Some(s) => (Sensitive(s), "AWS_SECRET_ACCESS_KEY".to_owned()),
                     None => return Err(invalid(
@@ -231,9 +231,9 @@ impl AwsProvider {
                 },
             };
         // A session token from the environment belongs to the environment's key only.
-        let session_token = block
-            .secrets
-            .get("session_token")
+        let session_token = settings
+            .session_token
+            .as_ref()
             .map(|s| Sensitive(s.0.trim().to_owned()))
             .filter(|s| !s.0.is_empty())
             .or_else(|| (!key_from_block).then(|| env("AWS_SESSION_TOKEN").map(Sensitive))?);
@@ -245,8 +245,8 @@ impl AwsProvider {
                     .into(),
             ));
         }
-        let endpoint =
-            setting("endpoint")?.unwrap_or_else(|| format!("https://ec2.{region}.amazonaws.com"));
+        let endpoint = setting(settings.endpoint.as_deref())
+            .unwrap_or_else(|| format!("https://ec2.{region}.amazonaws.com"));
         let credentials = AwsCredentials { access_key_id, secret_access_key, session_token };
         let scope = SigningScope { region: region.clone(), service: "ec2" };
         let client = HttpClient::new_sigv4(AWS_EC2, &endpoint, &credentials, scope, options.http)
@@ -260,10 +260,10 @@ impl AwsProvider {
             name: block.name.to_string(),
             client,
             region,
-            ami: setting("ami")?,
-            subnet_id: setting("subnet_id")?,
-            key_name: setting("key_name")?,
-            security_group: setting("security_group")?
+            ami: setting(settings.ami.as_deref()),
+            subnet_id: setting(settings.subnet_id.as_deref()),
+            key_name: setting(settings.key_name.as_deref()),
+            security_group: setting(settings.security_group.as_deref())
                 .unwrap_or_else(|| DEFAULT_SECURITY_GROUP.to_owned()),
             sources: CredentialSources {
                 access_key_id: key_source,

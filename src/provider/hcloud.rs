@@ -243,9 +243,14 @@ impl HcloudProvider {
         options: HcloudOptions,
     ) -> Result<Self, ProviderError> {
         let label = format!("provider \"hcloud\" \"{}\"", block.name);
-        let token = block
-            .secrets
-            .get("token")
+        let settings = block.hcloud().ok_or_else(|| ProviderError::Invalid {
+            host: label.clone(),
+            message: format!("provider `{}` is a {} provider, not hcloud", block.name, block.kind),
+            help: "name a `provider \"hcloud\"` block".into(),
+        })?;
+        let token = settings
+            .token
+            .as_ref()
             .map(|t| Sensitive(t.0.trim().to_owned()))
             .filter(|t| !t.0.is_empty())
             .ok_or_else(|| ProviderError::Invalid {
@@ -256,22 +261,26 @@ impl HcloudProvider {
                        API tokens)"
                     .into(),
             })?;
-        let setting = |key: &str| -> Result<Option<String>, ProviderError> {
-            match block.settings.get(key) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
-                    Ok(Some(s.trim().to_owned()))
+        // Written but empty is a mistake (an unset variable?), unlike not written at all.
+        let setting =
+            |key: &str, value: &Option<String>| -> Result<Option<String>, ProviderError> {
+                match value.as_deref().map(str::trim) {
+                    None => Ok(None),
+                    Some("") => Err(ProviderError::Invalid {
+                        host: label.clone(),
+                        message: format!(
+                            "`{key}` must be a non-empty string, not {:?}",
+                            value.as_deref().unwrap_or_default()
+                        ),
+                        help: format!("write `{key} = \"...\"`"),
+                    }),
+                    Some(s) => Ok(Some(s.to_owned())),
                 }
-                Some(other) => Err(ProviderError::Invalid {
-                    host: label.clone(),
-                    message: format!("`{key}` must be a non-empty string, not {other}"),
-                    help: format!("write `{key} = \"...\"`"),
-                }),
-            }
-        };
-        let endpoint = setting("endpoint")?.unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-        let location = setting("location")?;
-        let ssh_key_name = setting("ssh_key_name")?;
+            };
+        let endpoint =
+            setting("endpoint", &settings.endpoint)?.unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+        let location = setting("location", &settings.location)?;
+        let ssh_key_name = setting("ssh_key_name", &settings.ssh_key_name)?;
         let client =
             HttpClient::new(HETZNER_CLOUD, &endpoint, &token, options.http).map_err(|source| {
                 ProviderError::Api {

@@ -19,33 +19,7 @@ use crate::inventory::{self, Host, ProviderKind};
 use crate::state::HostState;
 use crate::util::process;
 
-/// How QEMU runs guests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accel {
-    /// KVM if a short probe shows it really boots a guest, else TCG.
-    Auto,
-    Kvm,
-    /// Software emulation: slow but works everywhere.
-    Tcg,
-}
-
-impl Accel {
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "auto" => Some(Self::Auto),
-            "kvm" => Some(Self::Kvm),
-            "tcg" => Some(Self::Tcg),
-            _ => None,
-        }
-    }
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Kvm => "kvm",
-            Self::Tcg => "tcg",
-        }
-    }
-}
+pub use crate::inventory::QemuAccel as Accel;
 
 /// Per-VM resources, from the host, then the provider block, then these defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +45,9 @@ pub struct QemuProvider {
     /// What `auto` turned out to mean on this machine, once known. Held across the first
     /// KVM trial, so concurrent starts wait for it and the fallback is logged once.
     resolved_accel: tokio::sync::Mutex<Option<Accel>>,
-    defaults: BTreeMap<String, serde_json::Value>,
+    /// The provider block's defaults for its hosts' `image`, `memory`, `cpus`, `disk_size`.
+    image: Option<String>,
+    vm: inventory::VmSettings,
     qemu: PathBuf,
 }
 
@@ -80,16 +56,15 @@ impl QemuProvider {
         inv: &inventory::Inventory,
         provider: &inventory::Provider,
     ) -> Result<Self, ProviderError> {
-        let accel = match provider.settings.get("accel").and_then(|v| v.as_str()) {
-            None => Accel::Auto,
-            Some(s) => Accel::parse(s).ok_or_else(|| ProviderError::Invalid {
-                host: provider.name.to_string(),
-                message: format!("accel = {s:?} is not one of auto, kvm, tcg"),
-                help: "set accel to \"auto\" (KVM when it works, else TCG), \"kvm\" or \"tcg\""
-                    .into(),
-            })?,
-        };
-        let vms_dir = match provider.settings.get("cache_dir").and_then(|v| v.as_str()) {
+        let settings = provider.qemu().ok_or_else(|| ProviderError::Invalid {
+            host: provider.name.to_string(),
+            message: format!(
+                "provider `{}` is a {} provider, not qemu",
+                provider.name, provider.kind
+            ),
+            help: "name a `provider \"qemu\"` block".into(),
+        })?;
+        let vms_dir = match &settings.cache_dir {
             Some(d) => inv.root.join(d),
             None => inv.root.join(".cairn").join("qemu"),
         };
@@ -97,9 +72,10 @@ impl QemuProvider {
             name: provider.name.to_string(),
             vms_dir,
             root: inv.root.clone(),
-            accel,
+            accel: settings.accel,
             resolved_accel: tokio::sync::Mutex::new(None),
-            defaults: provider.settings.clone(),
+            image: settings.image.clone(),
+            vm: settings.vm,
             qemu: PathBuf::from(
                 std::env::var_os("CAIRN_QEMU").unwrap_or_else(|| "qemu-system-x86_64".into()),
             ),
@@ -112,40 +88,15 @@ impl QemuProvider {
     }
 
     /// Memory, CPUs, disk size and image for `host`.
-    pub fn shape(&self, host: &Host) -> Result<VmShape, ProviderError> {
-        let get = |key: &str| host.extra.get(key).or_else(|| self.defaults.get(key));
-        let invalid = |key: &str, v: &serde_json::Value| ProviderError::Invalid {
-            host: host.name.to_string(),
-            message: format!("{key} = {v} is not a size"),
-            help: "give a number of MiB (1024) or a size with a unit (\"1G\", \"512M\")".into(),
-        };
-        let size = |key: &str, default: u64| match get(key) {
-            None => Ok(default),
-            Some(v) => size_mib(v).ok_or_else(|| invalid(key, v)),
-        };
-        let cpus = match get("cpus") {
-            None => 1,
-            Some(v) => {
-                v.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0).ok_or_else(
-                    || ProviderError::Invalid {
-                        host: host.name.to_string(),
-                        message: format!("cpus = {v} is not a positive number"),
-                        help: "set cpus to the number of virtual CPUs, e.g. 1".into(),
-                    },
-                )?
-            }
-        };
-        let image = host
-            .image
-            .as_deref()
-            .or_else(|| self.defaults.get("image").and_then(|v| v.as_str()))
-            .map(|p| self.root.join(p));
-        Ok(VmShape {
-            memory_mib: size("memory", DEFAULT_MEMORY_MIB)?,
-            cpus,
-            disk_size_mib: size("disk_size", DEFAULT_DISK_MIB)?,
+    pub fn shape(&self, host: &Host) -> VmShape {
+        let vm = host.vm.or(&self.vm);
+        let image = host.image.as_deref().or(self.image.as_deref()).map(|p| self.root.join(p));
+        VmShape {
+            memory_mib: vm.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
+            cpus: vm.cpus.unwrap_or(1),
+            disk_size_mib: vm.disk_size_mib.unwrap_or(DEFAULT_DISK_MIB),
             image,
-        })
+        }
     }
 
     /// Starts the VM. With `accel = "auto"` the first start on this machine is a KVM trial:
@@ -352,7 +303,7 @@ impl Provider for QemuProvider {
         if !dir.join("disk.qcow2").exists() {
             return Ok(None);
         }
-        let shape = self.shape(host)?;
+        let shape = self.shape(host);
         let pid = read_pid(&dir.join("qemu.pid"));
         let port = state
             .and_then(|s| s.provider_data.get("ssh_port"))
@@ -364,7 +315,7 @@ impl Provider for QemuProvider {
     }
 
     async fn create(&self, host: &Host, req: &CreateRequest) -> Result<Machine, ProviderError> {
-        let shape = self.shape(host)?;
+        let shape = self.shape(host);
         let base = self.base_image(host, &shape)?;
         let dir = self.vm_dir(host);
         fs_err::create_dir_all(&dir).map_err(|e| cmd_err(host, "creating the VM directory", e))?;
@@ -423,7 +374,7 @@ impl Provider for QemuProvider {
         match (action, pid) {
             (PowerAction::On, Some(_)) => Ok(()),
             (PowerAction::On, None) => {
-                let shape = self.shape(host)?;
+                let shape = self.shape(host);
                 let (_, port) = self.launch(host, &dir, &shape).await?;
                 if port != machine.ssh_port {
                     fs_err::write(dir.join("ssh_port"), port.to_string())
@@ -718,23 +669,6 @@ fn decide_accel(requested: Accel, evidence: &KvmEvidence) -> AccelStep {
     AccelStep::FallBack { reason }
 }
 
-/// A size in MiB from a number of MiB or a string like "512M", "8G", "1T".
-fn size_mib(v: &serde_json::Value) -> Option<u64> {
-    if let Some(n) = v.as_u64() {
-        return (n > 0).then_some(n);
-    }
-    let s = v.as_str()?.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().ok()?;
-    let factor = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "M" | "MB" | "MIB" => 1,
-        "G" | "GB" | "GIB" => 1024,
-        "T" | "TB" | "TIB" => 1024 * 1024,
-        _ => return None,
-    };
-    n.checked_mul(factor).filter(|n| *n > 0)
-}
-
 fn cmd_err(host: &Host, what: &str, source: std::io::Error) -> ProviderError {
     ProviderError::Command {
         host: host.name.to_string(),
@@ -758,18 +692,6 @@ fn tail(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn sizes_accept_mib_numbers_and_units() {
-        assert_eq!(size_mib(&json!(1024)), Some(1024));
-        assert_eq!(size_mib(&json!("512M")), Some(512));
-        assert_eq!(size_mib(&json!("8G")), Some(8192));
-        assert_eq!(size_mib(&json!("1 GiB")), Some(1024));
-        assert_eq!(size_mib(&json!("0")), None);
-        assert_eq!(size_mib(&json!("lots")), None);
-        assert_eq!(size_mib(&json!(-1)), None);
-    }
 
     #[test]
     fn auto_falls_back_to_tcg_whenever_kvm_fails() {

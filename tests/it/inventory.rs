@@ -152,16 +152,16 @@ fn example_inventory_resolves_to_the_expected_model() {
     assert_eq!(inv.provider_of(builder).kind, inventory::ProviderKind::Existing);
     assert_eq!(builder.ssh.port, 2222);
     assert_eq!(builder.flake.as_ref().unwrap().flake, "github:example/fleet");
-    assert!(builder.extra.contains_key("installer"));
+    assert!(builder.install.installer.is_some());
 
     let vm = inv.host("testvm").unwrap();
-    assert_eq!(vm.extra["memory"], 4096);
-    assert_eq!(vm.extra["disk_size"], 20480);
-    assert_eq!(inv.providers[vm.provider.as_str()].settings["memory"], 2048);
+    assert_eq!(vm.vm.memory_mib, Some(4096));
+    assert_eq!(vm.vm.disk_size_mib, Some(20480));
+    assert_eq!(inv.providers[vm.provider.as_str()].qemu().unwrap().vm.memory_mib, Some(2048));
 
     let cloud = &inv.providers["cloud"];
-    assert_eq!(cloud.secrets["token"].0, "hunter2-token");
-    assert_eq!(cloud.settings["ssh_key_name"], "cairn-prod");
+    assert_eq!(cloud.hcloud().unwrap().token.as_ref().unwrap().0, "hunter2-token");
+    assert_eq!(cloud.hcloud().unwrap().ssh_key_name.as_deref(), Some("cairn-prod"));
     let debug = format!("{inv:?}");
     assert!(!debug.contains("hunter2"), "the token must not appear in Debug output");
     let json = serde_json::to_string(&inv).unwrap();
@@ -231,7 +231,7 @@ provider "hcloud" "cloud" {
 fn location(vars: &[&str], env: &[(&str, &str)]) -> String {
     let inv = inventory::load_str(&opts("inline/cairn.hcl", vars, env), PRECEDENCE.to_owned())
         .unwrap_or_else(|e| panic!("{}", render(&e)));
-    inv.providers["cloud"].settings["location"].as_str().unwrap().to_owned()
+    inv.providers["cloud"].hcloud().unwrap().location.clone().unwrap()
 }
 
 #[test]
@@ -264,10 +264,43 @@ provider "qemu" "local" {
 "#;
     let inv = inventory::load_str(&opts("inline/cairn.hcl", &["cpus=4"], &[]), src.to_owned())
         .unwrap_or_else(|e| panic!("{}", render(&e)));
-    assert_eq!(inv.providers["local"].settings["cpus"], 4);
+    assert_eq!(inv.providers["local"].qemu().unwrap().vm.cpus, Some(4));
     let err = inventory::load_str(&opts("inline/cairn.hcl", &["cpus=four"], &[]), src.to_owned())
         .expect_err("not a number");
     insta::assert_snapshot!("typed_variable_bad_flag", render(&err));
+}
+
+#[test]
+fn install_settings_come_from_the_host_then_defaults_then_its_provider() {
+    let src = r#"
+provider "existing" "manual" {
+  installer            = "provider.tar.gz"
+  installer_min_memory = "2G"
+  copy                 = "nix-copy"
+}
+defaults {
+  copy = "stream"
+}
+host "a" {
+  address = "192.0.2.1"
+  age_key = true
+}
+host "b" {
+  address   = "192.0.2.2"
+  installer = "own.tar.gz"
+  disko     = true
+}
+"#;
+    let inv = inventory::load_str(&opts("inline/cairn.hcl", &[], &[]), src.to_owned())
+        .unwrap_or_else(|e| panic!("{}", render(&e)));
+    let a = &inv.host("a").unwrap().install;
+    assert_eq!(a.installer.as_deref(), Some("provider.tar.gz"));
+    assert_eq!(a.installer_min_memory, Some(2048));
+    assert_eq!(a.copy, Some(inventory::CopyStrategy::Stream), "defaults win over the provider");
+    assert!(a.age_key && !a.disko);
+    let b = &inv.host("b").unwrap().install;
+    assert_eq!(b.installer.as_deref(), Some("own.tar.gz"));
+    assert!(b.disko && !b.age_key);
 }
 
 #[test]
@@ -284,9 +317,11 @@ provider "hcloud" "cloud" {
     )
     .unwrap_or_else(|e| panic!("{}", render(&e)));
     let p = &inv.providers["cloud"];
-    assert_eq!(p.secrets["token"].0, "t0ken");
-    assert_eq!(p.settings["endpoint"], "https://api.hetzner.cloud/v1");
-    assert!(!p.settings.contains_key("token"), "credentials never land in settings");
+    let hcloud = p.hcloud().unwrap();
+    assert_eq!(hcloud.token.as_ref().unwrap().0, "t0ken");
+    assert_eq!(hcloud.endpoint.as_deref(), Some("https://api.hetzner.cloud/v1"));
+    let shown = format!("{p:?} {}", serde_json::to_string(p).unwrap());
+    assert!(!shown.contains("t0ken"), "credentials never land in settings");
 }
 
 #[test]

@@ -325,7 +325,7 @@ fn a_block_without_a_token_names_itself_and_hcloud_token() {
 fn the_token_comes_from_the_block_and_never_shows() {
     let inv = inventory("https://api.hetzner.cloud/v1", Some(TOKEN), &[("web1", "cx22")]);
     let block = inv.providers.values().next().unwrap();
-    assert_eq!(block.secrets["token"].0, TOKEN);
+    assert_eq!(block.hcloud().unwrap().token.as_ref().unwrap().0, TOKEN);
     let p = HcloudProvider::new(block).unwrap();
     let debug = format!("{p:?} {block:?} {inv:?}");
     assert!(!debug.contains(TOKEN), "{debug}");

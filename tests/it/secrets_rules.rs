@@ -283,7 +283,8 @@ fn host(name: &str, tags: &[&str], secrets: &[&str]) -> Host {
         address: None,
         health_checks: Vec::new(),
         timeouts: Default::default(),
-        extra: BTreeMap::new(),
+        install: Default::default(),
+        vm: Default::default(),
         span: span(),
     }
 }

@@ -6,12 +6,12 @@ use super::Phase;
 use crate::inventory::Wait;
 use crate::util::duration;
 
-/// A host's run failed in `phase`.
+/// A host's run failed in `phase` (`None`: outside any phase).
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("{host}: {phase} failed")]
+#[error("{host}: {} failed", .phase.map_or("the run", Phase::as_str))]
 pub struct BootstrapError {
     pub host: String,
-    pub phase: Phase,
+    pub phase: Option<Phase>,
     #[source]
     #[diagnostic_source]
     pub source: PhaseError,
@@ -23,6 +23,10 @@ pub enum PhaseError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Ssh(#[from] crate::ssh::Error),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Reach(#[from] crate::reach::ReachError),
 
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -110,6 +114,14 @@ pub enum PhaseError {
         limit: String,
         longer: String,
     },
+
+    /// A bug in cairn: the host's run panicked. The other hosts go on.
+    #[error("cairn panicked: {message}")]
+    #[diagnostic(
+        code(cairn::bootstrap::panic),
+        help("this is a bug in cairn, please report it with the host's log from .cairn/logs; the other hosts were not affected, and a re-run resumes after the last phase recorded")
+    )]
+    Panicked { message: String },
 
     #[error("{what}: {source}")]
     #[diagnostic(code(cairn::bootstrap::io), help("{help}"))]

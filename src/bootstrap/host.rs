@@ -8,16 +8,18 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use super::{
-    report_step, BootstrapError, Context, Deadlines, HostReport, Outcome, Phase, PhaseError,
-    PhaseTiming, Verified,
+    report_step, BootstrapError, Context, Deadlines, Finished, HostReport, Outcome, Phase,
+    PhaseError, PhaseTiming, Verified,
 };
 use crate::inventory::{HealthCheck, Host, Wait};
 use crate::keys::{AgeRecipient, HostKeyStore, HostKeys};
 use crate::nix::{PathInfo, StorePath};
 use crate::provider::{CreateRequest, Machine, Provider};
-use crate::ssh::{self, HostKeyPolicy, RemoteCommand, Session, Target, UploadSource};
-use crate::state::{HostState, KeyPhase, PhaseRecord};
+use crate::reach::{self, Recorded, Trust};
+use crate::ssh::{self, RemoteCommand, Session, UploadSource};
+use crate::state::{HostState, KeyPhase, PhaseRecord, VerifiedRecord};
 use crate::ui::progress::Step;
+use crate::util::parallel::{catch_panic, Panicked};
 use crate::util::template::{self, Vars};
 
 const FACTS_SH: &str = include_str!("../../templates/bootstrap/facts.sh");
@@ -88,11 +90,11 @@ pub(super) async fn run(ctx: &Context, host: &Host) -> HostReport {
         deadlines: Deadlines::resolve(&host.timeouts, &ctx.options.timeouts),
     };
     let mut timings = Vec::new();
-    let last_done = run.state_snapshot().last_phase.and_then(|r| r.phase.parse::<Phase>().ok());
+    let last_done = run.state_snapshot().last_phase.map(|r| r.phase);
     let selected = ctx.options.phases.clone();
     let mut result = Err(BootstrapError {
         host: host.name.to_string(),
-        phase: Phase::Verify,
+        phase: Some(Phase::Verify),
         source: PhaseError::Config {
             what: "no phase ran".into(),
             help: "check the --phases list".into(),
@@ -105,14 +107,21 @@ pub(super) async fn run(ctx: &Context, host: &Host) -> HostReport {
         let phase_started = Instant::now();
         let done_before = selected.is_none() && last_done.is_some_and(|d| phase <= d);
         report_step(host, phase, Step::Started, "");
-        let outcome = run.phase(phase, done_before, last_done).await;
+        let outcome = match catch_panic(run.phase(phase, done_before, last_done)).await {
+            Ok(outcome) => outcome,
+            Err(Panicked { message }) => Err(PhaseError::Panicked { message }),
+        };
         let elapsed = phase_started.elapsed();
         match outcome {
             Ok(PhaseResult::Done) => {
                 report_step(host, phase, Step::Done, "");
                 run.ran_any |= phase != Phase::Verify && phase != Phase::Provision;
                 if let Err(e) = run.record_phase(phase) {
-                    result = Err(BootstrapError { host: host.name.to_string(), phase, source: e });
+                    result = Err(BootstrapError {
+                        host: host.name.to_string(),
+                        phase: Some(phase),
+                        source: e,
+                    });
                     timings.push(PhaseTiming { phase, outcome: Outcome::Failed, elapsed });
                     break;
                 }
@@ -126,17 +135,22 @@ pub(super) async fn run(ctx: &Context, host: &Host) -> HostReport {
                 v.unchanged = !run.ran_any;
                 report_step(host, phase, Step::Done, &format!("host key {}", v.host_key));
                 if let Err(e) = run.record_phase(phase) {
-                    result = Err(BootstrapError { host: host.name.to_string(), phase, source: e });
+                    result = Err(BootstrapError {
+                        host: host.name.to_string(),
+                        phase: Some(phase),
+                        source: e,
+                    });
                     timings.push(PhaseTiming { phase, outcome: Outcome::Failed, elapsed });
                     break;
                 }
                 timings.push(PhaseTiming { phase, outcome: Outcome::Done, elapsed });
-                result = Ok(v);
+                result = Ok(Finished::Verified(v));
             }
             Err(source) => {
                 report_step(host, phase, Step::Failed, &source.to_string());
                 timings.push(PhaseTiming { phase, outcome: Outcome::Failed, elapsed });
-                result = Err(BootstrapError { host: host.name.to_string(), phase, source });
+                result =
+                    Err(BootstrapError { host: host.name.to_string(), phase: Some(phase), source });
                 break;
             }
         }
@@ -148,14 +162,9 @@ pub(super) async fn run(ctx: &Context, host: &Host) -> HostReport {
     if result.as_ref().is_err_and(|e| matches!(e.source, PhaseError::Config { .. }))
         && timings.iter().all(|t| t.outcome != Outcome::Failed)
     {
-        result = Ok(Verified {
-            address: String::new(),
-            host_key: String::new(),
-            boot_id: String::new(),
-            root_device: String::new(),
-            checks: Vec::new(),
-            unchanged: !run.ran_any,
-        });
+        result = Ok(Finished::PhasesRan(
+            timings.iter().filter(|t| t.outcome == Outcome::Done).map(|t| t.phase).collect(),
+        ));
     }
     HostReport { host: host.name.to_string(), result, timings, elapsed: started.elapsed() }
 }
@@ -224,13 +233,12 @@ impl HostRun<'_> {
         let at = OffsetDateTime::now_utc();
         let at = at.replace_nanosecond(0).unwrap_or(at);
         self.update_state(|h| {
-            let newer = h
-                .last_phase
-                .as_ref()
-                .and_then(|r| r.phase.parse::<Phase>().ok())
-                .is_none_or(|p| phase >= p);
-            if newer {
-                h.last_phase = Some(PhaseRecord { phase: phase.as_str().into(), at });
+            if h.last_phase.as_ref().is_none_or(|r| phase >= r.phase) {
+                h.last_phase = Some(PhaseRecord { phase, at });
+            }
+            // What verify proved no longer describes a machine changed since.
+            if (Phase::Kexec..=Phase::Reboot).contains(&phase) {
+                h.bootstrap.verified = None;
             }
         })
     }
@@ -272,67 +280,7 @@ impl HostRun<'_> {
         })
     }
 
-    /// Where SSH answers: the machine the provider reported, else what state recorded.
-    fn target(&self, stage: KeyPhase) -> Result<Target, PhaseError> {
-        let user = match stage {
-            KeyPhase::Stock => self.host.ssh.user.clone(),
-            KeyPhase::Installer | KeyPhase::Installed => "root".to_string(),
-        };
-        if let Some(m) = &self.machine {
-            return Ok(Target::new(m.ssh_address.clone(), m.ssh_port, user));
-        }
-        let state = self.state_snapshot();
-        state
-            .addresses
-            .first()
-            .and_then(|a| Target::from_address(a, self.host.ssh.port, user.clone()))
-            .or_else(|| {
-                self.host
-                    .address
-                    .as_deref()
-                    .and_then(|a| Target::from_address(a, self.host.ssh.port, user))
-            })
-            .ok_or_else(|| PhaseError::Config {
-                what: "no address is known for this host".into(),
-                help: "run the provision phase first, or give the host an `address`".into(),
-            })
-    }
-
     // ---- connections --------------------------------------------------------------------
-
-    /// The pinned keys for a stage: recorded ones, else what that stage is known to present.
-    fn policy(&self, stage: KeyPhase) -> Result<HostKeyPolicy, PhaseError> {
-        let state = self.state_snapshot();
-        let keys = match stage {
-            KeyPhase::Stock => state.host_keys.get(&KeyPhase::Stock).cloned(),
-            // The installer carries the stock system's host keys across the jump.
-            KeyPhase::Installer => state
-                .host_keys
-                .get(&KeyPhase::Installer)
-                .or_else(|| state.host_keys.get(&KeyPhase::Stock))
-                .cloned(),
-            // The installed system presents the key cairn generated: known before contact.
-            KeyPhase::Installed => state
-                .host_keys
-                .get(&KeyPhase::Installed)
-                .cloned()
-                .or_else(|| state.ssh_public_key.clone().map(|k| vec![k])),
-        };
-        match keys {
-            Some(keys) if !keys.is_empty() => {
-                HostKeyPolicy::pinned_openssh(&keys).map_err(|e| PhaseError::Config {
-                    what: format!("a pinned host key in state is not a valid public key: {e}"),
-                    help: "remove the host's host_keys entry from .cairn/state.json".into(),
-                })
-            }
-            _ if stage == KeyPhase::Stock => Ok(HostKeyPolicy::RecordOnFirstContact),
-            _ => Err(PhaseError::Config {
-                what: format!("no {stage:?} host key is known for this host").to_lowercase(),
-                help: "run the earlier phases first (cairn bootstrap host NAME without --phases)"
-                    .into(),
-            }),
-        }
-    }
 
     /// A session to the system in `stage`, reusing the open one when it matches; a new one
     /// may take as long as the `wait` deadline allows.
@@ -355,11 +303,14 @@ impl HostRun<'_> {
         if let Some((_, old)) = self.session.take() {
             old.close().await;
         }
-        let target = self.target(stage)?;
-        let policy = self.policy(stage)?;
-        let record = matches!(policy, HostKeyPolicy::RecordOnFirstContact);
+        let state = self.state_snapshot();
+        let location = self.ctx.state.location();
+        let recorded = Recorded { host: self.name(), state: &state, location: &location };
+        let route = reach::route(self.host, &recorded, stage)?;
+        let (target, policy) = (route.target.clone(), route.policy());
+        let record = matches!(route.trust, Trust::FirstContact);
         let options = ssh::ConnectOptions {
-            pinned_key_location: format!("hosts.{}.host_keys in .cairn/state.json", self.name()),
+            pinned_key_location: route.key_location.clone(),
             ..Default::default()
         };
         let deadline = tokio::time::Instant::now() + within;
@@ -782,9 +733,7 @@ impl HostRun<'_> {
         let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
         session.exec(&RemoteCommand::script("install", script)).await?;
         let system = system.as_str().to_string();
-        self.update_state(|h| {
-            h.provider_data.insert("system".into(), system.into());
-        })?;
+        self.update_state(|h| h.bootstrap.system = Some(system))?;
         Ok(PhaseResult::Done)
     }
 
@@ -796,9 +745,7 @@ impl HostRun<'_> {
             return Ok(PhaseResult::Skipped("not in the installer any more".into()));
         }
         let installer_boot = facts.boot_id.clone();
-        self.update_state(|h| {
-            h.provider_data.insert("installer_boot_id".into(), installer_boot.into());
-        })?;
+        self.update_state(|h| h.bootstrap.installer_boot_id = Some(installer_boot))?;
         let session = self.session(KeyPhase::Installer, Wait::Reach).await?;
         match session.exec(&RemoteCommand::script("reboot", REBOOT_SH)).await {
             Ok(_) => {}
@@ -815,8 +762,7 @@ impl HostRun<'_> {
 
     async fn verify(&mut self) -> Result<Verified, PhaseError> {
         let state = self.state_snapshot();
-        let installer_boot =
-            state.provider_data.get("installer_boot_id").and_then(|v| v.as_str()).map(String::from);
+        let installer_boot = state.bootstrap.installer_boot_id.clone();
         let limit = self.deadlines.get(Wait::Reboot);
         let deadline = Instant::now() + limit;
         let old_keys: Vec<String> = [KeyPhase::Stock, KeyPhase::Installer]
@@ -880,6 +826,13 @@ impl HostRun<'_> {
             .await?
             .stdout_trimmed();
         let checks = self.health_checks().await?;
+        let at = OffsetDateTime::now_utc();
+        let record = VerifiedRecord {
+            at: at.replace_nanosecond(0).unwrap_or(at),
+            boot_id: facts.boot_id.clone(),
+            host_key: host_key.clone(),
+        };
+        self.update_state(|h| h.bootstrap.verified = Some(record))?;
         Ok(Verified {
             address: target,
             host_key,

@@ -7,7 +7,6 @@ pub mod copy;
 mod error;
 mod host;
 mod operator;
-pub mod phase;
 mod secrets;
 
 use std::collections::BTreeMap;
@@ -17,15 +16,16 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
+pub use crate::phase::{self, Phase};
 pub use error::{BootstrapError, PhaseError};
 pub use operator::Operator;
-pub use phase::Phase;
 
 use crate::inventory::{Host, Inventory, ProviderName, Timeouts, Wait};
 use crate::nix::Nix;
 use crate::provider::Provider;
 use crate::state::SharedStateLock;
 use crate::ui::progress::{self, Step};
+use crate::util::parallel::Panicked;
 
 /// How long each wait of one host's run may take before the run fails with a message saying
 /// what it waited for, what it saw last and which setting raises the limit. Resolved per
@@ -121,9 +121,18 @@ pub struct PhaseTiming {
 #[derive(Debug)]
 pub struct HostReport {
     pub host: String,
-    pub result: Result<Verified, BootstrapError>,
+    pub result: Result<Finished, BootstrapError>,
     pub timings: Vec<PhaseTiming>,
     pub elapsed: Duration,
+}
+
+/// How a host's run that did not fail ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// Verify ran and proved the installed system.
+    Verified(Verified),
+    /// Only some phases ran (`--phases` without verify): these completed.
+    PhasesRan(Vec<Phase>),
 }
 
 /// What verify proved about the installed host.
@@ -143,17 +152,58 @@ pub struct Verified {
 }
 
 /// Bootstraps `hosts`, at most `options.parallel` at a time. A failing host does not stop the
-/// others; every host gets a report.
+/// others; every host gets a report, a host whose task panicked too.
 pub async fn run_fleet(ctx: Arc<Context>, hosts: Vec<Host>) -> Vec<HostReport> {
     let parallel = ctx.options.parallel;
-    crate::util::parallel::bounded(hosts, parallel, move |host| {
+    let names: Vec<String> = hosts.iter().map(|h| h.name.to_string()).collect();
+    let results = crate::util::parallel::bounded(hosts, parallel, move |host| {
         let ctx = ctx.clone();
         let span = tracing::info_span!(progress::HOST_SPAN, host = %host.name);
         async move { host::run(&ctx, &host).await }.instrument(span)
     })
-    .await
+    .await;
+    reports(names, results)
+}
+
+/// One report per host, in order: a task that panicked is a failed host.
+fn reports(names: Vec<String>, results: Vec<Result<HostReport, Panicked>>) -> Vec<HostReport> {
+    names
+        .into_iter()
+        .zip(results)
+        .map(|(host, result)| match result {
+            Ok(report) => report,
+            Err(Panicked { message }) => HostReport {
+                result: Err(BootstrapError {
+                    host: host.clone(),
+                    phase: None,
+                    source: PhaseError::Panicked { message },
+                }),
+                host,
+                timings: Vec::new(),
+                elapsed: Duration::ZERO,
+            },
+        })
+        .collect()
 }
 
 fn report_step(host: &Host, phase: Phase, step: Step, detail: &str) {
     progress::report(host.name.as_str(), phase.as_str(), step, detail);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_whose_task_panicked_is_a_failed_host_with_the_panic_message() {
+        let panicked = Panicked { message: "index out of bounds: the len is 0".into() };
+        let out = reports(vec!["web1".into()], vec![Err(panicked)]);
+        let err = out[0].result.as_ref().unwrap_err();
+        assert_eq!(err.to_string(), "web1: the run failed");
+        assert_eq!(err.source.to_string(), "cairn panicked: index out of bounds: the len is 0");
+        // Counted as failed in the summary, and so in the exit code.
+        let summary = crate::ui::report::bootstrap(&out);
+        assert!(summary.starts_with("web1: FAILED after 0 s\n"), "{summary}");
+        assert!(summary.ends_with("0 of 1 hosts ok\n"), "{summary}");
+    }
 }

@@ -32,8 +32,8 @@ impl Operator {
         let private = match env_key {
             Some(path) => path,
             None => {
-                let dir = repo_root.join(".cairn").join("ssh");
-                let path = dir.join("operator_ed25519");
+                let repo = crate::repo::Repo::new(repo_root);
+                let (dir, path) = (repo.operator_key_dir(), repo.operator_key());
                 if !path.exists() {
                     fs_err::create_dir_all(&dir)
                         .map_err(io(format!("creating {}", dir.display())))?;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use crate::cli::{KeyPhaseArg, SshArgs};
 use crate::inventory;
+use crate::reach::{self, Recorded, Stage};
 use crate::ssh::{self, Auth, ConnectOptions, Interactive, PtyRequest, RawTerminal, Session};
-use crate::state::KeyPhase;
 
 use super::Context;
 
@@ -26,18 +26,22 @@ pub fn run(args: &SshArgs, ctx: &Context) -> miette::Result<ExitCode> {
     };
     let state = ctx.open_state(&inventory)?;
     let data = state.read()?;
-    let phase = args.phase.map(|p| match p {
-        KeyPhaseArg::Stock => KeyPhase::Stock,
-        KeyPhaseArg::Installer => KeyPhase::Installer,
-        KeyPhaseArg::Installed => KeyPhase::Installed,
+    let stage = args.phase.map(|p| match p {
+        KeyPhaseArg::Stock => Stage::Stock,
+        KeyPhaseArg::Installer => Stage::Installer,
+        KeyPhaseArg::Installed => Stage::Installed,
     });
-    let mut known = ssh::known_host(host, data.hosts.get(host.name.as_str()), phase)?;
+    let location = state.location();
+    let recorded_host = data.hosts.get(host.name.as_str()).cloned().unwrap_or_default();
+    let recorded =
+        Recorded { host: host.name.as_str(), state: &recorded_host, location: &location };
+    let mut known = reach::known_host(*host, &recorded, stage)?;
     if let Some(user) = &args.user {
         known.target.user = user.clone();
     }
     // The key bootstrap logs in with (`-i`/CAIRN_SSH_KEY, else the repository's operator
     // key), then what ssh would use.
-    let operator_key = inventory.root.join(".cairn").join("ssh").join("operator_ed25519");
+    let operator_key = crate::repo::Repo::new(&inventory.root).operator_key();
     let auth = match &args.identity {
         Some(path) => Auth::KeyFile(path.clone()),
         None if operator_key.is_file() => Auth::KeyFile(operator_key),
@@ -49,12 +53,7 @@ pub fn run(args: &SshArgs, ctx: &Context) -> miette::Result<ExitCode> {
         })?,
     };
     let options = ConnectOptions {
-        pinned_key_location: format!(
-            "hosts.{}.host_keys.{} in {}",
-            host.name,
-            ssh::phase_name(known.phase),
-            state.location()
-        ),
+        pinned_key_location: known.key_location.clone(),
         ..ConnectOptions::default()
     };
     let interactive_terminal = std::io::stdin().is_terminal();
@@ -69,7 +68,7 @@ pub fn run(args: &SshArgs, ctx: &Context) -> miette::Result<ExitCode> {
 
     let runtime = super::fleet::runtime()?;
     let result = runtime.block_on(async {
-        let session = Session::connect(&known.target, &auth, &known.policy, &options).await?;
+        let session = Session::connect(&known.target, &auth, &known.policy(), &options).await?;
         // Raw mode only once connected, so connection errors print on a normal terminal.
         let _raw = if want_pty { RawTerminal::enable() } else { None };
         let resize = ssh::watch_terminal_size();

@@ -71,7 +71,7 @@ pub fn provider_blocks(inv: &Inventory, plan: &Plan, state: &StateData) -> Vec<P
 /// Carries out `plan`, at most `exec.parallel` hosts at a time; results in the plan's order.
 pub async fn run(exec: Arc<Executor>, plan: &Plan) -> Vec<HostOutcome> {
     let parallel = exec.parallel;
-    crate::util::parallel::bounded(plan.hosts.clone(), parallel, move |hp| {
+    let results = crate::util::parallel::bounded(plan.hosts.clone(), parallel, move |hp| {
         let exec = exec.clone();
         let span = tracing::info_span!(crate::ui::progress::HOST_SPAN, host = %hp.host);
         async move {
@@ -84,7 +84,19 @@ pub async fn run(exec: Arc<Executor>, plan: &Plan) -> Vec<HostOutcome> {
         }
         .instrument(span)
     })
-    .await
+    .await;
+    // A task that panicked is a failed host, so the run cannot end well.
+    plan.hosts
+        .iter()
+        .zip(results)
+        .map(|(hp, r)| {
+            r.unwrap_or_else(|p| HostOutcome {
+                host: hp.host.clone(),
+                result: Err(PlanError::Panicked { host: hp.host.clone(), message: p.message }),
+                elapsed: Duration::ZERO,
+            })
+        })
+        .collect()
 }
 
 async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
@@ -253,6 +265,7 @@ fn forget_machine(h: &mut HostState) {
     h.addresses.clear();
     h.host_keys.clear();
     h.last_phase = None;
+    h.bootstrap = Default::default();
     h.provider_data.clear();
 }
 
@@ -383,7 +396,7 @@ mod tests {
         let mut h = HostState::default();
         record_machine(&mut h, &provider, &machine("vm-1", "10.0.0.5"), Some(&created("cx22")));
         let copied = crate::state::PhaseRecord {
-            phase: "copy".into(),
+            phase: crate::phase::Phase::Copy,
             at: time::OffsetDateTime::UNIX_EPOCH,
         };
         h.last_phase = Some(copied.clone());

@@ -627,6 +627,14 @@ pub enum PlanError {
         help("run `cairn plan` again: the provider changed since")
     )]
     Vanished { host: String, machine: String },
+
+    /// A bug in cairn: the host's task panicked. The other hosts went on.
+    #[error("{host}: cairn panicked: {message}")]
+    #[diagnostic(
+        code(cairn::apply::panic),
+        help("this is a bug in cairn, please report it; run `cairn plan` to see what state records of {host} now")
+    )]
+    Panicked { host: String, message: String },
 }
 
 /// An error and its causes on one line (for plan output and JSON).

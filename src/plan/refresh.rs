@@ -158,6 +158,8 @@ pub async fn refresh(
             Some((t, provider, label))
         })
         .collect();
+    let names: Vec<(String, String)> =
+        labelled.iter().map(|(t, _, label)| (t.host.name.to_string(), label.clone())).collect();
     let results = crate::util::parallel::bounded(labelled, parallel, |(t, provider, label)| {
         let span = tracing::debug_span!("refresh", host = %t.host.name);
         async move {
@@ -168,6 +170,13 @@ pub async fn refresh(
     })
     .await;
     let mut refresh = Refresh::default();
+    let results = names.into_iter().zip(results).map(|((host, label), r)| {
+        r.unwrap_or_else(|p| {
+            let message = format!("looking the machine up panicked: {}", p.message);
+            let help = "this is a bug in cairn, please report it".to_owned();
+            (host.clone(), label, Err(ProviderError::Invalid { host, message, help }))
+        })
+    });
     for (host, provider, found) in results {
         let seen = match found {
             Ok(Some(machine)) => Seen::Found { provider, machine },

@@ -66,7 +66,7 @@ impl QemuProvider {
         })?;
         let vms_dir = match &settings.cache_dir {
             Some(d) => inv.root.join(d),
-            None => inv.root.join(".cairn").join("qemu"),
+            None => crate::repo::Repo::new(&inv.root).qemu_dir(),
         };
         Ok(Self {
             name: provider.name.to_string(),

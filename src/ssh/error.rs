@@ -237,31 +237,6 @@ pub enum Error {
     #[diagnostic(code(cairn::ssh::unexpected_output))]
     UnexpectedOutput { target: Arc<Target>, what: &'static str, output: String },
 
-    #[error("cairn has no address for {host}")]
-    #[diagnostic(
-        code(cairn::ssh::no_address),
-        help("create the machine first (`cairn apply {host}`), or set `address` in its host block for an existing machine")
-    )]
-    NoAddress { host: String },
-
-    #[error("the address {address:?} recorded for {host} is not host, host:port or [ipv6]:port")]
-    #[diagnostic(
-        code(cairn::ssh::bad_address),
-        help("fix the host's `addresses` in the state, or its `address` in cairn.hcl")
-    )]
-    BadAddress { host: String, address: String },
-
-    #[error("no {}host key of {host} is recorded in state", phase.map(|p| format!("{p} ")).unwrap_or_default())]
-    #[diagnostic(
-        code(cairn::ssh::no_recorded_key),
-        help("cairn only connects to hosts whose key it knows: bootstrap the host first (`cairn bootstrap host {host}`, or just `--phases reach` to keep the stock system), which records the key on first contact with {target}")
-    )]
-    NoRecordedKey { target: Arc<Target>, host: String, phase: Option<&'static str> },
-
-    #[error("the {phase} host key recorded for {host} cannot be read: {reason}")]
-    #[diagnostic(code(cairn::ssh::bad_recorded_key), help("the state file was edited by hand? restore it from its backup, or remove the key and bootstrap again"))]
-    BadRecordedKey { host: String, phase: &'static str, reason: String },
-
     #[error("{target} did not become reachable over SSH within {} ({attempts} attempts); last error: {last_error}", secs(*waited))]
     #[diagnostic(
         code(cairn::ssh::unreachable),

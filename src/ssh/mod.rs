@@ -4,14 +4,14 @@
 //! or (first contact with a stock image only) a key recorded for the caller to pin. Remote
 //! commands are built as data ([`RemoteCommand`]), their results are strict (a non-zero
 //! status, a signal or a missing status is an error carrying the stderr tail), and a
-//! non-root login escalates with passwordless `sudo -n` or `doas -n`.
+//! non-root login escalates with passwordless `sudo -n` or `doas -n`. Transport only: where
+//! to connect and which key to pin are decided by [`crate::reach`].
 
 mod command;
 mod error;
 mod exec;
 mod hostkey;
 mod interactive;
-mod resolve;
 mod upload;
 mod wait;
 
@@ -35,7 +35,6 @@ pub use hostkey::{fingerprint, known_hosts, openssh_options, HostKeyPolicy};
 pub use interactive::{
     terminal_size, watch_terminal_size, Interactive, PtyRequest, RawTerminal, TerminalSize,
 };
-pub use resolve::{known_host, phase_name, KnownHost};
 pub use upload::UploadSource;
 pub use wait::wait_reachable;
 
@@ -141,7 +140,7 @@ pub struct ConnectOptions {
     /// Keepalive interval; unanswered keepalives close the connection.
     pub keepalive_interval: Duration,
     /// Where the pinned keys live, for the "host key changed" help
-    /// (e.g. `hosts.web1.host_keys.stock in .cairn/state.json`).
+    /// (e.g. `hosts.web1.host_keys.stock in /repo/.cairn/state.json`), named by the caller.
     pub pinned_key_location: String,
 }
 

@@ -17,8 +17,6 @@ use serde::Deserialize;
 use super::{sys, LockHolder, LockWait, State, StateData, StateError, StateLock, SCHEMA_VERSION};
 use crate::util::atomic;
 
-/// The directory under the repository root holding state and its lock.
-pub const STATE_DIR: &str = ".cairn";
 const STATE_FILE: &str = "state.json";
 const BACKUP_FILE: &str = "state.json.bak";
 const LOCK_FILE: &str = "state.lock";
@@ -39,7 +37,7 @@ pub struct FileState {
 
 impl FileState {
     pub fn new(repo_root: impl AsRef<Path>) -> Self {
-        let dir = repo_root.as_ref().join(STATE_DIR);
+        let dir = crate::repo::Repo::new(repo_root.as_ref()).state_dir();
         Self {
             state_path: dir.join(STATE_FILE),
             backup_path: dir.join(BACKUP_FILE),
@@ -85,7 +83,9 @@ impl FileState {
                 supported: SCHEMA_VERSION,
             });
         }
-        // Migrations from older schemas go here, keyed on `header.schema`.
+        if header.schema < u64::from(SCHEMA_VERSION) {
+            return super::migrate::from_slice(bytes, header.schema).map_err(|e| self.corrupt(&e));
+        }
         serde_json::from_slice(bytes).map_err(|e| self.corrupt(&e))
     }
 
@@ -345,5 +345,9 @@ impl StateLock for FileStateLock {
 
     fn holder(&self) -> &LockHolder {
         &self.holder
+    }
+
+    fn location(&self) -> String {
+        self.state.location()
     }
 }

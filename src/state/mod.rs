@@ -15,15 +15,19 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::phase::Phase;
+
 pub mod file;
+mod migrate;
 pub mod pg;
 mod sys;
 
 pub use file::FileState;
 pub use pg::PgState;
 
-/// The schema version written into every state file. Bump it with a migration.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version written into every state file. Bump it with a migration (`migrate.rs`).
+/// 2: phases typed, bootstrap's own facts in [`HostState::bootstrap`] (not `provider_data`).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The phase whose SSH host key was seen: each phase of a host's life presents its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -40,9 +44,42 @@ pub enum KeyPhase {
 /// A completed bootstrap phase, with when it completed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseRecord {
-    pub phase: String,
+    pub phase: Phase,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+}
+
+/// What bootstrap itself learnt installing a host (not the provider's facts).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootstrapRecord {
+    /// The system installed (`/nix/store/...-nixos-system-web1-...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The installer's boot id when it was told to reboot: a host answering with it has not
+    /// rebooted yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installer_boot_id: Option<String>,
+    /// The last time verify proved the installed system; `None` until then (only some
+    /// phases ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<VerifiedRecord>,
+}
+
+impl BootstrapRecord {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// What verify proved, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedRecord {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The boot it verified.
+    pub boot_id: String,
+    /// The fingerprint of the host key it presented (`SHA256:...`).
+    pub host_key: String,
 }
 
 /// Everything recorded about one host.
@@ -78,6 +115,9 @@ pub struct HostState {
     /// The last bootstrap phase completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_phase: Option<PhaseRecord>,
+    /// What bootstrap recorded besides its progress.
+    #[serde(default, skip_serializing_if = "BootstrapRecord::is_empty")]
+    pub bootstrap: BootstrapRecord,
     /// Provider-specific facts (qemu: pid, ssh port, disk path; hcloud: server type...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub provider_data: BTreeMap<String, serde_json::Value>,
@@ -279,6 +319,8 @@ pub trait StateLock: Send + fmt::Debug {
     fn commit(&mut self) -> Result<(), StateError>;
     /// Who holds this lock (this process).
     fn holder(&self) -> &LockHolder;
+    /// Where the state lives, for messages (as [`State::location`]).
+    fn location(&self) -> String;
 }
 
 /// A [`StateLock`] shared by the tasks of one run (one tokio task per host): each update is
@@ -298,6 +340,11 @@ impl SharedStateLock {
         // A task that panicked mid-update left data that was never committed; the others
         // still commit their own updates on top of it.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the state lives, for messages.
+    pub fn location(&self) -> String {
+        self.guard().location()
     }
 
     /// A copy of the current data.

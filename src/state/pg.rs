@@ -435,8 +435,12 @@ impl PgState {
         }
         let corrupt =
             |message: String| PgError::Corrupt { location: self.location.clone(), serial, message };
-        let mut data: StateData =
-            serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        let mut data: StateData = if i64::from(schema) < i64::from(SCHEMA_VERSION) {
+            let from = u64::try_from(schema).unwrap_or_default();
+            super::migrate::from_slice(text.as_bytes(), from).map_err(|e| corrupt(e.to_string()))?
+        } else {
+            serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?
+        };
         // The row's serial is the one the lock and the commits go by.
         data.serial = u64::try_from(serial).map_err(|_| corrupt(format!("serial {serial}")))?;
         Ok(data)
@@ -701,6 +705,10 @@ impl StateLock for PgStateLock {
 
     fn holder(&self) -> &LockHolder {
         &self.holder
+    }
+
+    fn location(&self) -> String {
+        self.state.location.clone()
     }
 }
 

@@ -11,6 +11,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 pub mod progress;
+pub mod report;
 
 use crate::cli::ColorChoice;
 

@@ -573,8 +573,8 @@ fn newer_schema_is_refused(b: &Backend) {
     assert_eq!(
         err.to_string(),
         format!(
-            "{} was written by a newer cairn (state schema 7; this cairn understands schema 1 \
-             and older)",
+            "{} was written by a newer cairn (state schema 7; this cairn understands schema \
+             {SCHEMA_VERSION} and older)",
             state.location()
         )
     );

@@ -1,11 +1,15 @@
-//! The phases of a host's bootstrap, in order.
+//! The phases of a host's bootstrap, in order: the vocabulary bootstrap runs, state records
+//! and `reach` reads. A leaf: it imports nothing from the crate, so every layer may use it.
 
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 /// One step of the pipeline. Each is idempotent, checks the remote side before acting and
-/// is recorded in state when it completes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// is recorded in state when it completes. Serialised as its lowercase name (`"kexec"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Ask the provider for the machine (skipped when it exists).
     Provision,
@@ -94,6 +98,15 @@ pub fn parse_list(s: &str) -> Result<Vec<Phase>, UnknownPhase> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phases_serialise_as_the_names_state_always_held() {
+        for phase in Phase::ALL {
+            let json = serde_json::to_string(&phase).unwrap();
+            assert_eq!(json, format!("\"{}\"", phase.as_str()));
+            assert_eq!(serde_json::from_str::<Phase>(&json).unwrap(), phase);
+        }
+    }
 
     #[test]
     fn phase_lists_are_sorted_into_pipeline_order() {

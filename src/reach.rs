@@ -1,0 +1,259 @@
+//! How a host is reached at each [`Stage`] of its life, and which host key it must present
+//! there. Every trust decision lives here: bootstrap, `cairn ssh` (and status) ask this
+//! module where to connect and what to pin; `ssh` only carries the connection out.
+//!
+//! - The address: the one state recorded (what the provider reported), else the inventory's
+//!   `address`.
+//! - The login: the inventory's `ssh.user` on the stock image; root on cairn's installer and
+//!   on the systems it installs (bootstrap seeds root's `authorized_keys`).
+//! - The key: the one recorded for the stage; the installer carries the stock image's keys
+//!   across the jump; the installed system presents the key cairn generated, known before
+//!   first contact. Only a stock image whose key nobody knows yet is trusted on first
+//!   contact, and only by bootstrap ([`Trust::FirstContact`]).
+
+use crate::inventory::{Host, SshSettings};
+use crate::phase::Phase;
+use crate::ssh::{HostKeyPolicy, Target};
+use crate::state::HostState;
+
+/// Which system a host runs as cairn reaches it: the key and the login differ per stage.
+pub use crate::state::KeyPhase as Stage;
+
+/// What reach needs of an inventory host: how to log in and, for a machine cairn did not
+/// create, its address.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    pub ssh: &'a SshSettings,
+    pub address: Option<&'a str>,
+}
+
+impl<'a> From<&'a Host> for Endpoint<'a> {
+    fn from(host: &'a Host) -> Self {
+        Endpoint { ssh: &host.ssh, address: host.address.as_deref() }
+    }
+}
+
+/// One host as state records it, and where that state lives (named in every message).
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    pub host: &'a str,
+    pub state: &'a HostState,
+    /// `/repo/.cairn/state.json`, `PostgreSQL state "prod" (...)`.
+    pub location: &'a str,
+}
+
+/// What to accept from the machine at a stage.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Only these keys, as recorded for `recorded_as` (the installer's may be the stock
+    /// image's it carried over).
+    Pinned { policy: HostKeyPolicy, recorded_as: Stage },
+    /// Nothing is known yet about a stock image: its key is recorded on first contact.
+    FirstContact,
+}
+
+/// Where and how to connect to a host at one stage.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub target: Target,
+    pub stage: Stage,
+    pub trust: Trust,
+    /// Where the pinned keys live, for the "host key changed" help
+    /// (`hosts.web1.host_keys.stock in /repo/.cairn/state.json`).
+    pub key_location: String,
+}
+
+impl Route {
+    /// The policy to connect with: pinned keys, or recording the stock image's key.
+    pub fn policy(&self) -> HostKeyPolicy {
+        match &self.trust {
+            Trust::Pinned { policy, .. } => policy.clone(),
+            Trust::FirstContact => HostKeyPolicy::RecordOnFirstContact,
+        }
+    }
+
+    /// For connections to a host cairn has seen before (`cairn ssh`, status): a key must be
+    /// recorded; nothing is trusted on first contact.
+    pub fn require_pinned(self, recorded: &Recorded<'_>) -> Result<Route, ReachError> {
+        match self.trust {
+            Trust::Pinned { .. } => Ok(self),
+            Trust::FirstContact => Err(ReachError::NoRecordedKey {
+                reached_at: self.target.to_string(),
+                host: recorded.host.to_owned(),
+                stage: self.stage,
+                location: recorded.location.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Where `host` answers SSH at `stage`, and as whom.
+pub fn target<'a>(
+    host: impl Into<Endpoint<'a>>,
+    recorded: &Recorded<'_>,
+    stage: Stage,
+) -> Result<Target, ReachError> {
+    let host = host.into();
+    let user = match stage {
+        Stage::Stock => host.ssh.user.clone(),
+        Stage::Installer | Stage::Installed => "root".to_owned(),
+    };
+    let address = recorded
+        .state
+        .addresses
+        .first()
+        .cloned()
+        .or_else(|| host.address.map(str::to_owned))
+        .ok_or_else(|| ReachError::NoAddress { host: recorded.host.to_owned() })?;
+    Target::from_address(&address, host.ssh.port, user).ok_or_else(|| ReachError::BadAddress {
+        host: recorded.host.to_owned(),
+        address,
+        location: recorded.location.to_owned(),
+    })
+}
+
+/// The keys the machine must present at `stage`.
+pub fn expected_keys(recorded: &Recorded<'_>, stage: Stage) -> Result<Trust, ReachError> {
+    let state = recorded.state;
+    let nonempty = |s: Stage| state.host_keys.get(&s).filter(|k| !k.is_empty()).map(|k| (s, k));
+    let generated =
+        state.ssh_public_key.as_ref().map(|k| (Stage::Installed, std::slice::from_ref(k)));
+    let found: Option<(Stage, &[String])> = match stage {
+        Stage::Stock => nonempty(Stage::Stock).map(|(s, k)| (s, k.as_slice())),
+        // The installer carries the stock system's host keys across the jump.
+        Stage::Installer => nonempty(Stage::Installer)
+            .or_else(|| nonempty(Stage::Stock))
+            .map(|(s, k)| (s, k.as_slice())),
+        // The installed system presents the key cairn generated: known before contact.
+        Stage::Installed => {
+            nonempty(Stage::Installed).map(|(s, k)| (s, k.as_slice())).or(generated)
+        }
+    };
+    match found {
+        Some((recorded_as, lines)) => {
+            let policy =
+                HostKeyPolicy::pinned_openssh(lines).map_err(|e| ReachError::BadRecordedKey {
+                    host: recorded.host.to_owned(),
+                    stage: recorded_as,
+                    reason: e.to_string(),
+                    location: recorded.location.to_owned(),
+                })?;
+            Ok(Trust::Pinned { policy, recorded_as })
+        }
+        None if stage == Stage::Stock => Ok(Trust::FirstContact),
+        None => Err(ReachError::NoRecordedKey {
+            reached_at: recorded.host.to_owned(),
+            host: recorded.host.to_owned(),
+            stage,
+            location: recorded.location.to_owned(),
+        }),
+    }
+}
+
+/// [`target`] and [`expected_keys`] together.
+pub fn route<'a>(
+    host: impl Into<Endpoint<'a>>,
+    recorded: &Recorded<'_>,
+    stage: Stage,
+) -> Result<Route, ReachError> {
+    let target = target(host, recorded, stage)?;
+    let trust = match expected_keys(recorded, stage) {
+        Err(ReachError::NoRecordedKey { host, stage, location, .. }) => {
+            let reached_at = target.to_string();
+            return Err(ReachError::NoRecordedKey { reached_at, host, stage, location });
+        }
+        other => other?,
+    };
+    let recorded_as = match &trust {
+        Trust::Pinned { recorded_as, .. } => *recorded_as,
+        Trust::FirstContact => stage,
+    };
+    let key_location = format!(
+        "hosts.{}.host_keys.{} in {}",
+        recorded.host,
+        stage_name(recorded_as),
+        recorded.location
+    );
+    Ok(Route { target, stage, trust, key_location })
+}
+
+/// A host cairn has seen before (`cairn ssh`, status): at `stage`, else at the stage it runs
+/// as far as state knows ([`running_stage`]); a recorded key is required.
+pub fn known_host<'a>(
+    host: impl Into<Endpoint<'a>>,
+    recorded: &Recorded<'_>,
+    stage: Option<Stage>,
+) -> Result<Route, ReachError> {
+    let stage = stage.unwrap_or_else(|| running_stage(recorded.state));
+    route(host, recorded, stage)?.require_pinned(recorded)
+}
+
+/// The system a host runs, as far as state knows: the one its last completed bootstrap phase
+/// left running; without one, the newest stage with a recorded key.
+pub fn running_stage(state: &HostState) -> Stage {
+    match state.last_phase.as_ref().map(|r| r.phase) {
+        Some(phase) => stage_after(phase),
+        None => state
+            .host_keys
+            .iter()
+            .rev()
+            .find(|(_, keys)| !keys.is_empty())
+            .map_or(Stage::Stock, |(stage, _)| *stage),
+    }
+}
+
+/// What runs once `phase` completed.
+pub fn stage_after(phase: Phase) -> Stage {
+    match phase {
+        Phase::Provision | Phase::Reach => Stage::Stock,
+        Phase::Kexec | Phase::Disk | Phase::Keys | Phase::Build | Phase::Copy | Phase::Install => {
+            Stage::Installer
+        }
+        Phase::Reboot | Phase::Verify => Stage::Installed,
+    }
+}
+
+/// `stock`, `installer`, `installed`: as state's `host_keys` and `--phase` spell it.
+pub fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Stock => "stock",
+        Stage::Installer => "installer",
+        Stage::Installed => "installed",
+    }
+}
+
+/// Why cairn will not connect to a host.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
+pub enum ReachError {
+    #[error("cairn has no address for {host}")]
+    #[diagnostic(
+        code(cairn::reach::no_address),
+        help("create the machine first (`cairn apply {host}`, or the provision phase of `cairn bootstrap host {host}`), or set `address` in its host block for an existing machine")
+    )]
+    NoAddress { host: String },
+
+    #[error("the address {address:?} recorded for {host} is not host, host:port or [ipv6]:port")]
+    #[diagnostic(
+        code(cairn::reach::bad_address),
+        help("fix hosts.{host}.addresses in {location}, or the host's `address` in cairn.hcl")
+    )]
+    BadAddress { host: String, address: String, location: String },
+
+    #[error("no {} host key of {host} is recorded in state", stage_name(*.stage))]
+    #[diagnostic(
+        code(cairn::reach::no_recorded_key),
+        help("cairn only connects to hosts whose key it knows: bootstrap the host first (`cairn bootstrap host {host}`, or just `--phases reach` to keep the stock system), which records the key in {location} on first contact with {reached_at}")
+    )]
+    NoRecordedKey { reached_at: String, host: String, stage: Stage, location: String },
+
+    #[error("the {} host key recorded for {host} cannot be read: {reason}", stage_name(*.stage))]
+    #[diagnostic(
+        code(cairn::reach::bad_recorded_key),
+        help("edited by hand? restore hosts.{host}.host_keys.{} in {location} from its backup, or remove it and bootstrap again", stage_name(*.stage))
+    )]
+    BadRecordedKey { host: String, stage: Stage, reason: String, location: String },
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,41 @@
+//! End-of-run summaries: one block per host, as the user reads them after a run.
+
+use crate::bootstrap::{Finished, HostReport, Outcome};
+
+/// Bootstrap's summary: per host the result, then each phase with its time and the health
+/// checks that passed; then the count of hosts that ended well. Failures are rendered in full
+/// apart, after it.
+pub fn bootstrap(reports: &[HostReport]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let secs = r.elapsed.as_secs_f64();
+        match &r.result {
+            Ok(Finished::Verified(v)) if v.unchanged => out.push_str(&format!(
+                "{}: verified, no changes ({secs:.0} s): {} presents {}, booted {} from {}\n",
+                r.host, v.address, v.host_key, v.boot_id, v.root_device
+            )),
+            Ok(Finished::Verified(v)) => out.push_str(&format!(
+                "{}: verified in {secs:.0} s: {} presents {}, booted {} from {}\n",
+                r.host, v.address, v.host_key, v.boot_id, v.root_device
+            )),
+            Ok(Finished::PhasesRan(_)) => out.push_str(&format!("{}: ok ({secs:.0} s)\n", r.host)),
+            Err(_) => out.push_str(&format!("{}: FAILED after {secs:.0} s\n", r.host)),
+        }
+        for t in &r.timings {
+            let what = match &t.outcome {
+                Outcome::Done => format!("{:>7.1} s", t.elapsed.as_secs_f64()),
+                Outcome::Skipped(why) => format!("skipped: {why}"),
+                Outcome::Failed => format!("{:>7.1} s  FAILED", t.elapsed.as_secs_f64()),
+            };
+            out.push_str(&format!("  {:<10} {what}\n", t.phase.as_str()));
+        }
+        if let Ok(Finished::Verified(v)) = &r.result {
+            for check in &v.checks {
+                out.push_str(&format!("  check      {check}\n"));
+            }
+        }
+    }
+    let ok = reports.iter().filter(|r| r.result.is_ok()).count();
+    out.push_str(&format!("{ok} of {} hosts ok\n", reports.len()));
+    out
+}

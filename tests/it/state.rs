@@ -88,7 +88,7 @@ impl ChildProcess {
             Backend::Pg { server } => cmd.env(PG_CONN, server.conn()),
         };
         let mut child = cmd
-            .args(["--exact", "child_process_role", "--nocapture", "--test-threads=1"])
+            .args(["--exact", "state::child_process_role", "--nocapture", "--test-threads=1"])
             .env(ROLE, role)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -68,6 +68,12 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// network that went away.
 const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Server-side limits for every statement of cairn's sessions, unless `conn`'s `options` set
+/// them: a statement or a row lock that hangs (a stuck server, another client holding a
+/// row) fails the run with a message instead of holding it and the state lock forever. The
+/// advisory-lock wait sets its own limits (`--lock-timeout`).
+const SESSION_LIMITS: [(&str, &str); 2] = [("statement_timeout", "60s"), ("lock_timeout", "30s")];
+
 /// How long releasing the lock may take at the end of a run.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -172,6 +178,13 @@ impl PgState {
         if config.get_application_name().is_none() {
             config.application_name("cairn");
         }
+        let mut options = config.get_options().unwrap_or_default().to_owned();
+        for (setting, value) in SESSION_LIMITS {
+            if !options.contains(setting) {
+                options = format!("{options} -c {setting}={value}").trim_start().to_owned();
+            }
+        }
+        config.options(&options);
         let location = format!("PostgreSQL state \"{name}\" ({})", describe(&config));
         Ok(Self { config, name: name.to_owned(), location })
     }
@@ -519,9 +532,15 @@ impl PgState {
         let timeout_ms = i64::try_from(remaining.as_millis()).unwrap_or(i64::MAX).max(1);
         let taken = conn.run("waiting for the state lock", |client| async move {
             let client = client.lock().await;
-            client.batch_execute(&format!("SET lock_timeout = {timeout_ms}")).await?;
+            // The wait is a statement too: its own limit must not be cut by the session's.
+            client
+                .batch_execute(&format!(
+                    "SET lock_timeout = {timeout_ms}; SET statement_timeout = {}",
+                    timeout_ms.saturating_add(5_000)
+                ))
+                .await?;
             let result = client.execute("SELECT pg_advisory_lock($1)", &[&key]).await;
-            client.batch_execute("RESET lock_timeout").await?;
+            client.batch_execute("RESET lock_timeout; RESET statement_timeout").await?;
             match result {
                 Ok(_) => Ok(true),
                 Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => Ok(false),
@@ -756,6 +775,21 @@ impl Drop for PgStateLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_have_statement_and_lock_limits_unless_conn_sets_them() {
+        let state = PgState::new(&Sensitive("host=db user=cairn".into()), "s").unwrap();
+        assert_eq!(
+            state.config.get_options(),
+            Some("-c statement_timeout=60s -c lock_timeout=30s")
+        );
+        let own = Sensitive("host=db options='-c statement_timeout=5min'".into());
+        let state = PgState::new(&own, "s").unwrap();
+        assert_eq!(
+            state.config.get_options(),
+            Some("-c statement_timeout=5min -c lock_timeout=30s")
+        );
+    }
 
     #[test]
     fn location_and_debug_never_show_the_password() {

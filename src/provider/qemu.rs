@@ -303,6 +303,7 @@ impl Provider for QemuProvider {
         if !dir.join("disk.qcow2").exists() {
             return Ok(None);
         }
+        check_made_by_cairn(host, &dir)?;
         let shape = self.shape(host);
         let pid = read_pid(&dir.join("qemu.pid"));
         let port = state
@@ -318,7 +319,13 @@ impl Provider for QemuProvider {
         let shape = self.shape(host);
         let base = self.base_image(host, &shape)?;
         let dir = self.vm_dir(host);
+        let empty = fs_err::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(true);
+        if !empty {
+            check_made_by_cairn(host, &dir)?;
+        }
         fs_err::create_dir_all(&dir).map_err(|e| cmd_err(host, "creating the VM directory", e))?;
+        fs_err::write(dir.join(VM_MARKER), host.name.as_str())
+            .map_err(|e| cmd_err(host, "marking the VM directory as cairn's", e))?;
         let dir = std::path::absolute(&dir)
             .map_err(|e| cmd_err(host, "resolving the VM directory", e))?;
 
@@ -356,6 +363,9 @@ impl Provider for QemuProvider {
                 .map_err(|e| cmd_err(host, "stopping QEMU", e))?;
         }
         if dir.exists() {
+            // Only a directory this provider made for this host: never whatever else sits at
+            // <cache_dir>/<host>.
+            check_made_by_cairn(host, &dir)?;
             fs_err::remove_dir_all(&dir)
                 .map_err(|e| cmd_err(host, "removing the VM directory", e))?;
         }
@@ -667,6 +677,36 @@ fn decide_accel(requested: Accel, evidence: &KvmEvidence) -> AccelStep {
         }
     };
     AccelStep::FallBack { reason }
+}
+
+/// The file that marks a VM directory as made by this provider for the host it names.
+const VM_MARKER: &str = ".cairn-vm";
+
+/// Refuses a VM directory that this provider did not make for `host` (no marker, or the
+/// marker of another host): cairn neither adopts nor deletes it.
+fn check_made_by_cairn(host: &Host, dir: &Path) -> Result<(), ProviderError> {
+    match fs_err::read_to_string(dir.join(VM_MARKER)) {
+        Ok(owner) if owner.trim() == host.name.as_str() => Ok(()),
+        Ok(owner) => Err(ProviderError::Invalid {
+            host: host.name.to_string(),
+            message: format!(
+                "the VM directory {} belongs to host \"{}\", not to this host",
+                dir.display(),
+                owner.trim()
+            ),
+            help: "two hosts share a VM directory: give one of them another name or cache_dir"
+                .into(),
+        }),
+        Err(_) => Err(ProviderError::Invalid {
+            host: host.name.to_string(),
+            message: format!(
+                "{} exists but cairn did not make it (it has no {VM_MARKER} marker), so cairn \
+                 will neither use nor delete it",
+                dir.display()
+            ),
+            help: "move it away, or set cache_dir on the qemu provider to another directory".into(),
+        }),
+    }
 }
 
 fn cmd_err(host: &Host, what: &str, source: std::io::Error) -> ProviderError {

@@ -305,3 +305,39 @@ fn ci_install_check_names_a_missing_tool_and_its_package() {
     assert!(!err.contains("qemu-system-x86_64"), "only the missing tool is named: {err}");
     assert!(err.contains("apt-get install"), "{err}");
 }
+
+/// The qemu provider uses and deletes only VM directories it made: a directory of the same
+/// name without its marker is reported by `plan` and left whole by `destroy` and `apply`.
+#[test]
+fn a_vm_directory_cairn_did_not_make_is_neither_adopted_nor_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let vms = dir.path().join("vms");
+    std::fs::write(
+        dir.path().join("cairn.hcl"),
+        r#"
+provider "qemu" "local" {
+  cache_dir = "vms"
+  accel     = "tcg"
+}
+host "web1" {
+  provider = "local"
+  flake    = ".#web1"
+}
+"#,
+    )
+    .unwrap();
+    let foreign = vms.join("web1");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("disk.qcow2"), "someone else's disk").unwrap();
+    std::fs::write(foreign.join("notes.txt"), "keep me").unwrap();
+
+    let plan = cairn(dir.path(), &["plan"]);
+    assert!(!plan.status.success());
+    assert!(stderr(&plan).contains("cairn did not make it"), "{}", stderr(&plan));
+    for args in [&["destroy", "host", "web1", "--yes"][..], &["apply", "--yes"][..]] {
+        let out = cairn(dir.path(), args);
+        assert!(!out.status.success(), "cairn {args:?} must refuse: {}", stderr(&out));
+    }
+    assert_eq!(std::fs::read_to_string(foreign.join("notes.txt")).unwrap(), "keep me");
+    assert_eq!(std::fs::read_to_string(foreign.join("disk.qcow2")).unwrap(), "someone else's disk");
+}

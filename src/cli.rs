@@ -81,6 +81,11 @@ one stopped, and after success only verifies.")]
     Ssh(SshArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+    /// Per host: its ring, the commit comin deployed, whether it converged and is healthy
+    Status(StatusArgs),
+    /// Day 2 files: write cairn/fleet.json (what each host's comin pulls) from the rings
+    #[command(subcommand)]
+    Gitops(GitopsCommand),
     /// Encrypted secrets files (sops-compatible): edit, encrypt, decrypt, rekey, keygen
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -111,6 +116,50 @@ pub struct CopyClosureArgs {
     /// The store path whose closure is copied (a system's toplevel)
     #[arg(value_name = "STORE_PATH")]
     pub path: String,
+}
+
+/// How cairn logs into hosts (as `cairn ssh` does).
+#[derive(Debug, Args, Clone)]
+pub struct LoginArgs {
+    /// Private key file (OpenSSH format) [default: the repository's operator key, then the SSH agent, ~/.ssh/id_ed25519, ~/.ssh/id_rsa]
+    #[arg(short = 'i', long, value_name = "FILE", env = "CAIRN_SSH_KEY")]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "A host is converged when comin deployed its ring branch's head, /run/current-system is that generation and its health checks pass. The exit code is 0 when every host shown converged, 1 otherwise."
+)]
+pub struct StatusArgs {
+    /// Hosts (names, globs, @tags) or rings (@RING); default: every host in a ring
+    #[arg(value_name = "HOSTS|@RING")]
+    pub selectors: Vec<String>,
+    /// Print a JSON array, one object per host
+    #[arg(long)]
+    pub json: bool,
+    /// Probe again every 10 seconds until every host shown converged (or --timeout)
+    #[arg(long)]
+    pub watch: bool,
+    /// How long --watch waits
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub login: LoginArgs,
+}
+
+/// `cairn gitops ...`
+#[derive(Debug, Subcommand)]
+pub enum GitopsCommand {
+    /// Write cairn/fleet.json from the inventory's gitops and ring blocks (commit it: the
+    /// flake reads it to configure comin)
+    Sync(GitopsSyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GitopsSyncArgs {
+    /// Write nothing; exit 1 if cairn/fleet.json is not what the inventory implies
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// `cairn secrets ...`

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod commands;
 pub mod disk;
+pub mod gitops;
 pub mod hosts;
 pub mod inventory;
 pub mod keys;

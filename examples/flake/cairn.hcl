@@ -56,11 +56,23 @@ host "web1" {
   size     = "cx22"
   tags     = ["web", "prod"]
   health_check "file_exists" {
-    path = "/run/secrets/comin/token"
+    path = "/run/secrets/comin-token"
   }
 }
 
 # Each host reads its own secrets file; admins read everything.
 secrets "secrets/web1.yaml" {
   hosts = ["web1"]
+}
+
+# Day 2: where web1's comin pulls, and which branch it follows. `cairn gitops sync` writes
+# cairn/fleet.json from these blocks; modules/common.nix reads it.
+gitops {
+  remote    = "https://git.example.com/ops/fleet.git"
+  token     = "secrets/web1.yaml"
+  token_key = "comin/token"
+}
+
+ring "prod" {
+  hosts = ["@prod"]
 }

@@ -15,12 +15,15 @@ mod completions;
 mod copy_closure;
 mod destroy;
 pub mod fleet;
+mod gitops;
 mod hosts;
 mod import;
 mod init;
+mod login;
 mod plan;
 mod secrets;
 mod ssh;
+mod status;
 
 /// What every command gets: the resolved global flags and the output channel.
 #[derive(Debug)]
@@ -125,6 +128,8 @@ pub fn run(cli: Cli, ctx: &Context) -> miette::Result<ExitCode> {
         Command::Import(args) => import::run(&args, ctx),
         Command::Plan(args) => plan::run(&args, ctx),
         Command::Ssh(args) => ssh::run(&args, ctx),
+        Command::Gitops(cmd) => gitops::run(cmd, ctx),
+        Command::Status(args) => status::run(&args, ctx),
         Command::CopyClosure(args) => copy_closure::run(&args, ctx),
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::cli::{KeyPhaseArg, SshArgs};
 use crate::inventory;
 use crate::reach::{self, Recorded, Stage};
-use crate::ssh::{self, Auth, ConnectOptions, Interactive, PtyRequest, RawTerminal, Session};
+use crate::ssh::{self, ConnectOptions, Interactive, PtyRequest, RawTerminal, Session};
 
 use super::Context;
 
@@ -41,17 +41,7 @@ pub fn run(args: &SshArgs, ctx: &Context) -> miette::Result<ExitCode> {
     }
     // The key bootstrap logs in with (`-i`/CAIRN_SSH_KEY, else the repository's operator
     // key), then what ssh would use.
-    let operator_key = crate::repo::Repo::new(&inventory.root).operator_key();
-    let auth = match &args.identity {
-        Some(path) => Auth::KeyFile(path.clone()),
-        None if operator_key.is_file() => Auth::KeyFile(operator_key),
-        None => Auth::default_for_user().ok_or_else(|| {
-            miette::miette!(
-                help = "pass `-i KEYFILE` (or set CAIRN_SSH_KEY), or start an SSH agent holding your key",
-                "no SSH key to log in with: no operator key in .cairn/ssh, $SSH_AUTH_SOCK is not set and ~/.ssh has no id_ed25519 or id_rsa"
-            )
-        })?,
-    };
+    let auth = super::login::login_auth(&inventory.root, args.identity.as_ref())?;
     let options = ConnectOptions {
         pinned_key_location: known.key_location.clone(),
         ..ConnectOptions::default()

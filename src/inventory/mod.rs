@@ -8,8 +8,10 @@
 
 mod diag;
 mod eval;
+mod health;
 pub mod model;
 mod resolve;
+mod rings;
 mod select;
 mod syntax;
 
@@ -18,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use diag::Problem;
+pub use health::{CheckCommand, DEFAULT_HEALTH_CHECKS};
 pub use model::*;
+pub use rings::*;
 pub use select::{select, SelectError};
 
 /// The name of the inventory file.

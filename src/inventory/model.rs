@@ -76,6 +76,10 @@ name_type!(
     /// The name of an admin (a person holding an age key).
     AdminName
 );
+name_type!(
+    /// The name of a ring of hosts that follow one branch (`ring "prod" {}`).
+    RingName
+);
 
 fn is_valid_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -598,6 +602,10 @@ pub struct Inventory {
     pub admins: Vec<Admin>,
     pub secrets: Vec<SecretsRule>,
     pub state: StateBackend,
+    /// `gitops { ... }`: where the hosts pull from (day 2).
+    pub gitops: Option<super::rings::Gitops>,
+    /// `ring` blocks, in the order they appear in the file.
+    pub rings: Vec<super::rings::Ring>,
 }
 
 impl Inventory {

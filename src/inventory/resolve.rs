@@ -14,6 +14,8 @@ use super::diag::{closest, suggest, Diagnostics, ProblemBuilder};
 use super::eval::{check_attributes, check_attributes_with, single_label, type_name, Evaluator};
 use super::model::*;
 
+mod gitops;
+
 const TOP_BLOCKS: &[&str] = &[
     "provider",
     "defaults",
@@ -24,6 +26,8 @@ const TOP_BLOCKS: &[&str] = &[
     "state",
     "variable",
     "locals",
+    "gitops",
+    "ring",
 ];
 
 const HOST_ATTRS: &[&str] = &[
@@ -385,7 +389,10 @@ impl<'a> Resolver<'a> {
         let hosts = self.hosts(body, &providers, &disk_layouts);
         let secrets = self.secrets_rules(body, &hosts);
         let state = self.state(body);
-        Inventory {
+        let (gitops, token_site) = self.gitops(body, &root);
+        let gitops_declared = body.get_blocks("gitops").next().is_some();
+        let rings = self.rings(body, &hosts, gitops.as_ref(), gitops_declared);
+        let inventory = Inventory {
             path,
             root,
             providers: providers.into_iter().map(|(k, (p, _))| (k, p)).collect(),
@@ -394,7 +401,13 @@ impl<'a> Resolver<'a> {
             admins,
             secrets,
             state,
+            gitops,
+            rings,
+        };
+        if let Some(site) = token_site {
+            self.check_token_readers(&inventory, &site);
         }
+        inventory
     }
 
     fn providers(

@@ -26,8 +26,17 @@ fn is_glob(s: &str) -> bool {
 /// The hosts the selectors name, in inventory order and without duplicates. No selectors
 /// select every host. A selector that matches nothing is an error naming it.
 pub fn select<'a>(inv: &'a Inventory, selectors: &[String]) -> Result<Vec<&'a Host>, SelectError> {
+    select_from(&inv.hosts, selectors)
+}
+
+/// [`select`] among `hosts` (the resolver selects a ring's hosts before the inventory is
+/// whole).
+pub(crate) fn select_from<'a>(
+    hosts: &'a [Host],
+    selectors: &[String],
+) -> Result<Vec<&'a Host>, SelectError> {
     if selectors.is_empty() {
-        return Ok(inv.hosts.iter().collect());
+        return Ok(hosts.iter().collect());
     }
     let mut chosen = BTreeSet::new();
     for selector in selectors {
@@ -38,7 +47,7 @@ pub fn select<'a>(inv: &'a Inventory, selectors: &[String]) -> Result<Vec<&'a Ho
                     reason: "`@` needs a tag name after it".into(),
                 });
             }
-            positions(inv, |h| h.has_tag(tag))
+            positions(hosts, |h| h.has_tag(tag))
         } else if is_glob(selector) {
             let matcher = globset::Glob::new(selector)
                 .map_err(|e| SelectError::Invalid {
@@ -46,30 +55,30 @@ pub fn select<'a>(inv: &'a Inventory, selectors: &[String]) -> Result<Vec<&'a Ho
                     reason: e.kind().to_string(),
                 })?
                 .compile_matcher();
-            positions(inv, |h| matcher.is_match(h.name.as_str()))
+            positions(hosts, |h| matcher.is_match(h.name.as_str()))
         } else {
-            positions(inv, |h| h.name.as_str() == selector)
+            positions(hosts, |h| h.name.as_str() == selector)
         };
         if matched.is_empty() {
             return Err(SelectError::NoMatch {
                 selector: selector.clone(),
-                help: no_match_help(inv, selector),
+                help: no_match_help(hosts, selector),
             });
         }
         chosen.extend(matched);
     }
-    Ok(chosen.into_iter().map(|i| &inv.hosts[i]).collect())
+    Ok(chosen.into_iter().map(|i| &hosts[i]).collect())
 }
 
-fn positions(inv: &Inventory, pred: impl Fn(&Host) -> bool) -> Vec<usize> {
-    inv.hosts.iter().enumerate().filter(|(_, h)| pred(h)).map(|(i, _)| i).collect()
+fn positions(hosts: &[Host], pred: impl Fn(&Host) -> bool) -> Vec<usize> {
+    hosts.iter().enumerate().filter(|(_, h)| pred(h)).map(|(i, _)| i).collect()
 }
 
-fn no_match_help(inv: &Inventory, selector: &str) -> String {
-    let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+fn no_match_help(hosts: &[Host], selector: &str) -> String {
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
     let tags: BTreeSet<&str> =
-        inv.hosts.iter().flat_map(|h| h.tags.iter().map(|t| t.as_str())).collect();
-    if inv.hosts.is_empty() {
+        hosts.iter().flat_map(|h| h.tags.iter().map(|t| t.as_str())).collect();
+    if hosts.is_empty() {
         return "the inventory declares no hosts yet: add a `host \"NAME\" { ... }` block".into();
     }
     if let Some(tag) = selector.strip_prefix('@') {

@@ -118,6 +118,9 @@ pub struct HostState {
     /// What bootstrap recorded besides its progress.
     #[serde(default, skip_serializing_if = "BootstrapRecord::is_empty")]
     pub bootstrap: BootstrapRecord,
+    /// The host's /etc/machine-id as last read over SSH (comin's `machineId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_id: Option<String>,
     /// Provider-specific facts (qemu: pid, ssh port, disk path; hcloud: server type...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub provider_data: BTreeMap<String, serde_json::Value>,

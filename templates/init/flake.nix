@@ -59,19 +59,50 @@
           age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
         };
 
-        # Point comin at where you push this repository.
-        services.comin = {
-          enable = true;
-          remotes = [{
-            name = "origin";
-            url = "https://git.example.com/you/fleet.git";
-            branches.main.name = "main";
-          }];
-        };
-
         nix.settings.experimental-features = [ "nix-command" "flakes" ];
         system.stateVersion = "25.11";
       };
+
+      # comin pulls this repository and switches the host to its own configuration. Once
+      # cairn.hcl has `gitops` and `ring` blocks, `cairn gitops sync` writes
+      # cairn/fleet.json (commit it) and each host follows its ring's branch, which
+      # `cairn promote` moves; until then, point comin at where you push this repository.
+      gitops = { config, lib, ... }:
+        let
+          fleet =
+            if builtins.pathExists ./cairn/fleet.json
+            then builtins.fromJSON (builtins.readFile ./cairn/fleet.json)
+            else { hosts = { }; };
+          me = fleet.hosts.${config.networking.hostName} or null;
+          hasToken = me != null && me.token_sops_file != null;
+        in
+        {
+          services.comin = if me == null then {
+            enable = true;
+            remotes = [{
+              name = "origin";
+              url = "https://git.example.com/you/fleet.git";
+              branches.main.name = "main";
+            }];
+          } else {
+            enable = true;
+            remotes = [{
+              name = me.remote_name;
+              url = me.remote_url;
+              branches.main.name = me.branch;
+              auth.access_token_path = lib.mkIf hasToken config.sops.secrets."comin-token".path;
+            }];
+            # comin deploys only where /etc/machine-id matches (null: not read yet).
+            machineId = me.machine_id;
+          };
+          # The read token: a sops secret this host may read (cairn.hcl's `token`).
+          sops.secrets = lib.mkIf hasToken {
+            "comin-token" = {
+              sopsFile = ./. + "/${me.token_sops_file}";
+              key = me.token_sops_key;
+            };
+          };
+        };
 
       mkHost = name: modules: nixpkgs.lib.nixosSystem {
         system = "x86_64-linux";
@@ -79,6 +110,7 @@
           sops-nix.nixosModules.sops
           comin.nixosModules.comin
           common
+          gitops
           { networking.hostName = name; }
         ] ++ modules;
       };

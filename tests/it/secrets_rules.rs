@@ -330,6 +330,8 @@ fn generated_sops_yaml_gives_sops_and_cairn_the_same_recipients() {
             secrets_rule("secrets/admin/*", &[], &[]),
         ],
         state: StateBackend::File,
+        gitops: None,
+        rings: Vec::new(),
     };
     let host_keys: BTreeMap<&str, HostKeys> = ["web1", "web2", "db1"]
         .into_iter()
@@ -421,6 +423,8 @@ fn generated_sops_yaml_snapshot() {
             secrets_rule("secrets/shared/*.yaml", &["web1"], &[]),
         ],
         state: StateBackend::File,
+        gitops: None,
+        rings: Vec::new(),
     };
     let lookup = |h: &HostName| match h.as_str() {
         "web1" => Some("age17pmgg695ymfmgfhemhyxu4fh6mj3elqukxcfx3mrqmf5chstlgrqksap34".to_owned()),

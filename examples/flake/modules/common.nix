@@ -1,6 +1,14 @@
 # What every host of this fleet shares: how it boots, how it is reached, how it decrypts
 # its secrets and how it keeps itself up to date.
 { config, lib, pkgs, self, ... }:
+let
+  # Written by `cairn gitops sync` from cairn.hcl's `gitops` and `ring` blocks: per host its
+  # ring's branch, the remote, the sops file and key of the read token, and its machine id
+  # once cairn has read it. A host in no ring is not in it.
+  fleet = builtins.fromJSON (builtins.readFile ../cairn/fleet.json);
+  me = fleet.hosts.${config.networking.hostName} or null;
+  hasToken = me != null && me.token_sops_file != null;
+in
 {
   # The disk layout in cairn.hcl ("cloud"): GPT with a BIOS boot partition, an ESP and a
   # root filesystem, all found by label so device names may change between boots.
@@ -46,19 +54,26 @@
     defaultSopsFile = ../secrets + "/${config.networking.hostName}.yaml";
     age.keyFile = "/var/lib/sops-nix/key.txt";
     age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
-    secrets."comin/token" = { };
+    secrets."comin-token" = lib.mkIf hasToken {
+      sopsFile = ../. + "/${me.token_sops_file}";
+      key = me.token_sops_key;
+    };
   };
 
-  # comin pulls this repository and switches to the host's configuration; its token is a
-  # sops secret, so it works from the first boot without anyone logging in.
-  services.comin = {
+  # comin pulls this repository and switches to the host's configuration, following its
+  # ring's branch (`cairn promote` moves it); its token is a sops secret, so it works from
+  # the first boot without anyone logging in. Option names as in comin's
+  # nix/module-options.nix.
+  services.comin = lib.mkIf (me != null) {
     enable = true;
     remotes = [{
-      name = "origin";
-      url = "https://git.example.com/ops/fleet.git";
-      auth.access_token_path = config.sops.secrets."comin/token".path;
-      branches.main.name = "main";
+      name = me.remote_name;
+      url = me.remote_url;
+      branches.main.name = me.branch;
+      auth.access_token_path = lib.mkIf hasToken config.sops.secrets."comin-token".path;
     }];
+    # comin deploys only where /etc/machine-id matches; null (not read yet) deploys anywhere.
+    machineId = me.machine_id;
   };
 
   nix.settings.experimental-features = [ "nix-command" "flakes" ];

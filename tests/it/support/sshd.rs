@@ -75,11 +75,26 @@ impl Sshd {
 
     /// Starts the prepared server and waits until its port accepts connections.
     pub fn launch(&mut self) {
+        self.launch_via(&[]);
+    }
+
+    /// [`Sshd::launch`] with the sshd command line appended to `wrapper` (a program and its
+    /// arguments that ends by exec'ing it, e.g. in a mount namespace of its own); the pid
+    /// killed on drop is the wrapper's, so it must exec, not fork.
+    pub fn launch_via(&mut self, wrapper: &[String]) {
         assert!(self.child.is_none(), "sshd already running");
         // Debian's sshd refuses to start without its privilege separation directory.
         std::fs::create_dir_all("/run/sshd").ok();
         let log = std::fs::File::create(self.dir.path().join("sshd.log")).unwrap();
-        let child = Command::new(sshd_binary())
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(sshd_binary());
+                c
+            }
+            None => Command::new(sshd_binary()),
+        };
+        let child = command
             .args(["-D", "-e", "-f"])
             .arg(self.dir.path().join("sshd_config"))
             .stdin(Stdio::null())

@@ -56,6 +56,11 @@ pub enum PhaseError {
     #[diagnostic(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
 
+    /// The installer bundle's download failed or did not match its pinned sum.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Download(crate::download::DownloadError),
+
     #[error(
         "the machine has {have_mib} MiB of memory; the installer needs at least {need_mib} MiB"
     )]

@@ -11,6 +11,8 @@ use super::{
     report_step, BootstrapError, Context, Deadlines, Finished, HostReport, Outcome, Phase,
     PhaseError, PhaseTiming, Verified,
 };
+use crate::download::{self, Source};
+use crate::installer;
 use crate::inventory::{HealthCheck, Host, Wait};
 use crate::keys::{AgeRecipient, HostKeyStore, HostKeys};
 use crate::nix::{PathInfo, StorePath};
@@ -46,6 +48,8 @@ struct Facts {
     mem_mib: u64,
     mnt_mounted: bool,
     os_id: String,
+    /// `uname -m`: which installer bundles can run.
+    arch: String,
 }
 
 impl Facts {
@@ -58,6 +62,7 @@ impl Facts {
                 / 1024,
             mnt_mounted: map.get("mnt_mounted") == Some(&"yes"),
             os_id: map.get("os_id").unwrap_or(&"unknown").to_string(),
+            arch: map.get("arch").unwrap_or(&"unknown").trim().to_string(),
         }
     }
 }
@@ -390,7 +395,7 @@ impl HostRun<'_> {
         if before.mem_mib < need {
             return Err(PhaseError::NotEnoughMemory { have_mib: before.mem_mib, need_mib: need });
         }
-        let bundle = self.installer_bundle()?;
+        let bundle = self.installer_bundle(&before.arch).await?;
         let decompress = bundle_decompressor(&bundle)?;
         let session = self.session(KeyPhase::Stock, Wait::Reach).await?;
         let unpack = format!(
@@ -470,25 +475,38 @@ impl HostRun<'_> {
         self.host.install.installer_min_memory.unwrap_or(DEFAULT_INSTALLER_MIN_MEMORY_MIB)
     }
 
-    /// The kexec bundle: `--installer`, else the host's or provider's `installer`, else
-    /// `CAIRN_INSTALLER`.
-    fn installer_bundle(&self) -> Result<PathBuf, PhaseError> {
-        let configured = self
-            .ctx
-            .options
-            .installer
-            .clone()
-            .or_else(|| {
-                self.host.install.installer.as_ref().map(|p| self.ctx.inventory.root.join(p))
-            })
-            .or_else(|| self.ctx.env.get("CAIRN_INSTALLER").map(PathBuf::from));
-        let path = configured.ok_or_else(|| PhaseError::Config {
-            what: "no installer bundle is configured for this host".into(),
-            help: "set `installer = \"path/to/nixos-kexec-installer-x86_64-linux.tar.gz\"` on the host or its \
-                   provider (the nix-community nixos-images kexec tarball, or cairn's test bundle from \
-                   vm-tests/build-images), or pass --installer"
+    /// The kexec bundle (see [`crate::installer`]), checked against the machine's
+    /// architecture, and downloaded and verified when it is a URL: all before any upload.
+    async fn installer_bundle(&self, arch: &str) -> Result<PathBuf, PhaseError> {
+        let source = installer::source(
+            self.ctx.options.installer.as_deref(),
+            &self.host.install,
+            self.ctx.env.get("CAIRN_INSTALLER").map(PathBuf::from),
+            &self.ctx.inventory.root,
+        )
+        .map_err(|e| PhaseError::Config { what: e.to_string(), help: e.help() })?
+        .ok_or_else(|| PhaseError::Config {
+            what: format!("no installer bundle is configured for this host ({arch})"),
+            help: format!(
+                "set `installer` on the host or its provider to a nixos-images kexec tarball for \
+                 {arch}: a local file, or its URL with `installer_sha256` (GitHub shows each \
+                 release file's sha256 on https://github.com/nix-community/nixos-images/releases), \
+                 e.g. nixos-kexec-installer-noninteractive-{arch}-linux.tar.gz; or pass --installer"
+            ),
+        })?;
+        installer::check_arch(&source, arch).map_err(|what| PhaseError::Config {
+            what,
+            help: "set `installer` to the bundle built for the machine's architecture \
+                   (nixos-images names it in the file name, e.g. ...-aarch64-linux.tar.gz)"
                 .into(),
         })?;
+        let path = match &source {
+            Source::Local(path) => path.clone(),
+            Source::Url(_) => {
+                let cache = download::cache_dir().map_err(PhaseError::Download)?;
+                download::resolve(&source, &cache).await.map_err(PhaseError::Download)?
+            }
+        };
         if !path.is_file() {
             return Err(PhaseError::Config {
                 what: format!("the installer bundle {} does not exist", path.display()),

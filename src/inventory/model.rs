@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use crate::download::Checksum;
+
 /// A position in an inventory file, for diagnostics that point back at the source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceSpan {
@@ -254,8 +256,11 @@ pub struct QemuSettings {
     pub accel: QemuAccel,
     /// Where VM files live, relative to the repository root (default `.cairn/qemu`).
     pub cache_dir: Option<String>,
-    /// The disk image hosts boot when they name none, relative to the repository root.
+    /// The disk image hosts boot when they name none: a path relative to the repository
+    /// root, or a URL.
     pub image: Option<String>,
+    /// `image_sha256` / `image_sha512`: what a URL `image` must serve.
+    pub image_checksum: Option<Checksum>,
     /// Defaults for the hosts' `memory`, `cpus` and `disk_size`.
     pub vm: VmSettings,
 }
@@ -343,6 +348,9 @@ impl std::str::FromStr for CopyStrategy {
 pub struct InstallSettings {
     /// Path (relative to the repository root) or URL of the kexec installer bundle.
     pub installer: Option<String>,
+    /// `installer_sha256` / `installer_sha512`: what a URL `installer` must serve. Always
+    /// from the same block as `installer`.
+    pub installer_checksum: Option<Checksum>,
     /// The memory the installer needs, in whole MiB.
     pub installer_min_memory: Option<u64>,
     pub copy: Option<CopyStrategy>,
@@ -357,8 +365,14 @@ pub struct InstallSettings {
 impl InstallSettings {
     /// These settings, with the provider-level ones of `fallback` where these leave one unset.
     pub fn or(&self, fallback: &InstallSettings) -> InstallSettings {
+        // The sum belongs to the `installer` written next to it.
+        let (installer, installer_checksum) = match &self.installer {
+            Some(_) => (self.installer.clone(), self.installer_checksum.clone()),
+            None => (fallback.installer.clone(), fallback.installer_checksum.clone()),
+        };
         InstallSettings {
-            installer: self.installer.clone().or_else(|| fallback.installer.clone()),
+            installer,
+            installer_checksum,
             installer_min_memory: self.installer_min_memory.or(fallback.installer_min_memory),
             copy: self.copy.or(fallback.copy),
             ..self.clone()
@@ -475,6 +489,8 @@ pub struct Host {
     /// Provider-specific machine size (`server_type` for hcloud, `instance_type` for aws).
     pub size: Option<String>,
     pub image: Option<String>,
+    /// qemu hosts: `image_sha256` / `image_sha512` of the host's own URL `image`.
+    pub image_checksum: Option<Checksum>,
     pub location: Option<String>,
     pub tags: Vec<Tag>,
     pub disk_layout: Option<DiskLayoutName>,

@@ -43,7 +43,11 @@ const HOST_ATTRS: &[&str] = &[
     "secrets",
     "address",
     "installer",
+    "installer_sha256",
+    "installer_sha512",
     "installer_min_memory",
+    "image_sha256",
+    "image_sha512",
     "age_key",
     "disko",
     "disk_by_id",
@@ -58,7 +62,8 @@ const PROVIDER_BLOCKS: &[&str] = &["timeouts"];
 const SIZE_ALIASES: &[&str] = &["size", "server_type", "instance_type"];
 
 /// Settings every provider type takes: the kexec installer its machines use.
-const COMMON_PROVIDER_ATTRS: &[&str] = &["installer", "installer_min_memory", "copy"];
+const COMMON_PROVIDER_ATTRS: &[&str] =
+    &["installer", "installer_sha256", "installer_sha512", "installer_min_memory", "copy"];
 
 fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
     match kind {
@@ -66,10 +71,14 @@ fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
             "accel",
             "cache_dir",
             "image",
+            "image_sha256",
+            "image_sha512",
             "memory",
             "cpus",
             "disk_size",
             "installer",
+            "installer_sha256",
+            "installer_sha512",
             "installer_min_memory",
             "copy",
         ],
@@ -79,6 +88,8 @@ fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
             "location",
             "ssh_key_name",
             "installer",
+            "installer_sha256",
+            "installer_sha512",
             "installer_min_memory",
             "copy",
         ],
@@ -93,6 +104,8 @@ fn provider_attrs(kind: ProviderKind) -> &'static [&'static str] {
             "key_name",
             "security_group",
             "installer",
+            "installer_sha256",
+            "installer_sha512",
             "installer_min_memory",
             "copy",
         ],
@@ -513,6 +526,9 @@ impl<'a> Resolver<'a> {
     fn install_setting(&mut self, install: &mut InstallSettings, attr: &Attribute) -> bool {
         match attr.key.as_str() {
             "installer" => keep(&mut install.installer, self.string(attr)),
+            "installer_sha256" | "installer_sha512" => {
+                self.checksum(&mut install.installer_checksum, attr)
+            }
             "installer_min_memory" => keep(&mut install.installer_min_memory, self.mib(attr)),
             "copy" => keep(&mut install.copy, self.copy_strategy(attr)),
             "disk_by_id" => keep(&mut install.disk_by_id, self.string(attr)),
@@ -535,6 +551,40 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// `*_sha256` / `*_sha512`: a pinned checksum, hex digits of the algorithm's length; only
+    /// one of the two per setting.
+    fn checksum(&mut self, slot: &mut Option<Checksum>, attr: &Attribute) -> bool {
+        let Some(s) = self.string(attr) else { return false };
+        let key = attr.key.as_str();
+        let setting = key.trim_end_matches("_sha256").trim_end_matches("_sha512");
+        if slot.is_some() {
+            self.diags.push(
+                ProblemBuilder::new(format!(
+                    "both `{setting}_sha256` and `{setting}_sha512` are set"
+                ))
+                .at(attr.value.span(), "the second sum")
+                .help(format!("pin `{setting}` with one of them")),
+            );
+            return false;
+        }
+        let parsed =
+            if key.ends_with("_sha512") { Checksum::sha512(&s) } else { Checksum::sha256(&s) };
+        match parsed {
+            Ok(sum) => keep(slot, Some(sum)),
+            Err(e) => {
+                self.diags.push(
+                    ProblemBuilder::new(format!("`{key}`: {e}"))
+                        .at(attr.value.span(), "not a checksum")
+                        .help(
+                            "copy the sum from the checksum file the project publishes next to \
+                             the download",
+                        ),
+                );
+                false
+            }
+        }
+    }
+
     fn copy_strategy(&mut self, attr: &Attribute) -> Option<CopyStrategy> {
         let names = CopyStrategy::ALL.map(CopyStrategy::as_str);
         self.one_of(attr, &names)?.parse().ok()
@@ -553,6 +603,9 @@ impl<'a> Resolver<'a> {
             }
             "image" => {
                 keep(&mut s.image, self.string(attr));
+            }
+            "image_sha256" | "image_sha512" => {
+                self.checksum(&mut s.image_checksum, attr);
             }
             _ => {
                 self.vm_setting(&mut s.vm, attr);
@@ -1230,9 +1283,24 @@ impl<'a> Resolver<'a> {
         };
 
         let mut install = InstallSettings::default();
-        for key in ["installer", "installer_min_memory", "copy", "disk_by_id", "age_key", "disko"] {
+        for key in [
+            "installer",
+            "installer_sha256",
+            "installer_sha512",
+            "installer_min_memory",
+            "copy",
+            "disk_by_id",
+            "age_key",
+            "disko",
+        ] {
             if let Some(a) = get(key) {
                 ok &= self.install_setting(&mut install, a);
+            }
+        }
+        let mut image_checksum = None;
+        for key in ["image_sha256", "image_sha512"] {
+            if let Some(a) = get(key) {
+                ok &= self.checksum(&mut image_checksum, a);
             }
         }
         let mut vm = VmSettings::default();
@@ -1277,6 +1345,7 @@ impl<'a> Resolver<'a> {
             flake,
             size,
             image,
+            image_checksum,
             location,
             tags,
             disk_layout,

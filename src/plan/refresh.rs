@@ -108,6 +108,7 @@ pub fn orphan_host(inv: &Inventory, name: &str, provider: &ProviderName) -> Opti
         flake: None,
         size: None,
         image: None,
+        image_checksum: None,
         location: None,
         tags: Vec::new(),
         disk_layout: None,

@@ -129,6 +129,14 @@ pub enum ProviderError {
     #[error("{host}: the machine did not {what} within {seconds} s")]
     #[diagnostic(help("{help}"))]
     Timeout { host: String, what: String, seconds: u64, help: String },
+    /// A pinned download (the qemu provider's base image) failed or did not match its sum.
+    #[error("{host}: the base image could not be downloaded")]
+    Download {
+        host: String,
+        #[source]
+        #[diagnostic_source]
+        source: crate::download::DownloadError,
+    },
 }
 
 /// A source of machines. Implementations must be idempotent: `lookup` finds a machine by the

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::{CreateRequest, Machine, MachineStatus, PowerAction, Provider, ProviderError};
+use crate::download::{self, Source};
 use crate::inventory::{self, Host, ProviderKind};
 use crate::state::HostState;
 use crate::util::process;
@@ -27,7 +28,6 @@ pub struct VmShape {
     pub memory_mib: u64,
     pub cpus: u32,
     pub disk_size_mib: u64,
-    pub image: Option<PathBuf>,
 }
 
 const DEFAULT_MEMORY_MIB: u64 = 1024;
@@ -45,8 +45,10 @@ pub struct QemuProvider {
     /// What `auto` turned out to mean on this machine, once known. Held across the first
     /// KVM trial, so concurrent starts wait for it and the fallback is logged once.
     resolved_accel: tokio::sync::Mutex<Option<Accel>>,
-    /// The provider block's defaults for its hosts' `image`, `memory`, `cpus`, `disk_size`.
+    /// The provider block's defaults for its hosts' `image` (with its pinned sum), `memory`,
+    /// `cpus`, `disk_size`.
     image: Option<String>,
+    image_checksum: Option<inventory::Checksum>,
     vm: inventory::VmSettings,
     qemu: PathBuf,
 }
@@ -75,6 +77,7 @@ impl QemuProvider {
             accel: settings.accel,
             resolved_accel: tokio::sync::Mutex::new(None),
             image: settings.image.clone(),
+            image_checksum: settings.image_checksum.clone(),
             vm: settings.vm,
             qemu: PathBuf::from(
                 std::env::var_os("CAIRN_QEMU").unwrap_or_else(|| "qemu-system-x86_64".into()),
@@ -87,16 +90,31 @@ impl QemuProvider {
         self.vms_dir.join(host.name.as_str())
     }
 
-    /// Memory, CPUs, disk size and image for `host`.
+    /// Memory, CPUs and disk size for `host`.
     pub fn shape(&self, host: &Host) -> VmShape {
         let vm = host.vm.or(&self.vm);
-        let image = host.image.as_deref().or(self.image.as_deref()).map(|p| self.root.join(p));
         VmShape {
             memory_mib: vm.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
             cpus: vm.cpus.unwrap_or(1),
             disk_size_mib: vm.disk_size_mib.unwrap_or(DEFAULT_DISK_MIB),
-            image,
         }
+    }
+
+    /// The base image setting: the host's `image` with the host's `image_sha256` /
+    /// `image_sha512`, else the provider's, with the provider's.
+    fn image_source(&self, host: &Host) -> Result<Option<Source>, ProviderError> {
+        let (value, checksum) = match (&host.image, &self.image) {
+            (Some(image), _) => (image, host.image_checksum.as_ref()),
+            (None, Some(image)) => (image, self.image_checksum.as_ref()),
+            (None, None) => return Ok(None),
+        };
+        Source::from_setting("image", value, checksum, &self.root).map(Some).map_err(|e| {
+            ProviderError::Invalid {
+                host: host.name.to_string(),
+                message: e.to_string(),
+                help: e.help(),
+            }
+        })
     }
 
     /// Starts the VM. With `accel = "auto"` the first start on this machine is a KVM trial:
@@ -261,22 +279,32 @@ impl QemuProvider {
         }
     }
 
-    /// The base image: the host's or provider's `image`, else the stock image built by
+    /// The base image: the host's or provider's `image` (downloaded into the cache and
+    /// checked against its pinned sum when it is a URL), else the stock image built by
     /// cairn's VM recipe (see vm-tests/), found through `CAIRN_STOCK_IMAGE`.
-    fn base_image(&self, host: &Host, shape: &VmShape) -> Result<PathBuf, ProviderError> {
-        let image = shape
-            .image
-            .clone()
-            .or_else(|| std::env::var_os("CAIRN_STOCK_IMAGE").map(PathBuf::from))
+    async fn base_image(&self, host: &Host) -> Result<PathBuf, ProviderError> {
+        let source = self
+            .image_source(host)?
+            .or_else(|| std::env::var_os("CAIRN_STOCK_IMAGE").map(|p| Source::Local(p.into())))
             .ok_or_else(|| ProviderError::Invalid {
                 host: host.name.to_string(),
                 message: "no base image for this VM".into(),
-                help:
-                    "set `image = \"path/to/debian-12-genericcloud-amd64.qcow2\"` on the host or \
-                       the qemu provider (any Debian/Ubuntu cloud image works), or build cairn's \
+                help: "set `image` on the host or the qemu provider to a Debian/Ubuntu cloud \
+                       image: a local file, or a URL with its published checksum, e.g. \
+                       `image = \"https://cloud.debian.org/images/cloud/trixie/<serial>/debian-13-genericcloud-amd64-<serial>.qcow2\"` \
+                       and `image_sha512 = \"<its line in SHA512SUMS there>\"`; or build cairn's \
                        stock image with vm-tests/build-images and set CAIRN_STOCK_IMAGE"
-                        .into(),
+                    .into(),
             })?;
+        let image = match &source {
+            Source::Local(path) => path.clone(),
+            Source::Url(_) => {
+                let download =
+                    |source| ProviderError::Download { host: host.name.to_string(), source };
+                let cache = download::cache_dir().map_err(download)?;
+                download::resolve(&source, &cache).await.map_err(download)?
+            }
+        };
         if !image.is_file() {
             return Err(ProviderError::Invalid {
                 host: host.name.to_string(),
@@ -317,7 +345,7 @@ impl Provider for QemuProvider {
 
     async fn create(&self, host: &Host, req: &CreateRequest) -> Result<Machine, ProviderError> {
         let shape = self.shape(host);
-        let base = self.base_image(host, &shape)?;
+        let base = self.base_image(host).await?;
         let dir = self.vm_dir(host);
         let empty = fs_err::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(true);
         if !empty {

@@ -20,7 +20,7 @@ use crate::phase::Phase;
 pub mod file;
 mod migrate;
 pub mod pg;
-mod sys;
+pub(crate) mod sys;
 
 pub use file::FileState;
 pub use pg::PgState;

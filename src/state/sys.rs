@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 /// the holder closes it or dies, and Linux maps it onto NFS locks so it reaches across hosts
 /// where the mount supports locking.
 #[allow(unsafe_code)]
-pub(super) fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+pub(crate) fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
     loop {
         // SAFETY: flock takes a file descriptor and flags and touches no memory of ours; the
         // descriptor is valid for as long as `file` is borrowed.

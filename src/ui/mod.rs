@@ -59,7 +59,9 @@ pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode) {
         .with_ansi(mode.color)
         .with_target(verbose > 0)
         .without_time()
-        .with_filter(filter.and(filter_fn(|meta| meta.target() != progress::TARGET)));
+        .with_filter(filter.and(filter_fn(|meta| {
+            meta.target() != progress::TARGET && meta.target() != progress::DOWNLOAD_TARGET
+        })));
     // Host logs keep cairn's own debug events, and only warnings from libraries.
     let host_logs: Targets = "cairn=debug,warn".parse().expect("the directives parse");
     let progress = progress.with_filter(host_logs);

@@ -22,6 +22,8 @@ use tracing_subscriber::Layer;
 
 /// The tracing target of progress events.
 pub const TARGET: &str = "cairn::progress";
+/// Download progress (see [`crate::download`]): drawn here as a bar or plain lines.
+pub const DOWNLOAD_TARGET: &str = crate::download::TARGET;
 
 /// What happened to a host's step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,58 @@ pub struct ProgressLayer {
     multi: Option<MultiProgress>,
     quiet: bool,
     hosts: Mutex<HashMap<String, HostLine>>,
+    downloads: Mutex<HashMap<String, DownloadLine>>,
+}
+
+/// One download being drawn: its bar on a terminal, else the last quarter printed.
+struct DownloadLine {
+    bar: Option<ProgressBar>,
+    quarters_shown: u64,
+}
+
+/// The fields of a download event.
+#[derive(Default)]
+struct DownloadFields {
+    url: String,
+    step: String,
+    path: String,
+    checksum: String,
+    bytes: u64,
+    total: u64,
+    resumed_from: u64,
+}
+
+impl Visit for DownloadFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_text(field, value.to_string());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match field.name() {
+            "bytes" => self.bytes = value,
+            "total" => self.total = value,
+            "resumed_from" => self.resumed_from = value,
+            _ => {}
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.record_text(field, format!("{value:?}").trim_matches('"').to_string());
+    }
+}
+
+impl DownloadFields {
+    fn record_text(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "url" => self.url = value,
+            "step" => self.step = value,
+            "path" => self.path = value,
+            "checksum" => self.checksum = value,
+            _ => {}
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 impl ProgressLayer {
@@ -113,7 +167,74 @@ impl ProgressLayer {
     pub fn new(terminal: bool, quiet: bool) -> Self {
         let multi = (terminal && !quiet)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Self { multi, quiet, hosts: Mutex::new(HashMap::new()) }
+        Self {
+            multi,
+            quiet,
+            hosts: Mutex::new(HashMap::new()),
+            downloads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A download event: a byte bar on a terminal; otherwise a line when it starts, at
+    /// each quarter, and when it is verified or found in the cache.
+    fn download(&self, event: &Event<'_>) {
+        let mut f = DownloadFields::default();
+        event.record(&mut f);
+        let mut downloads = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
+        let line = downloads
+            .entry(f.url.clone())
+            .or_insert_with(|| DownloadLine { bar: None, quarters_shown: 0 });
+        let text = match f.step.as_str() {
+            "started" => {
+                if let Some(multi) = &self.multi {
+                    let bar = multi.add(ProgressBar::new(f.total));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_message(format!("downloading {}", f.url));
+                    bar.set_position(f.resumed_from);
+                    line.bar = Some(bar);
+                }
+                let size = if f.total > 0 { format!(" ({})", mib(f.total)) } else { String::new() };
+                let resumed = if f.resumed_from > 0 {
+                    format!(", resuming after {}", mib(f.resumed_from))
+                } else {
+                    String::new()
+                };
+                line.quarters_shown = (f.resumed_from * 4).checked_div(f.total).unwrap_or(0);
+                Some(format!("downloading {}{size}{resumed}", f.url))
+            }
+            "progress" => {
+                if let Some(bar) = &line.bar {
+                    bar.set_position(f.bytes);
+                }
+                let quarters = (f.bytes * 4).checked_div(f.total).unwrap_or(0);
+                (quarters > line.quarters_shown && quarters < 4).then(|| {
+                    line.quarters_shown = quarters;
+                    format!("downloading {}: {} of {}", f.url, mib(f.bytes), mib(f.total))
+                })
+            }
+            "downloaded" => {
+                if let Some(bar) = line.bar.take() {
+                    bar.finish_and_clear();
+                }
+                None
+            }
+            "verified" => Some(format!("downloaded {} ({}) to {}", f.url, f.checksum, f.path)),
+            "cached" => Some(format!("using the cached download of {} ({})", f.url, f.path)),
+            _ => None,
+        };
+        if let Some(text) = text.filter(|_| !self.quiet) {
+            match (&self.multi, &line.bar) {
+                (Some(_), Some(_)) => {}
+                (Some(multi), None) => multi.suspend(|| self.plain(&text)),
+                (None, _) => self.plain(&text),
+            }
+        }
     }
 
     /// A writer for other log lines that does not tear the bars.
@@ -171,6 +292,10 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if event.metadata().target() == DOWNLOAD_TARGET {
+            self.download(event);
+            return;
+        }
         let mut fields = Fields::default();
         event.record(&mut fields);
         let host = fields.host.clone().or_else(|| {

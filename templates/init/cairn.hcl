@@ -9,6 +9,14 @@ provider "qemu" "local" {
   cache_dir = ".cairn/qemu"
   memory    = 2048
   cpus      = 2
+  # The stock image the VMs boot: a local file, or a URL pinned by the checksum its
+  # project publishes (Debian: SHA512SUMS in the same dated folder). Downloaded once into
+  # ~/.cache/cairn and checked before use.
+  # image        = "https://cloud.debian.org/images/cloud/trixie/<serial>/debian-13-genericcloud-amd64-<serial>.qcow2"
+  # image_sha512 = "<the file's line in SHA512SUMS>"
+  # The kexec installer bundle (nix-community/nixos-images), likewise:
+  # installer        = "https://github.com/nix-community/nixos-images/releases/download/<tag>/nixos-kexec-installer-noninteractive-x86_64-linux.tar.gz"
+  # installer_sha256 = "<the sha256 GitHub shows for that release file>"
 }
 
 # GPT that boots both ways: a BIOS boot partition for GRUB on legacy firmware, an ESP for

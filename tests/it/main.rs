@@ -6,6 +6,7 @@ mod support;
 
 mod bootstrap;
 mod cli;
+mod download;
 mod gitops;
 mod inventory;
 mod keys;

@@ -275,6 +275,7 @@ fn host(name: &str, tags: &[&str], secrets: &[&str]) -> Host {
         flake: None,
         size: None,
         image: None,
+        image_checksum: None,
         location: None,
         tags: tags.iter().map(|t| Tag::new(*t).unwrap()).collect(),
         disk_layout: None,

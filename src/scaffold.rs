@@ -15,6 +15,21 @@ pub const INIT_FILES: &[(&str, &str)] = &[
     (".gitignore", include_str!("../templates/init/gitignore")),
 ];
 
+/// What to do after `cairn init DIR`, step by step; `dir` is where the repository was
+/// written, relative to where the user is (`.` for here).
+pub fn next_steps(dir: &Path) -> String {
+    let cd = if dir == Path::new(".") || dir.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(
+            "  0. cd {}
+",
+            crate::util::shell::quote(&dir.display().to_string())
+        )
+    };
+    include_str!("../templates/init/next-steps.txt").replace("{cd}", &cd)
+}
+
 /// What happened to one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -19,9 +19,7 @@ pub fn run(args: &InitArgs, ctx: &Context) -> miette::Result<ExitCode> {
         let _ = writeln!(text, "{what}  {}", args.dir.join(&f.path).display());
     }
     if files.iter().any(|f| f.outcome == FileOutcome::Created) {
-        text.push_str(
-            "\nNext: `cairn secrets keygen` for your admin key, add it to cairn.hcl, then `cairn plan`.\n",
-        );
+        text.push_str(&scaffold::next_steps(&args.dir));
     }
     output(ctx.out.text(&text))?;
     Ok(ExitCode::SUCCESS)

@@ -15,7 +15,12 @@ pub fn run(cmd: SecretsCommand, ctx: &Context) -> miette::Result<ExitCode> {
     let env = IdentityEnv::from_process();
     match cmd {
         SecretsCommand::Rekey(a) => run_rekey(&a, ctx, &env),
-        other => Ok(run_file_command(other, ctx, &env)?),
+        other => {
+            if matches!(other, SecretsCommand::Edit(_) | SecretsCommand::Encrypt(_)) {
+                sync_rules(ctx)?;
+            }
+            Ok(run_file_command(other, ctx, &env)?)
+        }
     }
 }
 
@@ -130,6 +135,24 @@ fn run_file_command(cmd: SecretsCommand, ctx: &Context, env: &IdentityEnv) -> Re
         SecretsCommand::Rekey(_) => unreachable!("handled by run_rekey"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// In a repository whose inventory declares secrets, `.sops.yaml` follows the inventory
+/// before a file is created or encrypted, so the file gets the admins and hosts cairn.hcl
+/// names (right after `cairn init` there is no `.sops.yaml` yet).
+fn sync_rules(ctx: &Context) -> miette::Result<()> {
+    if ctx.inventory.is_none() && crate::inventory::discover(&ctx.cwd).is_none() {
+        return Ok(());
+    }
+    let inv = ctx.load_inventory()?;
+    let state = ctx.open_state(&inv)?.read()?;
+    let lookup = |h: &crate::inventory::HostName| {
+        state.hosts.get(h.as_str()).and_then(|s| s.age_recipient.clone())
+    };
+    if rekey::sync_sops_yaml(&inv, &lookup)? {
+        tracing::info!("wrote .sops.yaml from cairn.hcl's admins and secrets rules");
+    }
+    Ok(())
 }
 
 /// With an inventory that declares secrets, `.sops.yaml` is regenerated from it first (hosts'

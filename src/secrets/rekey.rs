@@ -241,6 +241,25 @@ pub fn plan_from_inventory(
     Ok(Some((update, plan)))
 }
 
+/// When the inventory declares secrets: writes `.sops.yaml` from it if it changes (so a new
+/// file gets the admins and the hosts the inventory names, as `rekey` would give it).
+/// Returns whether it was written; `false` when the inventory declares no secrets.
+pub fn sync_sops_yaml(
+    inv: &Inventory,
+    host_recipient: &dyn Fn(&HostName) -> Option<String>,
+) -> Result<bool> {
+    if inv.secrets.is_empty() && inv.hosts.iter().all(|h| h.secrets.is_empty()) {
+        return Ok(false);
+    }
+    let policy = SecretsPolicy::new(inv, host_recipient)?;
+    let existing: Vec<String> = load_sops_files(&inv.root)?
+        .iter()
+        .filter_map(|f| f.path.strip_prefix(&inv.root).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    Ok(policy.write_sops_yaml(&inv.root, &existing)?)
+}
+
 /// Every sops file under `root` (hidden directories, `target` and `result` skipped), read
 /// and parsed on every core.
 pub fn load_sops_files(root: &Path) -> Result<Vec<SopsFile>> {

@@ -341,3 +341,87 @@ host "web1" {
     assert_eq!(std::fs::read_to_string(foreign.join("notes.txt")).unwrap(), "keep me");
     assert_eq!(std::fs::read_to_string(foreign.join("disk.qcow2")).unwrap(), "someone else's disk");
 }
+
+/// Issue 10 ("cairn init, then what?"): the steps init's closing text lists, run in order as
+/// a new user would, up to the first that needs the network: keygen, adding the admin with
+/// the recipient it printed, creating web1's secrets with a scripted $EDITOR, plan.
+#[test]
+fn the_next_steps_init_lists_work_in_order() {
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let step = |dir: &Path, args: &[&str], editor: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        cmd.args(args)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("SOPS_AGE_SSH_PRIVATE_KEY_FILE")
+            .env_remove("SOPS_EDITOR")
+            .env_remove("VISUAL")
+            .env_remove("CAIRN_INVENTORY")
+            .env_remove("RUST_LOG");
+        if let Some(editor) = editor {
+            cmd.env("EDITOR", editor);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "cairn {args:?}\nstderr: {}", stderr(&out));
+        stdout(&out)
+    };
+
+    let said = step(work.path(), &["init", "fleet"], None);
+    let listed: Vec<&str> = said
+        .lines()
+        .filter_map(|l| l.trim().split_once(". ").filter(|(n, _)| n.parse::<u8>().is_ok()))
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "cd fleet",
+            "cairn secrets keygen",
+            "add yourself to cairn.hcl, with the recipient it printed:",
+            "cairn secrets edit secrets/web1.yaml",
+            "cairn plan",
+            "cairn bootstrap host web1",
+        ],
+        "{said}"
+    );
+    let repo = work.path().join("fleet");
+
+    // 1. keygen: the key goes outside the repository; the recipient is printed.
+    let recipient = step(&repo, &["secrets", "keygen"], None).trim().to_string();
+    assert!(recipient.starts_with("age1") && !recipient.contains('\n'), "{recipient}");
+    assert!(home.join(".config/sops/age/keys.txt").is_file());
+
+    // 2. the admin block as the text shows it, with the printed recipient.
+    let hcl = std::fs::read_to_string(repo.join("cairn.hcl")).unwrap();
+    std::fs::write(
+        repo.join("cairn.hcl"),
+        format!("{hcl}\nadmin \"you\" {{\n  age = \"{recipient}\"\n}}\n"),
+    )
+    .unwrap();
+
+    // 3. the secrets file, written by the "editor", saved encrypted to the admin.
+    let editor = work.path().join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nprintf 'greeting: hello from web1\\n' > \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    step(&repo, &["secrets", "edit", "secrets/web1.yaml"], Some(&editor));
+    let stored = std::fs::read_to_string(repo.join("secrets/web1.yaml")).unwrap();
+    assert!(stored.contains("greeting: ENC[AES256_GCM,"), "{stored}");
+    assert!(stored.contains(&format!("recipient: {recipient}")), "{stored}");
+    assert!(!stored.contains("hello from web1"));
+    let shown = step(&repo, &["secrets", "decrypt", "secrets/web1.yaml"], None);
+    assert_eq!(shown, "greeting: hello from web1\n");
+    // The rules it followed are in .sops.yaml, for plain sops too.
+    let rules = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    assert!(rules.contains("secrets/web1\\.yaml"), "{rules}");
+
+    // 4. plan: the VM to create.
+    let plan = step(&repo, &["plan"], None);
+    assert!(plan.contains("+ host \"web1\" will be created"), "{plan}");
+    assert!(plan.contains("Plan: 1 to create, 0 to change, 0 to destroy."), "{plan}");
+}

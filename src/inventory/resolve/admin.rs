@@ -1,0 +1,99 @@
+//! `admin "NAME" { age = "age1..." }`: the people who can read every secret.
+
+use std::ops::Range;
+
+use hcl_edit::structure::Body;
+use hcl_edit::Span;
+
+use super::Resolver;
+use crate::inventory::diag::ProblemBuilder;
+use crate::inventory::eval::{check_attributes, single_label};
+use crate::inventory::model::*;
+
+impl Resolver<'_> {
+    pub(super) fn admins(&mut self, body: &Body) -> Vec<Admin> {
+        let mut out: Vec<(Admin, Option<Range<usize>>)> = Vec::new();
+        for block in body.get_blocks("admin") {
+            let Some((name_s, name_span)) = single_label(self.diags, block, "admin", "alice")
+            else {
+                continue;
+            };
+            let Some(name) = self.name(AdminName::new, &name_s, name_span.clone(), "admin name")
+            else {
+                continue;
+            };
+            if let Some((_, first)) = out.iter().find(|(a, _)| a.name == name) {
+                let first = first.clone();
+                self.duplicate("admin", &name_s, name_span, first);
+                continue;
+            }
+            check_attributes(self.diags, &block.body, "admin", &["age"], &[]);
+            let Some(attr) = block.body.get_attribute("age") else {
+                self.diags.push(
+                    ProblemBuilder::new(format!("admin `{name_s}` has no `age` recipient"))
+                        .at(name_span, "missing `age`")
+                        .help("add `age = \"age1...\"` (from `cairn secrets keygen` or `age-keygen -y`) or an `ssh-ed25519 ...` public key"),
+                );
+                continue;
+            };
+            let Some(age) = self.string(attr) else { continue };
+            if let Err(why) = check_recipient(&age) {
+                self.diags.push(
+                    ProblemBuilder::new(format!("admin `{name_s}` has an invalid age recipient"))
+                        .at(attr.value.span(), why)
+                        .help("use an age public key (`age1...`, as printed by `age-keygen -y`) or an SSH public key line (`ssh-ed25519 AAAA...`)"),
+                );
+                continue;
+            }
+            let span = self.span(name_span.clone());
+            out.push((Admin { name, age: age.trim().to_owned(), span }, name_span));
+        }
+        out.into_iter().map(|(a, _)| a).collect()
+    }
+}
+
+/// An age X25519 recipient (`age1...`) or an SSH public key line (`ssh-ed25519 ...`,
+/// `ssh-rsa ...`), as sops and age accept them.
+pub(super) fn check_recipient(s: &str) -> Result<(), String> {
+    let s = s.trim();
+    if s.starts_with("AGE-SECRET-KEY-") {
+        return Err("this is a private key: never put it here, use its public key".into());
+    }
+    if s.starts_with("age1") {
+        return s
+            .parse::<age::x25519::Recipient>()
+            .map(drop)
+            .map_err(|_| "not a valid age recipient (bad checksum or length)".into());
+    }
+    if s.starts_with("ssh-ed25519 ") || s.starts_with("ssh-rsa ") {
+        return match s.parse::<age::ssh::Recipient>() {
+            Ok(_) => Ok(()),
+            Err(age::ssh::ParseRecipientKeyError::RsaModulusTooSmall) => {
+                Err("this RSA key is too short (under 2048 bits)".into())
+            }
+            Err(_) => Err("not a valid SSH public key".into()),
+        };
+    }
+    Err("not an age recipient or SSH public key".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients() {
+        // Generated with age-keygen and ssh-keygen for this test; public halves only.
+        assert!(check_recipient("age1l4j587397etm0czenpy3xwkra2r5p929ztcpr3h3v89gvf3wgvmqnnlq2d")
+            .is_ok());
+        assert!(check_recipient(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtRNRBdvs9DSZpJGTAQ76p6TbFNAqD9jLkaclZISGcR bob@laptop"
+        )
+        .is_ok());
+        let bad_checksum = "age1l4j587397etm0czenpy3xwkra2r5p929ztcpr3h3v89gvf3wgvmqnnlq2e";
+        assert!(check_recipient(bad_checksum).unwrap_err().contains("checksum"));
+        assert!(check_recipient("AGE-SECRET-KEY-1ABC").unwrap_err().contains("private key"));
+        assert!(check_recipient("ssh-ed25519 AAAA").is_err());
+        assert!(check_recipient("alice@example.org").is_err());
+    }
+}

@@ -5,8 +5,10 @@
 
 pub mod copy;
 mod error;
-mod host;
+mod host_run;
 mod operator;
+mod phases;
+mod run;
 mod secrets;
 
 use std::collections::BTreeMap;
@@ -159,7 +161,7 @@ pub async fn run_fleet(ctx: Arc<Context>, hosts: Vec<Host>) -> Vec<HostReport> {
     let results = crate::util::parallel::bounded(hosts, parallel, move |host| {
         let ctx = ctx.clone();
         let span = tracing::info_span!(progress::HOST_SPAN, host = %host.name);
-        async move { host::run(&ctx, &host).await }.instrument(span)
+        async move { run::run(&ctx, &host).await }.instrument(span)
     })
     .await;
     reports(names, results)

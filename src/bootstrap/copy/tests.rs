@@ -1,0 +1,116 @@
+use super::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn script(template: &str, text: &str, root: &std::path::Path) -> String {
+    let vars = Vars::new().word("root", root.display().to_string());
+    template::render(template, text, &vars).unwrap()
+}
+
+/// Runs `script` with the real sh, tar and zstd, feeding `input`.
+fn sh(script: &str, input: &[u8]) -> std::process::Output {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The unpacker may stop reading early (a truncated stream): ignore a broken pipe.
+    let _ = child.stdin.take().unwrap().write_all(input);
+    child.wait_with_output().unwrap()
+}
+
+/// The compressed stream of `paths` from the store under `root`.
+async fn stream(root: &std::path::Path, paths: &[StorePath]) -> Vec<u8> {
+    let opts = TransferOptions { store_root: root.to_owned(), ..Default::default() };
+    let mut s = TarStream::spawn(paths, &BTreeSet::new(), &opts).unwrap();
+    let mut out = s.stdout().unwrap();
+    let mut bytes = Vec::new();
+    out.read_to_end(&mut bytes).await.unwrap();
+    s.finish().await.unwrap();
+    bytes
+}
+
+/// A copy cut off in the middle of a path, as when cairn is killed: the paths unpacked
+/// before it count as complete, the cut one is removed and sent again, and the resumed
+/// copy leaves the same files as an uninterrupted one. Real tar, zstd and sh.
+#[tokio::test]
+async fn an_interrupted_copy_resumes_without_the_half_written_path() {
+    let src = tempfile::tempdir().unwrap();
+    let names = [
+        "0a9y8hl9bwc5v1vm2b8g8mq2r0qp3cpd-first",
+        "1s2abrc2z2wvfwbiw0s7gbd9ny6l52cf-second",
+        "2x7c0jyhrr6pm4hw1ndq5k3lqiw6jpjd-third",
+    ];
+    let paths: Vec<StorePath> =
+        names.iter().map(|n| StorePath::new(format!("/nix/store/{n}")).unwrap()).collect();
+    for (i, p) in paths.iter().enumerate() {
+        let dir = src.path().join(p.relative());
+        fs_err::create_dir_all(dir.join("bin")).unwrap();
+        // Incompressible, so a cut in the stream's middle falls in the middle path.
+        let mut data = vec![0u8; 400 * 1024];
+        let mut x = 0x9e37_79b9_u32.wrapping_mul(i as u32 + 1);
+        for b in &mut data {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        fs_err::write(dir.join("bin/program"), &data).unwrap();
+        fs_err::write(dir.join("zz-last-file"), "written last\n").unwrap();
+    }
+    let whole = stream(src.path(), &paths).await;
+
+    let dst = tempfile::tempdir().unwrap();
+    let status = script("copy-status.sh", COPY_STATUS_SH, dst.path());
+    let unpack = script("copy-unpack.sh", COPY_UNPACK_SH, dst.path());
+    let cut = sh(&unpack, &whole[..whole.len() / 2]);
+    assert!(!cut.status.success(), "a truncated stream must fail");
+    assert!(dst.path().join(paths[1].relative()).exists(), "the middle path was begun");
+
+    let found = sh(&status, b"");
+    assert!(found.status.success(), "{}", String::from_utf8_lossy(&found.stderr));
+    let found = TargetStore::parse(&String::from_utf8_lossy(&found.stdout));
+    assert_eq!(found.complete, BTreeSet::from([names[0].to_string()]));
+    assert_eq!(found.removed, vec![names[1].to_string()]);
+    assert!(!dst.path().join(paths[1].relative()).exists(), "the cut path is gone");
+
+    let rest: Vec<StorePath> = paths[1..].to_vec();
+    let resumed = sh(&unpack, &stream(src.path(), &rest).await);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let found = TargetStore::parse(&String::from_utf8_lossy(&sh(&status, b"").stdout));
+    assert_eq!(found.complete, names.iter().map(|n| n.to_string()).collect());
+    assert!(found.removed.is_empty());
+    for p in &paths {
+        for file in ["bin/program", "zz-last-file"] {
+            assert_eq!(
+                fs_err::read(dst.path().join(p.relative()).join(file)).unwrap(),
+                fs_err::read(src.path().join(p.relative()).join(file)).unwrap(),
+                "{p} {file}"
+            );
+        }
+    }
+}
+
+#[test]
+fn status_lines_are_read() {
+    let s =
+        TargetStore::parse("complete aaaa-nix\nremoved bbbb-sops\ncomplete cccc-busybox\nnoise\n");
+    assert_eq!(s.complete, BTreeSet::from(["aaaa-nix".to_string(), "cccc-busybox".to_string()]));
+    assert_eq!(s.removed, vec!["bbbb-sops".to_string()]);
+}
+
+#[test]
+fn the_plan_says_what_is_there_and_what_is_sent() {
+    assert_eq!(
+        plan_line(120, 37, 96 * 1024 * 1024),
+        "copy: 37 of 120 paths already on the target, sending 83 (96 MiB)"
+    );
+    assert_eq!(
+        plan_line(8, 0, 3 * 1024 * 1024 / 2),
+        "copy: 0 of 8 paths already on the target, sending 8 (1.5 MiB)"
+    );
+    assert_eq!(plan_line(8, 8, 0), "copy: all 8 paths already on the target, sending nothing");
+}

@@ -1,0 +1,222 @@
+//! One host's run as the phases share it: the host, its machine, the open SSH session (to
+//! one stage at a time), the built closure, the deadlines; and the helpers every phase uses
+//! (connect to a stage, read the machine's facts, state updates).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Context, Deadlines, PhaseError};
+use crate::inventory::{Host, Wait};
+use crate::nix::{PathInfo, StorePath};
+use crate::provider::{Machine, Provider};
+use crate::reach::{self, Recorded, Trust};
+use crate::ssh::{self, RemoteCommand, Session};
+use crate::state::{HostState, KeyPhase};
+
+const FACTS_SH: &str = include_str!("../../templates/bootstrap/facts.sh");
+
+/// What `facts.sh` reports.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Facts {
+    pub installer: bool,
+    pub boot_id: String,
+    pub mem_mib: u64,
+    pub mnt_mounted: bool,
+    pub os_id: String,
+    /// `uname -m`: which installer bundles can run.
+    pub arch: String,
+}
+
+impl Facts {
+    fn parse(text: &str) -> Self {
+        let map: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+        Facts {
+            installer: map.get("installer") == Some(&"yes"),
+            boot_id: map.get("boot_id").unwrap_or(&"").trim().to_string(),
+            mem_mib: map.get("mem_kib").and_then(|k| k.trim().parse::<u64>().ok()).unwrap_or(0)
+                / 1024,
+            mnt_mounted: map.get("mnt_mounted") == Some(&"yes"),
+            os_id: map.get("os_id").unwrap_or(&"unknown").to_string(),
+            arch: map.get("arch").unwrap_or(&"unknown").trim().to_string(),
+        }
+    }
+}
+
+pub(super) struct HostRun<'a> {
+    pub ctx: &'a Context,
+    pub host: &'a Host,
+    pub provider: Arc<dyn Provider>,
+    /// The machine, once provision found or created it in this run.
+    pub machine: Option<Machine>,
+    /// The open session, and the stage it reached.
+    pub session: Option<(KeyPhase, Session)>,
+    /// The system built in this run, and its closure.
+    pub toplevel: Option<StorePath>,
+    pub closure: Vec<PathInfo>,
+    /// Whether a phase that changes the machine ran (else a verified run changed nothing).
+    pub ran_any: bool,
+    pub deadlines: Deadlines,
+}
+
+impl HostRun<'_> {
+    pub(super) fn name(&self) -> &str {
+        self.host.name.as_str()
+    }
+
+    pub(super) fn state_snapshot(&self) -> HostState {
+        self.ctx.state.host(self.name()).unwrap_or_default()
+    }
+
+    pub(super) fn update_state(&self, f: impl FnOnce(&mut HostState)) -> Result<(), PhaseError> {
+        self.ctx.state.update_host(self.name(), f)?;
+        Ok(())
+    }
+
+    /// A session to the system in `stage`, reusing the open one when it matches; a new one
+    /// may take as long as the `wait` deadline allows.
+    pub(super) async fn session(
+        &mut self,
+        stage: KeyPhase,
+        wait: Wait,
+    ) -> Result<&Session, PhaseError> {
+        let limit = self.deadlines.get(wait);
+        self.session_within(stage, wait, limit).await
+    }
+
+    /// [`Self::session`] with only `within` left of the `wait` deadline. A machine that does
+    /// not answer in time is a [`PhaseError::Timeout`] of `wait`.
+    pub(super) async fn session_within(
+        &mut self,
+        stage: KeyPhase,
+        wait: Wait,
+        within: Duration,
+    ) -> Result<&Session, PhaseError> {
+        if self.session.as_ref().is_some_and(|(s, _)| *s == stage) {
+            return Ok(&self.session.as_ref().expect("checked").1);
+        }
+        if let Some((_, old)) = self.session.take() {
+            old.close().await;
+        }
+        let state = self.state_snapshot();
+        let location = self.ctx.state.location();
+        let recorded = Recorded { host: self.name(), state: &state, location: &location };
+        let route = reach::route(self.host, &recorded, stage)?;
+        let (target, policy) = (route.target.clone(), route.policy());
+        let record = matches!(route.trust, Trust::FirstContact);
+        let options = ssh::ConnectOptions {
+            pinned_key_location: route.key_location.clone(),
+            ..Default::default()
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        let session = match ssh::wait_reachable(
+            &target,
+            &self.ctx.operator.auth,
+            &policy,
+            &options,
+            deadline,
+        )
+        .await
+        {
+            Ok(session) => session,
+            Err(ssh::Error::Unreachable { target, attempts, last_error, .. }) => {
+                return Err(PhaseError::timeout(
+                    wait,
+                    self.deadlines.get(wait),
+                    format!("{target} did not answer over SSH"),
+                    format!("{last_error} ({attempts} attempts)"),
+                    format!(
+                        "{}; check that it got the address cairn uses and that sshd listens on port {}",
+                        self.console_hint(),
+                        target.port
+                    ),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if record {
+            let line = session.host_key().to_openssh().map_err(|e| PhaseError::Remote {
+                what: format!("the host key the machine presented cannot be encoded: {e}"),
+                help: "this is a bug in cairn".into(),
+            })?;
+            tracing::info!(key = %ssh::fingerprint(session.host_key()), "recorded the stock image's host key");
+            self.update_state(|h| {
+                h.host_keys.insert(KeyPhase::Stock, vec![line]);
+            })?;
+        }
+        self.session = Some((stage, session));
+        Ok(&self.session.as_ref().expect("just set").1)
+    }
+
+    pub(super) async fn facts(&mut self, stage: KeyPhase, wait: Wait) -> Result<Facts, PhaseError> {
+        let limit = self.deadlines.get(wait);
+        self.facts_within(stage, wait, limit).await
+    }
+
+    pub(super) async fn facts_within(
+        &mut self,
+        stage: KeyPhase,
+        wait: Wait,
+        within: Duration,
+    ) -> Result<Facts, PhaseError> {
+        let session = self.session_within(stage, wait, within).await?;
+        let out = session.exec(&RemoteCommand::script("facts", FACTS_SH)).await?;
+        Ok(Facts::parse(&out.stdout_trimmed()))
+    }
+
+    pub(super) fn console_hint(&self) -> String {
+        match self
+            .machine
+            .as_ref()
+            .and_then(|m| m.provider_data.get("dir"))
+            .and_then(|d| d.as_str())
+        {
+            Some(dir) => format!("the VM's serial console log may say why: {dir}/console.log"),
+            None if self.ctx.inventory.provider_of(self.host).kind
+                == crate::inventory::ProviderKind::Existing =>
+            {
+                "look at the machine's console".into()
+            }
+            None => "look at the machine's console in the provider's web interface".into(),
+        }
+    }
+
+    pub(super) fn flake(&self) -> Result<crate::inventory::FlakeRef, PhaseError> {
+        let mut flake = self.host.flake.clone().ok_or_else(|| PhaseError::Config {
+            what: "the host has no flake".into(),
+            help: "add `flake = \".#NAME\"` to the host".into(),
+        })?;
+        if !flake.flake.contains(':') {
+            flake.flake = self.ctx.inventory.root.join(&flake.flake).display().to_string();
+        }
+        Ok(flake)
+    }
+
+    pub(super) async fn built(&mut self) -> Result<StorePath, PhaseError> {
+        if self.toplevel.is_none() {
+            super::phases::build(self).await?;
+        }
+        Ok(self.toplevel.clone().expect("built"))
+    }
+}
+
+/// Errors that mean "not there yet" while a machine boots or jumps.
+pub(super) fn is_transient(e: &ssh::Error) -> bool {
+    e.is_retryable_connect()
+        || matches!(e, ssh::Error::ConnectionLost { .. } | ssh::Error::Unreachable { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_are_read_from_key_value_lines() {
+        let f = Facts::parse("os_id=debian\nos_variant=\ninstaller=no\nboot_id=abc\narch=x86_64\nmem_kib=1012345\nmnt_mounted=no\n");
+        assert!(!f.installer);
+        assert_eq!(f.boot_id, "abc");
+        assert_eq!(f.mem_mib, 988);
+        assert_eq!(f.os_id, "debian");
+        assert!(!f.mnt_mounted);
+    }
+}

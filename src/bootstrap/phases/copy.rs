@@ -1,0 +1,26 @@
+//! copy: stream the closure into /mnt/nix/store and register it. Check: the target lists
+//! what it already has (a cut-off copy resumes). Act: send the rest. Prove: the target's
+//! Nix database registers every path. Record: the phase.
+
+use super::{PhaseResult, TARGET_ROOT};
+use crate::bootstrap::host_run::HostRun;
+use crate::bootstrap::PhaseError;
+use crate::inventory::Wait;
+use crate::state::KeyPhase;
+
+pub(super) async fn copy(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError> {
+    let toplevel = r.built().await?;
+    let strategy = r.host.install.copy.unwrap_or_default();
+    r.session(KeyPhase::Installer, Wait::Reach).await?;
+    let (_, session) = r.session.as_ref().expect("just connected");
+    let job = crate::bootstrap::copy::CopyJob {
+        strategy,
+        closure: &r.closure,
+        toplevel: &toplevel,
+        root: TARGET_ROOT,
+        nix: &r.ctx.options.nix,
+        identity: &r.ctx.operator.private_key_path,
+    };
+    crate::bootstrap::copy::copy_closure(session, &job).await?;
+    Ok(PhaseResult::Done)
+}

@@ -1,0 +1,25 @@
+//! install: set the system profile and install the boot loader with the closure's own
+//! `switch-to-configuration boot`. Check and prove: the script fails unless the system is in
+//! the target's store. Record: the system installed.
+
+use super::{PhaseResult, INSTALL_SH, TARGET_ROOT};
+use crate::bootstrap::host_run::HostRun;
+use crate::bootstrap::PhaseError;
+use crate::inventory::Wait;
+use crate::ssh::RemoteCommand;
+use crate::state::KeyPhase;
+use crate::util::template::{self, Vars};
+
+pub(super) async fn install(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError> {
+    let system = r.built().await?;
+    let script = template::render(
+        "templates/bootstrap/install.sh",
+        INSTALL_SH,
+        &Vars::new().word("root", TARGET_ROOT).word("system", system.as_str()),
+    )?;
+    let session = r.session(KeyPhase::Installer, Wait::Reach).await?;
+    session.exec(&RemoteCommand::script("install", script)).await?;
+    let system = system.as_str().to_string();
+    r.update_state(|h| h.bootstrap.system = Some(system))?;
+    Ok(PhaseResult::Done)
+}

@@ -1,0 +1,166 @@
+//! kexec: jump from the stock system into the in-RAM installer. Check: not in an installer
+//! already, and enough memory for one. Act: upload the bundle and run its `kexec/run`.
+//! Prove: a fresh connection finds a new boot id and the installer marker. Record: the
+//! installer's host key.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::{PhaseResult, BUNDLE_DIR, KEXEC_SH};
+use crate::bootstrap::host_run::{is_transient, HostRun};
+use crate::bootstrap::PhaseError;
+use crate::download::{self, Source};
+use crate::installer;
+use crate::inventory::Wait;
+use crate::ssh::RemoteCommand;
+use crate::state::KeyPhase;
+use crate::util::template::{self, Vars};
+
+/// What the nixos-images kexec installer asks for; a host or provider may lower it for a
+/// lighter installer (`installer_min_memory`).
+const DEFAULT_INSTALLER_MIN_MEMORY_MIB: u64 = 1024;
+
+pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError> {
+    let before = r.facts(KeyPhase::Stock, Wait::Reach).await?;
+    if before.installer {
+        return Ok(PhaseResult::Skipped("already running an installer".into()));
+    }
+    let need = installer_min_memory(r);
+    if before.mem_mib < need {
+        return Err(PhaseError::NotEnoughMemory { have_mib: before.mem_mib, need_mib: need });
+    }
+    let bundle = installer_bundle(r, &before.arch).await?;
+    let decompress = bundle_decompressor(&bundle)?;
+    let session = r.session(KeyPhase::Stock, Wait::Reach).await?;
+    let unpack =
+        format!("rm -rf {d} && mkdir -p {d} && {decompress} | tar -x -f - -C {d}", d = BUNDLE_DIR);
+    let file = tokio::fs::File::open(&bundle).await.map_err(|source| PhaseError::Io {
+        what: format!("opening the installer bundle {}", bundle.display()),
+        help: "check the `installer` path".into(),
+        source,
+    })?;
+    tracing::info!(bundle = %bundle.display(), "uploading the installer");
+    session.exec_with_input(&RemoteCommand::new("sh").arg("-c").arg(&unpack), file).await?;
+    let script = template::render(
+        "templates/bootstrap/kexec.sh",
+        KEXEC_SH,
+        &Vars::new().word("dir", BUNDLE_DIR),
+    )?;
+    session.exec(&RemoteCommand::script("kexec", script)).await?;
+    if let Some((_, s)) = r.session.take() {
+        s.close().await;
+    }
+    // The old system keeps answering for a moment after `kexec/run` returns: wait for
+    // the installer's own identity (a new boot id, the installer marker).
+    let limit = r.deadlines.get(Wait::Kexec);
+    let deadline = Instant::now() + limit;
+    let mut last_seen = format!("the stock system ({}, boot id {})", before.os_id, before.boot_id);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(PhaseError::timeout(
+                Wait::Kexec,
+                limit,
+                "the machine did not come back running the installer",
+                last_seen,
+                format!(
+                    "{}; a machine that kexec cannot jump on (some hypervisors, Secure Boot) needs a rescue system or an installer image instead",
+                    r.console_hint()
+                ),
+            ));
+        }
+        match r.facts_within(KeyPhase::Installer, Wait::Kexec, left).await {
+            Ok(f) if f.boot_id != before.boot_id && f.installer => {
+                let key = r.session.as_ref().map(|(_, s)| s.host_key().to_openssh());
+                if let Some(Ok(line)) = key {
+                    r.update_state(|h| {
+                        h.host_keys.insert(KeyPhase::Installer, vec![line]);
+                    })?;
+                }
+                tracing::info!(boot_id = %f.boot_id, "running the installer");
+                return Ok(PhaseResult::Done);
+            }
+            Ok(f) => {
+                last_seen = if f.boot_id == before.boot_id {
+                    format!("the stock system still answering (boot id {})", f.boot_id)
+                } else {
+                    format!(
+                        "a new boot ({}, boot id {}) that is not an installer",
+                        f.os_id, f.boot_id
+                    )
+                };
+                // Still the old system: drop the session and look again.
+                if let Some((_, s)) = r.session.take() {
+                    s.close().await;
+                }
+            }
+            Err(PhaseError::Ssh(e)) if is_transient(&e) => last_seen = e.to_string(),
+            Err(PhaseError::Timeout { last_seen: seen, .. }) => last_seen = seen,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn installer_min_memory(r: &HostRun<'_>) -> u64 {
+    r.host.install.installer_min_memory.unwrap_or(DEFAULT_INSTALLER_MIN_MEMORY_MIB)
+}
+
+/// The kexec bundle (see [`crate::installer`]), checked against the machine's
+/// architecture, and downloaded and verified when it is a URL: all before any upload.
+async fn installer_bundle(r: &HostRun<'_>, arch: &str) -> Result<PathBuf, PhaseError> {
+    let source = installer::source(
+        r.ctx.options.installer.as_deref(),
+        &r.host.install,
+        r.ctx.env.get("CAIRN_INSTALLER").map(PathBuf::from),
+        &r.ctx.inventory.root,
+    )
+    .map_err(|e| PhaseError::Config { what: e.to_string(), help: e.help() })?
+    .ok_or_else(|| PhaseError::Config {
+        what: format!("no installer bundle is configured for this host ({arch})"),
+        help: format!(
+            "set `installer` on the host or its provider to a nixos-images kexec tarball for \
+             {arch}: a local file, or its URL with `installer_sha256` (GitHub shows each \
+             release file's sha256 on https://github.com/nix-community/nixos-images/releases), \
+             e.g. nixos-kexec-installer-noninteractive-{arch}-linux.tar.gz; or pass --installer"
+        ),
+    })?;
+    installer::check_arch(&source, arch).map_err(|what| PhaseError::Config {
+        what,
+        help: "set `installer` to the bundle built for the machine's architecture \
+               (nixos-images names it in the file name, e.g. ...-aarch64-linux.tar.gz)"
+            .into(),
+    })?;
+    let path = match &source {
+        Source::Local(path) => path.clone(),
+        Source::Url(_) => {
+            let cache = download::cache_dir().map_err(PhaseError::Download)?;
+            download::resolve(&source, &cache).await.map_err(PhaseError::Download)?
+        }
+    };
+    if !path.is_file() {
+        return Err(PhaseError::Config {
+            what: format!("the installer bundle {} does not exist", path.display()),
+            help: "check the `installer` path (relative paths are relative to cairn.hcl)".into(),
+        });
+    }
+    Ok(path)
+}
+
+/// How the stock system unpacks the bundle, from its first bytes.
+fn bundle_decompressor(path: &std::path::Path) -> Result<&'static str, PhaseError> {
+    let mut magic = [0u8; 4];
+    let read =
+        std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic));
+    read.map_err(|source| PhaseError::Io {
+        what: format!("reading the installer bundle {}", path.display()),
+        help: "check the `installer` path".into(),
+        source,
+    })?;
+    match magic {
+        [0x1f, 0x8b, ..] => Ok("gzip -dc"),
+        [0x28, 0xb5, 0x2f, 0xfd] => Ok("zstd -dc"),
+        [0xfd, b'7', b'z', b'X'] => Ok("xz -dc"),
+        _ => Ok("cat"),
+    }
+}

@@ -1,0 +1,43 @@
+//! provision: ask the provider for the machine. Check: the provider's lookup finds it (then
+//! it is only recorded). Act: create it. Prove: the provider reports it. Record: the machine
+//! in state, as `cairn apply` does.
+
+use super::PhaseResult;
+use crate::bootstrap::host_run::HostRun;
+use crate::bootstrap::PhaseError;
+use crate::provider::{CreateRequest, Machine};
+
+pub(super) async fn provision(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError> {
+    let state = r.state_snapshot();
+    if let Some(machine) = r.provider.lookup(r.host, Some(&state)).await? {
+        let why = format!("{} exists ({:?})", machine.id, machine.status);
+        if machine.status != crate::provider::MachineStatus::Running {
+            r.provider.power(r.host, &machine, crate::provider::PowerAction::On).await?;
+        }
+        let machine = r.provider.lookup(r.host, Some(&state)).await?.unwrap_or(machine);
+        remember_machine(r, &machine, false)?;
+        r.machine = Some(machine);
+        return Ok(PhaseResult::Skipped(why));
+    }
+    let req = CreateRequest { operator_ssh_key: r.ctx.operator.public_line.clone() };
+    let machine = r.provider.create(r.host, &req).await?;
+    remember_machine(r, &machine, true)?;
+    r.machine = Some(machine);
+    Ok(PhaseResult::Done)
+}
+
+/// Records the machine as `cairn apply` does ([`crate::plan::apply::record_machine`]).
+/// `created`: a new machine; what state knew of the old one's keys and progress is
+/// forgotten, and what it was created with is kept so `cairn plan` can tell when the
+/// inventory asks for something else.
+fn remember_machine(r: &HostRun<'_>, machine: &Machine, created: bool) -> Result<(), PhaseError> {
+    let desired = crate::plan::Recorded::desired(&r.ctx.inventory, r.host);
+    r.update_state(|h| {
+        crate::plan::apply::record_machine(
+            h,
+            &r.host.provider,
+            machine,
+            created.then_some(&desired),
+        )
+    })
+}

@@ -83,6 +83,16 @@ one stopped, and after success only verifies.")]
     Completions(CompletionsArgs),
     /// Per host: its ring, the commit comin deployed, whether it converged and is healthy
     Status(StatusArgs),
+    /// Move a ring's branch forward, once every gate passes (fast-forward, soak of the ring
+    /// before it), then ask its hosts to fetch
+    Promote(PromoteArgs),
+    /// Revert a ring's branch to the tree of its previous promotion (a new commit: comin
+    /// deploys only fast-forwards)
+    Rollback(RollbackArgs),
+    /// Suspend comin on a ring's hosts (`comin suspend`): they keep what they run
+    Hold(HoldArgs),
+    /// Resume comin on a ring's hosts (`comin resume`)
+    Release(HoldArgs),
     /// Day 2 files: write cairn/fleet.json (what each host's comin pulls) from the rings
     #[command(subcommand)]
     Gitops(GitopsCommand),
@@ -143,6 +153,58 @@ pub struct StatusArgs {
     /// How long --watch waits
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub login: LoginArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "The ring takes --commit, else what the ring before it runs (its branch \
+head, on which its hosts must have converged and soaked), else for a first ring the head of the \
+gitops branch. Every gate is reported before anything is pushed; the promotion is recorded as an \
+annotated tag cairn/promote/RING/N.")]
+pub struct PromoteArgs {
+    /// The ring to move forward
+    pub ring: String,
+    /// Promote this commit instead
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+    /// Push without asking
+    #[arg(long)]
+    pub yes: bool,
+    /// Then follow the ring's hosts until they converge (or --timeout)
+    #[arg(long)]
+    pub watch: bool,
+    /// How long --watch waits
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub login: LoginArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The ring to roll back
+    pub ring: String,
+    /// Return to this commit's tree instead of the previous promotion's
+    #[arg(long, value_name = "SHA")]
+    pub to: Option<String>,
+    /// Push without asking
+    #[arg(long)]
+    pub yes: bool,
+    /// Then follow the ring's hosts until they converge (or --timeout)
+    #[arg(long)]
+    pub watch: bool,
+    /// How long --watch waits
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub login: LoginArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HoldArgs {
+    /// The ring whose hosts to suspend or resume
+    pub ring: String,
     #[command(flatten)]
     pub login: LoginArgs,
 }

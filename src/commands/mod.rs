@@ -21,6 +21,7 @@ mod import;
 mod init;
 mod login;
 mod plan;
+mod promote;
 mod secrets;
 mod ssh;
 mod status;
@@ -130,6 +131,10 @@ pub fn run(cli: Cli, ctx: &Context) -> miette::Result<ExitCode> {
         Command::Ssh(args) => ssh::run(&args, ctx),
         Command::Gitops(cmd) => gitops::run(cmd, ctx),
         Command::Status(args) => status::run(&args, ctx),
+        Command::Promote(args) => promote::promote(&args, ctx),
+        Command::Rollback(args) => promote::rollback(&args, ctx),
+        Command::Hold(args) => promote::hold(&args, ctx, true),
+        Command::Release(args) => promote::hold(&args, ctx, false),
         Command::CopyClosure(args) => copy_closure::run(&args, ctx),
     }
 }

@@ -15,11 +15,7 @@ pub fn run(args: &StatusArgs, ctx: &Context) -> miette::Result<ExitCode> {
     let inventory = ctx.load_inventory()?;
     let hosts = gitops::select(&inventory, &args.selectors)?;
     let backend = ctx.open_state(&inventory)?;
-    let access = status::Access {
-        auth: super::login::login_auth(&inventory.root, args.login.identity.as_ref())?,
-        state: Arc::new(backend.read()?),
-        state_location: backend.location(),
-    };
+    let access = access(&inventory, backend.as_ref(), &args.login)?;
     let runtime = super::fleet::runtime()?;
     let deadline = Instant::now() + args.timeout;
     loop {
@@ -52,6 +48,19 @@ pub fn run(args: &StatusArgs, ctx: &Context) -> miette::Result<ExitCode> {
             output(ctx.out.text("\n"))?;
         }
     }
+}
+
+/// How day-2 commands log into hosts: the key, and state's addresses and pinned keys.
+pub(crate) fn access(
+    inventory: &crate::inventory::Inventory,
+    backend: &dyn crate::state::State,
+    login: &crate::cli::LoginArgs,
+) -> miette::Result<status::Access> {
+    Ok(status::Access {
+        auth: super::login::login_auth(&inventory.root, login.identity.as_ref())?,
+        state: Arc::new(backend.read()?),
+        state_location: backend.location(),
+    })
 }
 
 /// Records machine ids read from hosts (for fleet.json), if state is free right now: status

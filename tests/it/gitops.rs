@@ -367,6 +367,35 @@ impl TestFleet {
     fn host(&self, name: &str) -> &TestHost {
         self.hosts.iter().find(|h| h.name == name).unwrap()
     }
+    /// A new commit on main, pushed: what a merged change looks like.
+    fn commit_to_main(&self, file: &str, text: &str) -> String {
+        std::fs::write(self.repo.path().join(file), text).unwrap();
+        git(self.repo.path(), &["add", file]);
+        git(self.repo.path(), &["commit", "--quiet", "-m", &format!("change {file}")]);
+        git(self.repo.path(), &["push", "--quiet", "forge", "main"]);
+        git(self.repo.path(), &["rev-parse", "HEAD"])
+    }
+    /// Says that cairn saw every host of the ring converged on `commit` an hour ago (what a
+    /// `cairn status` an hour ago would have recorded), so the soak has passed.
+    fn backdate_evidence(&self, commit: &str, hosts: &[&str]) {
+        let an_hour_ago = (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let seen: serde_json::Map<String, serde_json::Value> = hosts
+            .iter()
+            .map(|h| {
+                (
+                    (*h).to_owned(),
+                    serde_json::json!({"first_seen": an_hour_ago, "last_seen": an_hour_ago}),
+                )
+            })
+            .collect();
+        let note = serde_json::json!({ "hosts": seen }).to_string();
+        git(
+            self.repo.path(),
+            &["notes", "--ref", "refs/notes/cairn/soak", "add", "--force", "-m", &note, commit],
+        );
+    }
     /// Makes `host`'s comin fetch now, over cairn ssh (the stand-in deploys at once).
     fn fetch(&self, host: &str) {
         let out = self.cairn(&["ssh", host, "-T", "--", "comin", "fetch"]);
@@ -390,7 +419,11 @@ impl TestFleet {
             t = t.replace(c, &format!("[C{i}]")).replace(&c[..7], &format!("[C{i}]"));
         }
         let re = regex::Regex::new(r"fetched \d+[smhd] ago").unwrap();
-        re.replace_all(&t, "fetched [N] ago").into_owned()
+        t = re.replace_all(&t, "fetched [N] ago").into_owned();
+        let re = regex::Regex::new(r"for [0-9hms]+, the soak is 30m \([0-9hms]+ to go\)").unwrap();
+        t = re.replace_all(&t, "for [T], the soak is 30m ([T] to go)").into_owned();
+        let re = regex::Regex::new(r"for at least [0-9hms]+ \(soak").unwrap();
+        re.replace_all(&t, "for at least [T] (soak").into_owned()
     }
 }
 
@@ -485,4 +518,92 @@ fn status_shows_converged_failed_held_and_unreachable_hosts() {
         "{error}"
     );
     assert!(error.contains("/var/lib/comin/store.json cannot be read"), "{error}");
+}
+
+#[test]
+fn promote_rollback_hold_and_release_on_real_hosts_and_git() {
+    if !can_run_hosts() {
+        eprintln!("skipped: needs root and unshare for the test hosts' mount namespaces");
+        return;
+    }
+    let fleet = test_fleet(&[("web1", "dev", false), ("web2", "prod", false)]);
+    let repo = fleet.repo.path();
+    let c0 = git(repo, &["rev-parse", "HEAD"]);
+    let run = |args: &[&str]| {
+        let out = fleet.cairn(args);
+        (out.status.code(), fleet.stable(&stdout(&out)), fleet.stable(&stderr(&out)))
+    };
+
+    // prod comes after dev, which has no branch yet.
+    let (code, _, err) = run(&["promote", "prod", "--yes"]);
+    assert_eq!(code, Some(1));
+    insta::assert_snapshot!("promote_before_dev", err);
+
+    // dev, a first ring, takes main's head; its host fetches and deploys it.
+    let (code, out, err) = run(&["promote", "dev", "--yes", "--watch", "--timeout", "2m"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    insta::assert_snapshot!("promote_dev", out);
+    assert_eq!(fleet.host("web1").deployed(), c0);
+    assert_eq!(git(repo, &["rev-parse", "cairn/promote/dev/1^{commit}"]), c0);
+    assert!(git(fleet.remote.path(), &["tag", "--list"]).contains("cairn/promote/dev/1"));
+
+    // prod right away: dev has not soaked.
+    let (code, out, err) = run(&["promote", "prod", "--yes"]);
+    assert_eq!(code, Some(1));
+    insta::assert_snapshot!("promote_prod_refused_soak", format!("{out}{err}"));
+    assert_eq!(git(fleet.remote.path(), &["branch", "--list", "ring/prod"]), "", "nothing pushed");
+
+    // An hour later (as recorded), prod takes it.
+    fleet.backdate_evidence(&c0, &["web1"]);
+    let (code, out, err) = run(&["promote", "prod", "--yes", "--watch", "--timeout", "2m"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    insta::assert_snapshot!("promote_prod", out);
+    assert_eq!(fleet.host("web2").deployed(), c0);
+
+    // A change goes through both rings.
+    let c1 = fleet.commit_to_main("motd", "hello\n");
+    let (code, out, err) = run(&["promote", "dev", "--yes"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    fleet.backdate_evidence(&c1, &["web1"]);
+    let (code, out, err) = run(&["status", "dev"]);
+    assert_eq!(code, Some(1), "dev is listed as a host selector, not a ring: {out}{err}");
+    let (code, out, err) = run(&["status", "@dev"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run(&["promote", "prod", "--yes"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(fleet.host("web2").deployed(), c1);
+
+    // Rollback: a new commit on ring/prod with the tree of the previous promotion (c0).
+    let (code, out, err) = run(&["rollback", "prod", "--yes", "--watch", "--timeout", "2m"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    insta::assert_snapshot!("rollback_prod", out);
+    let reverted = fleet.host("web2").deployed();
+    assert_ne!(reverted, c0);
+    assert_eq!(
+        git(repo, &["rev-parse", &format!("{reverted}^{{tree}}")]),
+        git(repo, &["rev-parse", &format!("{c0}^{{tree}}")])
+    );
+    assert_eq!(git(repo, &["rev-parse", &format!("{reverted}^")]), c1, "on top of what prod ran");
+    // Nothing before the first promotion to return to.
+    let (code, _, err) = run(&["rollback", "prod", "--yes"]);
+    assert_eq!(code, Some(1));
+    insta::assert_snapshot!("rollback_nothing_before", err);
+
+    // Hold dev: status shows it, and prod refuses past it (and the reverted branch is not a
+    // fast-forward to dev's head).
+    let (code, out, _) = run(&["hold", "dev"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out, "web1: held (comin suspend)\n");
+    let (_, out, _) = run(&["hold", "dev"]);
+    assert_eq!(out, "web1: already held\n");
+    let (code, out, err) = run(&["promote", "prod", "--yes"]);
+    assert_eq!(code, Some(1));
+    insta::assert_snapshot!(
+        "promote_prod_refused_held_and_not_fast_forward",
+        format!("{out}{err}")
+    );
+    let (code, out, _) = run(&["release", "dev"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out, "web1: released (comin resume)\n");
+    assert_eq!(fleet.host("web2").deployed(), reverted, "a refused promotion pushed nothing");
 }

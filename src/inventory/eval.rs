@@ -61,23 +61,94 @@ fn env_fn(args: FuncArgs) -> Result<Value, String> {
     }
 }
 
+/// The largest file `file()` reads.
+pub(crate) const FILE_LIMIT: u64 = 16 * 1024 * 1024;
+
 fn file_fn(args: FuncArgs) -> Result<Value, String> {
     let rel = args[0].as_str().unwrap_or_default().to_owned();
     let root = SCOPE.with(|s| s.borrow().as_ref().map(|s| s.root.clone())).unwrap_or_default();
+    let relative_help = format!(
+        "paths given to file() are relative to the inventory's directory ({})",
+        root.display()
+    );
+    if std::path::Path::new(&rel).components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(format!(
+            "file `{rel}` goes up with `..`{HELP_SEP}give a path inside the repository (relative to the inventory's directory) or an absolute path"
+        ));
+    }
     let path = root.join(&rel);
-    match fs_err::read_to_string(&path) {
-        Ok(text) => Ok(Value::String(text)),
-        Err(e) => {
-            let why = match e.kind() {
-                std::io::ErrorKind::NotFound => "does not exist".to_owned(),
-                kind => format!("cannot be read: {}", std::io::Error::from(kind)),
-            };
-            Err(format!(
-                "file `{rel}` {why}{HELP_SEP}paths given to file() are relative to the inventory's directory ({})",
-                root.display()
-            ))
+    read_regular_file(&path).map(Value::String).map_err(|why| {
+        let help = match why {
+            FileProblem::NotRegular(_) => {
+                "file() reads regular files only, not devices, FIFOs or directories".to_owned()
+            }
+            FileProblem::TooLarge => format!(
+                "file() reads at most {} MiB; keep large data out of the inventory",
+                FILE_LIMIT >> 20
+            ),
+            FileProblem::NotUtf8 => "file() returns text; the file must be UTF-8".to_owned(),
+            FileProblem::Io(_) => relative_help,
+        };
+        format!("file `{rel}` {why}{HELP_SEP}{help}")
+    })
+}
+
+/// Why `file()` refused a path.
+enum FileProblem {
+    NotRegular(&'static str),
+    TooLarge,
+    NotUtf8,
+    Io(std::io::ErrorKind),
+}
+
+impl std::fmt::Display for FileProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotRegular(what) => write!(f, "is {what}, not a regular file"),
+            Self::TooLarge => write!(f, "is larger than {} MiB", FILE_LIMIT >> 20),
+            Self::NotUtf8 => write!(f, "is not UTF-8 text"),
+            Self::Io(std::io::ErrorKind::NotFound) => write!(f, "does not exist"),
+            Self::Io(kind) => write!(f, "cannot be read: {}", std::io::Error::from(*kind)),
         }
     }
+}
+
+/// Reads a regular file of at most [`FILE_LIMIT`] bytes. The file is opened without
+/// blocking (a FIFO would otherwise wait for a writer) and checked on the open handle, so a
+/// path swapped for a device between a check and the read is still refused.
+fn read_regular_file(path: &std::path::Path) -> Result<String, FileProblem> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| FileProblem::Io(e.kind()))?;
+    let meta = file.metadata().map_err(|e| FileProblem::Io(e.kind()))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        return Err(FileProblem::NotRegular(if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "a special file"
+        }));
+    }
+    if meta.len() > FILE_LIMIT {
+        return Err(FileProblem::TooLarge);
+    }
+    let mut bytes = Vec::new();
+    // The size may change after the check: never read more than the limit.
+    file.take(FILE_LIMIT + 1).read_to_end(&mut bytes).map_err(|e| FileProblem::Io(e.kind()))?;
+    if bytes.len() as u64 > FILE_LIMIT {
+        return Err(FileProblem::TooLarge);
+    }
+    String::from_utf8(bytes).map_err(|_| FileProblem::NotUtf8)
 }
 
 pub(crate) const FUNCTIONS: [&str; 2] = ["env", "file"];
@@ -855,16 +926,11 @@ fn is_identifier(s: &str) -> bool {
 mod tests {
     use super::*;
     use crate::inventory::diag::Source;
-    use std::sync::Arc;
 
     fn location(flags: &[&str], env: &[(&str, &str)]) -> (Option<String>, usize) {
         let text = "variable \"location\" {\n  default = \"fsn1\"\n}\n";
         let body = hcl_edit::parser::parse_body(text).unwrap();
-        let source = Source {
-            path: "cairn.hcl".into(),
-            display_name: "cairn.hcl".into(),
-            text: Arc::new(text.to_owned()),
-        };
+        let source = Source::new("cairn.hcl".into(), "cairn.hcl".into(), text.to_owned());
         let mut diags = Diagnostics::new(source);
         let env: BTreeMap<String, String> =
             env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();

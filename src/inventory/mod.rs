@@ -17,7 +17,6 @@ mod syntax;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub use diag::Problem;
 pub use health::{CheckCommand, DEFAULT_HEALTH_CHECKS};
@@ -143,15 +142,29 @@ pub fn load_str(opts: &LoadOptions, text: String) -> Result<Inventory, Inventory
         _ => PathBuf::from("."),
     };
     let display = display_name(&path);
-    let source =
-        diag::Source { path: path.clone(), display_name: display.clone(), text: Arc::new(text) };
+    let source = diag::Source::new(path.clone(), display.clone(), text);
     let mut diags = diag::Diagnostics::new(source.clone());
 
+    if let Some(offset) = syntax::too_deep(&source.text, syntax::MAX_NESTING) {
+        let end = offset + source.text[offset..].chars().next().map_or(0, char::len_utf8);
+        diags.push(
+            diag::ProblemBuilder::new(format!(
+                "the inventory nests more than {} levels deep",
+                syntax::MAX_NESTING
+            ))
+            .at(Some(offset..end), "too deep here")
+            .help("flatten this expression: use `locals` to name the inner parts"),
+        );
+        return Err(InventoryError::Invalid { path, display, problems: diags.into_problems() });
+    }
     let body = match hcl_edit::parser::parse_body(&source.text) {
         Ok(body) => body,
         Err(e) => {
             let loc = e.location();
-            let offset = loc.offset().min(source.text.len());
+            let mut offset = loc.offset().min(source.text.len());
+            while !source.text.is_char_boundary(offset) {
+                offset -= 1;
+            }
             let end =
                 source.text[offset..].chars().next().map_or(offset, |c| offset + c.len_utf8());
             let hint = syntax::explain(&source.text, offset, e.message());

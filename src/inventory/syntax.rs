@@ -134,3 +134,108 @@ mod tests {
         assert_eq!(unclosed_quote("a = \"x\" # \"\n", 3), None);
     }
 }
+
+/// Deepest nesting of brackets, braces, parentheses and template interpolations an
+/// inventory may have. Real inventories are a handful of levels deep; the limit keeps
+/// hcl-edit's recursive parser and every later walk within the stack, whatever the input.
+pub(crate) const MAX_NESTING: usize = 64;
+
+/// The byte offset where `text` first nests deeper than `max` levels, if it does. A lexical
+/// scan: strings, comments and heredocs are skipped except for their `${`/`%{`
+/// interpolations, which nest like brackets.
+pub(crate) fn too_deep(text: &str, max: usize) -> Option<usize> {
+    enum Mode<'t> {
+        Code,
+        Str,
+        Heredoc(&'t str),
+    }
+    let b = text.as_bytes();
+    let at_line_start = |i: usize| i == 0 || b[i - 1] == b'\n';
+    let line_end = |i: usize| b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |n| i + n);
+    let mut stack: Vec<Mode> = vec![Mode::Code];
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let next = b.get(i + 1).copied();
+        match stack.last().unwrap_or(&Mode::Code) {
+            Mode::Code => match c {
+                b'"' => stack.push(Mode::Str),
+                b'{' | b'[' | b'(' => stack.push(Mode::Code),
+                b'}' | b']' | b')' if stack.len() > 1 => {
+                    stack.pop();
+                }
+                b'#' => i = line_end(i),
+                b'/' if next == Some(b'/') => i = line_end(i),
+                b'/' if next == Some(b'*') => {
+                    i = text[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 1);
+                }
+                b'<' if next == Some(b'<') => {
+                    // `<<EOF` or `<<-EOF`, then the body up to a line holding only `EOF`.
+                    let start = i + 2 + usize::from(b.get(i + 2) == Some(&b'-'));
+                    let end = line_end(start);
+                    let ident = text[start..end].trim_end();
+                    if !ident.is_empty()
+                        && ident.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+                    {
+                        stack.push(Mode::Heredoc(ident));
+                        i = end;
+                    }
+                }
+                _ => {}
+            },
+            Mode::Str => match c {
+                b'\\' => i += 1,
+                b'"' | b'\n' => {
+                    stack.pop();
+                }
+                b'$' | b'%' if next == Some(c) => i += 1,
+                b'$' | b'%' if next == Some(b'{') => {
+                    stack.push(Mode::Code);
+                    i += 1;
+                }
+                _ => {}
+            },
+            Mode::Heredoc(ident) => {
+                if at_line_start(i) && text[i..line_end(i)].trim() == *ident {
+                    stack.pop();
+                    i = line_end(i);
+                } else {
+                    match c {
+                        b'$' | b'%' if next == Some(c) => i += 1,
+                        b'$' | b'%' if next == Some(b'{') => {
+                            stack.push(Mode::Code);
+                            i += 1;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if stack.len() > max + 1 {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod nesting_tests {
+    use super::*;
+
+    #[test]
+    fn nesting_counts_brackets_interpolations_and_heredocs() {
+        assert_eq!(too_deep("a = [[[1]]]\n", 3), None);
+        assert_eq!(too_deep("a = [[[[1]]]]\n", 3), Some(7));
+        // Brackets inside strings, comments and heredoc text do not count.
+        assert_eq!(too_deep("a = \"[[[[[\" # {{{{{\n// ((((\n/* [[[[ */\n", 1), None);
+        assert_eq!(too_deep("a = <<EOF\n[[[[[[\nEOF\nb = 1\n", 1), None);
+        // Interpolations do.
+        assert_eq!(too_deep("a = \"${[[1]]}\"\n", 4), None);
+        assert_eq!(too_deep("a = \"${[[[1]]]}\"\n", 4), Some(9));
+        assert_eq!(too_deep("a = <<EOF\n${[[1]]}\nEOF\n", 4), None);
+        assert_eq!(too_deep("a = <<EOF\n${[[[1]]]}\nEOF\n", 4), Some(14));
+        // Escaped interpolations are text.
+        assert_eq!(too_deep("a = \"$${[[[[[\"\n", 1), None);
+    }
+}

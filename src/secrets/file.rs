@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use super::cipher::{Cipher, DataKey};
 use super::error::{Result, SecretsError};
-use super::metadata::{now_lastmodified, AgeKey, KeyGroup, Metadata, SOPS_VERSION};
+use super::metadata::{now_lastmodified, AgeKey, GoDecoder, KeyGroup, Metadata, SOPS_VERSION};
 use super::shamir;
 use super::store::{Format, StoresConfig};
 use super::tree::Documents;
@@ -74,6 +74,15 @@ impl SopsFile {
             reason,
         })?;
         let meta = meta.ok_or_else(|| SecretsError::MetadataNotFound { file: path.to_owned() })?;
+        let decoder = match format {
+            Format::Json | Format::Binary => Some(GoDecoder::Json),
+            Format::Yaml => Some(GoDecoder::Yaml),
+            Format::Dotenv | Format::Ini => None,
+        };
+        if let Some(decoder) = decoder {
+            super::metadata::check_go_types(&meta, decoder)
+                .map_err(|reason| SecretsError::Metadata { file: path.to_owned(), reason })?;
+        }
         let metadata = Metadata::from_map(&meta)
             .map_err(|reason| SecretsError::Metadata { file: path.to_owned(), reason })?;
         Ok(Self { path: path.to_owned(), format, docs, metadata })
@@ -382,13 +391,25 @@ pub fn abbreviate(r: &str) -> String {
         let kind = parts.next().unwrap_or_default();
         let key = parts.next().unwrap_or_default();
         let comment: Vec<&str> = parts.collect();
-        let tail = &key[key.len().saturating_sub(8)..];
+        let tail = last_chars(key, 8);
         let c = if comment.is_empty() { String::new() } else { format!(" {}", comment.join(" ")) };
         format!("{kind} …{tail}{c}")
-    } else if r.len() > 20 {
-        format!("{}…{}", &r[..10], &r[r.len() - 6..])
+    } else if r.chars().count() > 20 {
+        // By characters: the string comes from a file and may hold any UTF-8.
+        let head: String = r.chars().take(10).collect();
+        format!("{head}…{}", last_chars(r, 6))
     } else {
         r.to_owned()
+    }
+}
+
+/// The last `n` characters of `s`.
+fn last_chars(s: &str, n: usize) -> &str {
+    let start = s.char_indices().rev().nth(n.saturating_sub(1)).map_or(0, |(i, _)| i);
+    if n == 0 {
+        ""
+    } else {
+        &s[start..]
     }
 }
 

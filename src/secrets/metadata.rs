@@ -3,6 +3,8 @@
 //! Read tolerantly (any field order, legacy empty lists, unknown fields), written in sops'
 //! field order.
 
+use std::collections::{BTreeMap, HashMap};
+
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -128,10 +130,9 @@ impl Metadata {
                 }
                 "shamir_threshold" => {
                     shamir_threshold = match value {
-                        Value::Scalar(Scalar::Int(i)) if *i >= 0 => *i as usize,
-                        Value::Scalar(Scalar::Float(f)) if *f >= 0.0 && f.fract() == 0.0 => {
-                            *f as usize
-                        }
+                        // sops reads a Go int; a negative threshold means none, like 0.
+                        Value::Scalar(Scalar::Int(i)) => (*i).max(0) as usize,
+                        Value::Scalar(Scalar::Float(f)) if f.fract() == 0.0 => f.max(0.0) as usize,
                         Value::Scalar(Scalar::Str(s)) => s
                             .trim()
                             .parse()
@@ -316,6 +317,128 @@ fn age_list(keys: &[AgeKey]) -> Value {
     )
 }
 
+/// Which Go decoder sops fills its `Metadata` struct with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoDecoder {
+    /// `encoding/json` (JSON and binary files): strict about every JSON type.
+    Json,
+    /// yaml.v3: any scalar fills a string, a float fills an int, only booleans fill a bool.
+    Yaml,
+}
+
+/// How sops' Go decoder would fill its `Metadata` struct from the `sops` map: a field of a
+/// type the decoder cannot convert fails the whole file (sops refuses it), a `null` leaves
+/// the field empty, unknown fields are ignored. dotenv and INI files hold only strings and
+/// are not checked here.
+pub fn check_go_types(map: &Map, decoder: GoDecoder) -> Result<(), String> {
+    #[derive(Clone, Copy)]
+    enum Go {
+        Str,
+        Bool,
+        Int,
+        /// A list of master keys (`[]agekey`, `[]kmskey`, ...): objects of string fields.
+        Keys,
+        KeyGroups,
+        /// kms `context`: a map of strings.
+        StrMap,
+    }
+    fn kind(v: &Value) -> &'static str {
+        match v {
+            Value::Map(_) => "an object",
+            Value::List(_) => "an array",
+            Value::Scalar(Scalar::Bool(_)) => "a boolean",
+            Value::Scalar(Scalar::Int(_) | Scalar::Float(_)) => "a number",
+            Value::Scalar(_) => "a string",
+        }
+    }
+    fn field_type(name: &str) -> Option<Go> {
+        Some(match name {
+            "lastmodified" | "mac" | "version" => Go::Str,
+            k if CryptRule::FIELDS.contains(&k) => Go::Str,
+            "mac_only_encrypted" => Go::Bool,
+            "shamir_threshold" => Go::Int,
+            "key_groups" => Go::KeyGroups,
+            k if k == "age" || OTHER_KEY_FIELDS.contains(&k) => Go::Keys,
+            _ => return None,
+        })
+    }
+    fn check(path: &str, v: &Value, t: Go, d: GoDecoder) -> Result<(), String> {
+        let wrong = |want: &str| {
+            Err(format!(
+                "`{path}` in the sops metadata is {}, not {want} (sops refuses this file too)",
+                kind(v)
+            ))
+        };
+        let entries = |m: &Map| -> Vec<(String, Value)> {
+            m.iter()
+                .filter_map(|i| match i {
+                    MapItem::Entry { key, value } => Some((key.clone(), value.clone())),
+                    MapItem::Comment(_) => None,
+                })
+                .collect()
+        };
+        match (t, v) {
+            (_, Value::Scalar(Scalar::Null)) => Ok(()),
+            (Go::Str, Value::Scalar(Scalar::Str(_))) => Ok(()),
+            (Go::Str, Value::Scalar(_)) if d == GoDecoder::Yaml => Ok(()),
+            (Go::Str, _) => wrong("a string"),
+            (Go::Bool, Value::Scalar(Scalar::Bool(_))) => Ok(()),
+            (Go::Bool, _) => wrong("a boolean"),
+            (Go::Int, Value::Scalar(Scalar::Int(_))) => Ok(()),
+            (Go::Int, Value::Scalar(Scalar::Float(f)))
+                if (d == GoDecoder::Yaml || f.fract() == 0.0) && f.abs() < 9.2e18 =>
+            {
+                Ok(())
+            }
+            (Go::Int, _) => wrong("an integer"),
+            (Go::StrMap, Value::Map(m)) => {
+                for (k, v) in entries(m) {
+                    check(&format!("{path}.{k}"), &v, Go::Str, d)?;
+                }
+                Ok(())
+            }
+            (Go::StrMap, _) => wrong("an object"),
+            (Go::Keys | Go::KeyGroups, Value::List(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let ListItem::Value(item) = item else { continue };
+                    let item_path = format!("{path}[{i}]");
+                    match item {
+                        Value::Scalar(Scalar::Null) => {}
+                        Value::Map(m) => {
+                            for (k, v) in entries(m) {
+                                let t = match t {
+                                    Go::KeyGroups => match field_type(&k) {
+                                        Some(Go::Keys) => Go::Keys,
+                                        _ => continue,
+                                    },
+                                    _ if k == "context" => Go::StrMap,
+                                    _ => Go::Str,
+                                };
+                                check(&format!("{item_path}.{k}"), &v, t, d)?;
+                            }
+                        }
+                        other => {
+                            return Err(format!(
+                                "`{item_path}` in the sops metadata is {}, not an object (sops refuses this file too)",
+                                kind(other)
+                            ))
+                        }
+                    }
+                }
+                Ok(())
+            }
+            (Go::Keys | Go::KeyGroups, _) => wrong("an array"),
+        }
+    }
+    for item in map {
+        let MapItem::Entry { key, value } = item else { continue };
+        if let Some(t) = field_type(key) {
+            check(key, value, t, decoder)?;
+        }
+    }
+    Ok(())
+}
+
 fn age_keys(value: &Value) -> Result<Vec<AgeKey>, String> {
     let Value::List(items) = value else {
         return if is_empty_value(value) {
@@ -328,8 +451,10 @@ fn age_keys(value: &Value) -> Result<Vec<AgeKey>, String> {
     for item in items {
         let ListItem::Value(Value::Map(m)) = item else { continue };
         let get = |k: &str| super::tree::get(m, k).and_then(scalar_text);
-        let recipient = get("recipient").ok_or("an age key has no recipient")?;
-        let enc = get("enc").ok_or("an age key has no enc")?;
+        // As sops (Go zero values): a missing recipient or enc is empty; an empty enc then
+        // fails to decrypt like any other wrong one.
+        let recipient = get("recipient").unwrap_or_default();
+        let enc = get("enc").unwrap_or_default();
         out.push(AgeKey { recipient: recipient.trim().to_owned(), enc });
     }
     Ok(out)
@@ -355,13 +480,46 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-/// hashicorp/go-version's accepted shape, roughly: digits separated by dots, with an optional
-/// `v` prefix and pre-release/metadata suffix.
+/// The versions sops 3.11 accepts in a file: anything starting with `1.` (files of sops 1,
+/// read without further checks), else a strict semantic version (`MAJOR.MINOR.PATCH`, no
+/// leading zeros, optional `-prerelease` and `+build`), with an optional `v` prefix.
 fn valid_version(v: &str) -> bool {
+    if v.starts_with("1.") {
+        return true;
+    }
     let v = v.strip_prefix('v').unwrap_or(v);
-    let core = v.split(['-', '+']).next().unwrap_or("");
-    !core.is_empty()
-        && core.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    let mut parts = v.splitn(3, '.');
+    let (Some(major), Some(minor), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let number = |s: &str| {
+        !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && !(s.len() > 1 && s.starts_with('0'))
+            && s.parse::<u64>().is_ok()
+    };
+    let (patch, tail) = rest.split_at(rest.find(['+', '-']).unwrap_or(rest.len()));
+    if !number(major) || !number(minor) || !number(patch) {
+        return false;
+    }
+    let identifiers_ok = |s: &str, numeric_rule: bool| {
+        s.split('.').all(|id| {
+            !id.is_empty()
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !(numeric_rule
+                    && id.len() > 1
+                    && id.starts_with('0')
+                    && id.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    let (pre, build) = match tail.strip_prefix('-') {
+        Some(t) => match t.split_once('+') {
+            Some((p, b)) => (Some(p), Some(b)),
+            None => (Some(t), None),
+        },
+        None => (None, tail.strip_prefix('+')),
+    };
+    pre.is_none_or(|p| identifiers_ok(p, true)) && build.is_none_or(|b| identifiers_ok(b, false))
 }
 
 /// Flattens the metadata for dotenv/INI: `age__list_0__map_enc`, sorted.
@@ -400,79 +558,33 @@ pub fn flatten(map: &Map) -> Vec<(String, String)> {
     out
 }
 
-/// The inverse of [`flatten`]: builds the nested map from flat keys (any order).
-pub fn unflatten(pairs: &[(String, String)]) -> Map {
-    #[derive(Debug)]
+/// How many `__map_`/`__list_` levels a flat metadata key may have. sops' own metadata is
+/// at most five deep (`key_groups__list_0__map_age__list_0__map_enc`).
+pub const MAX_FLAT_DEPTH: usize = 16;
+
+/// The inverse of [`flatten`]: builds the nested map from flat keys (any order). Fails on a
+/// key nested deeper than [`MAX_FLAT_DEPTH`].
+pub fn unflatten(pairs: &[(String, String)]) -> Result<Map, String> {
     enum Node {
         Leaf(String),
-        Map(Vec<(String, Node)>),
-        List(Vec<(usize, Node)>),
+        /// Entries in first-seen order, with an index by key.
+        Map(Vec<(String, Node)>, HashMap<String, usize>),
+        List(BTreeMap<usize, Node>),
     }
-    fn insert(node: &mut Node, segs: &[Seg], value: &str) {
-        let Some((first, rest)) = segs.split_first() else { return };
-        match first {
-            Seg::Key(k) => {
-                if !matches!(node, Node::Map(_)) {
-                    *node = Node::Map(Vec::new());
-                }
-                let Node::Map(items) = node else { unreachable!() };
-                let idx = match items.iter().position(|(key, _)| key == k) {
-                    Some(i) => i,
-                    None => {
-                        items.push((k.clone(), Node::Leaf(String::new())));
-                        items.len() - 1
-                    }
-                };
-                if rest.is_empty() {
-                    items[idx].1 = Node::Leaf(value.to_owned());
-                } else {
-                    insert(&mut items[idx].1, rest, value);
-                }
-            }
-            Seg::Index(i) => {
-                if !matches!(node, Node::List(_)) {
-                    *node = Node::List(Vec::new());
-                }
-                let Node::List(items) = node else { unreachable!() };
-                let idx = match items.iter().position(|(n, _)| n == i) {
-                    Some(p) => p,
-                    None => {
-                        items.push((*i, Node::Leaf(String::new())));
-                        items.len() - 1
-                    }
-                };
-                if rest.is_empty() {
-                    items[idx].1 = Node::Leaf(value.to_owned());
-                } else {
-                    insert(&mut items[idx].1, rest, value);
-                }
-            }
-        }
-    }
-    fn to_value(node: Node) -> Value {
-        match node {
-            Node::Leaf(s) => Value::str(s),
-            Node::Map(items) => {
-                Value::Map(items.into_iter().map(|(k, n)| entry(&k, to_value(n))).collect())
-            }
-            Node::List(mut items) => {
-                items.sort_by_key(|(i, _)| *i);
-                Value::List(items.into_iter().map(|(_, n)| ListItem::Value(to_value(n))).collect())
-            }
-        }
-    }
-    #[derive(Debug)]
     enum Seg {
         Key(String),
         Index(usize),
     }
-    fn segments(key: &str) -> Vec<Seg> {
+    fn segments(key: &str) -> Option<Vec<Seg>> {
         let mut segs = Vec::new();
         let mut rest = key;
         let first_end = next_sep(rest).unwrap_or(rest.len());
         segs.push(Seg::Key(rest[..first_end].to_owned()));
         rest = &rest[first_end..];
         while !rest.is_empty() {
+            if segs.len() > MAX_FLAT_DEPTH {
+                return None;
+            }
             if let Some(r) = rest.strip_prefix("__map_") {
                 let end = next_sep(r).unwrap_or(r.len());
                 segs.push(Seg::Key(r[..end].to_owned()));
@@ -488,7 +600,7 @@ pub fn unflatten(pairs: &[(String, String)]) -> Map {
                 break;
             }
         }
-        segs
+        Some(segs)
     }
     fn next_sep(s: &str) -> Option<usize> {
         let a = s.find("__map_");
@@ -498,14 +610,57 @@ pub fn unflatten(pairs: &[(String, String)]) -> Map {
             (a, b) => a.or(b),
         }
     }
-    let mut root = Node::Map(Vec::new());
-    for (k, v) in pairs {
-        insert(&mut root, &segments(k), v);
+    fn insert(mut node: &mut Node, segs: &[Seg], value: &str) {
+        for seg in segs {
+            node = match seg {
+                Seg::Key(k) => {
+                    if !matches!(node, Node::Map(..)) {
+                        *node = Node::Map(Vec::new(), HashMap::new());
+                    }
+                    let Node::Map(items, index) = node else { unreachable!() };
+                    let idx = *index.entry(k.clone()).or_insert_with(|| {
+                        items.push((k.clone(), Node::Leaf(String::new())));
+                        items.len() - 1
+                    });
+                    &mut items[idx].1
+                }
+                Seg::Index(i) => {
+                    if !matches!(node, Node::List(_)) {
+                        *node = Node::List(BTreeMap::new());
+                    }
+                    let Node::List(items) = node else { unreachable!() };
+                    items.entry(*i).or_insert_with(|| Node::Leaf(String::new()))
+                }
+            };
+        }
+        *node = Node::Leaf(value.to_owned());
     }
-    match to_value(root) {
+    // At most MAX_FLAT_DEPTH + 1 levels deep, so the recursion is bounded.
+    fn to_value(node: Node) -> Value {
+        match node {
+            Node::Leaf(s) => Value::str(s),
+            Node::Map(items, _) => {
+                Value::Map(items.into_iter().map(|(k, n)| entry(&k, to_value(n))).collect())
+            }
+            Node::List(items) => {
+                Value::List(items.into_values().map(|n| ListItem::Value(to_value(n))).collect())
+            }
+        }
+    }
+    let mut root = Node::Map(Vec::new(), HashMap::new());
+    for (k, v) in pairs {
+        let Some(segs) = segments(k) else {
+            let shown: String = k.chars().take(60).collect();
+            return Err(format!(
+                "metadata key `{shown}…` is nested more than {MAX_FLAT_DEPTH} levels deep"
+            ));
+        };
+        insert(&mut root, &segs, v);
+    }
+    Ok(match to_value(root) {
         Value::Map(m) => m,
         _ => Map::new(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -534,6 +689,14 @@ mod tests {
         assert!(valid_version("1.0"));
         assert!(!valid_version("banana"));
         assert!(!valid_version(""));
+        // As sops 3.11 (checked against the binary): `1.` files pass, others are strict semver.
+        for ok in ["1.banana", "1.", "v3.11.0", "3.11.0+meta", "3.11.0-a.b", "3.11.0-rc1"] {
+            assert!(valid_version(ok), "{ok}");
+        }
+        for bad in ["1", "3.11", "2.0", "3.3.0.0", "3.11.00", "03.11.0", "3.11.0-", "3.11.0-01"] {
+            assert!(!valid_version(bad), "{bad}");
+        }
+        assert!(!valid_version("99999999999999999999.0.0"));
     }
 
     #[test]
@@ -545,7 +708,7 @@ mod tests {
             ("age__list_1__map_recipient".to_string(), "R1".to_string()),
             ("lastmodified".to_string(), "x".to_string()),
         ];
-        let m = unflatten(&pairs);
+        let m = unflatten(&pairs).unwrap();
         assert_eq!(flatten(&m), pairs);
     }
 }

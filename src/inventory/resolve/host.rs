@@ -1,6 +1,6 @@
 //! `host "NAME" { ... }` and the `defaults` block that fills what hosts leave out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use hcl_edit::structure::{Attribute, Block, Body};
@@ -70,7 +70,9 @@ impl Resolver<'_> {
             self.check_host_body(&d.body, "defaults");
         }
 
-        let mut out: Vec<(Host, Option<Range<usize>>)> = Vec::new();
+        let mut out: Vec<Host> = Vec::new();
+        // Host name → where it was first declared (a map: inventories may hold 60,000 hosts).
+        let mut seen: HashMap<String, Option<Range<usize>>> = HashMap::new();
         for block in body.get_blocks("host") {
             let Some((name_s, name_span)) = single_label(self.diags, block, "host", "web1") else {
                 continue;
@@ -79,11 +81,12 @@ impl Resolver<'_> {
             else {
                 continue;
             };
-            if let Some((_, first)) = out.iter().find(|(h, _)| h.name == name) {
+            if let Some(first) = seen.get(&name_s) {
                 let first = first.clone();
                 self.duplicate("host", &name_s, name_span, first);
                 continue;
             }
+            seen.insert(name_s.clone(), name_span.clone());
             self.check_host_body(&block.body, "host");
             let key = format!("host:{name}");
             match self.host(
@@ -94,13 +97,13 @@ impl Resolver<'_> {
                 providers,
                 layouts,
             ) {
-                Some(host) => out.push((host, name_span)),
+                Some(host) => out.push(host),
                 None => {
                     self.broken.insert(key);
                 }
             }
         }
-        out.into_iter().map(|(h, _)| h).collect()
+        out
     }
 
     pub(super) fn check_host_body(&mut self, body: &Body, kind: &str) {

@@ -21,6 +21,9 @@ fn comment_text(buf: &str) -> Option<String> {
 
 pub fn parse(text: &str) -> Result<Map, String> {
     let mut sections: Vec<(String, Map)> = vec![(DEFAULT.to_owned(), Map::new())];
+    // Section name → index in `sections`, so many headers cost no quadratic search.
+    let mut index: std::collections::HashMap<String, usize> =
+        [(DEFAULT.to_owned(), 0)].into_iter().collect();
     let mut comment = String::new();
     let mut lines = text.split('\n').enumerate();
     while let Some((n, raw)) = lines.next() {
@@ -43,12 +46,11 @@ pub fn parse(text: &str) -> Result<Map, String> {
                 map.push(MapItem::Comment(c));
             }
             comment.clear();
-            if name == DEFAULT {
-                sections[0].1.extend(map);
-            } else {
-                match sections.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, existing)) => existing.extend(map),
-                    None => sections.push((name, map)),
+            match index.get(&name) {
+                Some(&i) => sections[i].1.extend(map),
+                None => {
+                    index.insert(name.clone(), sections.len());
+                    sections.push((name, map));
                 }
             }
             continue;

@@ -6,7 +6,7 @@ use crate::secrets::tree::{Documents, ListItem, Map, MapItem, Scalar, Value};
 
 /// Parses a JSON document whose top level is an object.
 pub fn parse(text: &str) -> Result<Documents, String> {
-    let mut p = Parser { s: text.as_bytes(), pos: 0 };
+    let mut p = Parser { s: text.as_bytes(), pos: 0, depth: 0 };
     p.ws();
     if p.peek() != Some(b'{') {
         return Err(p.error("the top level must be an object"));
@@ -19,9 +19,14 @@ pub fn parse(text: &str) -> Result<Documents, String> {
     Ok(vec![map])
 }
 
+/// Deepest nesting of objects and arrays accepted (real sops files are shallow; the limit
+/// keeps this recursive parser and every walk of the tree within the stack).
+pub const MAX_DEPTH: usize = 256;
+
 struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -54,6 +59,21 @@ impl Parser<'_> {
 
     fn value(&mut self) -> Result<Value, String> {
         self.ws();
+        if matches!(self.peek(), Some(b'{' | b'[')) {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(self.error(&format!(
+                    "objects and arrays are nested more than {MAX_DEPTH} levels deep"
+                )));
+            }
+            let v = self.value_inner();
+            self.depth -= 1;
+            return v;
+        }
+        self.value_inner()
+    }
+
+    fn value_inner(&mut self) -> Result<Value, String> {
         match self.peek() {
             Some(b'{') => {
                 self.pos += 1;

@@ -121,7 +121,7 @@ impl Format {
     /// Parses an encrypted file and splits off its metadata (`None`: the file has none).
     pub fn load_encrypted(self, bytes: &[u8]) -> Result<(Documents, Option<Map>), String> {
         let mut docs = self.load_text(bytes)?;
-        let meta = self.split_metadata(&mut docs);
+        let meta = self.split_metadata(&mut docs)?;
         Ok((docs, meta))
     }
 
@@ -137,10 +137,10 @@ impl Format {
         }
     }
 
-    fn split_metadata(self, docs: &mut Documents) -> Option<Map> {
+    fn split_metadata(self, docs: &mut Documents) -> Result<Option<Map>, String> {
         match self {
             Format::Dotenv => {
-                let doc = docs.first_mut()?;
+                let Some(doc) = docs.first_mut() else { return Ok(None) };
                 let mut pairs = Vec::new();
                 doc.retain(|item| match item {
                     MapItem::Entry { key, value: Value::Scalar(Scalar::Str(v)) }
@@ -151,15 +151,21 @@ impl Format {
                     }
                     _ => true,
                 });
-                (!pairs.is_empty()).then(|| unflatten(&pairs))
+                if pairs.is_empty() {
+                    return Ok(None);
+                }
+                unflatten(&pairs).map(Some)
             }
             Format::Ini => {
-                let doc = docs.first_mut()?;
-                let pos = doc
+                let Some(doc) = docs.first_mut() else { return Ok(None) };
+                let Some(pos) = doc
                     .iter()
-                    .position(|i| matches!(i, MapItem::Entry { key, .. } if key == "sops"))?;
+                    .position(|i| matches!(i, MapItem::Entry { key, .. } if key == "sops"))
+                else {
+                    return Ok(None);
+                };
                 let MapItem::Entry { value: Value::Map(section), .. } = doc.remove(pos) else {
-                    return None;
+                    return Ok(None);
                 };
                 let pairs: Vec<(String, String)> = section
                     .into_iter()
@@ -170,30 +176,28 @@ impl Format {
                         _ => None,
                     })
                     .collect();
-                Some(unflatten(&pairs))
+                unflatten(&pairs).map(Some)
             }
             _ => {
                 // The first document's `sops` key is the metadata; later documents' copies
                 // are discarded.
                 let mut meta = None;
                 for (i, doc) in docs.iter_mut().enumerate() {
-                    let mut j = 0;
-                    while j < doc.len() {
-                        if matches!(&doc[j], MapItem::Entry { key, .. } if key == "sops") {
-                            let MapItem::Entry { value, .. } = doc.remove(j) else {
-                                unreachable!()
-                            };
+                    // `retain`, not `remove` in a loop: a hostile JSON file may repeat the
+                    // key a million times.
+                    doc.retain(|item| match item {
+                        MapItem::Entry { key, value } if key == "sops" => {
                             if i == 0 && meta.is_none() {
                                 if let Value::Map(m) = value {
-                                    meta = Some(m);
+                                    meta = Some(m.clone());
                                 }
                             }
-                        } else {
-                            j += 1;
+                            false
                         }
-                    }
+                        _ => true,
+                    });
                 }
-                meta
+                Ok(meta)
             }
         }
     }

@@ -106,6 +106,13 @@ pub enum YamlError {
     )]
     UnknownAnchor { line: usize, column: usize, name: String },
 
+    #[error("line {line}, column {column}: collections are nested more than {max} levels deep")]
+    #[diagnostic(
+        code(cairn::secrets::yaml::too_deep),
+        help("flatten the structure; sops files are rarely more than a few levels deep")
+    )]
+    TooDeep { line: usize, column: usize, max: usize },
+
     #[error("line {line}, column {column}: {message}")]
     #[diagnostic(
         code(cairn::secrets::yaml::tag),

@@ -19,8 +19,13 @@ use super::resolve::{resolve_plain, Resolved};
 use super::YamlError;
 use crate::secrets::tree::{Documents, ListItem, Map, MapItem, Scalar, Value};
 
-/// Upper bound on the nodes created by expanding aliases (guards against "billion laughs").
+/// Upper bound on the nodes copied for anchors and aliases (guards against "billion laughs").
 const ALIAS_BUDGET: usize = 1_000_000;
+
+/// Deepest nesting of collections a document may have. Real sops files are shallow; the
+/// limit keeps the recursive parser, the emitter and the tree walks within any thread's
+/// stack, whatever the input.
+pub(crate) const MAX_DEPTH: usize = 256;
 
 pub(super) fn parse(text: &str) -> Result<Documents, YamlError> {
     if text.is_empty() {
@@ -46,6 +51,7 @@ pub(super) fn parse(text: &str) -> Result<Documents, YamlError> {
         blank_seen: false,
         taken_comment: None,
         flow_depth: 0,
+        depth: 0,
     };
     p.stream()
 }
@@ -112,7 +118,8 @@ struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
     pos: usize,
-    anchors: HashMap<String, (Value, usize)>,
+    /// Anchored values with their node count and nesting depth.
+    anchors: HashMap<String, (Value, usize, usize)>,
     pending: Vec<Pending>,
     /// The block collections being parsed: (indent, is_sequence).
     open: Vec<(usize, bool)>,
@@ -122,28 +129,67 @@ struct Parser<'a> {
     taken_comment: Option<usize>,
     /// Nesting depth of flow collections at the cursor.
     flow_depth: usize,
+    /// Nesting depth of all collections (block and flow) at the cursor.
+    depth: usize,
 }
 
-fn node_count(v: &Value) -> usize {
+/// Nodes in `v`, counting at most `cap + 1` of them (so the count costs no more than the
+/// budget it is checked against).
+fn node_count_capped(v: &Value, cap: usize) -> usize {
+    let mut n = 0;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        n += 1;
+        if n > cap {
+            return n;
+        }
+        match v {
+            Value::Scalar(_) => {}
+            Value::Map(m) => {
+                for i in m {
+                    n += 1;
+                    if let MapItem::Entry { value, .. } = i {
+                        stack.push(value);
+                    }
+                }
+            }
+            Value::List(l) => {
+                for i in l {
+                    match i {
+                        ListItem::Value(v) => stack.push(v),
+                        ListItem::Comment(_) => n += 1,
+                    }
+                }
+            }
+        }
+    }
+    n
+}
+
+/// How many collections deep `v` is (a scalar: 0). Values here are at most [`MAX_DEPTH`]
+/// deep, which the parser enforces, so the recursion is bounded.
+fn nesting(v: &Value) -> usize {
     match v {
-        Value::Scalar(_) => 1,
+        Value::Scalar(_) => 0,
         Value::Map(m) => {
             1 + m
                 .iter()
                 .map(|i| match i {
-                    MapItem::Entry { value, .. } => 1 + node_count(value),
-                    MapItem::Comment(_) => 1,
+                    MapItem::Entry { value, .. } => nesting(value),
+                    MapItem::Comment(_) => 0,
                 })
-                .sum::<usize>()
+                .max()
+                .unwrap_or(0)
         }
         Value::List(l) => {
             1 + l
                 .iter()
                 .map(|i| match i {
-                    ListItem::Value(v) => node_count(v),
-                    ListItem::Comment(_) => 1,
+                    ListItem::Value(v) => nesting(v),
+                    ListItem::Comment(_) => 0,
                 })
-                .sum::<usize>()
+                .max()
+                .unwrap_or(0)
         }
     }
 }
@@ -556,13 +602,43 @@ impl<'a> Parser<'a> {
 
     fn register(&mut self, props: Props, v: Value) -> Result<Value, YamlError> {
         if let Some(name) = props.anchor {
-            let n = node_count(&v);
-            self.anchors.insert(name, (v.clone(), n));
+            // Keeping the anchored copy costs as much as expanding it once.
+            let n = node_count_capped(&v, ALIAS_BUDGET - self.alias_nodes);
+            self.alias_nodes += n;
+            if self.alias_nodes > ALIAS_BUDGET {
+                return Err(self.syntax(props.pos, "document contains excessive aliasing"));
+            }
+            let depth = nesting(&v);
+            self.anchors.insert(name, (v.clone(), n, depth));
         }
         Ok(v)
     }
 
+    /// Enters a collection at `pos`, refusing to go deeper than [`MAX_DEPTH`].
+    fn enter(&mut self, pos: usize) -> Result<(), YamlError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            let (line, column) = self.line_col(pos);
+            return Err(YamlError::TooDeep { line, column, max: MAX_DEPTH });
+        }
+        Ok(())
+    }
+
     fn block_map(&mut self, indent: usize) -> Result<Value, YamlError> {
+        self.enter(self.pos)?;
+        let v = self.block_map_items(indent);
+        self.depth -= 1;
+        v
+    }
+
+    fn block_seq(&mut self, indent: usize) -> Result<Value, YamlError> {
+        self.enter(self.pos)?;
+        let v = self.block_seq_items(indent);
+        self.depth -= 1;
+        v
+    }
+
+    fn block_map_items(&mut self, indent: usize) -> Result<Value, YamlError> {
         self.open.push((indent, false));
         let mut items: Map =
             self.continue_with_pending().into_iter().map(MapItem::Comment).collect();
@@ -623,7 +699,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn block_seq(&mut self, indent: usize) -> Result<Value, YamlError> {
+    fn block_seq_items(&mut self, indent: usize) -> Result<Value, YamlError> {
         self.open.push((indent, true));
         let mut items: Vec<ListItem> =
             self.continue_with_pending().into_iter().map(ListItem::Comment).collect();
@@ -1033,13 +1109,18 @@ impl<'a> Parser<'a> {
         let start = self.pos;
         self.anchor_name()?;
         let name = &self.s[start..self.pos];
-        let Some((value, n)) = self.anchors.get(name) else {
+        let Some((value, n, depth)) = self.anchors.get(name) else {
             let (line, column) = self.line_col(at);
             return Err(YamlError::UnknownAnchor { line, column, name: name.to_string() });
         };
         self.alias_nodes += n;
         if self.alias_nodes > ALIAS_BUDGET {
             return Err(self.syntax(at, "document contains excessive aliasing"));
+        }
+        // An alias inside nested collections must not make the tree deeper than the limit.
+        if self.depth + depth > MAX_DEPTH {
+            let (line, column) = self.line_col(at);
+            return Err(YamlError::TooDeep { line, column, max: MAX_DEPTH });
         }
         Ok(value.clone())
     }
@@ -1423,7 +1504,13 @@ impl<'a> Parser<'a> {
                     if spaces < min_indent {
                         break;
                     }
-                    indent = Some(spaces.max(max_leading_empty));
+                    if spaces < max_leading_empty {
+                        // libyaml takes the widest leading blank line as the indentation, so
+                        // a less indented first text line ends the (empty) scalar.
+                        indent = Some(max_leading_empty);
+                        break;
+                    }
+                    indent = Some(spaces);
                 }
                 Some(ind) => {
                     if !blank && spaces < ind {
@@ -1437,8 +1524,7 @@ impl<'a> Parser<'a> {
         }
         // Trailing lines that are blank (relative to nothing) are kept for chomping only.
         let ind = indent.unwrap_or(max_leading_empty.max(min_indent));
-        let content: Vec<&str> =
-            lines.iter().map(|l| if l.len() >= ind { &l[ind..] } else { "" }).collect();
+        let content: Vec<&str> = lines.iter().map(|l| l.get(ind..).unwrap_or("")).collect();
         let last_text = content.iter().rposition(|l| !l.is_empty());
         let body = match last_text {
             Some(i) => &content[..=i],
@@ -1594,16 +1680,20 @@ impl<'a> Parser<'a> {
     }
 
     fn flow_seq(&mut self) -> Result<Value, YamlError> {
+        self.enter(self.pos)?;
         self.flow_depth += 1;
         let v = self.flow_seq_items();
         self.flow_depth -= 1;
+        self.depth -= 1;
         v
     }
 
     fn flow_map(&mut self) -> Result<Value, YamlError> {
+        self.enter(self.pos)?;
         self.flow_depth += 1;
         let v = self.flow_map_items();
         self.flow_depth -= 1;
+        self.depth -= 1;
         v
     }
 

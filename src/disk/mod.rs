@@ -100,10 +100,10 @@ pub fn render_device_check(
     })?;
     // The partition script's header says what it destroys: not this one.
     let body = script[..end].find("set -eu\n").map_or(&script[..end], |i| &script[i..end]);
+    // Values only ever appear quoted in the assignments of the body, never in a comment.
     Ok(format!(
-        "#!/bin/sh\n# cairn: is {} the disk that disk layout {} names? (Touches nothing.)\n{body}\
-         log \"$device is $disk, $bytes bytes: the disk the inventory names\"\n",
-        layout.device, layout.name
+        "#!/bin/sh\n# cairn: is $device the disk that disk layout $layout names? (Touches nothing.)\n{body}\
+         log \"$device is $disk, $bytes bytes: the disk the inventory names\"\n"
     ))
 }
 

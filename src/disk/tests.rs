@@ -297,3 +297,137 @@ fn hostile_names_stay_data() {
     let s = render(&l);
     assert!(s.contains(r#"new_part 2 0 8300 'root'\''; reboot; '\'''"#), "{s}");
 }
+
+/// Device paths, partition names, labels and mountpoints an inventory would refuse, given to
+/// the renderer directly: the scripts still parse, and running them starts only what the
+/// template means to run (every command is a logging stub; `readlink` and `cat` log and then
+/// run the real tool).
+#[test]
+fn hostile_values_run_only_the_commands_the_template_means() {
+    let dir = tempfile::tempdir().unwrap();
+    let stubs = dir.path().join("bin");
+    std::fs::create_dir(&stubs).unwrap();
+    let log = dir.path().join("commands.log");
+    let pwned = dir.path().join("PWNED");
+    let commands = [
+        "wipefs",
+        "sgdisk",
+        "mkfs.vfat",
+        "mkfs.ext4",
+        "mkfs.btrfs",
+        "mkfs.xfs",
+        "mkswap",
+        "mount",
+        "umount",
+        "swapon",
+        "swapoff",
+        "blockdev",
+        "udevadm",
+        "mkdir",
+        "sleep",
+        "awk",
+        "grep",
+        "sort",
+        "reboot",
+        "touch",
+        "rm",
+        "id",
+    ];
+    let stub = |name: &str, then: &str| {
+        let p = stubs.join(name);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\nprintf '%s\\n' \"{name} $*\" >>'{}'\n{then}\n", log.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    for c in commands {
+        stub(c, "exit 0");
+    }
+    for c in ["readlink", "cat"] {
+        let real = ["/usr/bin/", "/bin/"]
+            .iter()
+            .map(|d| format!("{d}{c}"))
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap();
+        stub(c, &format!("exec {real} \"$@\""));
+    }
+    let touch = format!("touch {}", pwned.display());
+    let devices = [
+        format!("/dev/vda\nwipefs -a /dev/sda #"),
+        format!("/dev/$({touch})"),
+        format!("/dev/`{touch}`"),
+        format!("/dev/x\"; {touch}; \""),
+        format!("/dev/x'; {touch}; '"),
+        "/dev/vda #\nreboot".to_owned(),
+    ];
+    let mut l = uefi();
+    l.partitions[0].name = format!("ESP\"; {touch}; \"");
+    l.partitions[1].name = format!("root$({touch})");
+    for device in &devices {
+        l.device = device.clone();
+        let full = render(&l);
+        let check = render_device_check(&l, &ScriptOptions::default()).unwrap();
+        for s in [&full, &check] {
+            let out = std::process::Command::new("sh").arg("-n").arg("-c").arg(s).output().unwrap();
+            assert!(out.status.success(), "sh -n: {}\n{s}", String::from_utf8_lossy(&out.stderr));
+            let _ = std::fs::remove_file(&log);
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(s)
+                .env_clear()
+                .env("PATH", &stubs)
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "a device that does not exist was accepted: {stderr}");
+            assert!(stderr.contains("does not exist; check disk_layout \"test\""), "{stderr}");
+            let ran = std::fs::read_to_string(&log).unwrap_or_default();
+            assert_eq!(ran, "", "commands ran for device {device:?}");
+            assert!(!pwned.exists(), "a value ran as code: {device:?}");
+        }
+    }
+
+    // A device path full of shell syntax that really exists (a symlink to a block device):
+    // the check runs readlink and cat on it, as data, and nothing else.
+    let Some(block) = ["/dev/loop0", "/dev/loop1", "/dev/zram0"].into_iter().find(|p| {
+        std::fs::metadata(p)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
+    }) else {
+        return;
+    };
+    // The layout's device must be under /dev: a private directory in /dev/shm holds the link.
+    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else { return };
+    let weird = shm.path().join("x$(touch PWNED);`touch PWNED`;'\"y");
+    std::os::unix::fs::symlink(block, &weird).unwrap();
+    l.device = weird.display().to_string();
+    let check = render_device_check(&l, &ScriptOptions::default()).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&check)
+        .env_clear()
+        .env("PATH", &stubs)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ran = std::fs::read_to_string(&log).unwrap_or_default();
+    let name = block.trim_start_matches("/dev/");
+    let meant =
+        [format!("readlink -f {}", weird.display()), format!("cat /sys/class/block/{name}/size")];
+    let ran: Vec<&str> = ran.lines().collect();
+    assert!(
+        ran.iter().all(|r| meant.iter().any(|m| m == r)),
+        "unexpected commands: {ran:?}\n{stderr}"
+    );
+    assert_eq!(
+        ran.first(),
+        Some(&meant[0].as_str()),
+        "the check did not get to the device: {stderr}"
+    );
+    assert!(!pwned.exists(), "a value ran as code");
+}

@@ -8,6 +8,7 @@
 
 mod diag;
 mod eval;
+mod forms;
 mod health;
 pub mod model;
 mod resolve;

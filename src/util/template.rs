@@ -38,6 +38,149 @@ pub enum TemplateError {
     #[error("template {template}: the value of `{variable}` contains a NUL byte, which no shell argument can hold")]
     #[diagnostic(code(cairn::template::nul))]
     Nul { template: String, variable: String },
+
+    #[error("template {template}, line {line}: `{{{{{variable}}}}}` sits {context}, where a quoted value is not safe")]
+    #[diagnostic(
+        code(cairn::template::unsafe_context),
+        help("this is a bug in cairn's template: assign the value to a shell variable with `name={{{{name}}}}` on a line of its own and use \"$name\" there")
+    )]
+    UnsafeContext { template: String, variable: String, line: usize, context: &'static str },
+}
+
+/// The shell context a placeholder sits in, as far as quoting is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Context {
+    /// Unquoted shell code: a single-quoted word is data there.
+    Code,
+    SingleQuotes,
+    DoubleQuotes,
+    Backquotes,
+    Comment,
+    Heredoc,
+}
+
+impl Context {
+    fn describe(self) -> &'static str {
+        match self {
+            Context::Code => "in code",
+            Context::SingleQuotes => "inside single quotes",
+            Context::DoubleQuotes => "inside double quotes",
+            Context::Backquotes => "inside backquotes",
+            Context::Comment => "in a comment",
+            Context::Heredoc => "in a here-document",
+        }
+    }
+}
+
+/// Every placeholder of `text` with its line and the shell context it sits in. A lexical
+/// scan of the template itself (the values are not there yet): quotes, `\` escapes,
+/// comments and here-documents, which is what decides whether a single-quoted word is data.
+fn placeholder_contexts(text: &str) -> Vec<(String, usize, Context)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut ctx = Context::Code;
+    let mut line = 1;
+    // Here-documents whose body starts after the current line: (delimiter, strip tabs).
+    let mut pending: Vec<(String, bool)> = Vec::new();
+    let mut heredoc: Option<(String, bool)> = None;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"{{") {
+            if let Some(end) = text[i + 2..].find("}}") {
+                out.push((text[i + 2..i + 2 + end].to_owned(), line, ctx));
+                i += 2 + end + 2;
+                continue;
+            }
+        }
+        let c = b[i];
+        if c == b'\n' {
+            line += 1;
+            if ctx == Context::Comment {
+                ctx = Context::Code;
+            }
+            if ctx == Context::Code && !pending.is_empty() {
+                heredoc = Some(pending.remove(0));
+                ctx = Context::Heredoc;
+            }
+            if ctx == Context::Heredoc {
+                // Does the next line end the here-document?
+                let start = i + 1;
+                let end = text[start..].find('\n').map_or(text.len(), |n| start + n);
+                let next = &text[start..end];
+                if let Some((delim, strip)) = &heredoc {
+                    let next = if *strip { next.trim_start_matches('\t') } else { next };
+                    if next == delim {
+                        i = end;
+                        heredoc = pending.first().cloned();
+                        if heredoc.is_some() {
+                            pending.remove(0);
+                        } else {
+                            ctx = Context::Code;
+                        }
+                        continue;
+                    }
+                }
+            }
+            i += 1;
+            continue;
+        }
+        match ctx {
+            Context::Code => match c {
+                b'\\' => i += 1,
+                b'\'' => ctx = Context::SingleQuotes,
+                b'"' => ctx = Context::DoubleQuotes,
+                b'`' => ctx = Context::Backquotes,
+                b'#' if i == 0
+                    || matches!(b[i - 1], b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'(') =>
+                {
+                    ctx = Context::Comment
+                }
+                b'<' if b[i..].starts_with(b"<<") && !b[i..].starts_with(b"<<<") => {
+                    let mut j = i + 2;
+                    let strip = b.get(j) == Some(&b'-');
+                    if strip {
+                        j += 1;
+                    }
+                    while b.get(j).is_some_and(|&c| c == b' ' || c == b'\t') {
+                        j += 1;
+                    }
+                    let word_end = text[j..]
+                        .find(|c: char| {
+                            c.is_whitespace() || matches!(c, ';' | '&' | '|' | ')' | '<' | '>')
+                        })
+                        .map_or(text.len(), |n| j + n);
+                    let delim: String = text[j..word_end]
+                        .chars()
+                        .filter(|&c| !matches!(c, '\'' | '"' | '\\'))
+                        .collect();
+                    if !delim.is_empty() {
+                        pending.push((delim, strip));
+                    }
+                    i = word_end;
+                    continue;
+                }
+                _ => {}
+            },
+            Context::SingleQuotes => {
+                if c == b'\'' {
+                    ctx = Context::Code;
+                }
+            }
+            Context::DoubleQuotes => match c {
+                b'\\' => i += 1,
+                b'"' => ctx = Context::Code,
+                _ => {}
+            },
+            Context::Backquotes => match c {
+                b'\\' => i += 1,
+                b'`' => ctx = Context::Code,
+                _ => {}
+            },
+            Context::Comment | Context::Heredoc => {}
+        }
+        i += 1;
+    }
+    out
 }
 
 /// A value for one placeholder.
@@ -72,6 +215,18 @@ impl Vars {
 
 /// Renders `text` (the template named `template` in errors) with `vars`.
 pub fn render(template: &str, text: &str, vars: &Vars) -> Result<String, TemplateError> {
+    // A value is one single-quoted word: data in code, but not inside quotes (where `$(...)`
+    // in it would run), a comment (a newline in it would end the comment) or a heredoc.
+    if let Some((variable, line, context)) =
+        placeholder_contexts(text).into_iter().find(|(_, _, c)| *c != Context::Code)
+    {
+        return Err(TemplateError::UnsafeContext {
+            template: template.to_owned(),
+            variable,
+            line,
+            context: context.describe(),
+        });
+    }
     let mut out = String::with_capacity(text.len() + 256);
     let mut used = std::collections::BTreeSet::new();
     let mut rest = text;
@@ -205,6 +360,57 @@ mod tests {
     fn nul_bytes_are_refused() {
         let e = render("t", "{{x}}", &Vars::new().word("x", "a\0b")).unwrap_err();
         assert!(matches!(e, TemplateError::Nul { .. }));
+    }
+
+    #[test]
+    fn placeholders_outside_code_are_refused() {
+        for (text, context) in [
+            ("# header {{x}}\n", "in a comment"),
+            ("echo hi # {{x}}\n", "in a comment"),
+            ("die \"layout {{x}} is bad\"\n", "inside double quotes"),
+            ("echo '{{x}}'\n", "inside single quotes"),
+            ("echo `echo {{x}}`\n", "inside backquotes"),
+            ("cat <<EOF\nvalue {{x}}\nEOF\n", "in a here-document"),
+            ("cat <<-'END' >f\n\t{{x}}\n\tEND\n", "in a here-document"),
+        ] {
+            let e = render("t", text, &Vars::new().word("x", "v")).unwrap_err();
+            assert!(
+                matches!(&e, TemplateError::UnsafeContext { context: c, .. } if *c == context),
+                "{text:?}: {e}"
+            );
+        }
+        // Code: after a here-document, after a comment line, `$#`, `${#x}`, escaped quotes.
+        for text in [
+            "cat <<EOF\nbody\nEOF\necho {{x}}\n",
+            "# comment\nx={{x}}\n",
+            "echo $# ${#y} \\\" {{x}}\n",
+            "a=\"q\" b='r' c={{x}}\n",
+        ] {
+            render("t", text, &Vars::new().word("x", "v"))
+                .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn every_template_places_values_in_code_only() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut stack = vec![dir];
+        let mut checked = 0;
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "sh") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    for (name, line, ctx) in placeholder_contexts(&text) {
+                        assert_eq!(ctx, Context::Code, "{}:{line}: {{{{{name}}}}}", p.display());
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 5, "templates not found");
     }
 
     #[test]

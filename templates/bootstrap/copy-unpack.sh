@@ -1,4 +1,4 @@
-# cairn: unpack the closure stream (zstd-compressed tar of nix/store/...) under {{root}},
+# cairn: unpack the closure stream (zstd-compressed tar of nix/store/...) under $root,
 # recording each store path as complete once tar has moved on to the next one. One awk reads
 # tar's listing: a fork per line would throttle tar on a slow CPU (kernel modules are
 # thousands of files), and the list would lag behind what is really on disk.

@@ -1,5 +1,5 @@
 # cairn: partition, format and mount the disk with the flake's own disko script.
-# The script's closure was streamed into {{staging}}/nix/store; it refers to /nix/store, so
+# The script's closure was streamed into $staging/nix/store; it refers to /nix/store, so
 # the paths the installer lacks are moved there first. The script then partitions, formats
 # and mounts the target at /mnt, as disko does.
 set -eu

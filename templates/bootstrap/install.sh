@@ -1,4 +1,4 @@
-# cairn: make {{system}} the system profile and install the boot loader from inside the
+# cairn: make $system the system profile and install the boot loader from inside the
 # chroot with the system's own switch-to-configuration, as nixos-install does.
 set -eu
 root={{root}}

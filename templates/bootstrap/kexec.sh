@@ -1,4 +1,4 @@
-# cairn: jump into the installer bundle unpacked at {{dir}}. Its `kexec/run` loads the
+# cairn: jump into the installer bundle unpacked at the directory below. Its `kexec/run` loads the
 # kernel, carries the SSH host keys and authorized keys across, and kexecs a moment after
 # returning, so this session ends cleanly first.
 set -eu

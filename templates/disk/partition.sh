@@ -1,5 +1,5 @@
 #!/bin/sh
-# cairn: partition, format and mount the target disk (disk layout {{layout}}).
+# cairn: partition, format and mount the target disk of disk layout $layout.
 #
 # Rendered by cairn from templates/disk/partition.sh; values are shell-quoted data.
 # POSIX sh, runs under busybox ash. Needs: wipefs, sgdisk, the mkfs.* of the layout, mount.
@@ -10,6 +10,7 @@
 # through an install holds nothing worth keeping.
 set -eu
 
+layout={{layout}}
 device={{device}}
 expected_by_id={{expected_by_id}}
 min_bytes={{min_bytes}}
@@ -22,7 +23,7 @@ die() {
 }
 
 # --- Is this the disk the inventory names? -------------------------------------------------
-[ -e "$device" ] || die "$device does not exist; check disk_layout \"{{layout}}\" in cairn.hcl"
+[ -e "$device" ] || die "$device does not exist; check disk_layout \"$layout\" in cairn.hcl"
 disk=$(readlink -f "$device")
 [ -b "$disk" ] || die "$device ($disk) is not a block device"
 name=${disk##*/}

@@ -8,6 +8,7 @@ mod bootstrap;
 mod cli;
 mod download;
 mod gitops;
+mod hostile;
 mod inventory;
 mod keys;
 mod nix;

@@ -36,7 +36,7 @@ impl Resolver<'_> {
             }
             check_attributes(self.diags, &block.body, "disk_layout", &["device"], &["partition"]);
             let device = match block.body.get_attribute("device") {
-                Some(a) => self.string(a),
+                Some(a) => self.string_of(a, &crate::inventory::forms::DEVICE),
                 None => {
                     self.diags.push(
                         ProblemBuilder::new(format!("disk layout `{name_s}` has no `device`"))
@@ -64,6 +64,18 @@ impl Resolver<'_> {
                     continue;
                 }
                 seen.insert(pname.clone(), pspan.clone());
+                if !(crate::inventory::forms::PARTITION_NAME.check)(&pname) {
+                    self.diags.push(
+                        ProblemBuilder::new(format!(
+                            "`{}` is not a valid partition name",
+                            pname.escape_debug()
+                        ))
+                        .at(pspan.clone(), "not a partition name")
+                        .help(format!("use {}", crate::inventory::forms::PARTITION_NAME.allowed)),
+                    );
+                    ok = false;
+                    continue;
+                }
                 match self.partition(pblock, &pname, pspan) {
                     Some((p, size_span)) => {
                         if p.size == PartitionSize::Rest {
@@ -213,6 +225,15 @@ impl Resolver<'_> {
         let mp_attr = b.get_attribute("mountpoint");
         let mut mountpoint = mp_attr.and_then(|a| {
             let m = self.string(a)?;
+            if m.starts_with('/') && !(crate::inventory::forms::MOUNTPOINT.check)(&m) {
+                self.diags.push(
+                    ProblemBuilder::new(format!("partition `{name}` has an invalid mountpoint"))
+                        .at(a.value.span(), "not a plain absolute path")
+                        .help(format!("use {}", crate::inventory::forms::MOUNTPOINT.allowed)),
+                );
+                ok = false;
+                return None;
+            }
             if !m.starts_with('/') {
                 self.diags.push(
                     ProblemBuilder::new(format!("partition `{name}` has a relative mountpoint"))

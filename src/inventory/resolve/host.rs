@@ -432,7 +432,7 @@ impl Resolver<'_> {
         for b in &ssh_blocks {
             check_attributes(self.diags, &b.body, "ssh", &["user", "port"], &[]);
             if let Some(a) = b.body.get_attribute("user") {
-                match self.string(a) {
+                match self.string_of(a, &crate::inventory::forms::USERNAME) {
                     Some(u) => ssh.user = u,
                     None => ok = false,
                 }

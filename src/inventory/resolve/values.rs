@@ -42,6 +42,26 @@ impl Resolver<'_> {
         );
     }
 
+    /// A string of one of the [`forms`](crate::inventory::forms), reported at the value with
+    /// the allowed form otherwise.
+    pub(super) fn string_of(
+        &mut self,
+        attr: &Attribute,
+        form: &crate::inventory::forms::Form,
+    ) -> Option<String> {
+        let s = self.string(attr)?;
+        if (form.check)(&s) {
+            return Some(s);
+        }
+        let short = form.what.rsplit(' ').next().unwrap_or(form.what);
+        self.diags.push(
+            ProblemBuilder::new(format!("`{}` is not a valid {}", attr.key.as_str(), form.what))
+                .at(attr.value.span(), format!("not a {short}"))
+                .help(format!("use {}", form.allowed)),
+        );
+        None
+    }
+
     pub(super) fn string(&mut self, attr: &Attribute) -> Option<String> {
         match self.value(attr)? {
             Value::String(s) => Some(s),

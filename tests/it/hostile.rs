@@ -6,9 +6,8 @@
 //! Where real sops 3.11 decides whether an encrypted file is valid, cairn agrees with it
 //! (sops from `CAIRN_TEST_SOPS` or `.ci/venv/bin/sops`; without it that part is skipped
 //! with a message, unless `CI=true`).
-#![allow(clippy::print_stderr)]
 
-mod secrets_support;
+use crate::support::secrets as secrets_support;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -498,4 +497,53 @@ fn inventory_with_60000_hosts() {
     let run = inventory_run(dir.path(), "60000_hosts", &text);
     assert!(run.status.success(), "{}", run.stderr);
     assert!(run.stdout.contains("h59999"));
+}
+
+#[test]
+fn disk_values_with_shell_syntax_are_refused_at_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"provider "existing" "owned" {}
+
+disk_layout "newline" {
+  device = "/dev/vda\nwipefs -a /dev/sda #"
+  partition "root" {
+    type       = "filesystem"
+    size       = "rest"
+    filesystem = "ext4"
+    mountpoint = "/"
+  }
+}
+
+disk_layout "subst" {
+  device = "/dev/$(reboot)"
+  partition "root'; reboot; '" {
+    type       = "filesystem"
+    size       = "rest"
+    filesystem = "ext4"
+    mountpoint = "/$(reboot)"
+  }
+}
+
+host "web1" {
+  provider = "owned"
+  flake    = ".#web1"
+  address  = "192.0.2.1"
+  ssh {
+    user = "root;reboot"
+  }
+}
+"#;
+    let run = inventory_run(dir.path(), "disk_values", text);
+    assert!(!run.status.success());
+    let err = &run.stderr;
+    for (at, says) in [
+        ("cairn.hcl:4:12", "`device` is not a valid disk device"),
+        ("cairn.hcl:14:12", "`device` is not a valid disk device"),
+        ("cairn.hcl:15:13", "is not a valid partition name"),
+        ("cairn.hcl:28:12", "`user` is not a valid user name"),
+    ] {
+        assert!(err.contains(at), "no problem at {at}:\n{err}");
+        assert!(err.contains(says), "{says}:\n{err}");
+    }
+    assert!(err.contains("a path under /dev made of letters, digits"), "{err}");
 }

@@ -356,7 +356,7 @@ fn hostile_values_run_only_the_commands_the_template_means() {
     }
     let touch = format!("touch {}", pwned.display());
     let devices = [
-        format!("/dev/vda\nwipefs -a /dev/sda #"),
+        "/dev/vda\nwipefs -a /dev/sda #".to_owned(),
         format!("/dev/$({touch})"),
         format!("/dev/`{touch}`"),
         format!("/dev/x\"; {touch}; \""),

@@ -341,6 +341,22 @@ pub struct BootstrapArgs {
     /// [defaults: reach=5m, kexec=5m, reboot=10m, verify=5m]
     #[arg(long = "timeout", value_name = "WAIT=DURATION", value_parser = parse_timeout)]
     pub timeouts: Vec<(crate::inventory::Wait, std::time::Duration)>,
+    /// Write the run's events to stdout as JSON, one object per line (phases, transfers, a
+    /// final summary; see docs/json-events.md); the human output goes to stderr
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Command {
+    /// Whether the run streams JSON events on stdout (`--json` of bootstrap, apply, destroy).
+    pub fn json_events(&self) -> bool {
+        match self {
+            Command::Bootstrap(a) => a.json,
+            Command::Apply(a) => a.json,
+            Command::Destroy(a) => a.json,
+            _ => false,
+        }
+    }
 }
 
 impl BootstrapArgs {
@@ -386,6 +402,10 @@ pub struct ApplyArgs {
     /// How many hosts to act on at once
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub parallel: usize,
+    /// Write the run's events to stdout as JSON, one object per line (phases, transfers, a
+    /// final summary; see docs/json-events.md); the human output goes to stderr
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -399,6 +419,10 @@ pub struct DestroyArgs {
     /// How many hosts to act on at once
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub parallel: usize,
+    /// Write the run's events to stdout as JSON, one object per line (phases, transfers, a
+    /// final summary; see docs/json-events.md); the human output goes to stderr
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -274,6 +274,8 @@ pub(super) async fn stream_closure(
                 said = Instant::now();
                 let secs = started.elapsed().as_secs_f64();
                 tracing::info!(
+                    target: crate::ui::progress::TRANSFER_TARGET,
+                    bytes = total,
                     "copy: {} sent so far, compressed ({:.1} MiB/s)",
                     mib(total),
                     total as f64 / MIB / secs

@@ -57,18 +57,20 @@ pub fn run(args: &ApplyArgs, ctx: &Context) -> miette::Result<ExitCode> {
         if plan.has_changes() {
             output(ctx.out.text("\nNothing to apply: what the plan shows needs --replace.\n"))?;
         }
+        output(ctx.out.event(&crate::ui::json::apply_summary("apply", &[])))?;
         return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     confirm(ctx, args.yes, "apply these actions")?;
 
     let operator_key = operator_key(&session.inventory, &plan)?;
     let runtime = super::fleet::runtime()?;
-    failed += execute(ctx, &session, &runtime, &plan, operator_key, args.parallel)?;
+    failed += execute("apply", ctx, &session, &runtime, &plan, operator_key, args.parallel)?;
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Carries out `plan` and prints the per-host summary; failures are rendered and counted.
 pub(super) fn execute(
+    command: &str,
     ctx: &Context,
     session: &FleetSession,
     runtime: &tokio::runtime::Runtime,
@@ -88,6 +90,7 @@ pub(super) fn execute(
     };
     let outcomes = runtime.block_on(apply::run(Arc::new(exec), plan));
     output(ctx.out.text(&format!("\n{}", apply::render_summary(&outcomes))))?;
+    output(ctx.out.event(&crate::ui::json::apply_summary(command, &outcomes)))?;
     let mut failed = 0;
     for o in &outcomes {
         if let Err(e) = &o.result {

@@ -30,6 +30,9 @@ pub fn run(args: &BootstrapArgs, ctx: &Context) -> miette::Result<ExitCode> {
 pub(super) fn render_summary(ctx: &Context, reports: &[HostReport]) -> miette::Result<()> {
     let out = crate::ui::report::bootstrap(reports);
     ctx.out.text(&out).map_err(|e| miette::miette!("writing the summary: {e}"))?;
+    ctx.out
+        .event(&crate::ui::json::bootstrap_summary(reports))
+        .map_err(|e| miette::miette!("writing the summary: {e}"))?;
     for r in reports {
         if let Err(e) = &r.result {
             ctx.report_error(e);

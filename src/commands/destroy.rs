@@ -26,8 +26,18 @@ pub fn run(args: &DestroyArgs, ctx: &Context) -> miette::Result<ExitCode> {
     let mut failed = refreshed.failures.len();
     if plan.has_work() {
         confirm(ctx, args.yes, "destroy these machines")?;
-        failed +=
-            super::apply::execute(ctx, &session, &runtime, &plan, String::new(), args.parallel)?;
+        failed += super::apply::execute(
+            "destroy",
+            ctx,
+            &session,
+            &runtime,
+            &plan,
+            String::new(),
+            args.parallel,
+        )?;
+    } else {
+        output(ctx.out.event(&crate::ui::json::apply_summary("destroy", &[])))?;
     }
+
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -67,8 +67,14 @@ impl Context {
             vars: global.vars.clone(),
             lock_timeout: global.lock_timeout,
             ui,
-            out: Output,
+            out: Output::default(),
         })
+    }
+
+    /// `--json`: events go to stdout as JSON lines, the human output to stderr.
+    pub fn with_json_events(mut self) -> Self {
+        self.out = Output::json_events();
+        self
     }
 
     /// The state backend the inventory names (reading needs no lock). The one place a

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
+use crate::ui::progress::{self, Step};
+
 use super::{recorded_block, Action, HostPlan, Plan, PlanError, Recorded};
 use crate::inventory::{Host, Inventory, ProviderName};
 use crate::provider::{CreateRequest, Machine, Provider, ProviderError};
@@ -68,6 +70,19 @@ pub fn provider_blocks(inv: &Inventory, plan: &Plan, state: &StateData) -> Vec<P
     out
 }
 
+impl Done {
+    /// The machine this left, for progress lines.
+    fn machine_line(&self) -> String {
+        match self {
+            Done::Created(id) | Done::Adopted(id) => format!("machine {id}"),
+            Done::Replaced { new, .. } => format!("machine {new}"),
+            Done::Destroyed(Some(id)) => format!("machine {id} deleted"),
+            Done::Destroyed(None) => "no machine existed".into(),
+            Done::Skipped(why) => why.clone(),
+        }
+    }
+}
+
 /// Carries out `plan`, at most `exec.parallel` hosts at a time; results in the plan's order.
 pub async fn run(exec: Arc<Executor>, plan: &Plan) -> Vec<HostOutcome> {
     let parallel = exec.parallel;
@@ -76,9 +91,20 @@ pub async fn run(exec: Arc<Executor>, plan: &Plan) -> Vec<HostOutcome> {
         let span = tracing::info_span!(crate::ui::progress::HOST_SPAN, host = %hp.host);
         async move {
             let started = Instant::now();
+            let action = hp.action.as_str();
+            progress::report_action(&hp.host, action, Step::Started, "");
             let result = apply_host(&exec, &hp).await;
-            if let Err(e) = &result {
-                tracing::debug!(error = %super::one_line(e), "failed");
+            match &result {
+                Ok(Done::Skipped(why)) => {
+                    progress::report_action(&hp.host, action, Step::Skipped, why)
+                }
+                Ok(done) => {
+                    progress::report_action(&hp.host, action, Step::Done, &done.machine_line())
+                }
+                Err(e) => {
+                    tracing::debug!(error = %super::one_line(e), "failed");
+                    progress::report_action(&hp.host, action, Step::Failed, &super::one_line(e));
+                }
             }
             HostOutcome { host: hp.host.clone(), result, elapsed: started.elapsed() }
         }

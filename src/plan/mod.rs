@@ -38,6 +38,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action's name, as plan JSON and `--json` events spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Adopt => "adopt",
+            Self::Change => "change",
+            Self::Replace => "replace",
+            Self::Destroy => "destroy",
+        }
+    }
     fn symbol(self) -> &'static str {
         match self {
             Self::Create => "+",

@@ -10,6 +10,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
+pub mod json;
 pub mod progress;
 pub mod report;
 
@@ -36,8 +37,9 @@ impl UiMode {
 }
 
 /// Sets up the tracing subscriber: `-q` errors only, default info, `-v` debug, `-vv` trace.
-/// `RUST_LOG` overrides.
-pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode) {
+/// `RUST_LOG` overrides. `json_events`: also write the run's events to stdout as JSON lines
+/// ([`json`]).
+pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode, json_events: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "info",
@@ -60,14 +62,19 @@ pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode) {
         .with_target(verbose > 0)
         .without_time()
         .with_filter(filter.and(filter_fn(|meta| {
-            meta.target() != progress::TARGET && meta.target() != progress::DOWNLOAD_TARGET
+            ![progress::TARGET, progress::DOWNLOAD_TARGET, progress::ACTION_TARGET]
+                .contains(&meta.target())
         })));
     // Host logs keep cairn's own debug events, and only warnings from libraries.
     let host_logs: Targets = "cairn=debug,warn".parse().expect("the directives parse");
     let progress = progress.with_filter(host_logs);
     // The order matters: with the progress layer first, its debug-level filter let debug
     // events through to the lines too.
-    let _ = tracing_subscriber::registry().with(lines).with(progress).try_init();
+    let events = json_events.then(|| {
+        let wanted: Targets = "cairn=info,warn".parse().expect("the directives parse");
+        json::JsonEvents::stdout().with_filter(wanted)
+    });
+    let _ = tracing_subscriber::registry().with(lines).with(progress).with(events).try_init();
 }
 
 /// Installs the diagnostic renderer used for the one error a failed run prints.
@@ -227,16 +234,42 @@ impl std::error::Error for Cause {
     }
 }
 
-/// The command's result channel: stdout, written in one place.
+/// The command's result channel: stdout, written in one place. With `--json` events
+/// ([`Output::json_events`]) stdout carries only JSON lines and the human text goes to stderr.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Output;
+pub struct Output {
+    human_on_stderr: bool,
+}
 
 impl Output {
+    /// Human text on stderr, stdout kept for [`Output::event`] lines.
+    pub fn json_events() -> Self {
+        Self { human_on_stderr: true }
+    }
+
+    /// Whether stdout carries JSON events (`--json` of bootstrap, apply, destroy).
+    pub fn is_json_events(&self) -> bool {
+        self.human_on_stderr
+    }
+
     /// Writes text as is (callers include newlines).
     pub fn text(&self, s: &str) -> std::io::Result<()> {
+        if self.human_on_stderr {
+            let mut err = std::io::stderr().lock();
+            err.write_all(s.as_bytes())?;
+            return err.flush();
+        }
         let mut out = std::io::stdout().lock();
         out.write_all(s.as_bytes())?;
         out.flush()
+    }
+
+    /// Writes one JSON event line to stdout (in `--json` mode only; otherwise nothing).
+    pub fn event(&self, value: &serde_json::Value) -> std::io::Result<()> {
+        if !self.human_on_stderr {
+            return Ok(());
+        }
+        json::write_line(value)
     }
 
     /// Writes raw bytes (decrypted binary secrets).

@@ -24,6 +24,9 @@ use tracing_subscriber::Layer;
 pub const TARGET: &str = "cairn::progress";
 /// Download progress (see [`crate::download`]): drawn here as a bar or plain lines.
 pub const DOWNLOAD_TARGET: &str = crate::download::TARGET;
+/// Bytes of a closure sent so far (the copy phase), with a `bytes` field; shown as the log
+/// line it carries, and as a `transfer` event with `--json`.
+pub const TRANSFER_TARGET: &str = "cairn::transfer";
 
 /// What happened to a host's step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,15 @@ impl Step {
             Step::Failed => "failed",
         }
     }
+}
+
+/// What `apply` and `destroy` do to one host's machine, reported like a phase: the human UI
+/// leaves these to the summary table; `--json` streams them as `phase` events.
+pub const ACTION_TARGET: &str = "cairn::action";
+
+/// Reports a step of an apply/destroy action (`create`, `destroy`, ...) on a host's machine.
+pub fn report_action(host: &str, action: &str, step: Step, detail: &str) {
+    tracing::info!(target: ACTION_TARGET, host, phase = action, step = step.as_str(), detail);
 }
 
 /// Reports a step of a host's run; `detail` is a short human text (never a secret).
@@ -294,6 +306,9 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if event.metadata().target() == DOWNLOAD_TARGET {
             self.download(event);
+            return;
+        }
+        if event.metadata().target() == ACTION_TARGET {
             return;
         }
         let mut fields = Fields::default();

@@ -302,3 +302,50 @@ fn disko_hosts_check_the_layouts_device_first() {
     assert!(!stderr.contains("diskoScript"), "nothing was built:\n{stderr}");
     assert!(!marker.exists(), "the script did not run");
 }
+
+/// The JSON lines of a `--json` run, each checked to be one JSON object with an `event`,
+/// with timings and attempt counts (which vary from run to run) masked.
+fn json_events(stdout: &[u8]) -> String {
+    let text = String::from_utf8(stdout.to_vec()).unwrap();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+        assert!(v["event"].is_string(), "no event field: {line}");
+    }
+    let masked = regex::Regex::new(r#""elapsed_s":[0-9.]+"#)
+        .unwrap()
+        .replace_all(&text, r#""elapsed_s":"[s]""#);
+    regex::Regex::new(r"\(\d+ attempts\)")
+        .unwrap()
+        .replace_all(&masked, "([n] attempts)")
+        .into_owned()
+}
+
+/// `--json`: one JSON object per line on stdout (each phase's start and end, then a summary),
+/// while the human output, progress lines and the rendered error included, stays on stderr.
+#[test]
+fn bootstrap_and_destroy_json_events() {
+    let dir = tempfile::tempdir().unwrap();
+    unreachable_fleet(dir.path(), "");
+    let out = cairn(dir.path(), &["bootstrap", "host", "web1", "--json", "--timeout", "reach=1s"]);
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!("bootstrap_json_events", json_events(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("web1: FAILED after"), "{stderr}");
+    assert!(stderr.contains("  × web1: reach failed"), "{stderr}");
+    assert!(!stderr.contains("{\"event\""), "{stderr}");
+
+    let out = cairn(dir.path(), &["destroy", "host", "web1", "--yes", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    insta::assert_snapshot!("destroy_json_events", json_events(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("- host \"web1\" will be destroyed"), "{stderr}");
+
+    // A run that stops before its summary says so on stdout too.
+    std::fs::write(dir.path().join("cairn.hcl"), "host {\n").unwrap();
+    let out = cairn(dir.path(), &["apply", "--yes", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = json_events(&out.stdout);
+    assert!(line.starts_with("{\"event\":\"error\",\"message\":"), "{line}");
+    assert_eq!(line.lines().count(), 1, "{line}");
+}

@@ -285,6 +285,25 @@ host "web1" {{
     );
     assert!(stderr.contains("the downloaded file was deleted and nothing was used"), "{stderr}");
     assert_eq!(files(&cache), Vec::<PathBuf>::new());
+
+    // With --json the download shows as transfer events, then the failed create.
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(&fleet)
+        .args(["apply", "--yes", "--json"])
+        .env("NO_COLOR", "1")
+        .env("XDG_CACHE_HOME", &cache)
+        .env_remove("CAIRN_STOCK_IMAGE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let events = String::from_utf8(out.stdout).unwrap();
+    let events =
+        events.replace(&server.port.to_string(), "[port]").replace(&sha256_hex(&body), "[sum]");
+    let events = regex::Regex::new(r#""elapsed_s":[0-9.]+"#)
+        .unwrap()
+        .replace_all(&events, r#""elapsed_s":"[s]""#)
+        .into_owned();
+    insta::assert_snapshot!("apply_download_json_events", events);
     assert!(!fleet.join(".cairn/qemu/web1/disk.qcow2").exists());
 
     // A URL without a pin is refused before anything is fetched.

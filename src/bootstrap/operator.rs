@@ -37,7 +37,7 @@ impl Operator {
                 if !path.exists() {
                     fs_err::create_dir_all(&dir)
                         .map_err(io(format!("creating {}", dir.display())))?;
-                    let keys = HostKeys::generate_for("cairn-operator", false);
+                    let keys = HostKeys::generate("cairn-operator", false);
                     crate::util::atomic::write(&path, keys.ssh_private_openssh().as_bytes(), 0o600)
                         .map_err(io(format!("writing {}", path.display())))?;
                     let public = format!("{}\n", keys.ssh_public_line());

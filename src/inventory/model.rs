@@ -50,6 +50,12 @@ macro_rules! name_type {
             }
         }
 
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl std::borrow::Borrow<str> for $name {
             fn borrow(&self) -> &str {
                 &self.0
@@ -572,7 +578,7 @@ pub struct DiskLayout {
 pub struct Admin {
     pub name: AdminName,
     /// An age recipient (`age1...`) or an SSH public key line.
-    pub age: String,
+    pub age: crate::keys::AgeRecipient,
     pub span: SourceSpan,
 }
 

@@ -7,7 +7,7 @@ use curve25519_dalek::edwards::CompressedEdwardsY;
 use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
-use super::generate::AgeIdentity;
+use super::identity::AgeIdentity;
 use super::recipient::AgeRecipient;
 use super::KeysError;
 
@@ -76,7 +76,7 @@ mod tests {
     // The real cross-checks (age-keygen -y, age -e/-d) are in tests/it/keys.rs.
     #[test]
     fn public_conversion_matches_the_private_one() {
-        let keys = crate::keys::generate::HostKeys::generate_for("web1", false);
+        let keys = crate::keys::generate::HostKeys::generate("web1", false);
         let from_public = ssh_public_key_to_age(keys.ssh_public_line()).unwrap();
         let from_private = ssh_private_key_to_age(keys.ssh_private_openssh().as_bytes()).unwrap();
         assert_eq!(from_public, from_private.to_public());

@@ -6,70 +6,9 @@ use std::fmt;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use super::identity::AgeIdentity;
 use super::recipient::AgeRecipient;
 use super::{convert, openssh, KeysError};
-use crate::inventory::model::HostName;
-
-const SECRET_KEY_HRP: &str = "age-secret-key-";
-
-/// An age X25519 identity (`AGE-SECRET-KEY-1...`). The text is zeroized on drop and never
-/// shown by `Debug`.
-#[derive(Clone)]
-pub struct AgeIdentity {
-    secret: Zeroizing<String>,
-}
-
-impl AgeIdentity {
-    /// A fresh random identity.
-    pub fn generate() -> Self {
-        use age::secrecy::ExposeSecret as _;
-        let id = age::x25519::Identity::generate();
-        Self { secret: Zeroizing::new(id.to_string().expose_secret().to_owned()) }
-    }
-
-    /// Parses one `AGE-SECRET-KEY-1...` line (surrounding whitespace ignored).
-    pub fn parse(s: &str) -> Result<Self, KeysError> {
-        let s = s.trim();
-        s.parse::<age::x25519::Identity>()
-            .map_err(|reason| KeysError::InvalidIdentity { reason: reason.to_owned() })?;
-        Ok(Self { secret: Zeroizing::new(s.to_owned()) })
-    }
-
-    /// The identity whose X25519 scalar is `scalar` (age clamps it on use).
-    pub(crate) fn from_scalar(scalar: &[u8; 32]) -> Self {
-        let encoded = Zeroizing::new(
-            bech32::encode(
-                SECRET_KEY_HRP,
-                bech32::ToBase32::to_base32(scalar),
-                bech32::Variant::Bech32,
-            )
-            .expect("the age secret key HRP is valid"),
-        );
-        Self { secret: Zeroizing::new(encoded.to_uppercase()) }
-    }
-
-    /// The `AGE-SECRET-KEY-1...` text. Handle with care: write it only to private files.
-    pub fn expose_secret(&self) -> &str {
-        &self.secret
-    }
-
-    pub fn to_age(&self) -> age::x25519::Identity {
-        self.secret.parse().expect("validated when constructed")
-    }
-
-    pub fn to_public(&self) -> AgeRecipient {
-        let public = self.to_age().to_public().to_string();
-        AgeRecipient::parse(&public).expect("age formats valid recipients")
-    }
-}
-
-impl fmt::Debug for AgeIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AgeIdentity")
-            .field("public", &self.to_public().as_str())
-            .finish_non_exhaustive()
-    }
-}
 
 /// An identity plus when it was created: the content of an age `keys.txt`.
 #[derive(Clone, Debug)]
@@ -117,11 +56,8 @@ pub struct HostKeys {
 impl HostKeys {
     /// Generates an ed25519 host key for `host` (comment `root@<host>`, as `ssh-keygen` on
     /// the host would write it) and, if `separate_age_key`, a separate age identity.
-    pub fn generate(host: &HostName, separate_age_key: bool) -> Self {
-        Self::generate_for(host.as_str(), separate_age_key)
-    }
-
-    pub(crate) fn generate_for(host: &str, separate_age_key: bool) -> Self {
+    pub fn generate<H: AsRef<str> + ?Sized>(host: &H, separate_age_key: bool) -> Self {
+        let host = host.as_ref();
         let signing = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
         let seed = Zeroizing::new(signing.to_bytes());
         let public = signing.verifying_key().to_bytes();
@@ -203,16 +139,6 @@ impl HostKeys {
     }
 }
 
-impl HostKeys {
-    /// Records the public halves in the host's state: its SSH public key, its age recipient,
-    /// and the key the installed system will present (pinned before first contact).
-    pub fn record(&self, state: &mut crate::state::HostState) {
-        state.ssh_public_key = Some(self.public_line.clone());
-        state.age_recipient = Some(self.age_recipient().to_string());
-        state.host_keys.insert(crate::state::KeyPhase::Installed, vec![self.public_line.clone()]);
-    }
-}
-
 impl fmt::Debug for HostKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HostKeys")
@@ -244,7 +170,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_private_material() {
-        let keys = HostKeys::generate_for("web1", true);
+        let keys = HostKeys::generate("web1", true);
         let debug = format!("{keys:?} {:?}", keys.age_identity().unwrap());
         assert!(!debug.contains("AGE-SECRET-KEY"), "{debug}");
         assert!(!debug.contains("PRIVATE KEY"), "{debug}");
@@ -254,7 +180,7 @@ mod tests {
     #[test]
     fn russh_reads_the_generated_keys() {
         use russh::keys::ssh_key::{PrivateKey, PublicKey};
-        let keys = HostKeys::generate_for("web1", false);
+        let keys = HostKeys::generate("web1", false);
         let private = PrivateKey::from_openssh(keys.ssh_private_openssh().as_bytes()).unwrap();
         let public = PublicKey::from_openssh(keys.ssh_public_line()).unwrap();
         assert_eq!(private.public_key().key_data(), public.key_data());
@@ -262,21 +188,8 @@ mod tests {
     }
 
     #[test]
-    fn record_puts_the_public_halves_into_state() {
-        let keys = HostKeys::generate_for("web1", true);
-        let mut state = crate::state::HostState::default();
-        keys.record(&mut state);
-        assert_eq!(state.ssh_public_key.as_deref(), Some(keys.ssh_public_line()));
-        assert_eq!(state.age_recipient, Some(keys.age_identity().unwrap().to_public().to_string()));
-        assert_eq!(
-            state.host_keys[&crate::state::KeyPhase::Installed],
-            vec![keys.ssh_public_line().to_owned()]
-        );
-    }
-
-    #[test]
     fn host_keys_round_trip_through_their_private_halves() {
-        let keys = HostKeys::generate_for("web1", true);
+        let keys = HostKeys::generate("web1", true);
         let again = HostKeys::from_private(
             "web1",
             keys.ssh_private_openssh().clone(),

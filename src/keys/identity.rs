@@ -19,7 +19,69 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
+use super::recipient::AgeRecipient;
 use super::KeysError;
+
+const SECRET_KEY_HRP: &str = "age-secret-key-";
+
+/// An age X25519 identity (`AGE-SECRET-KEY-1...`). The text is zeroized on drop and never
+/// shown by `Debug`.
+#[derive(Clone)]
+pub struct AgeIdentity {
+    secret: Zeroizing<String>,
+}
+
+impl AgeIdentity {
+    /// A fresh random identity.
+    pub fn generate() -> Self {
+        use age::secrecy::ExposeSecret as _;
+        let id = age::x25519::Identity::generate();
+        Self { secret: Zeroizing::new(id.to_string().expose_secret().to_owned()) }
+    }
+
+    /// Parses one `AGE-SECRET-KEY-1...` line (surrounding whitespace ignored).
+    pub fn parse(s: &str) -> Result<Self, KeysError> {
+        let s = s.trim();
+        s.parse::<age::x25519::Identity>()
+            .map_err(|reason| KeysError::InvalidIdentity { reason: reason.to_owned() })?;
+        Ok(Self { secret: Zeroizing::new(s.to_owned()) })
+    }
+
+    /// The identity whose X25519 scalar is `scalar` (age clamps it on use).
+    pub(crate) fn from_scalar(scalar: &[u8; 32]) -> Self {
+        let encoded = Zeroizing::new(
+            bech32::encode(
+                SECRET_KEY_HRP,
+                bech32::ToBase32::to_base32(scalar),
+                bech32::Variant::Bech32,
+            )
+            .expect("the age secret key HRP is valid"),
+        );
+        Self { secret: Zeroizing::new(encoded.to_uppercase()) }
+    }
+
+    /// The `AGE-SECRET-KEY-1...` text. Handle with care: write it only to private files.
+    pub fn expose_secret(&self) -> &str {
+        &self.secret
+    }
+
+    pub fn to_age(&self) -> age::x25519::Identity {
+        self.secret.parse().expect("validated when constructed")
+    }
+
+    pub fn to_public(&self) -> AgeRecipient {
+        let public = self.to_age().to_public().to_string();
+        AgeRecipient::parse(&public).expect("age formats valid recipients")
+    }
+}
+
+impl fmt::Debug for AgeIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgeIdentity")
+            .field("public", &self.to_public().as_str())
+            .finish_non_exhaustive()
+    }
+}
 
 pub const SOPS_AGE_SSH_PRIVATE_KEY_FILE: &str = "SOPS_AGE_SSH_PRIVATE_KEY_FILE";
 pub const SOPS_AGE_KEY: &str = "SOPS_AGE_KEY";

@@ -1,10 +1,12 @@
 //! age and SSH key generation, identity discovery, and the ssh-to-age conversion.
 //!
 //! - [`recipient`]: `age1...` / `ssh-ed25519` / `ssh-rsa` recipients as sops stores them.
-//! - [`identity`]: where private identities come from, exactly as sops 3.11 looks for them.
+//! - [`identity`]: age identities, and where they come from, exactly as sops 3.11 looks.
 //! - [`convert`]: ssh-to-age, so a host decrypts with its SSH host key (sops-nix).
 //! - [`generate`]: admin age keys and per-host key sets.
 //! - [`store`]: where a host's private keys live in the repository (encrypted to the admins).
+//!
+//! A leaf: nothing here imports from `secrets`, `inventory` or `state`; they use keys.
 
 pub mod convert;
 pub mod generate;
@@ -14,12 +16,13 @@ pub mod recipient;
 pub mod store;
 
 pub use convert::{ed25519_seed_to_age, ssh_private_key_to_age, ssh_public_key_to_age};
-pub use generate::{generate_age_identity, AgeIdentity, AgeKeyFile, HostKeys};
+pub use generate::{generate_age_identity, AgeKeyFile, HostKeys};
 pub use identity::{
-    encrypt_armored, Identities, IdentityEnv, IdentitySource, SourceOutcome, SourceReport,
+    encrypt_armored, AgeIdentity, Identities, IdentityEnv, IdentitySource, SourceOutcome,
+    SourceReport,
 };
 pub use recipient::{AgeRecipient, RecipientKind};
-pub use store::{AgeFileCodec, HostKeyStore, KeyCodec, SopsBinaryCodec};
+pub use store::{AgeFileCodec, HostKeyStore, KeyCodec};
 
 /// Everything that goes wrong with keys. Messages name recipients (public) but never
 /// private material.
@@ -40,7 +43,22 @@ pub enum KeysError {
             "an age recipient looks like `age1...` (from `age-keygen -y`) or `ssh-ed25519 AAAA...`"
         )
     )]
-    InvalidRecipient { recipient: String, reason: String },
+    InvalidRecipient {
+        recipient: String,
+        reason: String,
+        /// What is wrong in a few words, for a label under the text.
+        summary: &'static str,
+    },
+
+    /// Never echoes the text: it is a secret.
+    #[error("an age private key (`AGE-SECRET-KEY-...`) was given where a recipient belongs")]
+    #[diagnostic(
+        code(cairn::keys::private_key_as_recipient),
+        help(
+            "never put a private key here: use its public key (`age-keygen -y KEYFILE` prints it)"
+        )
+    )]
+    PrivateKeyAsRecipient,
 
     #[error("`{recipient}` is not an age recipient")]
     #[diagnostic(
@@ -89,17 +107,25 @@ pub enum KeysError {
     #[diagnostic(code(cairn::keys::io))]
     Io(#[from] std::io::Error),
 
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Sops(Box<crate::secrets::SecretsError>),
-
     #[error("host key store for `{host}`: {reason}")]
     #[diagnostic(code(cairn::keys::store), help("{help}"))]
     Store { host: String, reason: String, help: String },
 }
 
-impl From<crate::secrets::SecretsError> for KeysError {
-    fn from(e: crate::secrets::SecretsError) -> Self {
-        KeysError::Sops(Box::new(e))
+impl KeysError {
+    /// For a recipient that did not parse: what is wrong in a few words, for a label under
+    /// the text (the full message says the same with the text itself).
+    pub fn recipient_problem(&self) -> Option<&'static str> {
+        match self {
+            Self::PrivateKeyAsRecipient => {
+                Some("this is a private key: never put it here, use its public key")
+            }
+            Self::PluginRecipient { .. } => {
+                Some("an age plugin recipient, which cairn does not support")
+            }
+            Self::InvalidRecipient { summary, .. } => Some(summary),
+            Self::UnknownRecipient { .. } => Some("not an age recipient or SSH public key"),
+            _ => None,
+        }
     }
 }

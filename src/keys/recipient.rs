@@ -36,6 +36,9 @@ impl AgeRecipient {
     /// public key line.
     pub fn parse(s: &str) -> Result<Self, KeysError> {
         let text = s.trim();
+        if text.starts_with("AGE-SECRET-KEY-") {
+            return Err(KeysError::PrivateKeyAsRecipient);
+        }
         if text.starts_with("age1") && text.matches('1').count() > 1 {
             return Err(KeysError::PluginRecipient { recipient: text.to_owned() });
         }
@@ -44,6 +47,7 @@ impl AgeRecipient {
                 text.parse().map_err(|reason: &str| KeysError::InvalidRecipient {
                     recipient: text.to_owned(),
                     reason: reason.to_owned(),
+                    summary: "not a valid age recipient (bad checksum or length)",
                 })?;
             return Ok(Self {
                 text: text.to_owned(),
@@ -53,7 +57,17 @@ impl AgeRecipient {
         }
         if text.starts_with("ssh-") {
             let parsed: age::ssh::Recipient = text.parse().map_err(|e| {
-                KeysError::InvalidRecipient { recipient: text.to_owned(), reason: ssh_reason(e) }
+                let summary = match e {
+                    age::ssh::ParseRecipientKeyError::RsaModulusTooSmall => {
+                        "this RSA key is too short (under 2048 bits)"
+                    }
+                    _ => "not a valid SSH public key",
+                };
+                KeysError::InvalidRecipient {
+                    recipient: text.to_owned(),
+                    reason: ssh_reason(e),
+                    summary,
+                }
             })?;
             let kind = match parsed {
                 age::ssh::Recipient::SshEd25519(..) => RecipientKind::SshEd25519,
@@ -108,6 +122,18 @@ impl PartialEq for AgeRecipient {
 }
 impl Eq for AgeRecipient {}
 
+/// Compares with a recipient's text, as configured (trimmed).
+impl PartialEq<str> for AgeRecipient {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+impl PartialEq<&str> for AgeRecipient {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
 impl std::hash::Hash for AgeRecipient {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.text.hash(state);
@@ -123,6 +149,13 @@ impl fmt::Display for AgeRecipient {
 impl fmt::Debug for AgeRecipient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("AgeRecipient").field(&self.text).finish()
+    }
+}
+
+/// As its text, as sops writes it.
+impl serde::Serialize for AgeRecipient {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
     }
 }
 
@@ -155,6 +188,16 @@ mod tests {
         let list = AgeRecipient::parse_list(&format!(" {X} , {ED} ,")).unwrap();
         assert_eq!(list.iter().map(|r| r.as_str()).collect::<Vec<_>>(), [X, ED]);
         assert!(AgeRecipient::parse_list("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_private_key_given_as_recipient_is_refused_without_echoing_it() {
+        let secret = crate::keys::AgeIdentity::generate();
+        let err = AgeRecipient::parse(secret.expose_secret()).unwrap_err();
+        assert!(matches!(err, KeysError::PrivateKeyAsRecipient), "{err:?}");
+        let shown = format!("{err} {err:?} {}", miette::Diagnostic::help(&err).unwrap());
+        assert!(!shown.contains(secret.expose_secret()), "{shown}");
+        assert!(!shown.contains(&secret.expose_secret()[20..]), "{shown}");
     }
 
     #[test]

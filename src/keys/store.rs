@@ -6,15 +6,16 @@
 //! secrets/hosts/<name>/age.key                   private (only with a separate age key)
 //! ```
 //!
-//! The private files are sealed by a [`KeyCodec`]: in cairn that is the sops binary format,
-//! so `sops decrypt` opens them and `cairn secrets rekey` covers them like any secret.
+//! The private files are sealed by a [`KeyCodec`]: in cairn that is the sops binary format
+//! (`secrets::SopsBinaryCodec`), so `sops decrypt` opens them and `cairn secrets rekey`
+//! covers them like any secret.
 
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use super::generate::{AgeIdentity, HostKeys};
-use super::identity::{encrypt_armored, Identities};
+use super::generate::HostKeys;
+use super::identity::{encrypt_armored, AgeIdentity, Identities};
 use super::recipient::AgeRecipient;
 use super::KeysError;
 
@@ -24,66 +25,17 @@ pub const AGE_KEY_FILE: &str = "age.key";
 
 /// Seals and opens private key files at rest.
 pub trait KeyCodec {
+    /// What sealing and opening fail with; the store's own problems convert into it.
+    type Error: From<KeysError>;
     /// Encrypts `plaintext` (to be stored at `path`) so that each of `recipients` can read it.
     fn seal(
         &self,
         path: &Path,
         plaintext: &[u8],
         recipients: &[AgeRecipient],
-    ) -> Result<Vec<u8>, KeysError>;
+    ) -> Result<Vec<u8>, Self::Error>;
     /// Decrypts what [`KeyCodec::seal`] wrote.
-    fn open(&self, path: &Path, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeysError>;
-}
-
-/// sops binary files (`{"data": "ENC[...]", "sops": {...}}`): what `sops encrypt` writes for
-/// a file without a known extension, opened by `sops decrypt` and covered by rekey.
-pub struct SopsBinaryCodec<'a> {
-    pub keyring: &'a Identities,
-}
-
-impl KeyCodec for SopsBinaryCodec<'_> {
-    fn seal(
-        &self,
-        path: &Path,
-        plaintext: &[u8],
-        recipients: &[AgeRecipient],
-    ) -> Result<Vec<u8>, KeysError> {
-        use crate::secrets::{EncryptionSpec, Format, SopsFile, StoresConfig};
-        let plain = Format::Binary.load_plain(plaintext).map_err(|reason| KeysError::Store {
-            host: host_of(path),
-            reason,
-            help: String::new(),
-        })?;
-        let spec = EncryptionSpec {
-            key_groups: vec![recipients.to_vec()],
-            shamir_threshold: 0,
-            rule: None,
-            mac_only_encrypted: false,
-        };
-        Ok(SopsFile::encrypt(path, Format::Binary, plain, &spec)?
-            .to_bytes(&StoresConfig::default())?)
-    }
-
-    fn open(&self, path: &Path, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeysError> {
-        use crate::secrets::{Format, SopsFile, StoresConfig};
-        let file = SopsFile::from_bytes(path, sealed, Format::Binary)?;
-        let decrypted = file.decrypt(self.keyring, false)?;
-        let bytes = Format::Binary.emit_plain(&decrypted.docs, &StoresConfig::default()).map_err(
-            |reason| KeysError::Store {
-                host: host_of(path),
-                reason,
-                help: "restore the file from git".into(),
-            },
-        )?;
-        Ok(Zeroizing::new(bytes))
-    }
-}
-
-fn host_of(path: &Path) -> String {
-    path.parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    fn open(&self, path: &Path, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Self::Error>;
 }
 
 /// Plain age files (armored): what `age -e -a -r ...` writes and `age -d` reads.
@@ -92,6 +44,7 @@ pub struct AgeFileCodec<'a> {
 }
 
 impl KeyCodec for AgeFileCodec<'_> {
+    type Error = KeysError;
     fn seal(
         &self,
         _path: &Path,
@@ -145,53 +98,56 @@ impl HostKeyStore {
 
     /// Stores `keys`: private halves sealed for `admins`, the public key in clear. Replaces
     /// what was there (each file atomically); callers decide whether replacing is wanted.
-    pub fn save(
+    pub fn save<C: KeyCodec>(
         &self,
         keys: &HostKeys,
         admins: &[AgeRecipient],
-        codec: &dyn KeyCodec,
-    ) -> Result<(), KeysError> {
+        codec: &C,
+    ) -> Result<(), C::Error> {
         let host = keys.host();
         if admins.is_empty() {
             return Err(KeysError::Store {
                 host: host.to_owned(),
                 reason: "no admin recipients to encrypt its private keys to".into(),
                 help: "declare at least one `admin` block with an `age` key in cairn.hcl".into(),
-            });
+            }
+            .into());
         }
         let dir = self.host_dir(host);
-        fs_err::create_dir_all(&dir)?;
+        fs_err::create_dir_all(&dir).map_err(KeysError::from)?;
 
         let path = self.private_key_path(host);
         let sealed = codec.seal(&path, keys.ssh_private_openssh().as_bytes(), admins)?;
-        crate::util::atomic::write(&path, &sealed, 0o600)?;
+        crate::util::atomic::write(&path, &sealed, 0o600).map_err(KeysError::from)?;
 
         let age_path = self.age_key_path(host);
         if let Some(id) = keys.age_identity() {
             let text = Zeroizing::new(format!("{}\n", id.expose_secret()));
             let sealed = codec.seal(&age_path, text.as_bytes(), admins)?;
-            crate::util::atomic::write(&age_path, &sealed, 0o600)?;
+            crate::util::atomic::write(&age_path, &sealed, 0o600).map_err(KeysError::from)?;
         } else if age_path.exists() {
-            fs_err::remove_file(&age_path)?;
+            fs_err::remove_file(&age_path).map_err(KeysError::from)?;
         }
 
         let public = format!("{}\n", keys.ssh_public_line());
-        crate::util::atomic::write(&self.public_key_path(host), public.as_bytes(), 0o644)?;
+        crate::util::atomic::write(&self.public_key_path(host), public.as_bytes(), 0o644)
+            .map_err(KeysError::from)?;
         tracing::debug!(host, path = %dir.display(), "stored host keys");
         Ok(())
     }
 
     /// Loads and decrypts a host's keys.
-    pub fn load(&self, host: &str, codec: &dyn KeyCodec) -> Result<HostKeys, KeysError> {
+    pub fn load<C: KeyCodec>(&self, host: &str, codec: &C) -> Result<HostKeys, C::Error> {
         let path = self.private_key_path(host);
         if !path.exists() {
             return Err(KeysError::Store {
                 host: host.to_owned(),
                 reason: format!("{} does not exist", path.display()),
                 help: format!("cairn generates host keys during `cairn bootstrap host {host}`"),
-            });
+            }
+            .into());
         }
-        let plain = codec.open(&path, &fs_err::read(&path)?)?;
+        let plain = codec.open(&path, &fs_err::read(&path).map_err(KeysError::from)?)?;
         let text =
             Zeroizing::new(String::from_utf8(plain.to_vec()).map_err(|_| KeysError::SshKey {
                 what: "host private key".into(),
@@ -199,7 +155,8 @@ impl HostKeyStore {
             })?);
         let age_path = self.age_key_path(host);
         let age = if age_path.exists() {
-            let plain = codec.open(&age_path, &fs_err::read(&age_path)?)?;
+            let plain =
+                codec.open(&age_path, &fs_err::read(&age_path).map_err(KeysError::from)?)?;
             let text = std::str::from_utf8(&plain).map_err(|_| KeysError::InvalidIdentity {
                 reason: format!("{} is not text", age_path.display()),
             })?;
@@ -211,7 +168,7 @@ impl HostKeyStore {
         } else {
             None
         };
-        HostKeys::from_private(host, text, age)
+        Ok(HostKeys::from_private(host, text, age)?)
     }
 
     /// The stored public key line, if any (no decryption needed).
@@ -237,7 +194,7 @@ mod tests {
         ids.push(admin.to_age());
         let codec = AgeFileCodec { identities: &ids };
 
-        let keys = HostKeys::generate_for("web1", true);
+        let keys = HostKeys::generate("web1", true);
         assert!(!store.exists("web1"));
         store.save(&keys, &[admin.to_public()], &codec).unwrap();
         assert!(store.exists("web1"));
@@ -251,28 +208,11 @@ mod tests {
     }
 
     #[test]
-    fn sops_binary_codec_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = HostKeyStore::new(dir.path());
-        let admin = AgeIdentity::generate();
-        let mut ids = Identities::empty();
-        ids.push(admin.to_age());
-        let codec = SopsBinaryCodec { keyring: &ids };
-        let keys = HostKeys::generate_for("db1", false);
-        store.save(&keys, &[admin.to_public()], &codec).unwrap();
-        let sealed = std::fs::read_to_string(store.private_key_path("db1")).unwrap();
-        assert!(sealed.starts_with("{\n\t\"data\": \"ENC[AES256_GCM,"), "{sealed}");
-        assert!(!store.age_key_path("db1").exists());
-        let loaded = store.load("db1", &codec).unwrap();
-        assert_eq!(loaded.ssh_private_openssh(), keys.ssh_private_openssh());
-    }
-
-    #[test]
     fn refuses_to_store_without_admins() {
         let dir = tempfile::tempdir().unwrap();
         let ids = Identities::empty();
         let err = HostKeyStore::new(dir.path())
-            .save(&HostKeys::generate_for("web1", false), &[], &AgeFileCodec { identities: &ids })
+            .save(&HostKeys::generate("web1", false), &[], &AgeFileCodec { identities: &ids })
             .unwrap_err();
         assert!(err.to_string().contains("no admin recipients"), "{err}");
     }

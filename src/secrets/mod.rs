@@ -7,6 +7,7 @@ pub mod cipher;
 pub mod edit;
 pub mod error;
 pub mod file;
+pub mod host_keys;
 pub mod metadata;
 pub mod ops;
 pub mod rekey;
@@ -19,6 +20,7 @@ pub mod yaml;
 
 pub use error::SecretsError;
 pub use file::{Decrypted, EncryptionSpec, RekeyChange, SopsFile};
+pub use host_keys::SopsBinaryCodec;
 pub use store::{Format, StoresConfig};
 
 use tree::Documents;

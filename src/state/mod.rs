@@ -440,6 +440,16 @@ fn started_by(holder: Option<&LockHolder>) -> String {
     }
 }
 
+impl HostState {
+    /// Records the public halves of a host's generated keys: its SSH public key, its age
+    /// recipient, and the key the installed system will present (pinned before first contact).
+    pub fn record_host_keys(&mut self, keys: &crate::keys::HostKeys) {
+        self.ssh_public_key = Some(keys.ssh_public_line().to_owned());
+        self.age_recipient = Some(keys.age_recipient().to_string());
+        self.host_keys.insert(KeyPhase::Installed, vec![keys.ssh_public_line().to_owned()]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,5 +493,15 @@ mod tests {
             "state is locked by pid 4242 on host ci-7 (`cairn bootstrap all`) since \
              2026-11-22T06:01:03Z; wait for it or retry with --lock-timeout"
         );
+    }
+
+    #[test]
+    fn record_puts_the_public_halves_into_state() {
+        let keys = crate::keys::HostKeys::generate("web1", true);
+        let mut state = HostState::default();
+        state.record_host_keys(&keys);
+        assert_eq!(state.ssh_public_key.as_deref(), Some(keys.ssh_public_line()));
+        assert_eq!(state.age_recipient, Some(keys.age_identity().unwrap().to_public().to_string()));
+        assert_eq!(state.host_keys[&KeyPhase::Installed], vec![keys.ssh_public_line().to_owned()]);
     }
 }

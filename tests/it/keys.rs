@@ -260,7 +260,8 @@ fn recipients_parse_what_the_tools_print() {
 /// admin's key, and what comes out is the key ssh-keygen reads.
 #[test]
 fn stored_host_keys_open_with_the_real_sops() {
-    use cairn::keys::{HostKeyStore, SopsBinaryCodec};
+    use cairn::keys::HostKeyStore;
+    use cairn::secrets::SopsBinaryCodec;
     let repo = tempfile::tempdir().unwrap();
     let home = repo.path().join("home");
     std::fs::create_dir_all(&home).unwrap();

@@ -317,10 +317,14 @@ fn generated_sops_yaml_gives_sops_and_cairn_the_same_recipients() {
         ],
         disk_layouts: BTreeMap::new(),
         admins: vec![
-            Admin { name: AdminName::new("alice").unwrap(), age: alice.clone(), span: span() },
+            Admin {
+                name: AdminName::new("alice").unwrap(),
+                age: alice.parse().unwrap(),
+                span: span(),
+            },
             Admin {
                 name: AdminName::new("bob").unwrap(),
-                age: bob_key.ssh_public_line().to_owned(),
+                age: bob_key.ssh_public_line().parse().unwrap(),
                 span: span(),
             },
         ],
@@ -416,7 +420,7 @@ fn generated_sops_yaml_snapshot() {
         disk_layouts: BTreeMap::new(),
         admins: vec![Admin {
             name: AdminName::new("alice").unwrap(),
-            age: ALICE.into(),
+            age: ALICE.parse().unwrap(),
             span: span(),
         }],
         secrets: vec![

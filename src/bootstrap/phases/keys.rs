@@ -65,15 +65,11 @@ fn host_keys(r: &HostRun<'_>) -> Result<HostKeys, PhaseError> {
     let inv = &r.ctx.inventory;
     let store = HostKeyStore::new(&inv.root);
     let identities = crate::keys::Identities::discover(&r.ctx.env);
-    let codec = crate::keys::store::SopsBinaryCodec { keyring: &identities };
+    let codec = crate::secrets::SopsBinaryCodec { keyring: &identities };
     let keys = if store.exists(r.name()) {
         store.load(r.name(), &codec)?
     } else {
-        let admins = inv
-            .admins
-            .iter()
-            .map(|a| AgeRecipient::parse(&a.age))
-            .collect::<Result<Vec<_>, _>>()?;
+        let admins: Vec<AgeRecipient> = inv.admins.iter().map(|a| a.age.clone()).collect();
         let separate = r.host.install.age_key;
         let keys = HostKeys::generate(&r.host.name, separate);
         store.save(&keys, &admins, &codec)?;

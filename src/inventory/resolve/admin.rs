@@ -9,6 +9,7 @@ use super::Resolver;
 use crate::inventory::diag::ProblemBuilder;
 use crate::inventory::eval::{check_attributes, single_label};
 use crate::inventory::model::*;
+use crate::keys::AgeRecipient;
 
 impl Resolver<'_> {
     pub(super) fn admins(&mut self, body: &Body) -> Vec<Admin> {
@@ -36,45 +37,30 @@ impl Resolver<'_> {
                 );
                 continue;
             };
-            let Some(age) = self.string(attr) else { continue };
-            if let Err(why) = check_recipient(&age) {
-                self.diags.push(
-                    ProblemBuilder::new(format!("admin `{name_s}` has an invalid age recipient"))
-                        .at(attr.value.span(), why)
-                        .help("use an age public key (`age1...`, as printed by `age-keygen -y`) or an SSH public key line (`ssh-ed25519 AAAA...`)"),
-                );
-                continue;
-            }
+            let Some(text) = self.string(attr) else { continue };
+            let age = match check_recipient(&text) {
+                Ok(age) => age,
+                Err(why) => {
+                    self.diags.push(
+                        ProblemBuilder::new(format!("admin `{name_s}` has an invalid age recipient"))
+                            .at(attr.value.span(), why)
+                            .help("use an age public key (`age1...`, as printed by `age-keygen -y`) or an SSH public key line (`ssh-ed25519 AAAA...`)"),
+                    );
+                    continue;
+                }
+            };
             let span = self.span(name_span.clone());
-            out.push((Admin { name, age: age.trim().to_owned(), span }, name_span));
+            out.push((Admin { name, age, span }, name_span));
         }
         out.into_iter().map(|(a, _)| a).collect()
     }
 }
 
 /// An age X25519 recipient (`age1...`) or an SSH public key line (`ssh-ed25519 ...`,
-/// `ssh-rsa ...`), as sops and age accept them.
-pub(super) fn check_recipient(s: &str) -> Result<(), String> {
-    let s = s.trim();
-    if s.starts_with("AGE-SECRET-KEY-") {
-        return Err("this is a private key: never put it here, use its public key".into());
-    }
-    if s.starts_with("age1") {
-        return s
-            .parse::<age::x25519::Recipient>()
-            .map(drop)
-            .map_err(|_| "not a valid age recipient (bad checksum or length)".into());
-    }
-    if s.starts_with("ssh-ed25519 ") || s.starts_with("ssh-rsa ") {
-        return match s.parse::<age::ssh::Recipient>() {
-            Ok(_) => Ok(()),
-            Err(age::ssh::ParseRecipientKeyError::RsaModulusTooSmall) => {
-                Err("this RSA key is too short (under 2048 bits)".into())
-            }
-            Err(_) => Err("not a valid SSH public key".into()),
-        };
-    }
-    Err("not an age recipient or SSH public key".into())
+/// `ssh-rsa ...`), as sops and age accept them; else what is wrong, in a few words.
+pub(super) fn check_recipient(s: &str) -> Result<AgeRecipient, String> {
+    AgeRecipient::parse(s)
+        .map_err(|e| e.recipient_problem().map_or_else(|| e.to_string(), str::to_owned))
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ impl Context {
             cli_vars: self.vars.clone(),
             env: std::env::vars().collect(),
         })?;
+        // From here on, plan output and every rendered error leave these values out.
+        crate::util::redact::register(inv.sensitive_values.0.iter().cloned());
         Ok(inv)
     }
 

@@ -25,7 +25,7 @@ pub fn run(args: &PlanArgs, ctx: &Context) -> miette::Result<ExitCode> {
     };
     let (plan, failures) = make_plan(&inv, &request)?;
     if args.json {
-        output(ctx.out.json(&plan))?;
+        output(ctx.out.json(&plan.redacted()))?;
     } else {
         output(ctx.out.text(&plan.render(ctx.ui.color)))?;
     }

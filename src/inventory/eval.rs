@@ -21,6 +21,8 @@ use super::diag::{closest, suggest, Diagnostics, ProblemBuilder};
 struct FuncScope {
     env: BTreeMap<String, String>,
     root: PathBuf,
+    /// Every value `env()` returned from the environment: they are redacted in output.
+    returned: Vec<String>,
 }
 
 thread_local! {
@@ -37,8 +39,13 @@ impl Drop for ScopeGuard {
 }
 
 pub(crate) fn enter_scope(env: BTreeMap<String, String>, root: PathBuf) -> ScopeGuard {
-    SCOPE.with(|s| *s.borrow_mut() = Some(FuncScope { env, root }));
+    SCOPE.with(|s| *s.borrow_mut() = Some(FuncScope { env, root, returned: Vec::new() }));
     ScopeGuard(())
+}
+
+/// The values `env()` has returned from the environment in this load so far.
+pub(crate) fn env_values() -> Vec<String> {
+    SCOPE.with(|s| s.borrow().as_ref().map(|s| s.returned.clone()).unwrap_or_default())
 }
 
 /// Separates the message from the help inside a function's error string.
@@ -51,7 +58,13 @@ fn env_fn(args: FuncArgs) -> Result<Value, String> {
             "env() takes one or two arguments{HELP_SEP}write `env(\"NAME\")`, or `env(\"NAME\", \"default\")` to fall back to a default"
         ));
     }
-    let value = SCOPE.with(|s| s.borrow().as_ref().and_then(|s| s.env.get(&name).cloned()));
+    let value = SCOPE.with(|s| {
+        let mut s = s.borrow_mut();
+        let s = s.as_mut()?;
+        let v = s.env.get(&name).cloned()?;
+        s.returned.push(v.clone());
+        Some(v)
+    });
     match (value, args.get(1)) {
         (Some(v), _) => Ok(Value::String(v)),
         (None, Some(default)) => Ok(default.clone()),
@@ -193,6 +206,9 @@ pub(crate) struct Evaluator {
     locals: BTreeSet<String>,
     /// Names whose own definition failed (already reported): uses of them stay quiet.
     failed: BTreeSet<String>,
+    /// The values of variables declared `sensitive = true` (every string, number and bool
+    /// in them), redacted in output.
+    pub sensitive: Vec<String>,
 }
 
 impl Evaluator {
@@ -208,6 +224,7 @@ impl Evaluator {
             vars: BTreeSet::new(),
             locals: BTreeSet::new(),
             failed: BTreeSet::new(),
+            sensitive: Vec::new(),
         };
         ev.declare_variables(diags, body, cli_vars, env);
         ev.declare_locals(diags, body);
@@ -330,8 +347,16 @@ impl Evaluator {
                     }
                 },
             };
+            let sensitive = block
+                .body
+                .get_attribute("sensitive")
+                .and_then(|a| self.eval(diags, &a.value))
+                .is_some_and(|v| v == Value::Bool(true));
             match value {
                 Some(v) => {
+                    if sensitive {
+                        leaves(&v, &mut self.sensitive);
+                    }
                     values.insert(name, v);
                 }
                 None => {
@@ -642,6 +667,18 @@ impl Evaluator {
                 .help("check this expression"),
         };
         diags.push(p);
+    }
+}
+
+/// The scalar values inside `v`, as text.
+fn leaves(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Null => {}
+        Value::Bool(b) => out.push(b.to_string()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|v| leaves(v, out)),
+        Value::Object(o) => o.values().for_each(|v| leaves(v, out)),
     }
 }
 

@@ -182,7 +182,10 @@ pub fn load_str(opts: &LoadOptions, text: String) -> Result<Inventory, Inventory
 
     let _scope = eval::enter_scope(opts.env.clone(), root.clone());
     let ev = eval::Evaluator::new(&mut diags, &body, &opts.cli_vars, &opts.env);
-    let inventory = resolve::Resolver::new(&mut diags, &ev).resolve(&body, path.clone(), root);
+    let mut inventory = resolve::Resolver::new(&mut diags, &ev).resolve(&body, path.clone(), root);
+    let mut sensitive = eval::env_values();
+    sensitive.extend(ev.sensitive.iter().cloned());
+    inventory.sensitive_values = crate::util::redact::Values(sensitive);
     if diags.is_empty() {
         tracing::debug!(path = %path.display(), hosts = inventory.hosts.len(), "inventory loaded");
         Ok(inventory)

@@ -628,6 +628,10 @@ pub struct Inventory {
     pub gitops: Option<super::rings::Gitops>,
     /// `ring` blocks, in the order they appear in the file.
     pub rings: Vec<super::rings::Ring>,
+    /// Values that must not be shown: what `env()` returned and the values of variables
+    /// declared `sensitive = true` (see [`crate::util::redact`]).
+    #[serde(skip)]
+    pub sensitive_values: crate::util::redact::Values,
 }
 
 impl Inventory {

@@ -329,8 +329,36 @@ impl Plan {
         })
     }
 
-    /// The plan as a readable diff, OpenTofu style, ending in the summary line.
+    /// The plan as it may be shown: values from `env()` and sensitive variables replaced
+    /// by `(sensitive value)` (see [`crate::util::redact`]), as OpenTofu shows them.
+    pub fn redacted(&self) -> Plan {
+        use crate::util::redact;
+        let mut plan = self.clone();
+        for h in &mut plan.hosts {
+            for c in &mut h.changes {
+                for v in [&mut c.old, &mut c.new].into_iter().flatten() {
+                    *v = redact::value(v);
+                }
+            }
+            if let Some(r) = &mut h.reason {
+                *r = redact::text(r);
+            }
+            if let Some(m) = &mut h.machine {
+                *m = redact::value(m);
+            }
+        }
+        for e in &mut plan.errors {
+            e.message = redact::text(&e.message);
+        }
+        plan
+    }
+
+    /// The plan as a readable diff, OpenTofu style, ending in the summary line, redacted.
     pub fn render(&self, color: bool) -> String {
+        self.redacted().render_shown(color)
+    }
+
+    fn render_shown(&self, color: bool) -> String {
         let mut out = String::new();
         if !self.has_changes() && self.errors.is_empty() {
             out.push_str("No changes. The machines match the inventory.\n");

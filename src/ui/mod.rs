@@ -117,7 +117,8 @@ pub fn render_diagnostic(diag: &dyn miette::Diagnostic, mode: UiMode) -> String 
     if handler.render_report(&mut out, &UserFacing::new(diag)).is_err() {
         out = diag.to_string();
     }
-    out
+    // Values from `env()` and sensitive variables never reach the terminal.
+    crate::util::redact::text(&out)
 }
 
 /// [`render_diagnostic`] without colors, as tests snapshot it.

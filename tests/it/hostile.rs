@@ -468,10 +468,15 @@ fn inventory_file_of_dev_zero_a_fifo_and_a_directory() {
     let fifo = dir.path().join("fifo");
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
+    let big = std::fs::File::create(dir.path().join("big")).unwrap();
+    big.set_len(16 * 1024 * 1024 + 1).unwrap();
+    std::fs::write(dir.path().join("small.txt"), "hello").unwrap();
     for (name, path, what) in [
         ("dev_zero", "/dev/zero", "is a device, not a regular file"),
         ("fifo", "fifo", "is a FIFO, not a regular file"),
         ("directory", ".", "is a directory, not a regular file"),
+        ("parent", "../etc/passwd", "goes up with `..`"),
+        ("too_large", "big", "is larger than 16 MiB"),
     ] {
         let text = format!("locals {{\n  z = file(\"{path}\")\n}}\n");
         let run = inventory_run(dir.path(), name, &text);
@@ -479,6 +484,14 @@ fn inventory_file_of_dev_zero_a_fifo_and_a_directory() {
         assert!(run.stderr.contains(what), "{name}: {}", run.stderr);
         assert!(run.stderr.contains("cairn.hcl:2:"), "{name}: {}", run.stderr);
     }
+    // A regular file relative to the inventory's directory (not the working directory).
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let text = "locals {\n  z = file(\"small.txt\")\n}\n";
+    std::fs::write(dir.path().join("cairn.hcl"), text).unwrap();
+    let run = cairn(&sub, &["--inventory", "../cairn.hcl", "hosts"], &[]);
+    survives("file relative", &run);
+    assert!(run.status.success(), "{}", run.stderr);
 }
 
 #[test]
@@ -546,4 +559,48 @@ host "web1" {
         assert!(err.contains(says), "{says}:\n{err}");
     }
     assert!(err.contains("a path under /dev made of letters, digits"), "{err}");
+}
+
+#[test]
+fn env_values_and_sensitive_variables_are_redacted_in_plan_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"variable "size" {
+  type      = string
+  sensitive = true
+  default   = "cx-hush-hush"
+}
+
+provider "hcloud" "cloud" {
+  token    = env("CAIRN_TEST_TOKEN")
+  location = "fsn1"
+}
+
+host "web1" {
+  provider = "cloud"
+  flake    = ".#web1"
+  image    = "debian-12"
+  size     = var.size
+  location = env("CAIRN_TEST_LOCATION")
+}
+"#;
+    std::fs::write(dir.path().join("cairn.hcl"), text).unwrap();
+    let env = [("CAIRN_TEST_TOKEN", "tok-1234567890"), ("CAIRN_TEST_LOCATION", "secret-dc-7")];
+    let plan = cairn(dir.path(), &["plan", "--refresh=false"], &env);
+    survives("plan", &plan);
+    let json = cairn(dir.path(), &["plan", "--refresh=false", "--json"], &env);
+    survives("plan --json", &json);
+    for (what, run) in [("plan", &plan), ("plan --json", &json)] {
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(run.status.success(), "{what}: {all}");
+        for secret in ["cx-hush-hush", "secret-dc-7", "tok-1234567890"] {
+            assert!(!all.contains(secret), "{what} shows {secret}:\n{all}");
+        }
+        assert!(all.contains("(sensitive value)"), "{what}:\n{all}");
+    }
+    // An error that quotes what the user typed: a selector matching no host.
+    let err = cairn(dir.path(), &["plan", "--refresh=false", "secret-dc-7"], &env);
+    survives("plan with a selector", &err);
+    assert!(!err.status.success());
+    assert!(!err.stderr.contains("secret-dc-7"), "{}", err.stderr);
+    assert!(err.stderr.contains("(sensitive value)"), "{}", err.stderr);
 }

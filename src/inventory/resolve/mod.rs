@@ -137,6 +137,7 @@ impl<'a> Resolver<'a> {
             state,
             gitops,
             rings,
+            sensitive_values: Default::default(),
         };
         if let Some(site) = token_site {
             self.check_token_readers(&inventory, &site);

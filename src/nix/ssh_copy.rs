@@ -50,6 +50,11 @@ impl SshStore {
         word(&self.known_hosts)?;
         opts.extend(crate::ssh::openssh_options(&self.known_hosts));
         opts.extend(["-o".to_owned(), "BatchMode=yes".to_owned()]);
+        // No hang on a dead link: connecting gives up after 15 s, and a connection whose
+        // peer stops answering keepalives (4 missed, 15 s apart) is closed, failing `nix copy`.
+        for opt in ["ConnectTimeout=15", "ServerAliveInterval=15", "ServerAliveCountMax=4"] {
+            opts.extend(["-o".to_owned(), opt.to_owned()]);
+        }
         Ok(opts.join(" "))
     }
 }
@@ -124,7 +129,8 @@ mod tests {
             "-p 2222 -i /repo/.cairn/ssh/operator_ed25519 -o IdentitiesOnly=yes \
              -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/tmp/cairn-x/known_hosts \
              -o GlobalKnownHostsFile=/dev/null -o UpdateHostKeys=no -o CheckHostIP=no \
-             -o BatchMode=yes"
+             -o BatchMode=yes -o ConnectTimeout=15 -o ServerAliveInterval=15 \
+             -o ServerAliveCountMax=4"
         );
         let spaced = SshStore { identity: Some("/my keys/id".into()), ..store() };
         assert_eq!(

@@ -1,33 +1,59 @@
 //! `cairn bootstrap host NAME | all | @tag`: the whole pipeline for the selected hosts.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::Context;
 use crate::bootstrap::{self, HostReport};
 use crate::cli::BootstrapArgs;
+use crate::keys::IdentityEnv;
+
+/// Everything `cairn bootstrap` takes from its command line and the environment, resolved
+/// before any work.
+struct Settings {
+    selectors: Vec<String>,
+    options: bootstrap::Options,
+    /// `CAIRN_SSH_KEY`: the operator key to log in with instead of the repository's.
+    operator_key: Option<PathBuf>,
+    /// The environment secrets are decrypted with and `CAIRN_INSTALLER` comes from.
+    env: IdentityEnv,
+}
+
+impl Settings {
+    fn resolve(args: &BootstrapArgs, env: IdentityEnv) -> miette::Result<Self> {
+        let phases = match &args.phases {
+            Some(list) => {
+                Some(bootstrap::phase::parse_list(list).map_err(|e| miette::miette!("{e}"))?)
+            }
+            None => None,
+        };
+        let mut options = bootstrap::Options {
+            phases,
+            parallel: args.parallel,
+            installer: args.installer.clone(),
+            ..Default::default()
+        };
+        options.timeouts.0.extend(args.timeouts.iter().copied());
+        Ok(Self {
+            selectors: args.selectors(),
+            options,
+            operator_key: env.get("CAIRN_SSH_KEY").filter(|k| !k.is_empty()).map(PathBuf::from),
+            env,
+        })
+    }
+}
 
 pub fn run(args: &BootstrapArgs, ctx: &Context) -> miette::Result<ExitCode> {
-    let phases = match &args.phases {
-        Some(list) => Some(bootstrap::phase::parse_list(list).map_err(|e| miette::miette!("{e}"))?),
-        None => None,
-    };
-    let selectors = args.selectors();
-    let session = ctx.fleet_session(&selectors)?;
-    let mut options = bootstrap::Options {
-        phases,
-        parallel: args.parallel,
-        installer: args.installer.clone(),
-        ..Default::default()
-    };
-    options.timeouts.0.extend(args.timeouts.iter().copied());
-    let reports = session.bootstrap(options)?;
+    let settings = Settings::resolve(args, IdentityEnv::from_process())?;
+    let session = ctx.fleet_session(&settings.selectors)?;
+    let reports = session.bootstrap(settings.options, settings.operator_key, settings.env)?;
     render_summary(ctx, &reports)?;
     let failed = reports.iter().filter(|r| r.result.is_err()).count();
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The summary, then each failure rendered in full.
-pub(super) fn render_summary(ctx: &Context, reports: &[HostReport]) -> miette::Result<()> {
+fn render_summary(ctx: &Context, reports: &[HostReport]) -> miette::Result<()> {
     let out = crate::ui::report::bootstrap(reports);
     ctx.out.text(&out).map_err(|e| miette::miette!("writing the summary: {e}"))?;
     ctx.out
@@ -39,4 +65,50 @@ pub(super) fn render_summary(ctx: &Context, reports: &[HostReport]) -> miette::R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::bootstrap::Phase;
+    use crate::inventory::Wait;
+
+    fn args(phases: Option<&str>) -> BootstrapArgs {
+        use clap::Parser as _;
+        let mut line = vec!["cairn", "bootstrap", "host", "web1", "--parallel", "2"];
+        line.extend(["--timeout", "kexec=10m"]);
+        if let Some(list) = phases {
+            line.extend(["--phases", list]);
+        }
+        match crate::cli::Cli::try_parse_from(line).unwrap().command {
+            crate::cli::Command::Bootstrap(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn settings_are_resolved_from_the_command_line_and_the_environment() {
+        let mut env = IdentityEnv::default();
+        env.set("CAIRN_SSH_KEY", "/keys/op");
+        let s = Settings::resolve(&args(Some("copy,kexec")), env).unwrap();
+        assert_eq!(s.selectors, ["web1"]);
+        assert_eq!(s.options.phases, Some(vec![Phase::Kexec, Phase::Copy]));
+        assert_eq!(s.options.parallel, 2);
+        assert_eq!(s.options.timeouts.0.get(&Wait::Kexec), Some(&Duration::from_secs(600)));
+        assert_eq!(s.operator_key, Some(PathBuf::from("/keys/op")));
+
+        let s = Settings::resolve(&args(None), IdentityEnv::default()).unwrap();
+        assert_eq!((s.options.phases, s.operator_key), (None, None));
+    }
+
+    #[test]
+    fn an_unknown_phase_is_refused_before_any_work() {
+        let Err(err) = Settings::resolve(&args(Some("kexec,format")), IdentityEnv::default())
+        else {
+            panic!("an unknown phase was accepted");
+        };
+        assert!(err.to_string().starts_with("unknown phase `format`"), "{err}");
+    }
 }

@@ -51,20 +51,23 @@ impl Context {
 }
 
 impl FleetSession {
-    /// Runs the bootstrap pipeline (or the phases `options` selects) on every host.
-    pub fn bootstrap(&self, options: bootstrap::Options) -> miette::Result<Vec<HostReport>> {
+    /// Runs the bootstrap pipeline (or the phases `options` selects) on every host, logging
+    /// in with `operator_key` (else the repository's operator key).
+    pub fn bootstrap(
+        &self,
+        options: bootstrap::Options,
+        operator_key: Option<std::path::PathBuf>,
+        env: crate::keys::IdentityEnv,
+    ) -> miette::Result<Vec<HostReport>> {
         let providers = crate::provider::for_hosts(&self.inventory, &self.hosts)?;
-        let operator = Operator::load_or_create(
-            &self.inventory.root,
-            std::env::var_os("CAIRN_SSH_KEY").map(Into::into),
-        )?;
+        let operator = Operator::load_or_create(&self.inventory.root, operator_key)?;
         let ctx = Arc::new(bootstrap::Context {
             inventory: self.inventory.clone(),
             state: self.state.clone(),
             providers,
             operator,
             options,
-            env: crate::keys::IdentityEnv::from_process(),
+            env,
         });
         let hosts = self.hosts.clone();
         Ok(runtime()?.block_on(bootstrap::run_fleet(ctx, hosts)))

@@ -60,6 +60,17 @@ impl Repo {
     }
 }
 
+/// Creates `dir` and its missing parents with mode 0700: `.cairn/` holds the state, the
+/// operator's private key and logs that name hosts and addresses, whatever the backend.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +82,17 @@ mod tests {
         assert_eq!(repo.logs_dir(), Path::new("/r/.cairn/logs"));
         assert_eq!(repo.operator_key(), Path::new("/r/.cairn/ssh/operator_ed25519"));
         assert_eq!(repo.qemu_dir(), Path::new("/r/.cairn/qemu"));
+    }
+
+    #[test]
+    fn cairn_dirs_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let repo = Repo::new(root.path());
+        create_private_dir(&repo.logs_dir()).unwrap();
+        for dir in [repo.cairn_dir(), repo.logs_dir()] {
+            let mode = fs_err::metadata(&dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", dir.display());
+        }
     }
 }

@@ -35,7 +35,7 @@ impl Operator {
                 let repo = crate::repo::Repo::new(repo_root);
                 let (dir, path) = (repo.operator_key_dir(), repo.operator_key());
                 if !path.exists() {
-                    fs_err::create_dir_all(&dir)
+                    crate::repo::create_private_dir(&dir)
                         .map_err(io(format!("creating {}", dir.display())))?;
                     let keys = HostKeys::generate("cairn-operator", false);
                     crate::util::atomic::write(&path, keys.ssh_private_openssh().as_bytes(), 0o600)

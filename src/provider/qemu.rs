@@ -351,7 +351,8 @@ impl Provider for QemuProvider {
         if !empty {
             check_made_by_cairn(host, &dir)?;
         }
-        fs_err::create_dir_all(&dir).map_err(|e| cmd_err(host, "creating the VM directory", e))?;
+        crate::repo::create_private_dir(&dir)
+            .map_err(|e| cmd_err(host, "creating the VM directory", e))?;
         fs_err::write(dir.join(VM_MARKER), host.name.as_str())
             .map_err(|e| cmd_err(host, "marking the VM directory as cairn's", e))?;
         let dir = std::path::absolute(&dir)

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -270,10 +271,11 @@ impl ProgressLayer {
                 bar
             });
             let log = LOG_DIR.get().and_then(|dir| {
-                std::fs::create_dir_all(dir).ok()?;
+                crate::repo::create_private_dir(dir).ok()?;
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(0o600)
                     .open(dir.join(format!("{host}.log")))
                     .ok()
             });

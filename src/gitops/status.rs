@@ -457,7 +457,7 @@ pub fn render(rows: &[HostStatus], summaries: &[RingSummary], now: OffsetDateTim
         let on = s
             .head
             .as_deref()
-            .map_or("no branch yet".to_owned(), |h| format!("on {}", &h[..h.len().min(7)]));
+            .map_or("(no branch yet)".to_owned(), |h| format!("on {}", &h[..h.len().min(7)]));
         out.push_str(&format!("{}: {}/{} converged {on}\n", s.ring, s.converged, s.hosts));
     }
     out

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{Context, Deadlines, PhaseError};
 use crate::inventory::{Host, Wait};
 use crate::nix::{PathInfo, StorePath};
-use crate::provider::{Machine, Provider};
+use crate::provider::Provider;
 use crate::reach::{self, Recorded, Trust};
 use crate::ssh::{self, RemoteCommand, Session};
 use crate::state::{HostState, KeyPhase};
@@ -47,8 +47,6 @@ pub(super) struct HostRun<'a> {
     pub ctx: &'a Context,
     pub host: &'a Host,
     pub provider: Arc<dyn Provider>,
-    /// The machine, once provision found or created it in this run.
-    pub machine: Option<Machine>,
     /// The open session, and the stage it reached.
     pub session: Option<(KeyPhase, Session)>,
     /// The system built in this run, and its closure.
@@ -164,21 +162,10 @@ impl HostRun<'_> {
         Ok(Facts::parse(&out.stdout_trimmed()))
     }
 
+    /// Where to look when the machine does not answer: the provider knows (qemu's serial
+    /// console log, a cloud's web console).
     pub(super) fn console_hint(&self) -> String {
-        match self
-            .machine
-            .as_ref()
-            .and_then(|m| m.provider_data.get("dir"))
-            .and_then(|d| d.as_str())
-        {
-            Some(dir) => format!("the VM's serial console log may say why: {dir}/console.log"),
-            None if self.ctx.inventory.provider_of(self.host).kind
-                == crate::inventory::ProviderKind::Existing =>
-            {
-                "look at the machine's console".into()
-            }
-            None => "look at the machine's console in the provider's web interface".into(),
-        }
+        self.provider.console_hint(self.host)
     }
 
     pub(super) fn flake(&self) -> Result<crate::inventory::FlakeRef, PhaseError> {

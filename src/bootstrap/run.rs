@@ -66,7 +66,6 @@ pub(super) async fn run(ctx: &Context, host: &Host) -> HostReport {
         ctx,
         host,
         provider,
-        machine: None,
         session: None,
         toplevel: None,
         closure: Vec::new(),

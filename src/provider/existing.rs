@@ -43,6 +43,10 @@ impl Provider for ExistingProvider {
         ProviderKind::Existing
     }
 
+    fn console_hint(&self, _host: &Host) -> String {
+        "look at the machine's console".into()
+    }
+
     async fn lookup(
         &self,
         host: &Host,

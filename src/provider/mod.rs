@@ -146,6 +146,11 @@ pub enum ProviderError {
 pub trait Provider: Send + Sync {
     fn kind(&self) -> ProviderKind;
 
+    /// Where to look when the host's machine does not answer (boot messages, firmware).
+    fn console_hint(&self, _host: &Host) -> String {
+        "look at the machine's console in the provider's web interface".into()
+    }
+
     /// The machine for `host`, if it exists.
     async fn lookup(
         &self,

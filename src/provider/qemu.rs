@@ -322,6 +322,13 @@ impl Provider for QemuProvider {
         ProviderKind::Qemu
     }
 
+    fn console_hint(&self, host: &Host) -> String {
+        format!(
+            "the VM's serial console log may say why: {}",
+            self.vm_dir(host).join("console.log").display()
+        )
+    }
+
     async fn lookup(
         &self,
         host: &Host,

@@ -16,13 +16,11 @@ pub(super) async fn provision(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseE
         }
         let machine = r.provider.lookup(r.host, Some(&state)).await?.unwrap_or(machine);
         remember_machine(r, &machine, false)?;
-        r.machine = Some(machine);
         return Ok(PhaseResult::Skipped(why));
     }
     let req = CreateRequest { operator_ssh_key: r.ctx.operator.public_line.clone() };
     let machine = r.provider.create(r.host, &req).await?;
     remember_machine(r, &machine, true)?;
-    r.machine = Some(machine);
     Ok(PhaseResult::Done)
 }
 

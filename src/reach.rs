@@ -177,6 +177,19 @@ pub fn route<'a>(
     Ok(Route { target, stage, trust, key_location })
 }
 
+/// Fingerprints of the keys recorded for the stages before `stage`: while a host moves to
+/// `stage` (the installer rebooting), presenting one of them means "not there yet", not an
+/// attack; it is still never accepted as `stage`.
+pub fn keys_before(state: &HostState, stage: Stage) -> Vec<String> {
+    state
+        .host_keys
+        .range(..stage)
+        .flat_map(|(_, lines)| lines)
+        .filter_map(|line| russh::keys::PublicKey::from_openssh(line.trim()).ok())
+        .map(|k| crate::ssh::fingerprint(&k))
+        .collect()
+}
+
 /// A host cairn has seen before (`cairn ssh`, status): at `stage`, else at the stage it runs
 /// as far as state knows ([`running_stage`]); a recorded key is required.
 pub fn known_host<'a>(

@@ -171,6 +171,18 @@ fn expected_keys_per_stage() {
 }
 
 #[test]
+fn only_earlier_stages_keys_mean_not_there_yet() {
+    let st = state(
+        &[],
+        &[(Stage::Stock, STOCK), (Stage::Installer, STOCK), (Stage::Installed, INSTALLED)],
+    );
+    let stock = crate::ssh::fingerprint(&russh::keys::PublicKey::from_openssh(STOCK).unwrap());
+    assert_eq!(keys_before(&st, Stage::Installed), [stock.clone(), stock.clone()]);
+    assert_eq!(keys_before(&st, Stage::Installer), [stock]);
+    assert!(keys_before(&st, Stage::Stock).is_empty());
+}
+
+#[test]
 fn the_stage_a_host_runs_follows_its_last_phase() {
     let cases = [
         (None, &[][..], Stage::Stock),

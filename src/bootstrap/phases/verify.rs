@@ -18,13 +18,7 @@ pub(super) async fn verify(r: &mut HostRun<'_>) -> Result<Verified, PhaseError> 
     let installer_boot = state.bootstrap.installer_boot_id.clone();
     let limit = r.deadlines.get(Wait::Reboot);
     let deadline = Instant::now() + limit;
-    let old_keys: Vec<String> = [KeyPhase::Stock, KeyPhase::Installer]
-        .iter()
-        .filter_map(|p| state.host_keys.get(p))
-        .flatten()
-        .filter_map(|line| russh::keys::PublicKey::from_openssh(line.trim()).ok())
-        .map(|k| ssh::fingerprint(&k))
-        .collect();
+    let old_keys = crate::reach::keys_before(&state, KeyPhase::Installed);
     let mut last_seen = String::from("nothing: no connection was tried");
     // Only the key cairn generated is accepted: a stock image or an installer answering
     // here (the reboot did not happen, or booted the wrong disk) is refused.

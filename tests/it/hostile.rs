@@ -171,7 +171,7 @@ fn yaml_flow_sequences_nested_100000_deep() {
     let repo = Repo::new();
     let text = format!("a: {}\n", nested("[", "", "]", DEEP));
     let run = repo.encrypt("flow_seq_deep.yaml", text.as_bytes());
-    assert!(run.stderr.contains("nested more than 256 levels"), "{}", run.stderr);
+    assert!(run.stderr.contains("nested more than 128 levels"), "{}", run.stderr);
 }
 
 #[test]
@@ -179,7 +179,7 @@ fn yaml_flow_mappings_nested_100000_deep() {
     let repo = Repo::new();
     let text = format!("a: {}\n", nested("{b: ", "1", "}", DEEP));
     let run = repo.encrypt("flow_map_deep.yaml", text.as_bytes());
-    assert!(run.stderr.contains("nested more than 256 levels"), "{}", run.stderr);
+    assert!(run.stderr.contains("nested more than 128 levels"), "{}", run.stderr);
 }
 
 #[test]
@@ -187,7 +187,7 @@ fn yaml_block_sequences_nested_100000_deep_on_one_line() {
     let repo = Repo::new();
     let text = format!("a:\n  {}x\n", "- ".repeat(DEEP));
     let run = repo.encrypt("block_seq_deep.yaml", text.as_bytes());
-    assert!(run.stderr.contains("nested more than 256 levels"), "{}", run.stderr);
+    assert!(run.stderr.contains("nested more than 128 levels"), "{}", run.stderr);
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn json_nested_100000_deep() {
         ("objects_deep.json", format!("{}1{}", "{\"a\":".repeat(DEEP), "}".repeat(DEEP))),
     ] {
         let run = repo.encrypt(name, text.as_bytes());
-        assert!(run.stderr.contains("nested more than 256 levels"), "{name}: {}", run.stderr);
+        assert!(run.stderr.contains("nested more than 128 levels"), "{name}: {}", run.stderr);
     }
 }
 
@@ -219,10 +219,10 @@ fn yaml_anchor_bombs() {
     let mut text = String::new();
     for i in 0..400 {
         let inner = if i == 0 { "x".to_owned() } else { format!("*d{}", i - 1) };
-        text.push_str(&format!("k{i}: &d{i} {}\n", nested("[", &inner, "]", 200)));
+        text.push_str(&format!("k{i}: &d{i} {}\n", nested("[", &inner, "]", 100)));
     }
     let run = repo.encrypt("anchor_depth_chain.yaml", text.as_bytes());
-    assert!(run.stderr.contains("nested more than 256 levels"), "{}", run.stderr);
+    assert!(run.stderr.contains("nested more than 128 levels"), "{}", run.stderr);
 
     // Many anchors of one large value: keeping them costs as much as expanding them.
     let big = format!("[{}]", vec!["v"; 10_000].join(", "));
@@ -603,4 +603,39 @@ host "web1" {
     assert!(!err.status.success());
     assert!(!err.stderr.contains("secret-dc-7"), "{}", err.stderr);
     assert!(err.stderr.contains("(sensitive value)"), "{}", err.stderr);
+}
+
+/// The depth limits leave room on the smallest stack cairn parses on (a tokio worker's
+/// 2 MiB) in a debug build: the deepest accepted document parses, emits, reads back as
+/// written (flow collections come back as block ones, the deepest kind) and drops there.
+#[test]
+fn the_deepest_accepted_documents_fit_a_2_mib_stack() {
+    use cairn::secrets::{Format, StoresConfig};
+    let worker = std::thread::Builder::new().stack_size(2 * 1024 * 1024).spawn(|| {
+        let deepest = 128;
+        for (format, ok, too_deep) in [
+            (
+                Format::Yaml,
+                format!("a: {}\n", nested("[", "x", "]", deepest - 1)),
+                format!("a: {}\n", nested("[", "x", "]", deepest)),
+            ),
+            (
+                Format::Yaml,
+                format!("a: {}\n", nested("{b: ", "x", "}", deepest - 1)),
+                format!("a: {}\n", nested("{b: ", "x", "}", deepest)),
+            ),
+            (
+                Format::Json,
+                format!("{{\"a\": {}}}", nested("[", "1", "]", deepest - 1)),
+                format!("{{\"a\": {}}}", nested("[", "1", "]", deepest)),
+            ),
+        ] {
+            let docs = format.load_plain(ok.as_bytes()).expect("the deepest accepted document");
+            let out = format.emit_plain(&docs, &StoresConfig::default()).unwrap();
+            format.load_plain(&out).expect("what cairn wrote reads back");
+            let err = format.load_plain(too_deep.as_bytes()).unwrap_err();
+            assert!(err.contains("nested more than 128 levels"), "{err}");
+        }
+    });
+    worker.unwrap().join().expect("no stack overflow");
 }

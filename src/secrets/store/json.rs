@@ -21,7 +21,7 @@ pub fn parse(text: &str) -> Result<Documents, String> {
 
 /// Deepest nesting of objects and arrays accepted (real sops files are shallow; the limit
 /// keeps this recursive parser and every walk of the tree within the stack).
-pub const MAX_DEPTH: usize = 256;
+pub const MAX_DEPTH: usize = 128;
 
 struct Parser<'a> {
     s: &'a [u8],

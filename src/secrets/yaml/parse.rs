@@ -25,7 +25,7 @@ const ALIAS_BUDGET: usize = 1_000_000;
 /// Deepest nesting of collections a document may have. Real sops files are shallow; the
 /// limit keeps the recursive parser, the emitter and the tree walks within any thread's
 /// stack, whatever the input.
-pub(crate) const MAX_DEPTH: usize = 256;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 pub(super) fn parse(text: &str) -> Result<Documents, YamlError> {
     if text.is_empty() {

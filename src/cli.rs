@@ -79,6 +79,14 @@ one stopped, and after success only verifies.")]
     Import(ImportArgs),
     /// Open an SSH session to a host (or run one command), pinning the host key cairn recorded
     Ssh(SshArgs),
+    /// Check the repository before anything deploys: built-in rules and policies/*.rego
+    #[command(long_about = "Check the fleet repository offline: secrets files that are not \
+encrypted or whose recipients differ from the inventory, private keys in the files or the \
+branch's history, host recipients that are not their host key's, stale hosts, flake.lock \
+hygiene, disk names that change between boots, and (with nix installed) the hosts' NixOS \
+configurations; then the Rego policies in policies/*.rego. Exit 0: no errors (warnings too \
+with --strict); 1: errors; 2: the check could not run.")]
+    Check(CheckArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Per host: its ring, the commit comin deployed, whether it converged and is healthy
@@ -103,6 +111,26 @@ one stopped, and after success only verifies.")]
     /// (hidden: for benchmarks/transfer.sh and debugging a transfer)
     #[command(hide = true)]
     CopyClosure(CopyClosureArgs),
+}
+
+/// `cairn check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Run only this rule (repeatable), e.g. `secrets.plaintext`, `policies`
+    #[arg(long = "rule", value_name = "ID")]
+    pub rules: Vec<crate::check::RuleId>,
+    /// Do not run this rule (repeatable), in addition to cairn.hcl's `check { skip }`
+    #[arg(long = "skip", value_name = "ID")]
+    pub skip: Vec<crate::check::RuleId>,
+    /// Print `{ "findings": [...], "skipped": [...] }` instead of diagnostics
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the findings as SARIF 2.1.0 to FILE (for code-scanning UIs)
+    #[arg(long, value_name = "FILE")]
+    pub sarif: Option<PathBuf>,
+    /// Fail (exit 1) on warnings too
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `cairn copy-closure`: bootstrap's copy phase on its own, against any SSH host.

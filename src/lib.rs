@@ -5,6 +5,7 @@
 //! it emits `tracing` events, and the UI layer decides how to show them.
 
 pub mod bootstrap;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod disk;

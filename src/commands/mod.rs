@@ -11,6 +11,7 @@ use crate::ui::{Output, UiMode};
 
 mod apply;
 mod bootstrap;
+mod check;
 mod completions;
 mod copy_closure;
 mod destroy;
@@ -125,6 +126,7 @@ pub(crate) fn confirm(ctx: &Context, yes: bool, what: &str) -> miette::Result<()
 /// Runs one parsed command line.
 pub fn run(cli: Cli, ctx: &Context) -> miette::Result<ExitCode> {
     match cli.command {
+        Command::Check(args) => check::run(&args, ctx),
         Command::Completions(args) => completions::run(&args, ctx),
         Command::Apply(args) => apply::run(&args, ctx),
         Command::Bootstrap(args) => bootstrap::run(&args, ctx),

@@ -610,6 +610,15 @@ pub enum StateBackend {
 /// The `name` of a `pg` state when the `state` block gives none.
 pub const DEFAULT_STATE_NAME: &str = "default";
 
+/// `check { skip = [...], nixpkgs_max_age = "90d" }`: how `cairn check` runs here.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckSettings {
+    /// Rules never run for this repository.
+    pub skip: Vec<crate::check::RuleId>,
+    /// How old the locked nixpkgs may be before `flake.inputs` warns.
+    pub nixpkgs_max_age: Option<std::time::Duration>,
+}
+
 /// The whole validated inventory.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inventory {
@@ -632,6 +641,7 @@ pub struct Inventory {
     /// declared `sensitive = true` (see [`crate::util::redact`]).
     #[serde(skip)]
     pub sensitive_values: crate::util::redact::Values,
+    pub check: CheckSettings,
 }
 
 impl Inventory {

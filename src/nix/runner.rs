@@ -111,6 +111,20 @@ impl Nix {
         a
     }
 
+    /// The arguments of `nix eval --json INSTALLABLE --apply EXPR` (the lock file left as
+    /// it is): what `cairn check` reads the hosts' configurations with.
+    pub fn eval_args(&self, installable: &str, apply: &str) -> Vec<String> {
+        let mut a = self.base_args();
+        a.extend(["eval", "--json", "--no-write-lock-file"].map(str::to_owned));
+        a.extend([installable.to_owned(), "--apply".to_owned(), apply.to_owned()]);
+        a
+    }
+
+    /// The `nix` program this runs.
+    pub fn program_path(&self) -> &std::path::Path {
+        &self.program
+    }
+
     /// The arguments of `nix path-info --recursive --json` for some paths.
     pub fn closure_args(&self, paths: &[StorePath]) -> Vec<String> {
         let mut a = self.base_args();

@@ -322,6 +322,107 @@ impl Walker<'_> {
     }
 }
 
+/// The key paths (`a:b`, list items by index) of the leaves `rule` says are encrypted but
+/// hold no `ENC[...]` value: what `cairn check` reports as plaintext. Only paths are returned,
+/// never the values. Empty strings and nulls count as encrypted (sops leaves them as they are);
+/// comments count when the rule encrypts them.
+pub fn plaintext_leaves(docs: &Documents, rule: Option<&CryptRule>) -> Vec<String> {
+    struct Finder<'a> {
+        rule: Option<&'a CryptRule>,
+        /// The path the crypt rule sees (sops' own: keys only).
+        path: Vec<String>,
+        /// The path shown: keys, and list items by index.
+        shown: Vec<String>,
+        comments: Vec<Vec<String>>,
+        found: Vec<String>,
+    }
+    impl Finder<'_> {
+        fn at(&self) -> String {
+            self.shown.concat().trim_start_matches(':').to_owned()
+        }
+        fn comment(&mut self, text: &str) {
+            self.comments.last_mut().expect("pushed").push(text.to_owned());
+            let encrypted = should_encrypt(self.rule, &self.path, &self.comments, true);
+            if encrypted && !text.trim().is_empty() && !cipher::is_ciphertext(text.trim()) {
+                let at = self.at();
+                self.found.push(if at.is_empty() {
+                    "(comment)".into()
+                } else {
+                    format!("{at} (comment)")
+                });
+            }
+        }
+        fn map(&mut self, map: &Map) {
+            self.comments.push(Vec::new());
+            for item in map {
+                match item {
+                    MapItem::Comment(text) => self.comment(text),
+                    MapItem::Entry { key, value } => {
+                        self.path.push(key.clone());
+                        self.shown.push(format!(":{key}"));
+                        self.value(value);
+                        self.shown.pop();
+                        self.path.pop();
+                        self.comments.last_mut().expect("pushed").clear();
+                    }
+                }
+            }
+            self.comments.pop();
+        }
+        fn list(&mut self, list: &[ListItem]) {
+            self.comments.push(Vec::new());
+            let mut index = 0usize;
+            for item in list {
+                match item {
+                    ListItem::Comment(text) => self.comment(text),
+                    ListItem::Value(value) => {
+                        self.shown.push(format!("[{index}]"));
+                        self.value(value);
+                        self.shown.pop();
+                        index += 1;
+                        self.comments.last_mut().expect("pushed").clear();
+                    }
+                }
+            }
+            self.comments.pop();
+        }
+        fn value(&mut self, value: &Value) {
+            match value {
+                Value::Map(m) => self.map(m),
+                Value::List(l) => self.list(l),
+                Value::Scalar(s) => {
+                    if !should_encrypt(self.rule, &self.path, &self.comments, false) {
+                        return;
+                    }
+                    let plain = match s {
+                        Scalar::Null => false,
+                        Scalar::Str(text) => !text.is_empty() && !cipher::is_ciphertext(text),
+                        _ => true,
+                    };
+                    if plain {
+                        let at = self.at();
+                        self.found.push(at);
+                    }
+                }
+            }
+        }
+    }
+    let mut f = Finder {
+        rule,
+        path: Vec::new(),
+        shown: Vec::new(),
+        comments: Vec::new(),
+        found: Vec::new(),
+    };
+    for doc in docs {
+        f.path.clear();
+        f.shown.clear();
+        f.comments.clear();
+        f.map(doc);
+    }
+    f.found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +449,18 @@ mod tests {
         assert!(should_encrypt(Some(&r), &p(&["k"]), &stack, false));
         let stack = vec![vec!["sops:enc".to_string(), " next".to_string()]];
         assert!(should_encrypt(Some(&r), &[], &stack, true));
+    }
+
+    #[test]
+    fn plaintext_leaves_names_paths_only_and_honours_the_rule() {
+        let docs = crate::secrets::yaml::parse(
+            "a: ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:str]\nb: hunter2\nc_unencrypted: fine\nd:\n  - 1\n  - ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:int]\ne: ''\n",
+        )
+        .unwrap();
+        let rule = CryptRule::default_rule();
+        assert_eq!(plaintext_leaves(&docs, Some(&rule)), vec!["b".to_owned(), "d[0]".to_owned()]);
+        let rule = CryptRule::EncryptedRegex(Pattern::new("^a$").unwrap());
+        assert!(plaintext_leaves(&docs, Some(&rule)).is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod support;
 
 mod bootstrap;
+mod check;
 mod cli;
 mod download;
 mod gitops;

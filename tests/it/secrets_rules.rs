@@ -338,6 +338,7 @@ fn generated_sops_yaml_gives_sops_and_cairn_the_same_recipients() {
         gitops: None,
         rings: Vec::new(),
         sensitive_values: Default::default(),
+        check: Default::default(),
     };
     let host_keys: BTreeMap<&str, HostKeys> = ["web1", "web2", "db1"]
         .into_iter()
@@ -432,6 +433,7 @@ fn generated_sops_yaml_snapshot() {
         gitops: None,
         rings: Vec::new(),
         sensitive_values: Default::default(),
+        check: Default::default(),
     };
     let lookup = |h: &HostName| match h.as_str() {
         "web1" => Some("age17pmgg695ymfmgfhemhyxu4fh6mj3elqukxcfx3mrqmf5chstlgrqksap34".to_owned()),

@@ -15,6 +15,7 @@ use super::eval::Evaluator;
 use super::model::*;
 
 mod admin;
+mod check;
 mod disk_layout;
 mod gitops;
 mod health_check;
@@ -33,6 +34,7 @@ const TOP_BLOCKS: &[&str] = &[
     "admin",
     "secrets",
     "state",
+    "check",
     "variable",
     "locals",
     "gitops",
@@ -123,6 +125,7 @@ impl<'a> Resolver<'a> {
         let hosts = self.hosts(body, &providers, &disk_layouts);
         let secrets = self.secrets_rules(body, &hosts);
         let state = self.state(body);
+        let check = self.check_settings(body);
         let (gitops, token_site) = self.gitops(body, &root);
         let gitops_declared = body.get_blocks("gitops").next().is_some();
         let rings = self.rings(body, &hosts, gitops.as_ref(), gitops_declared);
@@ -138,6 +141,7 @@ impl<'a> Resolver<'a> {
             gitops,
             rings,
             sensitive_values: Default::default(),
+            check,
         };
         if let Some(site) = token_site {
             self.check_token_readers(&inventory, &site);

@@ -30,24 +30,9 @@ fn host(name: &str) -> cairn::inventory::model::HostName {
 }
 
 /// sops 3.11: `CAIRN_TEST_SOPS`, else `.ci/venv/bin/sops` in the crate, else PATH.
-fn sops() -> PathBuf {
-    if let Some(p) = std::env::var_os("CAIRN_TEST_SOPS") {
-        return p.into();
-    }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/sops");
-    if local.exists() {
-        return local;
-    }
-    let main = Path::new("/work/main/.ci/venv/bin/sops");
-    if main.exists() {
-        return main.into();
-    }
-    "sops".into()
-}
-
 /// A sops command with a clean environment: no keys from the user running the tests.
 fn sops_cmd(home: &Path) -> Command {
-    let mut cmd = Command::new(sops());
+    let mut cmd = Command::new(crate::support::tools::sops());
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)

@@ -36,17 +36,6 @@ fn require(tools: &[&str]) -> bool {
     false
 }
 
-fn find_sops() -> PathBuf {
-    if let Some(p) = std::env::var_os("CAIRN_TEST_SOPS") {
-        return PathBuf::from(p);
-    }
-    let local = Path::new(ROOT).join(".ci/venv/bin/sops");
-    if local.exists() {
-        return local;
-    }
-    PathBuf::from("sops")
-}
-
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -90,7 +79,7 @@ async fn test_system_closure_streams_and_registers_in_a_fresh_store() {
         .to_owned();
     fs_err::create_dir(t.join("secrets")).unwrap();
     fs_err::write(t.join("plain.yaml"), "greeting: hello from sops\n").unwrap();
-    let encrypted = run(Command::new(find_sops())
+    let encrypted = run(Command::new(crate::support::tools::sops())
         .args(["--encrypt", "--age", &recipient, "--input-type", "yaml", "--output-type", "yaml"])
         .arg(t.join("plain.yaml")));
     fs_err::write(t.join("secrets/demo.yaml"), encrypted).unwrap();
@@ -104,7 +93,7 @@ async fn test_system_closure_streams_and_registers_in_a_fresh_store() {
         .arg(t.join("secrets"))
         .arg("--keep-deps")
         .arg(&deps)
-        .env("CAIRN_TEST_SOPS", find_sops()));
+        .env("CAIRN_TEST_SOPS", crate::support::tools::sops()));
 
     // The runner builds the same system through the NixOS attribute path.
     let nix = nix_runner()

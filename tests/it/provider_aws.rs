@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,15 +40,7 @@ const OTHER_KEY: &str =
 // moto
 
 fn moto_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CAIRN_TEST_MOTO") {
-        return Some(p.into());
-    }
-    [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv-aws/bin/moto_server"),
-        PathBuf::from("/work/main/.ci/venv-aws/bin/moto_server"),
-    ]
-    .into_iter()
-    .find(|p| p.exists())
+    crate::support::tools::moto_server()
 }
 
 /// A running moto with an IAM user allowed `ec2:*`; killed (by its pid) when dropped.

@@ -2,7 +2,7 @@
 //! recipient strings, lists, key groups and anchors, and the `.sops.yaml` cairn generates.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use cairn::inventory::model::{
@@ -14,26 +14,11 @@ use cairn::secrets::rules::{render_sops_yaml, CreationRule, SecretsPolicy, SopsC
 use cairn::secrets::tree::{self, ListItem, Value};
 
 /// sops 3.11: `CAIRN_TEST_SOPS`, else `.ci/venv/bin/sops` in the crate, else PATH.
-fn sops() -> PathBuf {
-    if let Some(p) = std::env::var_os("CAIRN_TEST_SOPS") {
-        return p.into();
-    }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/sops");
-    if local.exists() {
-        return local;
-    }
-    let main = Path::new("/work/main/.ci/venv/bin/sops");
-    if main.exists() {
-        return main.into();
-    }
-    "sops".into()
-}
-
 /// Runs `sops encrypt FILE` in `cwd` with no keys of the user running the tests, and returns
 /// the recipients per key group and the threshold it wrote, or its error output.
 fn sops_encrypt(cwd: &Path, file: &str) -> Result<(Vec<Vec<String>>, Option<i64>), String> {
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(sops())
+    let out = Command::new(crate::support::tools::sops())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home.path())
@@ -483,7 +468,7 @@ fn encryption_spec_from_a_rule_gives_a_file_sops_opens() {
     assert!(!text.contains("hunter2"));
 
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(sops())
+    let out = Command::new(crate::support::tools::sops())
         .env_clear()
         .env("HOME", home.path())
         .env("SOPS_AGE_KEY_FILE", &key_file)

@@ -34,22 +34,9 @@ struct Sops {
     recipient: String,
 }
 
-fn find_sops() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CAIRN_TEST_SOPS") {
-        return Some(PathBuf::from(p));
-    }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/sops");
-    if local.exists() {
-        return Some(local);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join("sops")).find(|p| p.is_file())
-    })
-}
-
 impl Sops {
     fn get() -> Option<Sops> {
-        let Some(bin) = find_sops() else {
+        let Some(bin) = crate::support::tools::find_sops() else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("sops not found (set CAIRN_TEST_SOPS or install .ci/venv/bin/sops)");
             }

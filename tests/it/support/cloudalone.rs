@@ -8,7 +8,7 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,15 +17,7 @@ use serde_json::Value;
 /// The token cloudalone accepts.
 pub const TOKEN: &str = "cairn-test-token-5ecr3t";
 fn cloudalone_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CAIRN_TEST_CLOUDALONE") {
-        return Some(p.into());
-    }
-    [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv-cloud/bin/cloudalone"),
-        PathBuf::from("/work/main/.ci/venv-cloud/bin/cloudalone"),
-    ]
-    .into_iter()
-    .find(|p| p.exists())
+    super::tools::cloudalone()
 }
 
 /// A running cloudalone; killed (by its pid) when dropped.

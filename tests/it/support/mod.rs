@@ -6,3 +6,4 @@ pub mod hcloud_fake;
 pub mod pg;
 pub mod secrets;
 pub mod sshd;
+pub mod tools;

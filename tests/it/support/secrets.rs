@@ -8,20 +8,8 @@ use std::process::{Command, Output};
 /// Finds sops: `CAIRN_TEST_SOPS`, then `.ci/venv/bin/sops` in the crate, then PATH.
 /// With `CI=true` a missing sops fails the test; otherwise the test is skipped loudly.
 pub fn sops_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CAIRN_TEST_SOPS") {
-        return Some(PathBuf::from(p));
-    }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/sops");
-    if local.is_file() {
-        return Some(local);
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join("sops");
-            if p.is_file() {
-                return Some(p);
-            }
-        }
+    if let Some(found) = super::tools::find_sops() {
+        return Some(found);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("sops 3.11 not found (CAIRN_TEST_SOPS, .ci/venv/bin/sops, PATH) and CI=true");

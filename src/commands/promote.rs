@@ -135,6 +135,9 @@ fn report_fetch(text: &mut String, fetched: &[(String, Result<(), String>)]) -> 
     failed
 }
 
+/// What a watch shows of a host: commit, status, converged, error.
+type Shown = (Option<String>, String, bool, Option<String>);
+
 #[allow(clippy::too_many_arguments)]
 fn watch(
     enabled: bool,
@@ -150,6 +153,8 @@ fn watch(
         return Ok(true);
     }
     let deadline = Instant::now() + timeout;
+    // Shown again only when something other than the time since the last fetch changed.
+    let mut last: Option<Vec<Shown>> = None;
     let converged = runtime.block_on(gitops::watch_ring(
         inventory,
         access,
@@ -158,9 +163,19 @@ fn watch(
         deadline,
         WATCH_INTERVAL,
         |rows| {
-            let summaries = status::summarize(inventory, rows);
-            let _ =
-                ctx.out.text(&status::render(rows, &summaries, time::OffsetDateTime::now_utc()));
+            let now: Vec<_> = rows
+                .iter()
+                .map(|r| (r.commit.clone(), r.status.clone(), r.converged, r.error.clone()))
+                .collect();
+            if last.as_ref() != Some(&now) {
+                let summaries = status::summarize(inventory, rows);
+                let _ = ctx.out.text(&status::render(
+                    rows,
+                    &summaries,
+                    time::OffsetDateTime::now_utc(),
+                ));
+                last = Some(now);
+            }
         },
     ))?;
     if converged {

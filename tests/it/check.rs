@@ -289,6 +289,100 @@ fn check_ids_in_cairn_hcl_are_validated() {
     assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
 }
 
+/// `nix` for the rules that evaluate flakes: `CAIRN_NIX`, else PATH; `None` (skipped loudly)
+/// when there is none and CI is not set.
+fn nix_program() -> Option<PathBuf> {
+    let found =
+        std::env::var_os("CAIRN_NIX").filter(|p| !p.is_empty()).map(PathBuf::from).or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|d| d.join("nix"))
+                .find(|p| p.is_file())
+        });
+    if found.is_none() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "nix not found and CI=true");
+        eprintln!("SKIPPED: nix not found (install nix-bin, or set CAIRN_NIX)");
+    }
+    found
+}
+
+const NIX_FLEET: &str = r#"{
+  outputs = { self }: {
+    nixosConfigurations.web1.config = {
+      networking.hostName = "web1";
+      services.openssh = { enable = true; settings.PasswordAuthentication = false; };
+      networking.firewall.enable = true;
+    };
+    nixosConfigurations.web2.config = {
+      networking.hostName = "www2";
+      services.openssh = { enable = true; settings = { PasswordAuthentication = true; PermitRootLogin = "yes"; }; };
+      networking.firewall.enable = false;
+      users.users.root.initialPassword = "changeme-in-the-store";
+    };
+  };
+}
+"#;
+
+#[test]
+fn nix_rules_evaluate_the_hosts_configurations_with_real_nix() {
+    let Some(nix) = nix_program() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fleet");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("flake.nix"), NIX_FLEET).unwrap();
+    let host = |name: &str| {
+        format!("host \"{name}\" {{\n  provider = \"dc\"\n  address = \"192.0.2.1\"\n  flake = \".#{name}\"\n}}\n")
+    };
+    std::fs::write(
+        dir.join("cairn.hcl"),
+        format!(
+            "provider \"existing\" \"dc\" {{}}\n{}{}{}",
+            host("web1"),
+            host("web2"),
+            host("web3")
+        ),
+    )
+    .unwrap();
+    git(&dir, &["init", "-q"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "fleet"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", tmp.path())
+        .env("CAIRN_NIX", &nix)
+        .args(["check", "--json", "--rule", "inventory.flake", "--rule", "nixos.ssh"])
+        .args(["--rule", "nixos.password-in-store"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<(&str, &str, &str)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap(),
+                f["host"].as_str().unwrap(),
+                f["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert_eq!(got[0].0, "inventory.flake");
+    assert_eq!(got[0].1, "web2");
+    assert_eq!(got[0].2, "web2's configuration `.#web2` sets networking.hostName = \"www2\"");
+    assert_eq!((got[1].0, got[1].1), ("inventory.flake", "web3"));
+    assert!(got[1].2.contains("has no nixosConfigurations.web3"), "{}", got[1].2);
+    assert_eq!(
+        got[2..].iter().map(|g| (g.0, g.1)).collect::<Vec<_>>(),
+        [("nixos.password-in-store", "web2"), ("nixos.ssh", "web2")]
+    );
+    assert!(!got.iter().any(|g| g.2.contains("changeme-in-the-store")));
+}
+
 mod rules {
     //! The secrets rules through the library, on a repository built here (no sops needed).
 

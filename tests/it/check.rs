@@ -289,14 +289,14 @@ fn check_ids_in_cairn_hcl_are_validated() {
     assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
 }
 
-/// `nix` for the rules that evaluate flakes: `CAIRN_NIX`, else PATH; `None` (skipped loudly)
+/// `nix` for the rules that evaluate flakes (`CAIRN_NIX`, else PATH); `None` (skipped loudly)
 /// when there is none and CI is not set.
+#[allow(clippy::print_stderr)]
 fn nix_program() -> Option<PathBuf> {
     let found =
         std::env::var_os("CAIRN_NIX").filter(|p| !p.is_empty()).map(PathBuf::from).or_else(|| {
-            std::env::split_paths(&std::env::var_os("PATH")?)
-                .map(|d| d.join("nix"))
-                .find(|p| p.is_file())
+            let paths = std::env::var_os("PATH")?;
+            std::env::split_paths(&paths).map(|d| d.join("nix")).find(|p| p.is_file())
         });
     if found.is_none() {
         assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "nix not found and CI=true");

@@ -363,12 +363,14 @@ async fn lock(dir: &Path, url: &str) -> Result<std::fs::File, DownloadError> {
         let (what, path) = (what.to_string(), path.clone());
         move |source| DownloadError::Io { what, path, source }
     };
-    let file = std::fs::OpenOptions::new()
+    let file = fs_err::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(io("opening the lock file"))?;
+        .map_err(io("opening the lock file"))?
+        .into_parts()
+        .0;
     let started = std::time::Instant::now();
     let mut said = false;
     while !crate::state::sys::try_lock_exclusive(&file).map_err(io("locking"))? {

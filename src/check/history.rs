@@ -84,11 +84,11 @@ pub fn check(scan: &Scan<'_>, report: &mut Report) -> Result<(), CheckError> {
 fn work_tree(scan: &Scan<'_>, out: &mut Vec<Finding>) {
     let hits = crate::util::parallel::map(&scan.files, crate::util::parallel::cores(), |rel| {
         let path = scan.root.join(rel);
-        let meta = std::fs::metadata(&path).ok()?;
+        let meta = fs_err::metadata(&path).ok()?;
         if meta.len() > MAX_BLOB {
             return None;
         }
-        let bytes = std::fs::read(&path).ok()?;
+        let bytes = fs_err::read(&path).ok()?;
         if let Some((kind, line)) = find_key(&bytes) {
             return Some((kind, Some(line)));
         }

@@ -306,7 +306,7 @@ fn hostile_names_stay_data() {
 fn hostile_values_run_only_the_commands_the_template_means() {
     let dir = tempfile::tempdir().unwrap();
     let stubs = dir.path().join("bin");
-    std::fs::create_dir(&stubs).unwrap();
+    fs_err::create_dir(&stubs).unwrap();
     let log = dir.path().join("commands.log");
     let pwned = dir.path().join("PWNED");
     let commands = [
@@ -335,13 +335,13 @@ fn hostile_values_run_only_the_commands_the_template_means() {
     ];
     let stub = |name: &str, then: &str| {
         let p = stubs.join(name);
-        std::fs::write(
+        fs_err::write(
             &p,
             format!("#!/bin/sh\nprintf '%s\\n' \"{name} $*\" >>'{}'\n{then}\n", log.display()),
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        fs_err::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     };
     for c in commands {
         stub(c, "exit 0");
@@ -373,7 +373,7 @@ fn hostile_values_run_only_the_commands_the_template_means() {
         for s in [&full, &check] {
             let out = std::process::Command::new("sh").arg("-n").arg("-c").arg(s).output().unwrap();
             assert!(out.status.success(), "sh -n: {}\n{s}", String::from_utf8_lossy(&out.stderr));
-            let _ = std::fs::remove_file(&log);
+            let _ = fs_err::remove_file(&log);
             let out = std::process::Command::new("/bin/sh")
                 .arg("-c")
                 .arg(s)
@@ -385,7 +385,7 @@ fn hostile_values_run_only_the_commands_the_template_means() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "a device that does not exist was accepted: {stderr}");
             assert!(stderr.contains("does not exist; check disk_layout \"test\""), "{stderr}");
-            let ran = std::fs::read_to_string(&log).unwrap_or_default();
+            let ran = fs_err::read_to_string(&log).unwrap_or_default();
             assert_eq!(ran, "", "commands ran for device {device:?}");
             assert!(!pwned.exists(), "a value ran as code: {device:?}");
         }
@@ -394,7 +394,7 @@ fn hostile_values_run_only_the_commands_the_template_means() {
     // A device path full of shell syntax that really exists (a symlink to a block device):
     // the check runs readlink and cat on it, as data, and nothing else.
     let Some(block) = ["/dev/loop0", "/dev/loop1", "/dev/zram0"].into_iter().find(|p| {
-        std::fs::metadata(p)
+        fs_err::metadata(p)
             .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
     }) else {
         return;
@@ -405,7 +405,7 @@ fn hostile_values_run_only_the_commands_the_template_means() {
     std::os::unix::fs::symlink(block, &weird).unwrap();
     l.device = weird.display().to_string();
     let check = render_device_check(&l, &ScriptOptions::default()).unwrap();
-    let _ = std::fs::remove_file(&log);
+    let _ = fs_err::remove_file(&log);
     let out = std::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(&check)
@@ -415,7 +415,7 @@ fn hostile_values_run_only_the_commands_the_template_means() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let ran = std::fs::read_to_string(&log).unwrap_or_default();
+    let ran = fs_err::read_to_string(&log).unwrap_or_default();
     let name = block.trim_start_matches("/dev/");
     let meant =
         [format!("readlink -f {}", weird.display()), format!("cat /sys/class/block/{name}/size")];

@@ -110,7 +110,7 @@ pub enum Synced {
 pub fn sync(root: &Path, fleet: &Fleet, check_only: bool) -> Result<Synced, FleetError> {
     let path = root.join(FLEET_FILE);
     let bytes = fleet.to_bytes();
-    if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+    if fs_err::read(&path).is_ok_and(|old| old == bytes) {
         return Ok(Synced::Unchanged);
     }
     if check_only {

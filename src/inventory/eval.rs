@@ -130,9 +130,10 @@ impl std::fmt::Display for FileProblem {
 /// blocking (a FIFO would otherwise wait for a writer) and checked on the open handle, so a
 /// path swapped for a device between a check and the read is still refused.
 fn read_regular_file(path: &std::path::Path) -> Result<String, FileProblem> {
+    use fs_err::os::unix::fs::OpenOptionsExt as _;
     use std::io::Read as _;
-    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
-    let file = std::fs::OpenOptions::new()
+    use std::os::unix::fs::FileTypeExt as _;
+    let file = fs_err::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)

@@ -608,10 +608,10 @@ mod tests {
         let b = crate::keys::AgeIdentity::generate();
         let c = crate::keys::AgeIdentity::generate();
         let file = dir.path().join("key.txt");
-        std::fs::write(&file, format!("# a comment\n\n{}\n", b.expose_secret())).unwrap();
+        fs_err::write(&file, format!("# a comment\n\n{}\n", b.expose_secret())).unwrap();
         let cfg = dir.path().join("home/.config/sops/age");
-        std::fs::create_dir_all(&cfg).unwrap();
-        std::fs::write(cfg.join("keys.txt"), format!("{}\n", c.expose_secret())).unwrap();
+        fs_err::create_dir_all(&cfg).unwrap();
+        fs_err::write(cfg.join("keys.txt"), format!("{}\n", c.expose_secret())).unwrap();
 
         let mut env = env_in(dir.path());
         env.set(SOPS_AGE_KEY, a.expose_secret()).set(SOPS_AGE_KEY_FILE, file.display().to_string());

@@ -199,7 +199,7 @@ mod tests {
         store.save(&keys, &[admin.to_public()], &codec).unwrap();
         assert!(store.exists("web1"));
 
-        let sealed = std::fs::read_to_string(store.private_key_path("web1")).unwrap();
+        let sealed = fs_err::read_to_string(store.private_key_path("web1")).unwrap();
         assert!(!sealed.contains("OPENSSH PRIVATE KEY"), "stored encrypted");
         let loaded = store.load("web1", &codec).unwrap();
         assert_eq!(loaded.ssh_private_openssh(), keys.ssh_private_openssh());

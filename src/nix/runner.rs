@@ -74,12 +74,12 @@ impl Nix {
     /// no daemon): nix refuses to build while `build-users-group` names a missing group.
     /// Anything else comes from the user's nix.conf or `NIX_CONFIG`.
     pub fn for_this_machine(self) -> Self {
-        let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+        let root = fs_err::metadata("/proc/self").is_ok_and(|m| {
             use std::os::unix::fs::MetadataExt;
             m.uid() == 0
         });
         let daemon = std::path::Path::new("/nix/var/nix/daemon-socket/socket").exists();
-        let group_exists = std::fs::read_to_string("/etc/group")
+        let group_exists = fs_err::read_to_string("/etc/group")
             .is_ok_and(|g| g.lines().any(|l| l.starts_with("nixbld:")));
         if root && !daemon && !group_exists {
             self.option("build-users-group", "")

@@ -181,7 +181,7 @@ impl QemuProvider {
         let polls = KVM_PROOF_SECONDS * 4;
         for _ in 0..polls {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            if std::fs::metadata(&console).is_ok_and(|m| m.len() > 0) {
+            if fs_err::metadata(&console).is_ok_and(|m| m.len() > 0) {
                 return Ok(KvmEvidence::GuestPrinted { pid, port });
             }
             if !owns_vm(pid, dir) {
@@ -590,11 +590,11 @@ fn owns_vm(pid: u32, dir: &Path) -> bool {
 }
 
 fn read_pid(pidfile: &Path) -> Option<u32> {
-    std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()
+    fs_err::read_to_string(pidfile).ok()?.trim().parse().ok()
 }
 
 fn read_port(dir: &Path) -> Option<u16> {
-    std::fs::read_to_string(dir.join("ssh_port")).ok()?.trim().parse().ok()
+    fs_err::read_to_string(dir.join("ssh_port")).ok()?.trim().parse().ok()
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -636,7 +636,7 @@ async fn probe_kvm(qemu: &Path) -> bool {
     let mut works = false;
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if std::fs::read(&log).is_ok_and(|b| b.windows(7).any(|w| w == b"SeaBIOS")) {
+        if fs_err::read(&log).is_ok_and(|b| b.windows(7).any(|w| w == b"SeaBIOS")) {
             works = true;
             break;
         }

@@ -128,11 +128,11 @@ fn remove_stale_edit_dirs(base: &Path) {
 
 /// Overwrites a regular file with zeros (best effort: the plaintext must not outlive us).
 fn overwrite(file: &Path) {
-    let Ok(meta) = std::fs::symlink_metadata(file) else { return };
+    let Ok(meta) = fs_err::symlink_metadata(file) else { return };
     if !meta.is_file() {
         return;
     }
-    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(file) {
+    if let Ok(mut f) = fs_err::OpenOptions::new().write(true).open(file) {
         let zeros = vec![0u8; meta.len() as usize];
         let _ = f.write_all(&zeros);
         let _ = f.sync_all();

@@ -74,7 +74,7 @@ mod tests {
         let codec = SopsBinaryCodec { keyring: &ids };
         let keys = HostKeys::generate("db1", false);
         store.save(&keys, &[admin.to_public()], &codec).unwrap();
-        let sealed = std::fs::read_to_string(store.private_key_path("db1")).unwrap();
+        let sealed = fs_err::read_to_string(store.private_key_path("db1")).unwrap();
         assert!(sealed.starts_with("{\n\t\"data\": \"ENC[AES256_GCM,"), "{sealed}");
         assert!(!store.age_key_path("db1").exists());
         let loaded = store.load("db1", &codec).unwrap();

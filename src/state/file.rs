@@ -249,7 +249,7 @@ impl FileState {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        match std::fs::hard_link(&self.state_path, &link) {
+        match fs_err::hard_link(&self.state_path, &link) {
             Ok(()) => fs_err::rename(&link, &self.backup_path),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()), // first write
             Err(e) => {

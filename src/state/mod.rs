@@ -226,11 +226,11 @@ pub(crate) fn this_user() -> String {
     {
         return name;
     }
-    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+    let Ok(uid) = fs_err::metadata("/proc/self").map(|m| m.uid()) else {
         return "unknown".to_owned();
     };
     // Cron jobs and CI often set neither variable: the local account name, else the uid.
-    std::fs::read_to_string("/etc/passwd")
+    fs_err::read_to_string("/etc/passwd")
         .ok()
         .and_then(|passwd| {
             passwd.lines().find_map(|line| {

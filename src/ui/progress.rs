@@ -5,10 +5,10 @@
 //! per host on a terminal, or plain lines elsewhere, and writes every event emitted inside
 //! a host's span to `.cairn/logs/<host>.log`.
 
+use fs_err::os::unix::fs::OpenOptionsExt;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -272,12 +272,13 @@ impl ProgressLayer {
             });
             let log = LOG_DIR.get().and_then(|dir| {
                 crate::repo::create_private_dir(dir).ok()?;
-                std::fs::OpenOptions::new()
+                fs_err::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .mode(0o600)
                     .open(dir.join(format!("{host}.log")))
                     .ok()
+                    .map(|f| f.into_parts().0)
             });
             HostLine { bar, started: Instant::now(), phase_started: Instant::now(), log }
         });

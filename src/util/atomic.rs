@@ -78,7 +78,7 @@ fn temp_with(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<tempfile::
 }
 
 fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
+    if let Ok(d) = fs_err::File::open(dir) {
         let _ = d.sync_all();
     }
 }
@@ -97,11 +97,11 @@ mod tests {
         let p = dir.path().join("secret.txt");
         write(&p, b"one", 0o600).unwrap();
         write(&p, b"two", 0o600).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(fs_err::read(&p).unwrap(), b"two");
+        let mode = fs_err::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         // no temp files left behind
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
@@ -110,7 +110,7 @@ mod tests {
         let a = dir.path().join("a");
         let b = dir.path().join("missing-dir").join("b");
         let c = dir.path().join("c");
-        std::fs::write(&a, "old").unwrap();
+        fs_err::write(&a, "old").unwrap();
         let results = write_many(&[
             Replacement { path: &a, bytes: b"new a", mode: 0o640 },
             Replacement { path: &b, bytes: b"b", mode: 0o600 },
@@ -119,10 +119,10 @@ mod tests {
         assert!(results[0].is_ok() && results[2].is_ok());
         let err = results[1].as_ref().unwrap_err().to_string();
         assert!(err.contains("missing-dir"), "{err}");
-        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
-        assert_eq!(std::fs::read(&c).unwrap(), b"new c");
-        assert_eq!(std::fs::metadata(&a).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(fs_err::read(&a).unwrap(), b"new a");
+        assert_eq!(fs_err::read(&c).unwrap(), b"new c");
+        assert_eq!(fs_err::metadata(&a).unwrap().permissions().mode() & 0o777, 0o640);
         // no temp files left behind
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

@@ -10,7 +10,7 @@ pub fn alive(pid: u32) -> bool {
 
 /// The process's command line, arguments separated by NUL, if it exists.
 pub fn cmdline(pid: u32) -> Option<Vec<u8>> {
-    std::fs::read(format!("/proc/{pid}/cmdline")).ok()
+    fs_err::read(format!("/proc/{pid}/cmdline")).ok()
 }
 
 /// Sends `signal` to `pid`. Only ever called with pids cairn recorded for processes it
@@ -56,7 +56,7 @@ async fn wait_gone(pid: u32, within: Duration) -> bool {
 }
 
 fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    fs_err::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
         .unwrap_or(false)

@@ -397,12 +397,12 @@ mod tests {
         let mut stack = vec![dir];
         let mut checked = 0;
         while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
+            for e in fs_err::read_dir(&d).unwrap() {
                 let p = e.unwrap().path();
                 if p.is_dir() {
                     stack.push(p);
                 } else if p.extension().is_some_and(|x| x == "sh") {
-                    let text = std::fs::read_to_string(&p).unwrap();
+                    let text = fs_err::read_to_string(&p).unwrap();
                     for (name, line, ctx) in placeholder_contexts(&text) {
                         assert_eq!(ctx, Context::Code, "{}:{line}: {{{{{name}}}}}", p.display());
                     }

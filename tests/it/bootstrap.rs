@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 /// A fleet of one `existing` host at 127.0.0.1:9: nothing listens there, so every connect is
 /// refused. `extra` goes into the host block.
 fn unreachable_fleet(dir: &Path, extra: &str) {
-    std::fs::write(
+    fs_err::write(
         dir.join("cairn.hcl"),
         format!("provider \"existing\" \"mine\" {{}}\n\nhost \"web1\" {{\n  provider = \"mine\"\n  address  = \"127.0.0.1:9\"\n  flake    = \".#web1\"\n{extra}}}\n"),
     )
@@ -96,8 +96,8 @@ use crate::support::sshd;
 /// health checks on it for real. `checks` goes into the host block.
 fn installed_fleet(dir: &Path, server: &sshd::Sshd, checks: &str) {
     unreachable_fleet(dir, checks);
-    let hcl = std::fs::read_to_string(dir.join("cairn.hcl")).unwrap();
-    std::fs::write(
+    let hcl = fs_err::read_to_string(dir.join("cairn.hcl")).unwrap();
+    fs_err::write(
         dir.join("cairn.hcl"),
         hcl.replace("127.0.0.1:9", &format!("127.0.0.1:{}", server.port)),
     )
@@ -111,8 +111,8 @@ fn installed_fleet(dir: &Path, server: &sshd::Sshd, checks: &str) {
             "host_keys": { "installed": [server.host_public_key("ed25519")] },
         }},
     });
-    std::fs::create_dir_all(dir.join(".cairn")).unwrap();
-    std::fs::write(dir.join(".cairn/state.json"), state.to_string()).unwrap();
+    fs_err::create_dir_all(dir.join(".cairn")).unwrap();
+    fs_err::write(dir.join(".cairn/state.json"), state.to_string()).unwrap();
 }
 
 fn verify(dir: &Path, server: &sshd::Sshd, timeout: &str) -> Output {
@@ -209,7 +209,7 @@ fn disko_flake(dir: &Path, marker: &Path) {
 "#,
         marker = marker.display()
     );
-    std::fs::write(dir.join("flake.nix"), flake).unwrap();
+    fs_err::write(dir.join("flake.nix"), flake).unwrap();
 }
 
 fn nix_available() -> bool {
@@ -231,8 +231,8 @@ fn disko_hosts_run_the_flakes_disko_script_on_the_installer() {
     installed_fleet(dir.path(), &server, "  disko = true\n");
     disko_flake(dir.path(), &marker);
     // The installer's key is the one this sshd presents.
-    let state = std::fs::read_to_string(dir.path().join(".cairn/state.json")).unwrap();
-    std::fs::write(
+    let state = fs_err::read_to_string(dir.path().join(".cairn/state.json")).unwrap();
+    fs_err::write(
         dir.path().join(".cairn/state.json"),
         state.replace("\"installed\"", "\"installer\""),
     )
@@ -253,11 +253,11 @@ fn disko_hosts_run_the_flakes_disko_script_on_the_installer() {
         stderr.contains("#nixosConfigurations.web1.config.system.build.diskoScript"),
         "{stderr}"
     );
-    let ran = std::fs::read_to_string(&marker).expect("the disko script ran");
+    let ran = fs_err::read_to_string(&marker).expect("the disko script ran");
     let ran =
         regex::Regex::new(r"/nix/store/[a-z0-9]{32}-").unwrap().replace(&ran, "/nix/store/[hash]-");
     assert_eq!(ran.trim(), "ran /nix/store/[hash]-disko-web1 with 0 arguments in /root");
-    let _ = std::fs::remove_dir_all("/root/cairn-disko");
+    let _ = fs_err::remove_dir_all("/root/cairn-disko");
 }
 
 /// With a `disk_layout` naming the device, a disko host's device is checked first: a
@@ -272,15 +272,15 @@ fn disko_hosts_check_the_layouts_device_first() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("disko-ran");
     installed_fleet(dir.path(), &server, "  disko       = true\n  disk_layout = \"main\"\n");
-    let hcl = std::fs::read_to_string(dir.path().join("cairn.hcl")).unwrap();
-    std::fs::write(
+    let hcl = fs_err::read_to_string(dir.path().join("cairn.hcl")).unwrap();
+    fs_err::write(
         dir.path().join("cairn.hcl"),
         format!("{hcl}\ndisk_layout \"main\" {{\n  device = \"/dev/cairn-no-such-disk\"\n  partition \"root\" {{\n    type       = \"filesystem\"\n    size       = \"rest\"\n    filesystem = \"ext4\"\n    mountpoint = \"/\"\n  }}\n}}\n"),
     )
     .unwrap();
     disko_flake(dir.path(), &marker);
-    let state = std::fs::read_to_string(dir.path().join(".cairn/state.json")).unwrap();
-    std::fs::write(
+    let state = fs_err::read_to_string(dir.path().join(".cairn/state.json")).unwrap();
+    fs_err::write(
         dir.path().join(".cairn/state.json"),
         state.replace("\"installed\"", "\"installer\""),
     )
@@ -342,7 +342,7 @@ fn bootstrap_and_destroy_json_events() {
     assert!(stderr.contains("- host \"web1\" will be destroyed"), "{stderr}");
 
     // A run that stops before its summary says so on stdout too.
-    std::fs::write(dir.path().join("cairn.hcl"), "host {\n").unwrap();
+    fs_err::write(dir.path().join("cairn.hcl"), "host {\n").unwrap();
     let out = cairn(dir.path(), &["apply", "--yes", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let line = json_events(&out.stdout);

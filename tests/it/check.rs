@@ -37,7 +37,7 @@ fn fleet() -> Option<Fleet> {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("fleet");
     let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
+    fs_err::create_dir_all(&home).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm-tests/make-fleet");
     run(Command::new(script)
         .arg("--repo-only")
@@ -119,12 +119,12 @@ fn the_example_fleet_passes_after_rekey() {
 fn a_plaintext_secrets_file_fails_naming_the_file_never_the_value() {
     let Some(fleet) = fleet() else { return };
     let value = "correct-horse-battery-staple-41";
-    std::fs::write(fleet.dir.join("secrets/db.yaml"), format!("user: app\npassword: {value}\n"))
+    fs_err::write(fleet.dir.join("secrets/db.yaml"), format!("user: app\npassword: {value}\n"))
         .unwrap();
     let hcl = fleet.dir.join("cairn.hcl");
-    let mut text = std::fs::read_to_string(&hcl).unwrap();
+    let mut text = fs_err::read_to_string(&hcl).unwrap();
     text.push_str("\nsecrets \"secrets/db.yaml\" {\n  hosts = [\"web1\"]\n}\n");
-    std::fs::write(&hcl, text).unwrap();
+    fs_err::write(&hcl, text).unwrap();
 
     let out = cairn(&fleet, &["check", "--rule", "secrets.plaintext"]);
     let text = stdout(&out);
@@ -145,14 +145,14 @@ fn a_plaintext_secrets_file_fails_naming_the_file_never_the_value() {
     assert_eq!(f["severity"], "error");
 
     // A sops file with one value left in clear is named with its key path.
-    let admin = std::fs::read_to_string(fleet.dir.join("keys/admin.agekey")).unwrap();
+    let admin = fs_err::read_to_string(fleet.dir.join("keys/admin.agekey")).unwrap();
     let admin = admin.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap().to_owned();
     let out =
         cairn(&fleet, &["secrets", "encrypt", "--age", &admin, "--in-place", "secrets/db.yaml"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let enc = std::fs::read_to_string(fleet.dir.join("secrets/db.yaml")).unwrap();
+    let enc = fs_err::read_to_string(fleet.dir.join("secrets/db.yaml")).unwrap();
     let re = regex::Regex::new(r"(?m)^user: ENC\[[^\]]*\]").unwrap();
-    std::fs::write(fleet.dir.join("secrets/db.yaml"), re.replace(&enc, "user: app").as_ref())
+    fs_err::write(fleet.dir.join("secrets/db.yaml"), re.replace(&enc, "user: app").as_ref())
         .unwrap();
     let out = cairn(&fleet, &["check", "--rule", "secrets.plaintext", "--json"]);
     let report = json(&out);
@@ -168,8 +168,8 @@ fn an_age_key_committed_then_deleted_fails_naming_path_and_commit() {
     assert!(key.status.success());
     let key_text = String::from_utf8(key.stdout).unwrap();
     let secret_line = key_text.lines().find(|l| l.starts_with("AGE-SECRET-KEY-1")).unwrap();
-    std::fs::create_dir_all(fleet.dir.join("backup")).unwrap();
-    std::fs::write(fleet.dir.join("backup/admin.txt"), &key_text).unwrap();
+    fs_err::create_dir_all(fleet.dir.join("backup")).unwrap();
+    fs_err::write(fleet.dir.join("backup/admin.txt"), &key_text).unwrap();
     git(&fleet.dir, &["add", "backup/admin.txt"]);
     git(&fleet.dir, &["commit", "-q", "-m", "keep a copy of the key"]);
     let commit = git(&fleet.dir, &["rev-parse", "--short=7", "HEAD"]).trim().to_owned();
@@ -213,8 +213,8 @@ warn contains "every secrets file is encrypted" if {
 #[test]
 fn a_rego_deny_fails_with_the_policys_message() {
     let Some(fleet) = fleet() else { return };
-    std::fs::create_dir_all(fleet.dir.join("policies")).unwrap();
-    std::fs::write(fleet.dir.join("policies/owner.rego"), OWNER_POLICY).unwrap();
+    fs_err::create_dir_all(fleet.dir.join("policies")).unwrap();
+    fs_err::write(fleet.dir.join("policies/owner.rego"), OWNER_POLICY).unwrap();
     let sarif = fleet.dir.join("check.sarif");
 
     let out = cairn(&fleet, &["check", "--sarif", sarif.to_str().unwrap()]);
@@ -237,7 +237,7 @@ fn a_rego_deny_fails_with_the_policys_message() {
     );
 
     let sarif: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&sarif).unwrap()).unwrap();
+        serde_json::from_str(&fs_err::read_to_string(&sarif).unwrap()).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
     let results = sarif["runs"][0]["results"].as_array().unwrap();
     let deny = results.iter().find(|r| r["ruleId"] == "policy.fleet.owner").unwrap();
@@ -249,8 +249,8 @@ fn a_rego_deny_fails_with_the_policys_message() {
 
     // With the owner tag the deny is gone; --skip turns the policies off entirely.
     let hcl = fleet.dir.join("cairn.hcl");
-    let text = std::fs::read_to_string(&hcl).unwrap();
-    std::fs::write(
+    let text = fs_err::read_to_string(&hcl).unwrap();
+    fs_err::write(
         &hcl,
         text.replace(
             "  age_key     = true\n",
@@ -261,7 +261,7 @@ fn a_rego_deny_fails_with_the_policys_message() {
     assert_eq!(cairn(&fleet, &["check"]).status.code(), Some(0));
 
     // A policy that does not compile: the check could not run (exit 2), naming the file.
-    std::fs::write(
+    fs_err::write(
         fleet.dir.join("policies/broken.rego"),
         "package broken\n\ndeny contains msg if {\n",
     )
@@ -276,15 +276,15 @@ fn a_rego_deny_fails_with_the_policys_message() {
 fn check_ids_in_cairn_hcl_are_validated() {
     let Some(fleet) = fleet() else { return };
     let hcl = fleet.dir.join("cairn.hcl");
-    let mut text = std::fs::read_to_string(&hcl).unwrap();
+    let mut text = fs_err::read_to_string(&hcl).unwrap();
     text.push_str("\ncheck {\n  skip = [\"flake.input\"]\n}\n");
-    std::fs::write(&hcl, &text).unwrap();
+    fs_err::write(&hcl, &text).unwrap();
     let out = cairn(&fleet, &["check"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`flake.input` is not a check rule"), "{err}");
     assert!(err.contains("did you mean `flake.inputs`"), "{err}");
-    std::fs::write(&hcl, text.replace("flake.input\"", "flake.inputs\"")).unwrap();
+    fs_err::write(&hcl, text.replace("flake.input\"", "flake.inputs\"")).unwrap();
     let report = json(&cairn(&fleet, &["check", "--json"]));
     assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
 }
@@ -327,12 +327,12 @@ fn nix_rules_evaluate_the_hosts_configurations_with_real_nix() {
     let Some(nix) = nix_program() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("fleet");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("flake.nix"), NIX_FLEET).unwrap();
+    fs_err::create_dir_all(&dir).unwrap();
+    fs_err::write(dir.join("flake.nix"), NIX_FLEET).unwrap();
     let host = |name: &str| {
         format!("host \"{name}\" {{\n  provider = \"dc\"\n  address = \"192.0.2.1\"\n  flake = \".#{name}\"\n}}\n")
     };
-    std::fs::write(
+    fs_err::write(
         dir.join("cairn.hcl"),
         format!(
             "provider \"existing\" \"dc\" {{}}\n{}{}{}",
@@ -401,7 +401,7 @@ mod rules {
             mac_only_encrypted: false,
         };
         let file = SopsFile::encrypt(path, Format::Yaml, docs, &spec).unwrap();
-        std::fs::write(path, file.to_bytes(&StoresConfig::default()).unwrap()).unwrap();
+        fs_err::write(path, file.to_bytes(&StoresConfig::default()).unwrap()).unwrap();
     }
 
     fn findings(
@@ -432,15 +432,15 @@ mod rules {
         let admin = cairn::keys::generate_age_identity().identity.to_public();
         let web1 = HostKeys::generate(&HostName::new("web1").unwrap(), false);
         let old1 = HostKeys::generate(&HostName::new("old1").unwrap(), false);
-        std::fs::write(
+        fs_err::write(
             root.join("cairn.hcl"),
             format!(
                 "provider \"existing\" \"dc\" {{}}\nadmin \"ops\" {{\n  age = \"{admin}\"\n}}\nhost \"web1\" {{\n  provider = \"dc\"\n  address = \"192.0.2.1\"\n}}\nsecrets \"secrets/*.yaml\" {{\n  hosts = [\"web1\"]\n}}\n"
             ),
         )
         .unwrap();
-        std::fs::create_dir_all(root.join("secrets/hosts/web1")).unwrap();
-        std::fs::write(
+        fs_err::create_dir_all(root.join("secrets/hosts/web1")).unwrap();
+        fs_err::write(
             root.join("secrets/hosts/web1/ssh_host_ed25519_key.pub"),
             format!("{}\n", web1.ssh_public_line()),
         )
@@ -482,7 +482,7 @@ mod rules {
             )]
         );
         // And a replaced public key file is not the key state pins.
-        std::fs::write(
+        fs_err::write(
             root.join("secrets/hosts/web1/ssh_host_ed25519_key.pub"),
             format!("{}\n", other.ssh_public_line()),
         )
@@ -497,7 +497,7 @@ mod rules {
             ]
         );
         // A raw private host key in the tree is a private key finding and a plaintext one.
-        std::fs::write(
+        fs_err::write(
             root.join("secrets/hosts/web1/ssh_host_ed25519_key"),
             web1.ssh_private_openssh().as_bytes(),
         )
@@ -512,7 +512,7 @@ mod rules {
     fn a_ring_branch_that_lost_a_promotion_or_diverged_from_the_remote() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        std::fs::write(
+        fs_err::write(
             root.join("cairn.hcl"),
             "provider \"existing\" \"dc\" {}\nhost \"web1\" {\n  provider = \"dc\"\n  address = \"192.0.2.1\"\n}\ngitops {\n  remote = \"https://forge.example/infra.git\"\n}\nring \"dev\" {\n  hosts = [\"web1\"]\n}\n",
         )

@@ -98,9 +98,9 @@ const STATE: &str = r#"{
 /// A fleet repository with an inventory and state, in a temp dir.
 fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cairn.hcl"), INVENTORY).unwrap();
-    std::fs::create_dir(dir.path().join(".cairn")).unwrap();
-    std::fs::write(dir.path().join(".cairn/state.json"), STATE).unwrap();
+    fs_err::write(dir.path().join("cairn.hcl"), INVENTORY).unwrap();
+    fs_err::create_dir(dir.path().join(".cairn")).unwrap();
+    fs_err::write(dir.path().join(".cairn/state.json"), STATE).unwrap();
     dir
 }
 
@@ -149,7 +149,7 @@ fn hosts_table_and_json() {
 #[test]
 fn hosts_from_a_subdirectory_finds_the_inventory_above() {
     let repo = fixture();
-    std::fs::create_dir(repo.path().join("secrets")).unwrap();
+    fs_err::create_dir(repo.path().join("secrets")).unwrap();
     let from_sub = run_ok(&repo.path().join("secrets"), &["hosts"], 0);
     assert_eq!(from_sub, run_ok(repo.path(), &["hosts"], 0));
 }
@@ -202,7 +202,7 @@ fn commands_without_an_inventory_say_how_to_get_one() {
 #[test]
 fn unparseable_state_is_reported_by_plan() {
     let repo = fixture();
-    std::fs::write(repo.path().join(".cairn/state.json"), "{\"schema\": 1,").unwrap();
+    fs_err::write(repo.path().join(".cairn/state.json"), "{\"schema\": 1,").unwrap();
     let out = cairn(repo.path(), &["plan"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -229,7 +229,7 @@ fn init_scaffolds_a_repository_that_loads_and_never_overwrites() {
     let labels: Vec<_> = layout.partitions.iter().filter_map(|p| p.label.as_deref()).collect();
     assert_eq!(labels, ["ESP", "nixos"]);
     // ... and the flake labels match it.
-    let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
+    let flake = fs_err::read_to_string(repo.join("flake.nix")).unwrap();
     assert!(flake.contains("/dev/disk/by-label/nixos") && flake.contains("/dev/disk/by-label/ESP"));
     // The flake is valid Nix, checked by the real parser where Nix is installed.
     if let Ok(out) =
@@ -238,7 +238,7 @@ fn init_scaffolds_a_repository_that_loads_and_never_overwrites() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     assert_eq!(
-        std::fs::read_to_string(repo.join(".gitignore")).unwrap().lines().nth(1),
+        fs_err::read_to_string(repo.join(".gitignore")).unwrap().lines().nth(1),
         Some(".cairn/")
     );
     assert!(repo.join("secrets/.gitkeep").is_file());
@@ -246,16 +246,16 @@ fn init_scaffolds_a_repository_that_loads_and_never_overwrites() {
     insta::assert_snapshot!("init_plan", run_ok(&repo, &["plan", "--refresh=false"], 0));
 
     // A second init keeps everything, including what the user changed.
-    std::fs::write(repo.join("cairn.hcl"), "# mine\n").unwrap();
+    fs_err::write(repo.join("cairn.hcl"), "# mine\n").unwrap();
     let second = run_ok(dir.path(), &["init", "fleet"], 0);
     insta::assert_snapshot!("init_again", second);
-    assert_eq!(std::fs::read_to_string(repo.join("cairn.hcl")).unwrap(), "# mine\n");
+    assert_eq!(fs_err::read_to_string(repo.join("cairn.hcl")).unwrap(), "# mine\n");
 }
 
 #[test]
 fn init_refuses_a_file_as_target() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("fleet"), "").unwrap();
+    fs_err::write(dir.path().join("fleet"), "").unwrap();
     let out = cairn(dir.path(), &["init", "fleet"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -284,7 +284,7 @@ fn ci_install_check_names_a_missing_tool_and_its_package() {
     let bin = tempfile::tempdir().unwrap();
     let path = std::env::var_os("PATH").unwrap();
     for dir in std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]) {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs_err::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let link = bin.path().join(&name);
@@ -312,7 +312,7 @@ fn ci_install_check_names_a_missing_tool_and_its_package() {
 fn a_vm_directory_cairn_did_not_make_is_neither_adopted_nor_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let vms = dir.path().join("vms");
-    std::fs::write(
+    fs_err::write(
         dir.path().join("cairn.hcl"),
         r#"
 provider "qemu" "local" {
@@ -327,9 +327,9 @@ host "web1" {
     )
     .unwrap();
     let foreign = vms.join("web1");
-    std::fs::create_dir_all(&foreign).unwrap();
-    std::fs::write(foreign.join("disk.qcow2"), "someone else's disk").unwrap();
-    std::fs::write(foreign.join("notes.txt"), "keep me").unwrap();
+    fs_err::create_dir_all(&foreign).unwrap();
+    fs_err::write(foreign.join("disk.qcow2"), "someone else's disk").unwrap();
+    fs_err::write(foreign.join("notes.txt"), "keep me").unwrap();
 
     let plan = cairn(dir.path(), &["plan"]);
     assert!(!plan.status.success());
@@ -338,8 +338,8 @@ host "web1" {
         let out = cairn(dir.path(), args);
         assert!(!out.status.success(), "cairn {args:?} must refuse: {}", stderr(&out));
     }
-    assert_eq!(std::fs::read_to_string(foreign.join("notes.txt")).unwrap(), "keep me");
-    assert_eq!(std::fs::read_to_string(foreign.join("disk.qcow2")).unwrap(), "someone else's disk");
+    assert_eq!(fs_err::read_to_string(foreign.join("notes.txt")).unwrap(), "keep me");
+    assert_eq!(fs_err::read_to_string(foreign.join("disk.qcow2")).unwrap(), "someone else's disk");
 }
 
 /// Issue 10 ("cairn init, then what?"): the steps init's closing text lists, run in order as
@@ -349,7 +349,7 @@ host "web1" {
 fn the_next_steps_init_lists_work_in_order() {
     let work = tempfile::tempdir().unwrap();
     let home = work.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
+    fs_err::create_dir_all(&home).unwrap();
     let step = |dir: &Path, args: &[&str], editor: Option<&Path>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
         cmd.args(args)
@@ -398,8 +398,8 @@ fn the_next_steps_init_lists_work_in_order() {
     assert!(home.join(".config/sops/age/keys.txt").is_file());
 
     // 2. the admin block as the text shows it, with the printed recipient.
-    let hcl = std::fs::read_to_string(repo.join("cairn.hcl")).unwrap();
-    std::fs::write(
+    let hcl = fs_err::read_to_string(repo.join("cairn.hcl")).unwrap();
+    fs_err::write(
         repo.join("cairn.hcl"),
         format!("{hcl}\nadmin \"you\" {{\n  age = \"{recipient}\"\n}}\n"),
     )
@@ -407,17 +407,17 @@ fn the_next_steps_init_lists_work_in_order() {
 
     // 3. the secrets file, written by the "editor", saved encrypted to the admin.
     let editor = work.path().join("editor.sh");
-    std::fs::write(&editor, "#!/bin/sh\nprintf 'greeting: hello from web1\\n' > \"$1\"\n").unwrap();
-    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fs_err::write(&editor, "#!/bin/sh\nprintf 'greeting: hello from web1\\n' > \"$1\"\n").unwrap();
+    fs_err::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     step(&repo, &["secrets", "edit", "secrets/web1.yaml"], Some(&editor));
-    let stored = std::fs::read_to_string(repo.join("secrets/web1.yaml")).unwrap();
+    let stored = fs_err::read_to_string(repo.join("secrets/web1.yaml")).unwrap();
     assert!(stored.contains("greeting: ENC[AES256_GCM,"), "{stored}");
     assert!(stored.contains(&format!("recipient: {recipient}")), "{stored}");
     assert!(!stored.contains("hello from web1"));
     let shown = step(&repo, &["secrets", "decrypt", "secrets/web1.yaml"], None);
     assert_eq!(shown, "greeting: hello from web1\n");
     // The rules it followed are in .sops.yaml, for plain sops too.
-    let rules = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    let rules = fs_err::read_to_string(repo.join(".sops.yaml")).unwrap();
     assert!(rules.contains("secrets/web1\\.yaml"), "{rules}");
 
     // 4. plan: the VM to create.

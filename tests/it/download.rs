@@ -124,7 +124,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Every file under `dir`, relative.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = fs_err::read_dir(dir) else { return out };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -149,7 +149,7 @@ fn a_good_sum_lands_in_the_cache_and_the_next_run_uses_it() {
         path,
         cache.path().join(format!("sha256-{sum}/nixos-kexec-installer-x86_64-linux.tar.gz"))
     );
-    assert_eq!(std::fs::read(&path).unwrap(), body);
+    assert_eq!(fs_err::read(&path).unwrap(), body);
     assert_eq!(server.requests(), vec![None]);
 
     // Cache hit: checked again, not fetched again.
@@ -219,11 +219,11 @@ fn an_interrupted_download_resumes_where_it_stopped() {
     let err = first.expect_err("a transfer cut off half-way is not a download").to_string();
     assert!(err.contains("run again to resume"), "{err}");
     let part = cache.path().join(format!("sha256-{sum}/installer.tar.gz.part"));
-    let kept = std::fs::metadata(&part).expect("the partial download is kept").len();
+    let kept = fs_err::metadata(&part).expect("the partial download is kept").len();
     assert!(kept > 0 && kept <= cut as u64, "kept {kept} of the {cut} bytes sent");
 
     let path = runtime().block_on(download::fetch(&pin, cache.path())).unwrap();
-    assert_eq!(std::fs::read(&path).unwrap(), body);
+    assert_eq!(fs_err::read(&path).unwrap(), body);
     assert_eq!(server.requests(), vec![None, Some(format!("bytes={kept}-"))]);
     assert!(!part.exists());
 }
@@ -254,10 +254,10 @@ fn apply_refuses_an_image_that_does_not_match_its_pin() {
     let work = tempfile::tempdir().unwrap();
     let cache = work.path().join("cache");
     let fleet = work.path().join("fleet");
-    std::fs::create_dir_all(&fleet).unwrap();
+    fs_err::create_dir_all(&fleet).unwrap();
     let url = server.url("debian-13-genericcloud-amd64.qcow2");
     let wrong = "ab".repeat(32);
-    std::fs::write(
+    fs_err::write(
         fleet.join("cairn.hcl"),
         format!(
             r#"
@@ -307,9 +307,9 @@ host "web1" {{
     assert!(!fleet.join(".cairn/qemu/web1/disk.qcow2").exists());
 
     // A URL without a pin is refused before anything is fetched.
-    let hcl = std::fs::read_to_string(fleet.join("cairn.hcl")).unwrap();
+    let hcl = fs_err::read_to_string(fleet.join("cairn.hcl")).unwrap();
     let unpinned = hcl.lines().filter(|l| !l.contains("image_sha256")).collect::<Vec<_>>();
-    std::fs::write(fleet.join("cairn.hcl"), unpinned.join("\n")).unwrap();
+    fs_err::write(fleet.join("cairn.hcl"), unpinned.join("\n")).unwrap();
     let requests = server.requests().len();
     let out = cairn(&fleet, &cache, &["apply", "--yes"]);
     let stderr = one_line(&out.stderr);
@@ -322,7 +322,7 @@ host "web1" {{
 #[test]
 fn a_malformed_pin_is_refused_in_the_inventory_with_its_line() {
     let work = tempfile::tempdir().unwrap();
-    std::fs::write(
+    fs_err::write(
         work.path().join("cairn.hcl"),
         "provider \"qemu\" \"local\" {\n  image        = \"https://example.org/a.qcow2\"\n  image_sha256 = \"1234\"\n}\n",
     )
@@ -335,7 +335,7 @@ fn a_malformed_pin_is_refused_in_the_inventory_with_its_line() {
 
     let sha256 = "ab".repeat(32);
     let sha512 = "cd".repeat(64);
-    std::fs::write(
+    fs_err::write(
         work.path().join("cairn.hcl"),
         format!("provider \"existing\" \"mine\" {{\n  installer        = \"https://example.org/k.tar.gz\"\n  installer_sha256 = \"{sha256}\"\n  installer_sha512 = \"{sha512}\"\n}}\n"),
     )
@@ -363,14 +363,14 @@ fn kexec_refuses_a_bundle_that_fails_its_pin_or_the_machines_architecture() {
     let work = tempfile::tempdir().unwrap();
     let cache = work.path().join("cache");
     let fleet = work.path().join("fleet");
-    std::fs::create_dir_all(fleet.join(".cairn")).unwrap();
+    fs_err::create_dir_all(fleet.join(".cairn")).unwrap();
     let arch = String::from_utf8(Command::new("uname").arg("-m").output().unwrap().stdout).unwrap();
     let arch = arch.trim();
     let other = if arch == "aarch64" { "x86_64" } else { "aarch64" };
     let url = server.url(&format!("nixos-kexec-installer-noninteractive-{arch}-linux.tar.gz"));
     let wrong = "cd".repeat(32);
     let write_fleet = |installer: &str| {
-        std::fs::write(
+        fs_err::write(
             fleet.join("cairn.hcl"),
             format!(
                 "provider \"existing\" \"mine\" {{}}\n\nhost \"web1\" {{\n  provider = \"mine\"\n  address  = \"127.0.0.1:{}\"\n  flake    = \".#web1\"\n  installer = \"{installer}\"\n  installer_sha256 = \"{wrong}\"\n  installer_min_memory = 1\n}}\n",
@@ -388,7 +388,7 @@ fn kexec_refuses_a_bundle_that_fails_its_pin_or_the_machines_architecture() {
             "host_keys": { "stock": [ssh.host_public_key("ed25519")] },
         }},
     });
-    std::fs::write(fleet.join(".cairn/state.json"), state.to_string()).unwrap();
+    fs_err::write(fleet.join(".cairn/state.json"), state.to_string()).unwrap();
     let kexec = || {
         Command::new(env!("CARGO_BIN_EXE_cairn"))
             .current_dir(&fleet)
@@ -401,7 +401,7 @@ fn kexec_refuses_a_bundle_that_fails_its_pin_or_the_machines_architecture() {
             .output()
             .unwrap()
     };
-    let _ = std::fs::remove_dir_all("/root/cairn-kexec");
+    let _ = fs_err::remove_dir_all("/root/cairn-kexec");
 
     write_fleet(&url);
     let out = kexec();

@@ -43,9 +43,9 @@ mistake!(rings_without_gitops);
 /// A copy of the gitops fixtures in a temp dir (commands write cairn/fleet.json there).
 fn fixture_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(Path::new(FIXTURES).join("fleet.hcl"), dir.path().join("cairn.hcl")).unwrap();
-    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
-    std::fs::copy(
+    fs_err::copy(Path::new(FIXTURES).join("fleet.hcl"), dir.path().join("cairn.hcl")).unwrap();
+    fs_err::create_dir_all(dir.path().join("secrets")).unwrap();
+    fs_err::copy(
         Path::new(FIXTURES).join("secrets/comin-token.yaml"),
         dir.path().join("secrets/comin-token.yaml"),
     )
@@ -75,13 +75,13 @@ fn gitops_sync_writes_fleet_json_and_check_finds_it_stale() {
     let out = cairn_in(dir.path(), &["gitops", "sync"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     insta::assert_snapshot!("sync_output", String::from_utf8_lossy(&out.stdout));
-    let written = std::fs::read_to_string(dir.path().join("cairn/fleet.json")).unwrap();
+    let written = fs_err::read_to_string(dir.path().join("cairn/fleet.json")).unwrap();
     insta::assert_snapshot!("fleet_json", written);
     let out = cairn_in(dir.path(), &["gitops", "sync", "--check"]);
     assert!(out.status.success());
     // Moving a host to another ring makes the committed file stale.
-    let hcl = std::fs::read_to_string(dir.path().join("cairn.hcl")).unwrap();
-    std::fs::write(
+    let hcl = fs_err::read_to_string(dir.path().join("cairn.hcl")).unwrap();
+    fs_err::write(
         dir.path().join("cairn.hcl"),
         hcl.replace("soak  = \"20s\"", "branch = \"ring/canary\""),
     )
@@ -220,13 +220,13 @@ impl TestHost {
     fn knob(&self, name: &str, on: bool) {
         let p = self.standin.path().join(name);
         if on {
-            std::fs::write(p, "").unwrap();
+            fs_err::write(p, "").unwrap();
         } else {
-            let _ = std::fs::remove_file(p);
+            let _ = fs_err::remove_file(p);
         }
     }
     fn deployed(&self) -> String {
-        std::fs::read_to_string(self.standin.path().join("commit"))
+        fs_err::read_to_string(self.standin.path().join("commit"))
             .unwrap_or_default()
             .trim()
             .to_owned()
@@ -251,29 +251,28 @@ fn test_host(
 ) -> TestHost {
     let standin = tempfile::Builder::new().prefix("cairn-comin-").tempdir().unwrap();
     let bin = standin.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
+    fs_err::create_dir_all(&bin).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/comin-standin.sh");
     let wrapper = format!(
         "#!/bin/sh\n# The comin stand-in of test host {name}: see {script}\nCOMIN_STANDIN_DIR={dir} exec {script} \"$@\"\n",
         script = script.display(),
         dir = standin.path().display()
     );
-    std::fs::write(bin.join("comin"), wrapper).unwrap();
+    fs_err::write(bin.join("comin"), wrapper).unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(bin.join("comin"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        fs_err::set_permissions(bin.join("comin"), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    std::fs::write(standin.path().join("remote"), remote.display().to_string()).unwrap();
-    std::fs::write(standin.path().join("branch"), branch).unwrap();
+    fs_err::write(standin.path().join("remote"), remote.display().to_string()).unwrap();
+    fs_err::write(standin.path().join("branch"), branch).unwrap();
     let initial = standin.path().join("store/initial-system");
-    std::fs::create_dir_all(&initial).unwrap();
+    fs_err::create_dir_all(&initial).unwrap();
     let mut server = Sshd::prepare(sshd::free_port());
     let port = server.port;
     let host_key = server.host_public_key("ed25519");
     if let Some(first) = key_from {
         server
-            .authorize(&std::fs::read_to_string(first.client_key().with_extension("pub")).unwrap());
+            .authorize(&fs_err::read_to_string(first.client_key().with_extension("pub")).unwrap());
     }
     if gone {
         return TestHost { name: name.into(), sshd: None, port, host_key, standin };
@@ -324,8 +323,8 @@ fn test_fleet(hosts: &[(&str, &str, bool)]) -> TestFleet {
         ring_hosts("dev"),
         ring_hosts("prod"),
     ));
-    std::fs::write(repo.path().join("cairn.hcl"), hcl).unwrap();
-    std::fs::write(repo.path().join(".gitignore"), ".cairn/\n").unwrap();
+    fs_err::write(repo.path().join("cairn.hcl"), hcl).unwrap();
+    fs_err::write(repo.path().join(".gitignore"), ".cairn/\n").unwrap();
     let mut state = cairn::state::StateData::default();
     for h in &built {
         let s = state.hosts.entry(h.name.clone()).or_default();
@@ -336,8 +335,8 @@ fn test_fleet(hosts: &[(&str, &str, bool)]) -> TestFleet {
             at: time::OffsetDateTime::UNIX_EPOCH,
         });
     }
-    std::fs::create_dir_all(repo.path().join(".cairn")).unwrap();
-    std::fs::write(
+    fs_err::create_dir_all(repo.path().join(".cairn")).unwrap();
+    fs_err::write(
         repo.path().join(".cairn/state.json"),
         serde_json::to_vec_pretty(&state).unwrap(),
     )
@@ -369,7 +368,7 @@ impl TestFleet {
     }
     /// A new commit on main, pushed: what a merged change looks like.
     fn commit_to_main(&self, file: &str, text: &str) -> String {
-        std::fs::write(self.repo.path().join(file), text).unwrap();
+        fs_err::write(self.repo.path().join(file), text).unwrap();
         git(self.repo.path(), &["add", file]);
         git(self.repo.path(), &["commit", "--quiet", "-m", &format!("change {file}")]);
         git(self.repo.path(), &["push", "--quiet", "forge", "main"]);
@@ -500,9 +499,9 @@ fn status_shows_converged_failed_held_and_unreachable_hosts() {
     let out = fleet.cairn(&["gitops", "sync"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let written: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fleet.repo.path().join("cairn/fleet.json")).unwrap())
+        serde_json::from_slice(&fs_err::read(fleet.repo.path().join("cairn/fleet.json")).unwrap())
             .unwrap();
-    let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+    let machine_id = fs_err::read_to_string("/etc/machine-id").unwrap_or_default();
     if !machine_id.trim().is_empty() {
         assert_eq!(written["hosts"]["web1"]["machine_id"], machine_id.trim());
     }

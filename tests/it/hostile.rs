@@ -27,7 +27,7 @@ struct Run {
 /// if it outlives [`HANG_GUARD`].
 fn cairn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
+    fs_err::create_dir_all(&home).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
     cmd.current_dir(dir)
         .env_clear()
@@ -115,7 +115,7 @@ impl Repo {
 
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let p = self.path(name);
-        std::fs::write(&p, bytes).unwrap();
+        fs_err::write(&p, bytes).unwrap();
         p
     }
 
@@ -438,7 +438,7 @@ fn sops_yaml_rules_hostile() {
 }
 
 fn inventory_run(dir: &Path, name: &str, text: &str) -> Run {
-    std::fs::write(dir.join("cairn.hcl"), text).unwrap();
+    fs_err::write(dir.join("cairn.hcl"), text).unwrap();
     let run = cairn(dir, &["hosts"], &[]);
     survives(name, &run);
     run
@@ -468,9 +468,9 @@ fn inventory_file_of_dev_zero_a_fifo_and_a_directory() {
     let fifo = dir.path().join("fifo");
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
-    let big = std::fs::File::create(dir.path().join("big")).unwrap();
+    let big = fs_err::File::create(dir.path().join("big")).unwrap();
     big.set_len(16 * 1024 * 1024 + 1).unwrap();
-    std::fs::write(dir.path().join("small.txt"), "hello").unwrap();
+    fs_err::write(dir.path().join("small.txt"), "hello").unwrap();
     for (name, path, what) in [
         ("dev_zero", "/dev/zero", "is a device, not a regular file"),
         ("fifo", "fifo", "is a FIFO, not a regular file"),
@@ -486,9 +486,9 @@ fn inventory_file_of_dev_zero_a_fifo_and_a_directory() {
     }
     // A regular file relative to the inventory's directory (not the working directory).
     let sub = dir.path().join("sub");
-    std::fs::create_dir(&sub).unwrap();
+    fs_err::create_dir(&sub).unwrap();
     let text = "locals {\n  z = file(\"small.txt\")\n}\n";
-    std::fs::write(dir.path().join("cairn.hcl"), text).unwrap();
+    fs_err::write(dir.path().join("cairn.hcl"), text).unwrap();
     let run = cairn(&sub, &["--inventory", "../cairn.hcl", "hosts"], &[]);
     survives("file relative", &run);
     assert!(run.status.success(), "{}", run.stderr);
@@ -583,7 +583,7 @@ host "web1" {
   location = env("CAIRN_TEST_LOCATION")
 }
 "#;
-    std::fs::write(dir.path().join("cairn.hcl"), text).unwrap();
+    fs_err::write(dir.path().join("cairn.hcl"), text).unwrap();
     let env = [("CAIRN_TEST_TOKEN", "tok-1234567890"), ("CAIRN_TEST_LOCATION", "secret-dc-7")];
     let plan = cairn(dir.path(), &["plan", "--refresh=false"], &env);
     survives("plan", &plan);

@@ -111,7 +111,7 @@ fn shipped_inventories_load() {
 }
 
 fn collect_named(dir: &Path, name: &str, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = fs_err::read_dir(dir) else { return };
     let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     entries.sort();
     for path in entries {
@@ -328,8 +328,8 @@ provider "hcloud" "cloud" {
 fn single_provider_may_be_omitted_and_discover_walks_up() {
     let dir = tempfile::tempdir().unwrap();
     let nested = dir.path().join("a/b");
-    std::fs::create_dir_all(&nested).unwrap();
-    std::fs::write(
+    fs_err::create_dir_all(&nested).unwrap();
+    fs_err::write(
         dir.path().join("cairn.hcl"),
         "provider \"existing\" \"owned\" {}\nhost \"box\" {\n  address = \"192.0.2.1\"\n}\n",
     )
@@ -416,7 +416,7 @@ fn odd_inputs_never_panic() {
 /// The HCL snippets in the language reference are valid HCL.
 #[test]
 fn reference_snippets_parse() {
-    let doc = std::fs::read_to_string("docs/inventory.md").expect("docs/inventory.md");
+    let doc = fs_err::read_to_string("docs/inventory.md").expect("docs/inventory.md");
     let snippets: Vec<&str> =
         doc.split("```hcl\n").skip(1).map(|s| s.split("```").next().unwrap_or_default()).collect();
     assert!(snippets.len() >= 3, "found {} snippets", snippets.len());

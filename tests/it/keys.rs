@@ -21,8 +21,8 @@ fn run(cmd: &mut Command) -> String {
 
 fn write_private(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    fs_err::write(path, text).unwrap();
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 fn host(name: &str) -> cairn::inventory::model::HostName {
@@ -53,7 +53,7 @@ fn generated_host_key_is_what_ssh_keygen_reads() {
 
     // ssh-keygen can also rewrite it (change the comment), which parses every field.
     run(Command::new("ssh-keygen").args(["-c", "-C", "other", "-P", "", "-f"]).arg(&path));
-    let rewritten = std::fs::read_to_string(&path).unwrap();
+    let rewritten = fs_err::read_to_string(&path).unwrap();
     let reparsed = HostKeys::from_private("web1", rewritten.into(), None).unwrap();
     assert_eq!(reparsed.ssh_age_recipient(), keys.ssh_age_recipient());
     assert!(reparsed.ssh_public_line().ends_with(" other"));
@@ -67,10 +67,10 @@ fn ssh_to_age_agrees_with_age_keygen_and_age() {
     run(Command::new("ssh-keygen")
         .args(["-t", "ed25519", "-N", "", "-q", "-C", "x", "-f"])
         .arg(&key));
-    let public_line = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let public_line = fs_err::read_to_string(key.with_extension("pub")).unwrap();
 
     let recipient = ssh_public_key_to_age(&public_line).unwrap();
-    let identity = ssh_private_key_to_age(&std::fs::read(&key).unwrap()).unwrap();
+    let identity = ssh_private_key_to_age(&fs_err::read(&key).unwrap()).unwrap();
     let id_file = dir.path().join("converted.txt");
     write_private(&id_file, &format!("{}\n", identity.expose_secret()));
 
@@ -80,7 +80,7 @@ fn ssh_to_age_agrees_with_age_keygen_and_age() {
 
     // age -e to the converted recipient, age -d with the converted identity.
     let plain = dir.path().join("plain");
-    std::fs::write(&plain, b"hello host").unwrap();
+    fs_err::write(&plain, b"hello host").unwrap();
     let enc = dir.path().join("plain.age");
     run(Command::new("age").args(["-e", "-r", recipient.as_str(), "-o"]).arg(&enc).arg(&plain));
     let dec = run(Command::new("age").arg("-d").arg("-i").arg(&id_file).arg(&enc));
@@ -89,7 +89,7 @@ fn ssh_to_age_agrees_with_age_keygen_and_age() {
     // And cairn's own encryption decrypts with the real age.
     let armored = encrypt_armored(std::slice::from_ref(&recipient), b"from cairn").unwrap();
     let enc2 = dir.path().join("cairn.age");
-    std::fs::write(&enc2, armored).unwrap();
+    fs_err::write(&enc2, armored).unwrap();
     let dec = run(Command::new("age").arg("-d").arg("-i").arg(&id_file).arg(&enc2));
     assert_eq!(dec, "from cairn");
 }
@@ -120,7 +120,7 @@ fn discovery_uses_ssh_keys_key_cmd_and_skips_protected_keys() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let ssh = home.join(".ssh");
-    std::fs::create_dir_all(&ssh).unwrap();
+    fs_err::create_dir_all(&ssh).unwrap();
     run(Command::new("ssh-keygen")
         .args(["-t", "ed25519", "-N", "", "-q", "-f"])
         .arg(ssh.join("id_ed25519")));
@@ -159,9 +159,9 @@ fn discovery_uses_ssh_keys_key_cmd_and_skips_protected_keys() {
     );
 
     // Each identity really decrypts: the ssh recipient (age -R) and the command's key.
-    let pub_line = std::fs::read_to_string(ssh.join("id_ed25519.pub")).unwrap();
+    let pub_line = fs_err::read_to_string(ssh.join("id_ed25519.pub")).unwrap();
     let plain = dir.path().join("plain");
-    std::fs::write(&plain, b"k").unwrap();
+    fs_err::write(&plain, b"k").unwrap();
     let enc = dir.path().join("ssh.age");
     run(Command::new("age")
         .arg("-e")
@@ -170,7 +170,7 @@ fn discovery_uses_ssh_keys_key_cmd_and_skips_protected_keys() {
         .arg("-o")
         .arg(&enc)
         .arg(&plain));
-    assert_eq!(&ids.decrypt(&std::fs::read(&enc).unwrap()).unwrap()[..], b"k");
+    assert_eq!(&ids.decrypt(&fs_err::read(&enc).unwrap()).unwrap()[..], b"k");
     let armored = encrypt_armored(&[cmd_key.to_public()], b"k").unwrap();
     assert_eq!(&ids.decrypt(armored.as_bytes()).unwrap()[..], b"k");
     // Like sops 3.11, the ssh key is not also used as its ssh-to-age identity.
@@ -196,15 +196,15 @@ fn discovery_uses_ssh_keys_key_cmd_and_skips_protected_keys() {
 fn sops_decrypts_with_the_converted_host_identity() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
+    fs_err::create_dir_all(&home).unwrap();
     let keys = HostKeys::generate(&host("web1"), false);
     let plain = dir.path().join("s.yaml");
-    std::fs::write(&plain, "password: hunter2\n").unwrap();
+    fs_err::write(&plain, "password: hunter2\n").unwrap();
     let enc = run(sops_cmd(&home)
         .args(["encrypt", "--age", keys.ssh_age_recipient().as_str()])
         .arg(&plain));
     let enc_path = dir.path().join("s.enc.yaml");
-    std::fs::write(&enc_path, &enc).unwrap();
+    fs_err::write(&enc_path, &enc).unwrap();
 
     let key_file = dir.path().join("age-keys.txt");
     write_private(
@@ -218,7 +218,7 @@ fn sops_decrypts_with_the_converted_host_identity() {
     // sops 3.11 does not derive that identity from ~/.ssh/id_ed25519 (3.12+ does); cairn's
     // discovery follows 3.11, see discovery_uses_ssh_keys_key_cmd_and_skips_protected_keys.
     let ssh = home.join(".ssh");
-    std::fs::create_dir_all(&ssh).unwrap();
+    fs_err::create_dir_all(&ssh).unwrap();
     write_private(&ssh.join("id_ed25519"), keys.ssh_private_openssh());
     let out = sops_cmd(&home).arg("decrypt").arg(&enc_path).output().unwrap();
     assert_eq!(out.status.code(), Some(128), "{}", String::from_utf8_lossy(&out.stderr));
@@ -231,7 +231,7 @@ fn recipients_parse_what_the_tools_print() {
     run(Command::new("ssh-keygen")
         .args(["-t", "rsa", "-b", "3072", "-N", "", "-q", "-C", "a@b", "-f"])
         .arg(&key));
-    let rsa_line = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let rsa_line = fs_err::read_to_string(key.with_extension("pub")).unwrap();
     let rsa = AgeRecipient::parse(&rsa_line).unwrap();
     assert_eq!(rsa.as_str(), rsa_line.trim());
     assert_eq!(rsa.kind(), cairn::keys::RecipientKind::SshRsa);
@@ -249,7 +249,7 @@ fn stored_host_keys_open_with_the_real_sops() {
     use cairn::secrets::SopsBinaryCodec;
     let repo = tempfile::tempdir().unwrap();
     let home = repo.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
+    fs_err::create_dir_all(&home).unwrap();
     let admin = generate_age_identity();
     let admin_file = repo.path().join("admin.txt");
     write_private(&admin_file, &admin.to_text());
@@ -278,7 +278,7 @@ fn stored_host_keys_open_with_the_real_sops() {
         .arg(store.age_key_path("web1")));
     assert_eq!(age_key.trim(), keys.age_identity().unwrap().expose_secret());
     assert_eq!(
-        std::fs::read_to_string(store.public_key_path("web1")).unwrap(),
+        fs_err::read_to_string(store.public_key_path("web1")).unwrap(),
         format!("{}\n", keys.ssh_public_line())
     );
 
@@ -301,25 +301,25 @@ fn discovery_decrypts_exactly_when_sops_does() {
     let admin = generate_age_identity();
     let key_text = admin.to_text();
     let spaced = root.join("dir with space");
-    std::fs::create_dir_all(&spaced).unwrap();
+    fs_err::create_dir_all(&spaced).unwrap();
     let key_file = spaced.join("keys.txt");
     write_private(&key_file, &key_text);
 
     // A file sops encrypts to the admin, and one to an SSH key.
     let ssh_dir = root.join("sshkey");
-    std::fs::create_dir_all(&ssh_dir).unwrap();
+    fs_err::create_dir_all(&ssh_dir).unwrap();
     run(Command::new("ssh-keygen")
         .args(["-t", "ed25519", "-N", "", "-q", "-f"])
         .arg(ssh_dir.join("id_ed25519")));
-    let ssh_pub = std::fs::read_to_string(ssh_dir.join("id_ed25519.pub")).unwrap();
+    let ssh_pub = fs_err::read_to_string(ssh_dir.join("id_ed25519.pub")).unwrap();
     let empty_home = root.join("empty-home");
-    std::fs::create_dir_all(&empty_home).unwrap();
+    fs_err::create_dir_all(&empty_home).unwrap();
     let plain = root.join("s.yaml");
-    std::fs::write(&plain, "k: v\n").unwrap();
+    fs_err::write(&plain, "k: v\n").unwrap();
     let encrypt_to = |recipient: &str, name: &str| -> (PathBuf, String) {
         let out = run(sops_cmd(&empty_home).args(["encrypt", "--age", recipient]).arg(&plain));
         let path = root.join(name);
-        std::fs::write(&path, &out).unwrap();
+        fs_err::write(&path, &out).unwrap();
         let docs = cairn::secrets::yaml::parse(&out).unwrap();
         let enc = (|| {
             use cairn::secrets::tree::{get, ListItem, Scalar, Value};
@@ -454,17 +454,17 @@ fn discovery_decrypts_exactly_when_sops_does() {
     ];
     for (i, case) in cases.iter().enumerate() {
         let home = root.join(format!("home{i}"));
-        std::fs::create_dir_all(&home).unwrap();
+        fs_err::create_dir_all(&home).unwrap();
         for (rel, text) in &case.home_files {
             let p = home.join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
             write_private(&p, text);
         }
         let ssh_case =
             case.ssh_file || case.vars.iter().any(|(k, _)| *k == "SOPS_AGE_SSH_PRIVATE_KEY_FILE");
         if case.ssh_file {
-            std::fs::create_dir_all(home.join(".ssh")).unwrap();
-            std::fs::copy(ssh_dir.join("id_ed25519"), home.join(".ssh/id_ed25519")).unwrap();
+            fs_err::create_dir_all(home.join(".ssh")).unwrap();
+            fs_err::copy(ssh_dir.join("id_ed25519"), home.join(".ssh/id_ed25519")).unwrap();
         }
         let (file, enc) = if ssh_case { &to_ssh } else { &to_admin };
 

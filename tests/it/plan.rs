@@ -57,7 +57,7 @@ defaults {{
 {hosts}"#,
             self.ca.endpoint()
         );
-        std::fs::write(self.path().join("cairn.hcl"), text).unwrap();
+        fs_err::write(self.path().join("cairn.hcl"), text).unwrap();
     }
 
     fn cairn(&self, args: &[&str]) -> Output {
@@ -82,7 +82,7 @@ defaults {{
     }
 
     fn state(&self) -> Value {
-        let text = std::fs::read_to_string(self.path().join(".cairn/state.json")).unwrap();
+        let text = fs_err::read_to_string(self.path().join(".cairn/state.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     }
 
@@ -267,12 +267,12 @@ fn apply_and_destroy_refuse_without_a_terminal_unless_yes() {
 #[test]
 fn a_provider_error_shows_for_its_hosts_and_the_others_are_planned() {
     let Some(repo) = Repo::start("host \"web1\" {}\n") else { return };
-    let inv = std::fs::read_to_string(repo.path().join("cairn.hcl")).unwrap();
+    let inv = fs_err::read_to_string(repo.path().join("cairn.hcl")).unwrap();
     let wrong = format!(
         "{inv}\nprovider \"hcloud\" \"other\" {{\n  token    = \"not-the-token\"\n  endpoint = \"{}\"\n}}\nhost \"db1\" {{\n  provider = \"other\"\n}}\n",
         repo.ca.endpoint()
     );
-    std::fs::write(repo.path().join("cairn.hcl"), wrong).unwrap();
+    fs_err::write(repo.path().join("cairn.hcl"), wrong).unwrap();
     snapshot!("plan_with_a_failing_provider", repo.run(&["plan", "--detailed-exitcode"], 1));
     let applied = repo.run(&["apply", "--yes"], 1);
     assert!(applied.contains("web1: created machine"), "{applied}");

@@ -73,7 +73,7 @@ impl Moto {
         };
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("moto.log")).unwrap();
+        let log = fs_err::File::create(dir.path().join("moto.log")).unwrap().into_parts().0;
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
@@ -100,7 +100,7 @@ impl Moto {
 
     fn log(&self) -> String {
         let mut log = String::new();
-        std::fs::File::open(self.dir.path().join("moto.log"))
+        fs_err::File::open(self.dir.path().join("moto.log"))
             .and_then(|mut f| f.read_to_string(&mut log))
             .ok();
         log

@@ -11,7 +11,7 @@ use secrets_support::{mask_ciphertexts, AgeKey, Lab};
 
 fn cairn(lab: &Lab, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let home = lab.path("home");
-    std::fs::create_dir_all(&home).unwrap();
+    fs_err::create_dir_all(&home).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
     cmd.current_dir(cwd)
         .env_clear()
@@ -33,8 +33,8 @@ fn key_env(key: &AgeKey) -> [(&'static str, String); 1] {
 
 fn script(lab: &Lab, name: &str, body: &str) -> PathBuf {
     let p = lab.path(name);
-    std::fs::write(&p, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::write(&p, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+    fs_err::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
 }
 
@@ -63,7 +63,7 @@ fn fixture(name: &str, plain: &str) -> Option<Fixture> {
     let lab = Lab::new()?;
     let key = lab.age_key("admin");
     let file = lab.path(name);
-    std::fs::write(&file, plain).unwrap();
+    fs_err::write(&file, plain).unwrap();
     let out = cairn(
         &lab,
         lab.dir.path(),
@@ -114,14 +114,14 @@ fn edit_changes_one_value_and_keeps_the_other_ciphertexts() {
     else {
         return;
     };
-    let before = std::fs::read_to_string(&f.file).unwrap();
+    let before = fs_err::read_to_string(&f.file).unwrap();
     let editor = script(&f.lab, "ed.sh", r#"sed -i 's/"two"/"TWO"/' "$1""#);
     let mut env: Vec<(&str, String)> = key_env(&f.key).to_vec();
     env.push(("EDITOR", editor.display().to_string()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = cairn(&f.lab, f.lab.dir.path(), &["secrets", "edit", "app.json"], &env);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let after = std::fs::read_to_string(&f.file).unwrap();
+    let after = fs_err::read_to_string(&f.file).unwrap();
     let (b, a) = (json_values(&before), json_values(&after));
     assert_eq!(a["a"], b["a"], "unchanged value keeps its ciphertext");
     assert_eq!(a["nested"]["c"], b["nested"]["c"]);
@@ -142,7 +142,7 @@ fn the_editor_does_not_inherit_cloud_tokens_or_the_inline_age_key() {
     let Some(f) = fixture("app.json", r#"{"a": "one"}"#) else { return };
     let seen = f.lab.path("editor-env");
     let editor = script(&f.lab, "env.sh", &format!("env > '{}'", seen.display()));
-    let key = std::fs::read_to_string(&f.key.identity_file).unwrap();
+    let key = fs_err::read_to_string(&f.key.identity_file).unwrap();
     let key = key.lines().find(|l| l.starts_with("AGE-SECRET-KEY-")).unwrap().to_owned();
     let env = [
         ("SOPS_AGE_KEY", key.as_str()),
@@ -153,7 +153,7 @@ fn the_editor_does_not_inherit_cloud_tokens_or_the_inline_age_key() {
     ];
     let out = cairn(&f.lab, f.lab.dir.path(), &["secrets", "edit", "app.json"], &env);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let seen = std::fs::read_to_string(&seen).unwrap();
+    let seen = fs_err::read_to_string(&seen).unwrap();
     assert!(seen.contains("EDITOR="), "the editor ran with an environment: {seen}");
     for secret in [key.as_str(), "hcloud-token-value", "aws-secret-value", "pg-secret-value"] {
         assert!(!seen.contains(secret), "the editor saw a credential");
@@ -163,20 +163,20 @@ fn the_editor_does_not_inherit_cloud_tokens_or_the_inline_age_key() {
 #[test]
 fn edit_without_change_writes_nothing_and_says_so() {
     let Some(f) = fixture("app.json", r#"{"a": "one"}"#) else { return };
-    let before = std::fs::read(&f.file).unwrap();
+    let before = fs_err::read(&f.file).unwrap();
     let mut env: Vec<(&str, String)> = key_env(&f.key).to_vec();
     env.push(("EDITOR", "true".into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = cairn(&f.lab, f.lab.dir.path(), &["secrets", "edit", "app.json"], &env);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(std::fs::read(&f.file).unwrap(), before);
+    assert_eq!(fs_err::read(&f.file).unwrap(), before);
     assert!(String::from_utf8_lossy(&out.stderr).contains("file has not changed, nothing written"));
 }
 
 #[test]
 fn edit_with_a_syntax_error_fails_without_a_terminal_then_a_fix_succeeds() {
     let Some(f) = fixture("app.json", r#"{"a": "one"}"#) else { return };
-    let before = std::fs::read(&f.file).unwrap();
+    let before = fs_err::read(&f.file).unwrap();
     let seen = f.lab.path("seen-path");
     let broken = script(
         &f.lab,
@@ -190,8 +190,8 @@ fn edit_with_a_syntax_error_fails_without_a_terminal_then_a_fix_succeeds() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot parse as json"), "{stderr}");
-    assert_eq!(std::fs::read(&f.file).unwrap(), before, "nothing written");
-    let tmp = std::fs::read_to_string(&seen).unwrap();
+    assert_eq!(fs_err::read(&f.file).unwrap(), before, "nothing written");
+    let tmp = fs_err::read_to_string(&seen).unwrap();
     assert!(!Path::new(tmp.trim()).exists(), "plaintext removed");
 
     let fixed = script(&f.lab, "fixed.sh", r#"printf '{"a": "fixed"}' > "$1""#);
@@ -206,7 +206,7 @@ fn edit_with_a_syntax_error_fails_without_a_terminal_then_a_fix_succeeds() {
 #[test]
 fn interrupted_edit_leaves_no_plaintext() {
     let Some(f) = fixture("interrupt.json", r#"{"a": "one"}"#) else { return };
-    let before = std::fs::read(&f.file).unwrap();
+    let before = fs_err::read(&f.file).unwrap();
     let seen = f.lab.path("seen-path");
     // The editor records the plaintext's path, then waits (exec: the sleep is the editor).
     let editor = script(
@@ -215,7 +215,7 @@ fn interrupted_edit_leaves_no_plaintext() {
         &format!("echo \"$1\" > {}.tmp\nmv {0}.tmp {0}\nexec sleep 60", seen.display()),
     );
     let home = f.lab.path("home");
-    std::fs::create_dir_all(&home).unwrap();
+    fs_err::create_dir_all(&home).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .current_dir(f.lab.dir.path())
         .env_clear()
@@ -240,11 +240,11 @@ fn interrupted_edit_leaves_no_plaintext() {
     while !seen.exists() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let plaintext = PathBuf::from(std::fs::read_to_string(&seen).unwrap().trim());
+    let plaintext = PathBuf::from(fs_err::read_to_string(&seen).unwrap().trim());
     assert!(plaintext.exists());
-    assert_eq!(std::fs::metadata(&plaintext).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs_err::metadata(&plaintext).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(
-        std::fs::metadata(plaintext.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+        fs_err::metadata(plaintext.parent().unwrap()).unwrap().permissions().mode() & 0o777,
         0o700
     );
     let st = Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
@@ -255,7 +255,7 @@ fn interrupted_edit_leaves_no_plaintext() {
     assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
     assert!(!plaintext.exists(), "the plaintext file is gone");
     assert!(!plaintext.parent().unwrap().exists(), "the private temp dir is gone");
-    assert_eq!(std::fs::read(&f.file).unwrap(), before);
+    assert_eq!(fs_err::read(&f.file).unwrap(), before);
 }
 
 #[test]
@@ -265,13 +265,13 @@ fn keygen_writes_a_private_key_once() {
     let out = cairn(&lab, lab.dir.path(), &["secrets", "keygen"], &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let public = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs_err::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
     let derived = Command::new("age-keygen").arg("-y").arg(&target).output().unwrap();
     assert_eq!(String::from_utf8(derived.stdout).unwrap(), public);
-    let before = std::fs::read(&target).unwrap();
+    let before = fs_err::read(&target).unwrap();
     let again = cairn(&lab, lab.dir.path(), &["secrets", "keygen"], &[]);
     assert!(!again.status.success());
-    assert_eq!(std::fs::read(&target).unwrap(), before);
+    assert_eq!(fs_err::read(&target).unwrap(), before);
     insta::assert_snapshot!(
         "keygen_refuses_overwrite",
         normalize(&lab, &String::from_utf8_lossy(&again.stderr))
@@ -293,22 +293,22 @@ fn cli_error_messages() {
     let key_env = [("SOPS_AGE_KEY_FILE", f.key.identity_file.to_str().unwrap())];
     insta::assert_snapshot!("no_identity", run(&["secrets", "decrypt", "app.json"], &other_env));
 
-    std::fs::write(lab.path("plain.json"), r#"{"a": 1}"#).unwrap();
+    fs_err::write(lab.path("plain.json"), r#"{"a": 1}"#).unwrap();
     insta::assert_snapshot!("not_encrypted", run(&["secrets", "decrypt", "plain.json"], &key_env));
     insta::assert_snapshot!("no_rule", run(&["secrets", "encrypt", "plain.json"], &key_env));
 
-    let text = std::fs::read_to_string(&f.file).unwrap();
+    let text = fs_err::read_to_string(&f.file).unwrap();
     let v = json_values(&text);
     let (a, b) = (v["a"].as_str().unwrap(), v["b"].as_str().unwrap());
-    std::fs::write(lab.path("swapped.json"), text.replace(a, "@").replace(b, a).replace('@', b))
+    fs_err::write(lab.path("swapped.json"), text.replace(a, "@").replace(b, a).replace('@', b))
         .unwrap();
     insta::assert_snapshot!("value_moved", run(&["secrets", "decrypt", "swapped.json"], &key_env));
 
     let lm = v["sops"]["lastmodified"].as_str().unwrap();
-    std::fs::write(lab.path("lm.json"), text.replace(lm, "2001-01-01T00:00:00Z")).unwrap();
+    fs_err::write(lab.path("lm.json"), text.replace(lm, "2001-01-01T00:00:00Z")).unwrap();
     insta::assert_snapshot!("mac_undecryptable", run(&["secrets", "decrypt", "lm.json"], &key_env));
 
-    std::fs::write(lab.path("broken.json"), "{\"a\": ").unwrap();
+    fs_err::write(lab.path("broken.json"), "{\"a\": ").unwrap();
     insta::assert_snapshot!("parse_error", run(&["secrets", "decrypt", "broken.json"], &key_env));
 
     insta::assert_snapshot!(
@@ -346,7 +346,7 @@ fn rekey_matches_sops_updatekeys() {
     let (a, b, c) = (lab.age_key("a"), lab.age_key("b"), lab.age_key("c"));
     let repo = lab.path("repo");
     for d in ["secrets/web", "secrets/db", "other"] {
-        std::fs::create_dir_all(repo.join(d)).unwrap();
+        fs_err::create_dir_all(repo.join(d)).unwrap();
     }
     let config = |web: &str| {
         format!(
@@ -354,7 +354,7 @@ fn rekey_matches_sops_updatekeys() {
             a.recipient
         )
     };
-    std::fs::write(repo.join(".sops.yaml"), config(&format!("{},{}", a.recipient, b.recipient)))
+    fs_err::write(repo.join(".sops.yaml"), config(&format!("{},{}", a.recipient, b.recipient)))
         .unwrap();
     let files = [
         ("secrets/web/app.yaml", "# comment\ntoken: abc\nlist:\n    - 1\n    - two\n"),
@@ -364,15 +364,15 @@ fn rekey_matches_sops_updatekeys() {
         ("secrets/db/blob.bin", "binary\u{1}data"),
     ];
     for (name, plain) in files {
-        std::fs::write(repo.join(name), plain).unwrap();
+        fs_err::write(repo.join(name), plain).unwrap();
         let out = lab.sops_in(&repo, &["encrypt", "-i", name], &[]);
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    std::fs::write(repo.join("other/readme.txt"), "not a secret\n").unwrap();
-    std::fs::write(repo.join("secrets/notes.md"), "plain notes, no rule\n").unwrap();
+    fs_err::write(repo.join("other/readme.txt"), "not a secret\n").unwrap();
+    fs_err::write(repo.join("secrets/notes.md"), "plain notes, no rule\n").unwrap();
 
     // The web rule drops B and adds C.
-    std::fs::write(repo.join(".sops.yaml"), config(&format!("{},{}", a.recipient, c.recipient)))
+    fs_err::write(repo.join(".sops.yaml"), config(&format!("{},{}", a.recipient, c.recipient)))
         .unwrap();
     let original = lab.path("original");
     copy_dir(&repo, &original);
@@ -418,8 +418,8 @@ fn rekey_matches_sops_updatekeys() {
         assert_eq!(plain, lab.sops_decrypt(&original.join(name), &a.identity_file, &[]), "{name}");
         if name.starts_with("secrets/db/") {
             assert_eq!(
-                std::fs::read(repo.join(name)).unwrap(),
-                std::fs::read(original.join(name)).unwrap(),
+                fs_err::read(repo.join(name)).unwrap(),
+                fs_err::read(original.join(name)).unwrap(),
                 "{name}: up-to-date file untouched"
             );
         }
@@ -434,11 +434,11 @@ fn rekey_matches_sops_updatekeys() {
 
     // A second run changes nothing.
     let snapshot: Vec<Vec<u8>> =
-        files.iter().map(|(n, _)| std::fs::read(repo.join(n)).unwrap()).collect();
+        files.iter().map(|(n, _)| fs_err::read(repo.join(n)).unwrap()).collect();
     let out = cairn(&lab, &repo, &["secrets", "rekey"], &a_env);
     assert!(out.status.success());
     let again: Vec<Vec<u8>> =
-        files.iter().map(|(n, _)| std::fs::read(repo.join(n)).unwrap()).collect();
+        files.iter().map(|(n, _)| fs_err::read(repo.join(n)).unwrap()).collect();
     assert_eq!(snapshot, again);
 
     // --rotate: a new data key, every value re-encrypted, sops still reads it.
@@ -544,8 +544,8 @@ fn edit_creates_a_new_file_for_the_rule_recipients() {
     let Some(lab) = Lab::new() else { return };
     let (a, b) = (lab.age_key("a"), lab.age_key("b"));
     let repo = lab.path("repo");
-    std::fs::create_dir_all(repo.join("secrets")).unwrap();
-    std::fs::write(
+    fs_err::create_dir_all(repo.join("secrets")).unwrap();
+    fs_err::write(
         repo.join(".sops.yaml"),
         format!(
             "creation_rules:\n  - path_regex: ^secrets/\n    age: {},{}\n",
@@ -599,15 +599,15 @@ fn stores_indent_lays_files_out_as_sops_does() {
     ];
     for indent in [2, 4] {
         let repo = lab.path(&format!("indent{indent}"));
-        std::fs::create_dir_all(&repo).unwrap();
+        fs_err::create_dir_all(&repo).unwrap();
         let config = |age: &str| {
             format!(
                 "stores:\n  yaml:\n    indent: {indent}\n  json:\n    indent: {indent}\n  json_binary:\n    indent: {indent}\ncreation_rules:\n  - age: {age}\n"
             )
         };
-        std::fs::write(repo.join(".sops.yaml"), config(&a.recipient)).unwrap();
+        fs_err::write(repo.join(".sops.yaml"), config(&a.recipient)).unwrap();
         for (name, plain) in files {
-            std::fs::write(repo.join(name), plain).unwrap();
+            fs_err::write(repo.join(name), plain).unwrap();
             let mine = cairn(&lab, &repo, &["secrets", "encrypt", name], &a_env);
             assert!(mine.status.success(), "{}", String::from_utf8_lossy(&mine.stderr));
             let theirs = lab.sops_in(&repo, &["encrypt", name], &a_env);
@@ -620,8 +620,8 @@ fn stores_indent_lays_files_out_as_sops_does() {
 
             // decrypt: byte-identical plaintext, cairn's file and sops' alike
             let enc = format!("enc/{name}");
-            std::fs::create_dir_all(repo.join("enc")).unwrap();
-            std::fs::write(repo.join(&enc), &theirs.stdout).unwrap();
+            fs_err::create_dir_all(repo.join("enc")).unwrap();
+            fs_err::write(repo.join(&enc), &theirs.stdout).unwrap();
             let mine = cairn(&lab, &repo, &["secrets", "decrypt", &enc], &a_env);
             assert!(mine.status.success(), "{}", String::from_utf8_lossy(&mine.stderr));
             let theirs = lab.sops_in(&repo, &["decrypt", &enc], &a_env);
@@ -631,14 +631,14 @@ fn stores_indent_lays_files_out_as_sops_does() {
 
         // rekey rewrites a file laid out with sops' default indent as updatekeys does
         let default = lab.path(&format!("default{indent}"));
-        std::fs::create_dir_all(&default).unwrap();
-        std::fs::write(
+        fs_err::create_dir_all(&default).unwrap();
+        fs_err::write(
             default.join(".sops.yaml"),
             format!("creation_rules:\n  - age: {}\n", a.recipient),
         )
         .unwrap();
         for (name, plain) in files {
-            std::fs::write(default.join(name), plain).unwrap();
+            fs_err::write(default.join(name), plain).unwrap();
             let out = lab.sops_in(&default, &["encrypt", "-i", name], &a_env);
             assert!(out.status.success());
         }
@@ -647,7 +647,7 @@ fn stores_indent_lays_files_out_as_sops_does() {
         copy_dir(&default, &mine);
         copy_dir(&default, &theirs);
         for dir in [&mine, &theirs] {
-            std::fs::write(
+            fs_err::write(
                 dir.join(".sops.yaml"),
                 config(&format!("{},{}", a.recipient, b.recipient)),
             )
@@ -658,10 +658,8 @@ fn stores_indent_lays_files_out_as_sops_does() {
         for (name, _) in files {
             let out = lab.sops_in(&theirs, &["updatekeys", "-y", name], &a_env);
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            let (m, t) = (
-                std::fs::read(mine.join(name)).unwrap(),
-                std::fs::read(theirs.join(name)).unwrap(),
-            );
+            let (m, t) =
+                (fs_err::read(mine.join(name)).unwrap(), fs_err::read(theirs.join(name)).unwrap());
             assert_eq!(layout(&m), layout(&t), "indent {indent}: rekey {name}");
             // b, added by the rekey, reads it with sops
             let plain = lab.sops_decrypt(&mine.join(name), &b.identity_file, &[]);
@@ -695,26 +693,26 @@ fn rekey_regenerates_sops_yaml_from_the_inventory_first() {
     let (alice, bob, web1, web2) =
         (lab.age_key("alice"), lab.age_key("bob"), lab.age_key("web1"), lab.age_key("web2"));
     let repo = lab.path("repo");
-    std::fs::create_dir_all(repo.join("secrets/web")).unwrap();
-    std::fs::write(repo.join("cairn.hcl"), inventory(&[("alice", &alice)])).unwrap();
+    fs_err::create_dir_all(repo.join("secrets/web")).unwrap();
+    fs_err::write(repo.join("cairn.hcl"), inventory(&[("alice", &alice)])).unwrap();
     record_host_recipient(&repo, "web1", &web1.recipient);
     let alice_env = [("SOPS_AGE_KEY_FILE", alice.identity_file.to_str().unwrap())];
 
     // No .sops.yaml yet: rekey writes it, then a new file follows it.
     let out = cairn(&lab, &repo, &["secrets", "rekey"], &alice_env);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let sops_yaml = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    let sops_yaml = fs_err::read_to_string(repo.join(".sops.yaml")).unwrap();
     assert!(sops_yaml.contains(&web1.recipient) && !sops_yaml.contains(&web2.recipient));
-    std::fs::write(repo.join("secrets/web/app.yaml"), "token: abc\n").unwrap();
+    fs_err::write(repo.join("secrets/web/app.yaml"), "token: abc\n").unwrap();
     let out = cairn(&lab, &repo, &["secrets", "encrypt", "-i", "secrets/web/app.yaml"], &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // A new admin, and web2 bootstrapped since.
-    std::fs::write(repo.join("cairn.hcl"), inventory(&[("alice", &alice), ("bob", &bob)])).unwrap();
+    fs_err::write(repo.join("cairn.hcl"), inventory(&[("alice", &alice), ("bob", &bob)])).unwrap();
     record_host_recipient(&repo, "web2", &web2.recipient);
     let before = (
-        std::fs::read(repo.join(".sops.yaml")).unwrap(),
-        std::fs::read(repo.join("secrets/web/app.yaml")).unwrap(),
+        fs_err::read(repo.join(".sops.yaml")).unwrap(),
+        fs_err::read(repo.join("secrets/web/app.yaml")).unwrap(),
     );
     let out = cairn(&lab, &repo, &["secrets", "rekey", "--dry-run"], &alice_env);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -723,8 +721,8 @@ fn rekey_regenerates_sops_yaml_from_the_inventory_first() {
         normalize(&lab, &String::from_utf8_lossy(&out.stdout))
     );
     let after = (
-        std::fs::read(repo.join(".sops.yaml")).unwrap(),
-        std::fs::read(repo.join("secrets/web/app.yaml")).unwrap(),
+        fs_err::read(repo.join(".sops.yaml")).unwrap(),
+        fs_err::read(repo.join("secrets/web/app.yaml")).unwrap(),
     );
     assert_eq!(before, after, "--dry-run writes nothing, .sops.yaml included");
 
@@ -743,13 +741,13 @@ fn rekey_regenerates_sops_yaml_from_the_inventory_first() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already up to date"));
 
     // Nothing changed since: nothing is written.
-    let snapshot = (std::fs::read(repo.join(".sops.yaml")).unwrap(), std::fs::read(&file).unwrap());
+    let snapshot = (fs_err::read(repo.join(".sops.yaml")).unwrap(), fs_err::read(&file).unwrap());
     let out = cairn(&lab, &repo, &["secrets", "rekey"], &alice_env);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(".sops.yaml: up to date with the inventory"), "{stdout}");
     assert_eq!(
         snapshot,
-        (std::fs::read(repo.join(".sops.yaml")).unwrap(), std::fs::read(&file).unwrap())
+        (fs_err::read(repo.join(".sops.yaml")).unwrap(), fs_err::read(&file).unwrap())
     );
 }

@@ -14,7 +14,7 @@ use secrets_support::{mask_ciphertexts, without_metadata, AgeKey, Lab};
 /// The identities sops would load with SOPS_AGE_KEY_FILE holding these keys (and no HOME).
 fn keyring(keys: &[&AgeKey]) -> Identities {
     let text: String =
-        keys.iter().map(|k| std::fs::read_to_string(&k.identity_file).unwrap()).collect();
+        keys.iter().map(|k| fs_err::read_to_string(&k.identity_file).unwrap()).collect();
     let mut env = IdentityEnv::default();
     env.set("SOPS_AGE_KEY", text);
     Identities::discover(&env)
@@ -64,12 +64,12 @@ fn roundtrip(
     let key = lab.age_key(name);
     let format = Format::from_path(Path::new(&format!("x.{ext}")));
     let plain_path = lab.path(&format!("{name}.plain.{ext}"));
-    std::fs::write(&plain_path, plain).unwrap();
+    fs_err::write(&plain_path, plain).unwrap();
 
     // sops encrypts, with the rule given in a .sops.yaml (3.11 has no flags for the
     // comment regexes)
     let case_dir = lab.path(name);
-    std::fs::create_dir_all(&case_dir).unwrap();
+    fs_err::create_dir_all(&case_dir).unwrap();
     let mut rule_yaml = String::new();
     if let Some((field, value)) = rule {
         rule_yaml.push_str(&format!("    {field}: '{value}'\n"));
@@ -77,7 +77,7 @@ fn roundtrip(
     if mac_only {
         rule_yaml.push_str("    mac_only_encrypted: true\n");
     }
-    std::fs::write(
+    fs_err::write(
         case_dir.join(".sops.yaml"),
         format!("creation_rules:\n  - age: {}\n{rule_yaml}", key.recipient),
     )
@@ -86,7 +86,7 @@ fn roundtrip(
     assert!(out.status.success(), "{name}: sops encrypt: {}", String::from_utf8_lossy(&out.stderr));
     let sops_enc = out.stdout;
     let sops_path = lab.path(&format!("{name}.sops.{ext}"));
-    std::fs::write(&sops_path, &sops_enc).unwrap();
+    fs_err::write(&sops_path, &sops_enc).unwrap();
     let expected = lab.sops_decrypt(&sops_path, &key.identity_file, &[]);
 
     let kr = keyring(&[&key]);
@@ -101,7 +101,7 @@ fn roundtrip(
     let spec = spec(&[&[&key.recipient]], 0, rule, mac_only);
     let cairn_enc = cairn_encrypt(plain, &plain_path, format, &spec);
     let cairn_path = lab.path(&format!("{name}.cairn.{ext}"));
-    std::fs::write(&cairn_path, &cairn_enc).unwrap();
+    fs_err::write(&cairn_path, &cairn_enc).unwrap();
     let from_sops = lab.sops_decrypt(&cairn_path, &key.identity_file, &[]);
     assert_eq!(
         String::from_utf8_lossy(&from_sops),
@@ -210,7 +210,7 @@ fn sops_encrypt_groups(
     threshold: usize,
 ) -> std::path::PathBuf {
     let dir = lab.path(name);
-    std::fs::create_dir_all(&dir).unwrap();
+    fs_err::create_dir_all(&dir).unwrap();
     let mut cfg = String::from("creation_rules:\n  - key_groups:\n");
     for g in groups {
         cfg.push_str("      - age:\n");
@@ -221,22 +221,22 @@ fn sops_encrypt_groups(
     if threshold > 0 {
         cfg.push_str(&format!("    shamir_threshold: {threshold}\n"));
     }
-    std::fs::write(dir.join(".sops.yaml"), cfg).unwrap();
+    fs_err::write(dir.join(".sops.yaml"), cfg).unwrap();
     let plain_path = dir.join(format!("plain.{ext}"));
-    std::fs::write(&plain_path, plain).unwrap();
+    fs_err::write(&plain_path, plain).unwrap();
     let out = lab.sops_in(&dir, &["encrypt", plain_path.to_str().unwrap()], &[]);
     assert!(out.status.success(), "sops encrypt: {}", String::from_utf8_lossy(&out.stderr));
     let enc = dir.join(format!("sops.{ext}"));
-    std::fs::write(&enc, out.stdout).unwrap();
+    fs_err::write(&enc, out.stdout).unwrap();
     enc
 }
 
 /// Writes the identities of `keys` into one file, as a user with several keys would have.
 fn key_file(lab: &Lab, name: &str, keys: &[&AgeKey]) -> std::path::PathBuf {
     let text: String =
-        keys.iter().map(|k| std::fs::read_to_string(&k.identity_file).unwrap()).collect();
+        keys.iter().map(|k| fs_err::read_to_string(&k.identity_file).unwrap()).collect();
     let p = lab.path(name);
-    std::fs::write(&p, text).unwrap();
+    fs_err::write(&p, text).unwrap();
     p
 }
 
@@ -279,13 +279,13 @@ fn shamir_key_groups_both_ways() {
             &spec(&rec_refs, threshold, None, false),
         );
         let cairn_file = lab.path(&format!("{name}.cairn.json"));
-        std::fs::write(&cairn_file, &cairn_bytes).unwrap();
+        fs_err::write(&cairn_file, &cairn_bytes).unwrap();
         let two = key_file(&lab, &format!("{name}.two"), &[&a, last]);
         assert_eq!(lab.sops_decrypt(&cairn_file, &two, &[]), expected, "{name}: sops reads cairn");
         // metadata shape matches sops' (key_groups, hc_vault null, threshold)
         assert_eq!(
             mask_enc_blocks(&String::from_utf8_lossy(&cairn_bytes)),
-            mask_enc_blocks(&std::fs::read_to_string(&sops_file).unwrap()),
+            mask_enc_blocks(&fs_err::read_to_string(&sops_file).unwrap()),
             "{name}: metadata layout"
         );
     }
@@ -309,7 +309,7 @@ fn both_verdicts(
     format: Format,
 ) -> (bool, Result<Vec<u8>, cairn::secrets::SecretsError>) {
     let p = lab.path(name);
-    std::fs::write(&p, text).unwrap();
+    fs_err::write(&p, text).unwrap();
     let out = lab.sops(
         &["decrypt", p.to_str().unwrap()],
         &[("SOPS_AGE_KEY_FILE", key.identity_file.to_str().unwrap())],
@@ -335,13 +335,10 @@ fn tampering_is_refused_where_sops_refuses_it() {
     let Some(lab) = Lab::new() else { return };
     let key = lab.age_key("tamper");
     let dir = lab.path("tamper");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join(".sops.yaml"),
-        format!("creation_rules:\n  - age: {}\n", key.recipient),
-    )
-    .unwrap();
-    std::fs::write(dir.join("p.json"), r#"{"a": "first", "b": "second", "n": 42}"#).unwrap();
+    fs_err::create_dir_all(&dir).unwrap();
+    fs_err::write(dir.join(".sops.yaml"), format!("creation_rules:\n  - age: {}\n", key.recipient))
+        .unwrap();
+    fs_err::write(dir.join("p.json"), r#"{"a": "first", "b": "second", "n": 42}"#).unwrap();
     let out = lab.sops_in(&dir, &["encrypt", "p.json"], &[]);
     assert!(out.status.success());
     let orig = String::from_utf8(out.stdout).unwrap();
@@ -406,13 +403,10 @@ fn tampered_comment_is_accepted_with_a_warning_like_sops() {
     let Some(lab) = Lab::new() else { return };
     let key = lab.age_key("comment");
     let dir = lab.path("comment");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join(".sops.yaml"),
-        format!("creation_rules:\n  - age: {}\n", key.recipient),
-    )
-    .unwrap();
-    std::fs::write(dir.join("p.env"), "#a comment\nA=1\n").unwrap();
+    fs_err::create_dir_all(&dir).unwrap();
+    fs_err::write(dir.join(".sops.yaml"), format!("creation_rules:\n  - age: {}\n", key.recipient))
+        .unwrap();
+    fs_err::write(dir.join("p.env"), "#a comment\nA=1\n").unwrap();
     let out = lab.sops_in(&dir, &["encrypt", "p.env"], &[]);
     assert!(out.status.success());
     let orig = String::from_utf8(out.stdout).unwrap();
@@ -487,18 +481,18 @@ fn ssh_recipients_both_ways() {
         let st =
             std::process::Command::new("ssh-keygen").args(&args).status().expect("ssh-keygen runs");
         assert!(st.success());
-        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap().trim().to_owned();
+        let public = fs_err::read_to_string(key.with_extension("pub")).unwrap().trim().to_owned();
         let plain = br#"{"secret": "via ssh", "n": 7}"#;
         let dir = lab.path(&format!("ssh-{kind}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(".sops.yaml"), format!("creation_rules:\n  - age: '{public}'\n"))
+        fs_err::create_dir_all(&dir).unwrap();
+        fs_err::write(dir.join(".sops.yaml"), format!("creation_rules:\n  - age: '{public}'\n"))
             .unwrap();
-        std::fs::write(dir.join("p.json"), plain).unwrap();
+        fs_err::write(dir.join("p.json"), plain).unwrap();
         let ssh_env = [("SOPS_AGE_SSH_PRIVATE_KEY_FILE", key.to_str().unwrap())];
         let out = lab.sops_in(&dir, &["encrypt", "p.json"], &[]);
         assert!(out.status.success(), "{kind}: {}", String::from_utf8_lossy(&out.stderr));
         let sops_path = dir.join("sops.json");
-        std::fs::write(&sops_path, &out.stdout).unwrap();
+        fs_err::write(&sops_path, &out.stdout).unwrap();
         let out = lab.sops_in(&dir, &["decrypt", "sops.json"], &ssh_env);
         assert!(out.status.success(), "{kind}: {}", String::from_utf8_lossy(&out.stderr));
         let expected = out.stdout;
@@ -520,7 +514,7 @@ fn ssh_recipients_both_ways() {
             "full authorized_keys line kept"
         );
         let cairn_path = dir.join("cairn.json");
-        std::fs::write(&cairn_path, &cairn_bytes).unwrap();
+        fs_err::write(&cairn_path, &cairn_bytes).unwrap();
         let out = lab.sops_in(&dir, &["decrypt", "cairn.json"], &ssh_env);
         assert!(
             out.status.success(),

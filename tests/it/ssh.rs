@@ -135,7 +135,7 @@ async fn boot_id_is_the_kernels() {
     let s = connect(&sshd).await;
     let id = s.boot_id().await.unwrap();
     // The server runs on this machine, so it shares our kernel's boot id.
-    let local = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let local = fs_err::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     assert_eq!(id.as_str(), local.trim());
 }
 
@@ -144,7 +144,7 @@ async fn a_wrong_host_key_is_refused_with_both_fingerprints() {
     let sshd = Sshd::start();
     let other = tempfile::tempdir().unwrap();
     sshd::keygen(&other.path().join("k"), "ed25519", "");
-    let wrong = std::fs::read_to_string(other.path().join("k.pub")).unwrap();
+    let wrong = fs_err::read_to_string(other.path().join("k.pub")).unwrap();
     let policy = HostKeyPolicy::pinned_openssh([wrong.trim()]).unwrap();
     let auth = Auth::KeyFile(sshd.client_key());
     let err = Session::connect(&target(&sshd, "root"), &auth, &policy, &ConnectOptions::default())
@@ -310,7 +310,7 @@ async fn a_200_mb_upload_arrives_intact_private_and_without_temp_files() {
     let dest = remote_dir.path().join("closure.bin");
     let dest = dest.to_str().unwrap();
     // A previous version is replaced, not appended to.
-    std::fs::write(dest, b"old").unwrap();
+    fs_err::write(dest, b"old").unwrap();
     let sent = s.upload(UploadSource::File(local.path()), dest, 0o600).await.unwrap();
     assert_eq!(sent, SIZE);
 
@@ -345,15 +345,15 @@ async fn an_upload_that_comes_up_short_leaves_the_target_untouched() {
     let s = connect(&sshd).await;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("key");
-    std::fs::write(&dest, b"old content").unwrap();
+    fs_err::write(&dest, b"old content").unwrap();
     // The stream ends before the announced size: the remote side refuses to commit.
     let err = s
         .upload(UploadSource::reader(&b"short"[..], Some(100)), dest.to_str().unwrap(), 0o600)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::UploadSize { sent: 5, received: 5, .. }), "{err:?}");
-    assert_eq!(std::fs::read(&dest).unwrap(), b"old content");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temp file left behind");
+    assert_eq!(fs_err::read(&dest).unwrap(), b"old content");
+    assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 1, "temp file left behind");
 }
 
 /// Yields `len` bytes of noise and runs `at_half` once, when half of them were read.
@@ -385,7 +385,7 @@ async fn a_connection_dropped_mid_upload_is_an_error_and_the_target_is_untouched
     let s = connect(&sshd).await;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("system.tar");
-    std::fs::write(&dest, b"old content").unwrap();
+    fs_err::write(&dest, b"old content").unwrap();
 
     let killer = sshd.clone();
     let source = Tripwire {
@@ -398,7 +398,7 @@ async fn a_connection_dropped_mid_upload_is_an_error_and_the_target_is_untouched
         .await
         .unwrap_err();
     assert!(matches!(err, Error::ConnectionLost { .. }), "{err:?}");
-    assert_eq!(std::fs::read(&dest).unwrap(), b"old content");
+    assert_eq!(fs_err::read(&dest).unwrap(), b"old content");
 
     // The server still accepts new connections, and the file is still the old one.
     let s = connect(&sshd).await;
@@ -589,7 +589,7 @@ async fn a_transfer_that_makes_no_progress_fails_after_the_io_timeout() {
     assert!(matches!(err, Error::Stalled { .. }), "{err:?}");
     assert!(err.to_string().contains("stalled: no progress for 1.0s"), "{err}");
     // The sleeper runs on this machine: stop it by its pid.
-    let pid = std::fs::read_to_string(pid_file.path()).unwrap();
+    let pid = fs_err::read_to_string(pid_file.path()).unwrap();
     let _ = std::process::Command::new("kill").arg(pid.trim()).status();
 }
 
@@ -599,7 +599,7 @@ async fn the_openssh_client_accepts_exactly_the_pinned_keys_from_known_hosts() {
     let dir = tempfile::tempdir().unwrap();
     let run_ssh = |known_hosts: &str| {
         let file = dir.path().join("known_hosts");
-        std::fs::write(&file, known_hosts).unwrap();
+        fs_err::write(&file, known_hosts).unwrap();
         std::process::Command::new("ssh")
             .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-i"])
             .arg(sshd.client_key())
@@ -713,7 +713,7 @@ async fn measure_upload_throughput() {
             .arg(sshd.client_key())
             .args(["-p", &sshd.port.to_string(), "root@127.0.0.1"])
             .arg(format!("cat > {} && sync {}", dest.display(), dest.display()))
-            .stdin(std::fs::File::open(local.path()).unwrap())
+            .stdin(fs_err::File::open(local.path()).unwrap().into_parts().0)
             .stderr(std::process::Stdio::null())
             .status()
             .unwrap();
@@ -785,7 +785,7 @@ async fn remote_output_is_streamed_as_tracing_events_with_the_host() {
     let err = line("mke2fs 1.47");
     assert!(err.contains("stream=\"stderr\"") && err.contains(&host), "{err}");
     // The private key never shows up in the log.
-    let key = std::fs::read_to_string(sshd.client_key()).unwrap();
+    let key = fs_err::read_to_string(sshd.client_key()).unwrap();
     let body: String = key.lines().nth(1).unwrap().chars().take(40).collect();
     assert!(!log.contains(&body));
 }
@@ -805,7 +805,7 @@ async fn a_command_over_its_time_limit_is_stopped_and_reported() {
         s.exec(&RemoteCommand::new("echo").arg("still here")).await.unwrap().stdout,
         b"still here\n"
     );
-    let pid = std::fs::read_to_string(pid_file.path()).unwrap();
+    let pid = fs_err::read_to_string(pid_file.path()).unwrap();
     let _ = std::process::Command::new("kill").arg(pid.trim()).status();
 }
 
@@ -815,7 +815,7 @@ async fn authenticates_with_an_rsa_key_using_sha2_signatures() {
     let sshd = Sshd::start();
     let dir = tempfile::tempdir().unwrap();
     sshd::keygen(&dir.path().join("rsa"), "rsa", "");
-    sshd.authorize(&std::fs::read_to_string(dir.path().join("rsa.pub")).unwrap());
+    sshd.authorize(&fs_err::read_to_string(dir.path().join("rsa.pub")).unwrap());
     let auth = Auth::KeyFile(dir.path().join("rsa"));
     let s =
         Session::connect(&target(&sshd, "root"), &auth, &pinned(&sshd), &ConnectOptions::default())
@@ -833,12 +833,12 @@ fn repo_for(sshd: &Sshd, keys: &[String]) -> tempfile::TempDir {
          host \"box\" {{\n  provider = \"owned\"\n  address  = \"127.0.0.1\"\n\n  ssh {{\n    port = {}\n  }}\n}}\n",
         sshd.port
     );
-    std::fs::write(repo.path().join("cairn.hcl"), inventory).unwrap();
+    fs_err::write(repo.path().join("cairn.hcl"), inventory).unwrap();
     let mut state = cairn::state::StateData::default();
     let host = state.hosts.entry("box".into()).or_default();
     host.host_keys.insert(cairn::state::KeyPhase::Stock, keys.to_vec());
-    std::fs::create_dir_all(repo.path().join(".cairn")).unwrap();
-    std::fs::write(
+    fs_err::create_dir_all(repo.path().join(".cairn")).unwrap();
+    fs_err::write(
         repo.path().join(".cairn/state.json"),
         serde_json::to_vec_pretty(&state).unwrap(),
     )
@@ -871,7 +871,7 @@ fn cairn_ssh_runs_a_command_with_the_pinned_key_and_propagates_its_exit_code() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(5), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     // The words reach the remote shell joined by spaces, as with ssh.
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let hostname = fs_err::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(stdout.trim(), format!("hello from {}", hostname.trim()));
 }
 
@@ -880,7 +880,7 @@ fn cairn_ssh_refuses_a_host_whose_key_changed() {
     let sshd = Sshd::start();
     let other = tempfile::tempdir().unwrap();
     sshd::keygen(&other.path().join("k"), "ed25519", "");
-    let wrong = std::fs::read_to_string(other.path().join("k.pub")).unwrap();
+    let wrong = fs_err::read_to_string(other.path().join("k.pub")).unwrap();
     let repo = repo_for(&sshd, &[wrong.trim().to_owned()]);
     let out = cairn_ssh(repo.path(), &sshd, &["--", "true"]);
     assert_eq!(out.status.code(), Some(1));

@@ -141,11 +141,11 @@ fn me(command: &str) -> LockHolder {
 }
 
 fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    fs_err::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 fn parse_file(path: &Path) -> StateData {
-    serde_json::from_slice(&std::fs::read(path).unwrap())
+    serde_json::from_slice(&fs_err::read(path).unwrap())
         .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()))
 }
 
@@ -176,7 +176,7 @@ fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, String) {
 }
 
 fn holder_record(dir: &Path) -> LockHolder {
-    serde_json::from_str(&std::fs::read_to_string(dir.join(".cairn/state.lock")).unwrap()).unwrap()
+    serde_json::from_str(&fs_err::read_to_string(dir.join(".cairn/state.lock")).unwrap()).unwrap()
 }
 
 /// One backend under test, and how to look at what it stored from outside cairn (the files
@@ -218,7 +218,7 @@ impl Backend {
     fn holder_record(&self) -> Option<LockHolder> {
         let text = match self {
             Backend::File { dir } => {
-                std::fs::read_to_string(dir.path().join(".cairn/state.lock")).unwrap()
+                fs_err::read_to_string(dir.path().join(".cairn/state.lock")).unwrap()
             }
             Backend::Pg { server } => server
                 .psql(&format!("SELECT holder::text FROM cairn.locks WHERE name = '{PG_NAME}'")),
@@ -245,8 +245,8 @@ impl Backend {
         let json = r#"{"schema": 7, "serial": 3, "hosts": {}, "new": 1}"#;
         match self {
             Backend::File { dir } => {
-                std::fs::create_dir(dir.path().join(".cairn")).unwrap();
-                std::fs::write(FileState::new(dir.path()).state_path(), json).unwrap();
+                fs_err::create_dir(dir.path().join(".cairn")).unwrap();
+                fs_err::write(FileState::new(dir.path()).state_path(), json).unwrap();
             }
             Backend::Pg { server } => {
                 drop(self.state().lock(me("cairn init"), LockWait::Fail).unwrap()); // the tables
@@ -335,7 +335,7 @@ fn file_state_is_pretty_json_with_a_backup_from_the_second_write() {
     lock.commit().unwrap();
     drop(lock);
     // Pretty, schema first, hosts in name order, ending in a newline.
-    let text = std::fs::read_to_string(state.state_path()).unwrap();
+    let text = fs_err::read_to_string(state.state_path()).unwrap();
     assert_eq!(
         text,
         format!(
@@ -404,7 +404,7 @@ fn file_lock_is_emptied_not_deleted_on_release() {
     let dir = tempfile::tempdir().unwrap();
     let state = FileState::new(dir.path());
     drop(state.lock(me("cairn first"), LockWait::Fail).unwrap());
-    assert_eq!(std::fs::read_to_string(state.lock_path()).unwrap(), "");
+    assert_eq!(fs_err::read_to_string(state.lock_path()).unwrap(), "");
 }
 
 fn second_run_fails_at_once_naming_the_holder(b: &Backend) {
@@ -503,7 +503,7 @@ fn killed_writer_leaves_old_or_new_state_and_a_backup(b: &Backend) {
     drop(lock);
     if let Backend::File { dir } = b {
         // The next run cleaned up temp files a killed write left behind.
-        let mut names: Vec<String> = std::fs::read_dir(dir.path().join(".cairn"))
+        let mut names: Vec<String> = fs_err::read_dir(dir.path().join(".cairn"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
@@ -540,7 +540,7 @@ fn lock_of_a_killed_run_is_taken_over_with_a_warning(b: &Backend) {
 fn file_lock_left_by_another_host_is_not_taken_over() {
     let dir = tempfile::tempdir().unwrap();
     let state = FileState::new(dir.path());
-    std::fs::create_dir(dir.path().join(".cairn")).unwrap();
+    fs_err::create_dir(dir.path().join(".cairn")).unwrap();
     let record = LockHolder {
         pid: std::process::id(), // alive here, which must not matter: it is another host's pid
         hostname: "ci-7".into(),
@@ -548,7 +548,7 @@ fn file_lock_left_by_another_host_is_not_taken_over() {
         command: "cairn bootstrap all".into(),
         since: time::macros::datetime!(2026-11-22 06:01:03 UTC),
     };
-    std::fs::write(state.lock_path(), serde_json::to_vec(&record).unwrap()).unwrap();
+    fs_err::write(state.lock_path(), serde_json::to_vec(&record).unwrap()).unwrap();
 
     let err = state.lock(me("cairn plan"), LockWait::Fail).unwrap_err();
     let lock_path = state.lock_path().display().to_string();
@@ -653,8 +653,8 @@ fn pg_commit_after_the_lock_connection_was_killed_fails_and_writes_nothing() {
 fn file_state_that_does_not_parse_is_refused_naming_file_line_column_and_backup() {
     let dir = tempfile::tempdir().unwrap();
     let state = FileState::new(dir.path());
-    std::fs::create_dir(dir.path().join(".cairn")).unwrap();
-    std::fs::write(state.state_path(), "{\n  \"schema\": 1,\n  \"serial\": 4,\n  \"hosts\": {\n    \"web1\": {\"provider_id\": \"1\"")
+    fs_err::create_dir(dir.path().join(".cairn")).unwrap();
+    fs_err::write(state.state_path(), "{\n  \"schema\": 1,\n  \"serial\": 4,\n  \"hosts\": {\n    \"web1\": {\"provider_id\": \"1\"")
         .unwrap();
     let err = state.read().unwrap_err();
     let path = state.state_path().display().to_string();
@@ -673,7 +673,7 @@ fn file_state_that_does_not_parse_is_refused_naming_file_line_column_and_backup(
     );
 
     // A well-formed file with a wrong type is reported the same way.
-    std::fs::write(state.state_path(), "{\"schema\": 1, \"serial\": \"four\"}").unwrap();
+    fs_err::write(state.state_path(), "{\"schema\": 1, \"serial\": \"four\"}").unwrap();
     let err = state.read().unwrap_err();
     assert!(
         err.to_string()
@@ -740,7 +740,7 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
     let repo = tempfile::tempdir().unwrap();
     // Port 9 on loopback: nothing listens there, so the first run keeps trying to reach web1
     // (holding the lock) until its reach timeout.
-    std::fs::write(
+    fs_err::write(
         repo.path().join("cairn.hcl"),
         format!(
             "state {{\n  backend = \"pg\"\n  conn    = env(\"CAIRN_PG_CONN\")\n  name    = \"{PG_NAME}\"\n}}\n\n\

@@ -50,7 +50,7 @@ impl Drop for FleetGuard {
         let pidfile = self.dir.join(".cairn/qemu/web1/qemu.pid");
         let _ = cairn(&self.dir, &["destroy", "host", "web1", "--yes"]);
         // If destroy itself failed, stop the VM by the pid it recorded.
-        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        if let Ok(pid) = fs_err::read_to_string(&pidfile) {
             let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
         }
     }
@@ -58,13 +58,13 @@ impl Drop for FleetGuard {
 
 /// Whether `pid` is a live process (a zombie waiting for its reaper counts as gone).
 fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    fs_err::read_to_string(format!("/proc/{pid}/status"))
         .map(|s| !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
         .unwrap_or(false)
 }
 
 fn console(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join(".cairn/qemu/web1/console.log")).unwrap_or_default()
+    fs_err::read_to_string(dir.join(".cairn/qemu/web1/console.log")).unwrap_or_default()
 }
 
 /// One VM at a time: two under software emulation on two cores only slow each other down.
@@ -103,7 +103,7 @@ impl Fleet {
 
 /// `cairn destroy` stops the VM and removes its files.
 fn destroy_leaves_nothing(dir: &Path) {
-    let pid: u32 = std::fs::read_to_string(dir.join(".cairn/qemu/web1/qemu.pid"))
+    let pid: u32 = fs_err::read_to_string(dir.join(".cairn/qemu/web1/qemu.pid"))
         .unwrap()
         .trim()
         .parse()
@@ -135,7 +135,7 @@ fn apply_ssh_destroy_on_the_local_provider() {
     // ...and the reach phase records it on first contact.
     let reached = cairn(&dir, &["bootstrap", "host", "web1", "--phases", "reach"]);
     assert!(reached.status.success(), "{}\n--- console\n{}", text(&reached), console(&dir));
-    let state = std::fs::read_to_string(dir.join(".cairn/state.json")).unwrap();
+    let state = fs_err::read_to_string(dir.join(".cairn/state.json")).unwrap();
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     let stock =
         state["hosts"]["web1"]["host_keys"]["stock"][0].as_str().expect("stock key recorded");
@@ -147,9 +147,9 @@ fn apply_ssh_destroy_on_the_local_provider() {
 
     // A machine with less memory than the installer needs is refused before anything is
     // uploaded, with what to do.
-    let hcl = std::fs::read_to_string(dir.join("cairn.hcl")).unwrap();
+    let hcl = fs_err::read_to_string(dir.join("cairn.hcl")).unwrap();
     let hcl = hcl.replace("installer_min_memory = 256", "installer_min_memory = 4096");
-    std::fs::write(dir.join("cairn.hcl"), hcl).unwrap();
+    fs_err::write(dir.join("cairn.hcl"), hcl).unwrap();
     let small = cairn(&dir, &["bootstrap", "host", "web1", "--phases", "kexec"]);
     let err = String::from_utf8_lossy(&small.stderr);
     assert_eq!(small.status.code(), Some(1), "{}", text(&small));
@@ -159,11 +159,11 @@ fn apply_ssh_destroy_on_the_local_provider() {
 
     // A disk layout naming a device the machine does not have is refused on the installer
     // before anything is wiped, naming the layout to fix.
-    let hcl = std::fs::read_to_string(dir.join("cairn.hcl")).unwrap();
+    let hcl = fs_err::read_to_string(dir.join("cairn.hcl")).unwrap();
     let hcl = hcl
         .replace("installer_min_memory = 4096", "installer_min_memory = 256")
         .replace("device = \"/dev/vda\"", "device = \"/dev/vdz\"");
-    std::fs::write(dir.join("cairn.hcl"), hcl).unwrap();
+    fs_err::write(dir.join("cairn.hcl"), hcl).unwrap();
     let wrong = cairn(&dir, &["bootstrap", "host", "web1", "--phases", "kexec,disk"]);
     let err = String::from_utf8_lossy(&wrong.stderr);
     assert_eq!(wrong.status.code(), Some(1), "{}\n--- console\n{}", text(&wrong), console(&dir));
@@ -194,7 +194,7 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
     assert!(out.contains("1 of 1 hosts ok"), "{out}");
 
     // The host key it presented is the one cairn generated and stored in the repository.
-    let public = std::fs::read_to_string(dir.join("secrets/hosts/web1/ssh_host_ed25519_key.pub"))
+    let public = fs_err::read_to_string(dir.join("secrets/hosts/web1/ssh_host_ed25519_key.pub"))
         .expect("the host's public key is stored");
     let fingerprint = Command::new("ssh-keygen")
         .args(["-l", "-E", "sha256", "-f"])
@@ -243,19 +243,19 @@ fn bootstrap_with_the_flakes_disko_script() {
     let layout = &inv.disk_layouts["vm"];
     let script =
         cairn::disk::render_script(layout, &cairn::disk::ScriptOptions::default()).unwrap();
-    std::fs::write(dir.join("disko.sh"), script).unwrap();
-    let flake = std::fs::read_to_string(dir.join("flake.nix")).unwrap();
+    fs_err::write(dir.join("disko.sh"), script).unwrap();
+    let flake = fs_err::read_to_string(dir.join("flake.nix")).unwrap();
     let flake = flake.replace(
         "  outputs = { self, testsystem, ... }: {\n",
         "  outputs = { self, testsystem, ... }: {\n    nixosConfigurations.web1.config.system.build.diskoScript =\n      testsystem.lib.mkDiskoScript ./disko.sh;\n",
     );
     assert!(flake.contains("mkDiskoScript"), "{flake}");
-    std::fs::write(dir.join("flake.nix"), flake).unwrap();
-    let hcl = std::fs::read_to_string(dir.join("cairn.hcl")).unwrap();
+    fs_err::write(dir.join("flake.nix"), flake).unwrap();
+    let hcl = fs_err::read_to_string(dir.join("cairn.hcl")).unwrap();
     let hcl =
         hcl.replace("  disk_layout = \"vm\"\n", "  disk_layout = \"vm\"\n  disko       = true\n");
     assert!(hcl.contains("disko       = true"), "{hcl}");
-    std::fs::write(dir.join("cairn.hcl"), hcl).unwrap();
+    fs_err::write(dir.join("cairn.hcl"), hcl).unwrap();
     // Nix reads the fleet's flake from the files Git tracks.
     for args in [
         &["add", "-A"][..],
@@ -342,15 +342,17 @@ fn bootstrap_killed_during_copy_resumes_sending_only_what_is_missing() {
     let Some(fleet) = Fleet::start() else { return };
     let dir = fleet.dir.clone();
     let first_err = dir.join(".cairn/first-run.stderr");
-    std::fs::create_dir_all(dir.join(".cairn")).unwrap();
+    fs_err::create_dir_all(dir.join(".cairn")).unwrap();
     let mut first = KillOnDrop(
         cairn_command(&dir, &["bootstrap", "host", "web1"])
-            .stdout(std::fs::File::create(dir.join(".cairn/first-run.stdout")).unwrap())
-            .stderr(std::fs::File::create(&first_err).unwrap())
+            .stdout(
+                fs_err::File::create(dir.join(".cairn/first-run.stdout")).unwrap().into_parts().0,
+            )
+            .stderr(fs_err::File::create(&first_err).unwrap().into_parts().0)
             .spawn()
             .unwrap(),
     );
-    let first_text = || std::fs::read_to_string(&first_err).unwrap_or_default();
+    let first_text = || fs_err::read_to_string(&first_err).unwrap_or_default();
 
     // Wait for the copy to start, as a user would see it.
     let until = Instant::now() + Duration::from_secs(900);
@@ -461,7 +463,7 @@ fn serial_hello_disk(path: &Path) {
     sector.resize(510, 0);
     sector.extend_from_slice(&[0x55, 0xaa]);
     sector.resize(1024 * 1024, 0);
-    std::fs::write(path, sector).unwrap();
+    fs_err::write(path, sector).unwrap();
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -495,7 +497,7 @@ fn accel_auto_falls_back_to_tcg_when_kvm_fails() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().to_path_buf();
     serial_hello_disk(&dir.join("hello.img"));
-    std::fs::write(
+    fs_err::write(
         dir.join("cairn.hcl"),
         r#"
 provider "qemu" "local" {
@@ -542,9 +544,9 @@ host "vm2" {
     // Both guests run (under TCG here) and print on their consoles.
     for vm in ["vm1", "vm2"] {
         let vm_dir = dir.join(".cairn/qemu").join(vm);
-        let cmdline = std::fs::read_to_string(vm_dir.join("qemu.pid"))
+        let cmdline = fs_err::read_to_string(vm_dir.join("qemu.pid"))
             .ok()
-            .and_then(|pid| std::fs::read(format!("/proc/{}/cmdline", pid.trim())).ok())
+            .and_then(|pid| fs_err::read(format!("/proc/{}/cmdline", pid.trim())).ok())
             .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
             .unwrap_or_else(|| panic!("{vm}: QEMU is not running: {}", text(&applied)));
         if kvm_aborts_here {
@@ -552,7 +554,7 @@ host "vm2" {
         }
         let mut console = String::new();
         for _ in 0..600 {
-            console = std::fs::read_to_string(vm_dir.join("console.log")).unwrap_or_default();
+            console = fs_err::read_to_string(vm_dir.join("console.log")).unwrap_or_default();
             if console.contains("cairn-boot-ok") {
                 break;
             }
@@ -579,7 +581,7 @@ fn kvm_start_aborts() -> bool {
         .arg("-daemonize")
         .output()
         .unwrap();
-    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+    if let Ok(pid) = fs_err::read_to_string(&pidfile) {
         let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
     }
     !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("kvm")
@@ -595,7 +597,7 @@ impl Drop for AccelGuard {
         let _ = cairn(&self.dir, &["destroy", "all", "--yes"]);
         for vm in ["vm1", "vm2"] {
             if let Ok(pid) =
-                std::fs::read_to_string(self.dir.join(".cairn/qemu").join(vm).join("qemu.pid"))
+                fs_err::read_to_string(self.dir.join(".cairn/qemu").join(vm).join("qemu.pid"))
             {
                 let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
             }

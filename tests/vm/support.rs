@@ -9,7 +9,7 @@
 //! waits for a machine-wide slot (`flock` on `$TMPDIR/cairn-vm.lock`).
 #![allow(dead_code)]
 
-use std::fs;
+use fs_err as fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
@@ -221,7 +221,7 @@ impl Vm {
         // exits at once and we try another.
         for _attempt in 0..5 {
             let ssh_port = free_port();
-            let log = fs::File::create(p("qemu.log")).unwrap();
+            let log = fs::File::create(p("qemu.log")).unwrap().into_parts().0;
             let mut cmd = Command::new("setpriv");
             cmd.args(["--pdeathsig", "KILL", "--", "qemu-system-x86_64"])
                 .args(["-name", "cairn-test", "-machine", "pc", "-nodefaults"])
@@ -472,7 +472,7 @@ impl SystemSsh {
     ) -> Outcome {
         let mut cmd = self.command(user, remote);
         cmd.stdin(match stdin {
-            Some(path) => Stdio::from(fs::File::open(path).unwrap()),
+            Some(path) => Stdio::from(fs::File::open(path).unwrap().into_parts().0),
             None => Stdio::null(),
         });
         run_with_timeout(&mut cmd, timeout)

@@ -151,7 +151,7 @@ async fn installer_bundle(r: &HostRun<'_>, arch: &str) -> Result<PathBuf, PhaseE
 fn bundle_decompressor(path: &std::path::Path) -> Result<&'static str, PhaseError> {
     let mut magic = [0u8; 4];
     let read =
-        std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic));
+        fs_err::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic));
     read.map_err(|source| PhaseError::Io {
         what: format!("reading the installer bundle {}", path.display()),
         help: "check the `installer` path".into(),

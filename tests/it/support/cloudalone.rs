@@ -41,7 +41,7 @@ impl Cloudalone {
         };
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("cloudalone.log")).unwrap();
+        let log = fs_err::File::create(dir.path().join("cloudalone.log")).unwrap().into_parts().0;
         let child = Command::new(&bin)
             .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
             .env("CLOUDALONE_BACKEND", "stub")
@@ -68,7 +68,7 @@ impl Cloudalone {
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 let mut log = String::new();
-                std::fs::File::open(self._dir.path().join("cloudalone.log"))
+                fs_err::File::open(self._dir.path().join("cloudalone.log"))
                     .and_then(|mut f| f.read_to_string(&mut log))
                     .ok();
                 panic!("cloudalone exited with {status}:\n{log}");

@@ -26,7 +26,7 @@ pub struct Postgres {
 
 /// The directory holding initdb, postgres and psql, newest version first.
 fn bin_dir() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+    let mut dirs: Vec<PathBuf> = fs_err::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(Result::ok)
         .map(|e| e.path().join("bin"))
@@ -79,7 +79,7 @@ impl Postgres {
             .args(["-c", "max_connections=40"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap());
+            .stderr(fs_err::File::create(dir.path().join("server.log")).unwrap().into_parts().0);
         let postmaster = cmd.spawn().unwrap();
         let mut pg = Self { dir, bin, port, postmaster: Some(postmaster) };
         pg.wait_ready();
@@ -108,7 +108,7 @@ impl Postgres {
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        fs_err::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     /// A libpq connection string for the `postgres` database, over the unix socket.
@@ -195,7 +195,7 @@ fn template(bin: &Path) -> PathBuf {
         .unwrap();
     let data = scratch.path().join("data");
     run(Command::new("cp").arg("-a").arg(&made).arg(&data));
-    match std::fs::rename(&data, &template) {
+    match fs_err::rename(&data, &template) {
         Ok(()) => {}
         // Another test made it first.
         Err(_) if template.join("PG_VERSION").is_file() => {}

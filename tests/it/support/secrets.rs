@@ -58,7 +58,7 @@ impl Lab {
     /// pointing into the lab so no real key is picked up).
     pub fn sops_in(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         let home = self.path("home");
-        std::fs::create_dir_all(&home).unwrap();
+        fs_err::create_dir_all(&home).unwrap();
         let mut cmd = Command::new(&self.sops);
         cmd.current_dir(cwd)
             .env_clear()

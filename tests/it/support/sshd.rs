@@ -41,8 +41,8 @@ impl Sshd {
             keygen(&dir.path().join(format!("ssh_host_{alg}_key")), alg, "");
         }
         keygen(&dir.path().join("client_key"), "ed25519", "");
-        let client_pub = std::fs::read_to_string(dir.path().join("client_key.pub")).unwrap();
-        std::fs::write(dir.path().join("authorized_keys"), client_pub).unwrap();
+        let client_pub = fs_err::read_to_string(dir.path().join("client_key.pub")).unwrap();
+        fs_err::write(dir.path().join("authorized_keys"), client_pub).unwrap();
         set_mode(&dir.path().join("authorized_keys"), 0o644);
         let d = dir.path().display();
         let config = format!(
@@ -62,7 +62,7 @@ impl Sshd {
              MaxSessions 100\n\
              LogLevel VERBOSE\n"
         );
-        std::fs::write(dir.path().join("sshd_config"), config).unwrap();
+        fs_err::write(dir.path().join("sshd_config"), config).unwrap();
         Self { dir, port, child: None }
     }
 
@@ -84,8 +84,8 @@ impl Sshd {
     pub fn launch_via(&mut self, wrapper: &[String]) {
         assert!(self.child.is_none(), "sshd already running");
         // Debian's sshd refuses to start without its privilege separation directory.
-        std::fs::create_dir_all("/run/sshd").ok();
-        let log = std::fs::File::create(self.dir.path().join("sshd.log")).unwrap();
+        fs_err::create_dir_all("/run/sshd").ok();
+        let log = fs_err::File::create(self.dir.path().join("sshd.log")).unwrap().into_parts().0;
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -136,7 +136,7 @@ impl Sshd {
 
     /// The server's host public key of `alg` (`ed25519`, `ecdsa`) as an OpenSSH line.
     pub fn host_public_key(&self, alg: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("ssh_host_{alg}_key.pub")))
+        fs_err::read_to_string(self.dir.path().join(format!("ssh_host_{alg}_key.pub")))
             .unwrap()
             .trim()
             .to_owned()
@@ -145,7 +145,7 @@ impl Sshd {
     /// Adds a public key (file contents) to the server's authorized_keys.
     pub fn authorize(&self, public_key: &str) {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
+        let mut f = fs_err::OpenOptions::new()
             .append(true)
             .open(self.dir.path().join("authorized_keys"))
             .unwrap();
@@ -153,7 +153,7 @@ impl Sshd {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+        fs_err::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
     /// Kills (SIGKILL) the sshd processes serving connections, leaving the listener and the
@@ -213,8 +213,8 @@ pub fn ensure_test_users() -> bool {
             run(Command::new("usermod").args(["-p", "*", user]));
         }
         let sudoers = Path::new("/etc/sudoers.d").join(SUDO_USER);
-        std::fs::create_dir_all("/etc/sudoers.d").unwrap();
-        std::fs::write(&sudoers, format!("{SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n")).unwrap();
+        fs_err::create_dir_all("/etc/sudoers.d").unwrap();
+        fs_err::write(&sudoers, format!("{SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n")).unwrap();
         set_mode(&sudoers, 0o440);
     });
     true
@@ -239,7 +239,7 @@ fn run(cmd: &mut Command) {
 
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 fn kill(pid: u32) {
@@ -247,15 +247,15 @@ fn kill(pid: u32) {
 }
 
 fn comm(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_owned())
+    fs_err::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_owned())
 }
 
 /// Every process below `root` in the process tree (from /proc).
 fn descendants(root: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+    for entry in fs_err::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Ok(stat) = fs_err::read_to_string(entry.path().join("stat")) else { continue };
         // The command name is in parentheses and may contain spaces; fields follow the last ')'.
         let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
         let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) else {

@@ -18,7 +18,6 @@ if [ -z "$cairn" ]; then
   cairn="$target/release/cairn"
 fi
 cloudalone=${CAIRN_TEST_CLOUDALONE:-$here/.ci/venv-cloud/bin/cloudalone}
-[ -x "$cloudalone" ] || cloudalone=/work/main/.ci/venv-cloud/bin/cloudalone
 [ -x "$cloudalone" ] || { echo "cloudalone is missing: run .ci/install" >&2; exit 1; }
 token=bench-token
 work=$(mktemp -d)

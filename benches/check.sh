@@ -2,11 +2,11 @@
 # `cairn check` without the Nix rules on a generated fleet: 1,000 hosts, 1,000 sops files,
 # 10,000 commits of history. Prints one table (goal: the whole check under 2 s). Not a test:
 # run it by hand on a release build:
-#   CARGO_TARGET_DIR=/work/target-release cargo build --release -j 1 && benches/check.sh
+#   cargo build --release -j 1 && benches/check.sh
 # HOSTS and COMMITS change the size; RUNS the number of timed runs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cairn=${CAIRN_BIN:-${CARGO_TARGET_DIR:-/work/target-release}/release/cairn}
+cairn=${CAIRN_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/cairn}
 [ -x "$cairn" ] || { echo "build cairn first: $cairn" >&2; exit 1; }
 command -v age-keygen >/dev/null || { echo "age-keygen not found (run .ci/install)" >&2; exit 1; }
 hosts=${HOSTS:-1000}

@@ -2,10 +2,10 @@
 # cairn vs sops 3.11: decrypt one file, encrypt one file, rekey 200 and 1,000 small files
 # (cairn in one process vs a loop of `sops updatekeys -y` vs one `sops updatekeys -y` over
 # all files). Prints one table of medians and ratios. Not a test: run it by hand.
-#   CARGO_TARGET_DIR=/work/target-release cargo build --release && benches/secrets.sh
+#   cargo build --release && benches/secrets.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cairn=${CAIRN_BIN:-${CARGO_TARGET_DIR:-/work/target-release}/release/cairn}
+cairn=${CAIRN_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/cairn}
 sops=${CAIRN_TEST_SOPS:-$root/.ci/venv/bin/sops}
 [ -x "$cairn" ] || { echo "build cairn first: $cairn" >&2; exit 1; }
 [ -x "$sops" ] || { echo "sops not found: $sops" >&2; exit 1; }

@@ -9,7 +9,7 @@
 //! accepts any), and instance boot (states change on the next DescribeInstances).
 //!
 //! moto is found via `CAIRN_TEST_MOTO`, `.ci/venv-aws/bin/moto_server` under the crate root
-//! (`.ci/install` puts it there), or /work/main/.ci/venv-aws. Without it the tests are skipped
+//! (`.ci/install` puts it there). Without it the tests are skipped
 //! with a message, unless `CI=true`, where they fail.
 #![allow(clippy::print_stderr)]
 

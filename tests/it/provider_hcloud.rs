@@ -4,7 +4,7 @@
 //! tested against a small fake in `hcloud_fake/` instead.
 //!
 //! cloudalone is found via `CAIRN_TEST_CLOUDALONE`, `.ci/venv-cloud/bin/cloudalone` under the
-//! crate root (`.ci/install` puts it there), or /work/main/.ci/venv-cloud. Without it the
+//! crate root (`.ci/install` puts it there). Without it the
 //! cloudalone tests are skipped with a message, unless `CI=true`, where they fail.
 #![allow(clippy::print_stderr)]
 

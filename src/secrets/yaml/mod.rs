@@ -4,7 +4,7 @@
 //! sops reads and writes YAML with Go's yaml.v3; files cairn writes must be byte-identical to
 //! what sops 3.11 writes, and cairn must type values exactly as sops does (the type is part
 //! of every encrypted value). No Rust YAML crate keeps comments and key order and emits like
-//! yaml.v3, hence this module. See `/work/shared/reference/sops-format.md` §9 for the rules.
+//! yaml.v3, hence this module. See the sops format notes (§9) in the design references for the rules.
 //!
 //! * [`parse`]: text → documents (one [`Map`](crate::secrets::tree::Map) per YAML document),
 //!   comments kept as items where they occur, anchors expanded, scalars typed like yaml.v3.

@@ -2,7 +2,7 @@
 //! backend), started by a test on 127.0.0.1 and killed (by its pid) when dropped.
 //!
 //! cloudalone is found via `CAIRN_TEST_CLOUDALONE`, `.ci/venv-cloud/bin/cloudalone` under the
-//! crate root (`.ci/install` puts it there), or /work/main/.ci/venv-cloud. Without it the
+//! crate root (`.ci/install` puts it there). Without it the
 //! tests are skipped with a message, unless `CI=true`, where they fail.
 #![allow(dead_code, clippy::print_stderr)]
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::bootstrap::host_run::{is_transient, HostRun};
 use crate::bootstrap::{PhaseError, Verified};
-use crate::inventory::{HealthCheck, Wait};
+use crate::inventory::Wait;
 use crate::ssh::{self, RemoteCommand};
 use crate::state::{KeyPhase, VerifiedRecord};
 
@@ -91,11 +91,9 @@ pub(super) async fn verify(r: &mut HostRun<'_>) -> Result<Verified, PhaseError> 
 }
 
 async fn health_checks(r: &mut HostRun<'_>) -> Result<Vec<String>, PhaseError> {
-    let checks: Vec<(String, String)> = if r.host.health_checks.is_empty() {
-        DEFAULT_HEALTH_CHECKS.iter().map(|(l, c)| (l.to_string(), c.to_string())).collect()
-    } else {
-        r.host.health_checks.iter().map(health_check_command).collect()
-    };
+    // The same commands `cairn status` runs (inventory::health).
+    let checks: Vec<(String, String)> =
+        r.host.check_commands().into_iter().map(|c| (c.label, c.command)).collect();
     let limit = r.deadlines.get(Wait::Verify);
     let deadline = Instant::now() + limit;
     let mut passed = Vec::new();
@@ -132,32 +130,4 @@ async fn health_checks(r: &mut HostRun<'_>) -> Result<Vec<String>, PhaseError> {
         }
     }
     Ok(passed)
-}
-
-/// The checks of a NixOS host that names none: (what it proves, the shell command).
-const DEFAULT_HEALTH_CHECKS: [(&str, &str); 3] = [
-    (
-        "the system finished booting without failed units",
-        "state=$(systemctl is-system-running --wait); echo \"$state\"; \
-         [ \"$state\" = running ] || { systemctl --failed --no-legend --plain; exit 1; }",
-    ),
-    ("comin.service is active", "systemctl is-active comin.service"),
-    (
-        "its sops secrets are decrypted (/run/secrets is not empty)",
-        "ls -A /run/secrets | grep -q . || { echo '/run/secrets is empty or missing'; exit 1; }",
-    ),
-];
-
-/// A configured check as (what it proves, the shell command that proves it).
-fn health_check_command(check: &HealthCheck) -> (String, String) {
-    match check {
-        HealthCheck::SystemdUnit { unit } => {
-            (format!("{unit} is active"), format!("systemctl is-active {}", ssh::quote(unit)))
-        }
-        HealthCheck::Command { command } => (format!("`{command}` succeeds"), command.clone()),
-        HealthCheck::FileExists { path } => (
-            format!("{path} exists"),
-            format!("test -e {p} || {{ echo 'no such file: '{p}; exit 1; }}", p = ssh::quote(path)),
-        ),
-    }
 }

@@ -249,6 +249,13 @@ impl FileState {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        if same_file(&self.state_path, &self.backup_path) {
+            // A write killed between keeping the backup and replacing the state left both
+            // names on one inode: the backup already holds this state. (Renaming a link
+            // over another link of the same inode is a no-op that would leave the temp
+            // link behind.)
+            return Ok(());
+        }
         match fs_err::hard_link(&self.state_path, &link) {
             Ok(()) => fs_err::rename(&link, &self.backup_path),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()), // first write
@@ -349,5 +356,13 @@ impl StateLock for FileStateLock {
 
     fn location(&self) -> String {
         self.state.location()
+    }
+}
+
+/// Whether two paths name the same inode (false when either is missing).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs_err::metadata(a), fs_err::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }

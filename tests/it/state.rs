@@ -344,6 +344,32 @@ fn file_state_is_pretty_json_with_a_backup_from_the_second_write() {
     );
 }
 
+/// A write killed after keeping the backup but before replacing the state leaves both names
+/// on one inode; the next commit used to leave its temp link behind (renaming a link over
+/// another link of the same inode does nothing).
+#[test]
+fn commit_after_a_kill_between_backup_and_replace_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = FileState::new(dir.path());
+    let mut lock = state.lock(me("cairn test"), LockWait::Fail).unwrap();
+    lock.data_mut().host_mut("web1").provider_id = Some("1".into());
+    lock.commit().unwrap();
+    // What the killed write left: the backup is the state file itself.
+    fs_err::remove_file(state.backup_path()).ok();
+    fs_err::hard_link(state.state_path(), state.backup_path()).unwrap();
+    lock.data_mut().host_mut("web1").provider_id = Some("2".into());
+    lock.commit().unwrap();
+    drop(lock);
+    let mut names: Vec<String> = fs_err::read_dir(dir.path().join(".cairn"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["state.json", "state.json.bak", "state.lock"]);
+    let backup = fs_err::read_to_string(state.backup_path()).unwrap();
+    assert!(backup.contains("\"provider_id\": \"1\""), "{backup}");
+}
+
 #[test]
 fn pg_state_keeps_every_version_with_who_committed_it() {
     let Some(b) = Backend::pg() else { return };

@@ -363,12 +363,15 @@ pub struct BootstrapArgs {
     /// The kexec installer bundle (a nixos-images style tarball) for every selected host
     #[arg(long, value_name = "FILE")]
     pub installer: Option<PathBuf>,
-    /// A deadline for one wait of every selected host, over cairn.hcl's `timeouts`:
-    /// `reach` (SSH answers), `kexec` (the installer answers), `reboot` (the installed system
-    /// answers), `verify` (health checks pass); e.g. `--timeout kexec=10m`. Repeatable
-    /// [defaults: reach=5m, kexec=5m, reboot=10m, verify=5m]
-    #[arg(long = "timeout", value_name = "WAIT=DURATION", value_parser = parse_timeout)]
-    pub timeouts: Vec<(crate::inventory::Wait, std::time::Duration)>,
+    /// A deadline for one wait, or a budget for one phase's remote commands, of every
+    /// selected host, over cairn.hcl's `timeouts`. Waits: `reach` (SSH answers), `kexec` (the
+    /// installer answers), `reboot` (the installed system answers), `verify` (health checks
+    /// pass); budgets (each remote command of the phase): `disk`, `copy`, `install`,
+    /// `command` (every other); e.g. `--timeout kexec=10m`. Repeatable [defaults: reach=5m,
+    /// kexec=5m, reboot=10m, verify=5m, disk=10m, copy=10m + 1m per 100 MiB of closure,
+    /// install=20m, command=2m]
+    #[arg(long = "timeout", value_name = "NAME=DURATION", value_parser = parse_timeout)]
+    pub timeouts: Vec<(crate::inventory::Limit, std::time::Duration)>,
     /// Write the run's events to stdout as JSON, one object per line (phases, transfers, a
     /// final summary; see docs/json-events.md); the human output goes to stderr
     #[arg(long)]
@@ -578,10 +581,10 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// `kexec=10m`.
-fn parse_timeout(s: &str) -> Result<(crate::inventory::Wait, std::time::Duration), String> {
-    let (wait, duration) =
-        s.split_once('=').ok_or_else(|| format!("`{s}`: write WAIT=DURATION, e.g. `kexec=10m`"))?;
-    let wait = wait.trim().parse()?;
+fn parse_timeout(s: &str) -> Result<(crate::inventory::Limit, std::time::Duration), String> {
+    let (name, duration) =
+        s.split_once('=').ok_or_else(|| format!("`{s}`: write NAME=DURATION, e.g. `kexec=10m`"))?;
+    let limit = name.trim().parse()?;
     let duration = crate::util::duration::parse(duration, false).map_err(|e| e.0)?;
-    Ok((wait, duration))
+    Ok((limit, duration))
 }

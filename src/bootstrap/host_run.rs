@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Context, Deadlines, PhaseError};
+use super::{Budgets, Context, Deadlines, PhaseError};
 use crate::inventory::{Host, Wait};
 use crate::nix::{PathInfo, StorePath};
 use crate::provider::Provider;
@@ -55,6 +55,10 @@ pub(super) struct HostRun<'a> {
     /// Whether a phase that changes the machine ran (else a verified run changed nothing).
     pub ran_any: bool,
     pub deadlines: Deadlines,
+    pub budgets: Budgets,
+    /// The limit of the running phase's remote commands outside its waits, applied to every
+    /// session the phase opens or reuses.
+    pub command_limit: ssh::TimeLimit,
 }
 
 impl HostRun<'_> {
@@ -90,8 +94,11 @@ impl HostRun<'_> {
         wait: Wait,
         within: Duration,
     ) -> Result<&Session, PhaseError> {
-        if self.session.as_ref().is_some_and(|(s, _)| *s == stage) {
-            return Ok(&self.session.as_ref().expect("checked").1);
+        if let Some((open, session)) = self.session.as_mut() {
+            if *open == stage {
+                session.set_command_limit(self.command_limit.clone());
+                return Ok(&self.session.as_ref().expect("checked").1);
+            }
         }
         if let Some((_, old)) = self.session.take() {
             old.close().await;
@@ -104,6 +111,7 @@ impl HostRun<'_> {
         let record = matches!(route.trust, Trust::FirstContact);
         let options = ssh::ConnectOptions {
             pinned_key_location: route.key_location.clone(),
+            command_limit: self.command_limit.clone(),
             ..Default::default()
         };
         let deadline = tokio::time::Instant::now() + within;
@@ -157,8 +165,13 @@ impl HostRun<'_> {
         wait: Wait,
         within: Duration,
     ) -> Result<Facts, PhaseError> {
+        // The facts are part of the wait: they get what is left of its deadline.
+        let deadline = tokio::time::Instant::now() + within;
+        let deadlines = self.deadlines.clone();
         let session = self.session_within(stage, wait, within).await?;
-        let out = session.exec(&RemoteCommand::script("facts", FACTS_SH)).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let limit = deadlines.command_limit(wait, left);
+        let out = session.exec(&RemoteCommand::script("facts", FACTS_SH).time_limit(limit)).await?;
         Ok(Facts::parse(&out.stdout_trimmed()))
     }
 

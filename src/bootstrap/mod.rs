@@ -6,6 +6,7 @@
 pub mod copy;
 mod error;
 mod host_run;
+mod limits;
 mod operator;
 mod phases;
 mod run;
@@ -20,50 +21,15 @@ use tracing::Instrument;
 
 pub use crate::phase::{self, Phase};
 pub use error::{BootstrapError, PhaseError};
+pub use limits::{Budgets, Deadlines};
 pub use operator::Operator;
 
-use crate::inventory::{Host, Inventory, ProviderName, Timeouts, Wait};
+use crate::inventory::{Host, Inventory, ProviderName, Timeouts};
 use crate::nix::Nix;
 use crate::provider::Provider;
 use crate::state::SharedStateLock;
 use crate::ui::progress::{self, Step};
 use crate::util::parallel::Panicked;
-
-/// How long each wait of one host's run may take before the run fails with a message saying
-/// what it waited for, what it saw last and which setting raises the limit. Resolved per
-/// host: `--timeout`, else the inventory's `timeouts` (host, provider, defaults), else
-/// [`Deadlines::DEFAULTS`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deadlines(BTreeMap<Wait, Duration>);
-
-impl Deadlines {
-    /// Suited to real clouds: a VM answers SSH within a few minutes of being created, the
-    /// kexec jump takes under a minute, bare metal may spend minutes in firmware on reboot.
-    pub const DEFAULTS: [(Wait, Duration); 4] = [
-        (Wait::Reach, Duration::from_secs(5 * 60)),
-        (Wait::Kexec, Duration::from_secs(5 * 60)),
-        (Wait::Reboot, Duration::from_secs(10 * 60)),
-        (Wait::Verify, Duration::from_secs(5 * 60)),
-    ];
-
-    /// `command_line` over `inventory` over the defaults, wait by wait.
-    pub fn resolve(inventory: &Timeouts, command_line: &Timeouts) -> Self {
-        let mut map: BTreeMap<Wait, Duration> = Self::DEFAULTS.into_iter().collect();
-        map.extend(inventory.or(&Timeouts::default()).0);
-        map.extend(command_line.0.iter().map(|(k, v)| (*k, *v)));
-        Self(map)
-    }
-
-    pub fn get(&self, wait: Wait) -> Duration {
-        self.0.get(&wait).copied().unwrap_or(Duration::from_secs(300))
-    }
-}
-
-impl Default for Deadlines {
-    fn default() -> Self {
-        Self(Self::DEFAULTS.into_iter().collect())
-    }
-}
 
 /// Settings of one `cairn bootstrap` run.
 #[derive(Debug, Clone)]
@@ -73,7 +39,8 @@ pub struct Options {
     pub phases: Option<Vec<Phase>>,
     /// How many hosts run at once.
     pub parallel: usize,
-    /// `--timeout WAIT=DURATION`: deadlines for every selected host, over the inventory's.
+    /// `--timeout NAME=DURATION`: deadlines and command budgets for every selected host,
+    /// over the inventory's.
     pub timeouts: Timeouts,
     pub nix: Nix,
     /// An installer bundle overriding the hosts' and providers' (`--installer`).

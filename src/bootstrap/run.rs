@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::host_run::HostRun;
 use super::phases::{self, PhaseResult};
 use super::{
-    report_step, BootstrapError, Context, Deadlines, Finished, HostReport, Outcome, Phase,
+    report_step, BootstrapError, Budgets, Context, Deadlines, Finished, HostReport, Outcome, Phase,
     PhaseError, PhaseTiming,
 };
 use crate::inventory::Host;
@@ -71,6 +71,8 @@ pub(super) async fn run(ctx: &Context, host: &Host) -> HostReport {
         closure: Vec::new(),
         ran_any: false,
         deadlines: Deadlines::resolve(&host.timeouts, &ctx.options.timeouts),
+        budgets: Budgets::resolve(&host.timeouts, &ctx.options.timeouts),
+        command_limit: crate::ssh::TimeLimit::default(),
     };
     let mut timings = Vec::new();
     let last_done = run.state_snapshot().last_phase.map(|r| r.phase);

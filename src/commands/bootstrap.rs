@@ -96,7 +96,7 @@ mod tests {
         assert_eq!(s.selectors, ["web1"]);
         assert_eq!(s.options.phases, Some(vec![Phase::Kexec, Phase::Copy]));
         assert_eq!(s.options.parallel, 2);
-        assert_eq!(s.options.timeouts.0.get(&Wait::Kexec), Some(&Duration::from_secs(600)));
+        assert_eq!(s.options.timeouts.get(Wait::Kexec), Some(Duration::from_secs(600)));
         assert_eq!(s.operator_key, Some(PathBuf::from("/keys/op")));
 
         let s = Settings::resolve(&args(None), IdentityEnv::default()).unwrap();

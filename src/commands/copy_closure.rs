@@ -32,7 +32,14 @@ pub fn run(args: &CopyClosureArgs, _ctx: &Context) -> miette::Result<ExitCode> {
     let auth = Auth::KeyFile(args.identity.clone());
     super::fleet::runtime()?.block_on(async {
         let closure = nix.closure(std::slice::from_ref(&toplevel)).await?;
-        let session = Session::connect(&target, &auth, &policy, &ConnectOptions::default())
+        // The copy phase's budget, as a bootstrap with no `timeouts` would give it.
+        let bytes = closure.iter().map(|p| p.nar_size).sum();
+        let options = ConnectOptions {
+            command_limit: crate::bootstrap::Budgets::default()
+                .for_transfer(crate::inventory::Budget::Copy, bytes),
+            ..ConnectOptions::default()
+        };
+        let session = Session::connect(&target, &auth, &policy, &options)
             .await
             .map_err(crate::bootstrap::PhaseError::from)?;
         let job = CopyJob {

@@ -15,6 +15,7 @@ mod resolve;
 mod rings;
 mod select;
 mod syntax;
+mod timeouts;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ pub use health::{CheckCommand, DEFAULT_HEALTH_CHECKS};
 pub use model::*;
 pub use rings::*;
 pub use select::{select, SelectError};
+pub use timeouts::{Budget, Limit, Timeouts, Wait};
 
 /// The name of the inventory file.
 pub const FILE_NAME: &str = "cairn.hcl";

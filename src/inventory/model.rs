@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use super::timeouts::Timeouts;
+
 pub use crate::download::Checksum;
 
 /// A position in an inventory file, for diagnostics that point back at the source.
@@ -410,68 +412,6 @@ pub struct SshSettings {
 impl Default for SshSettings {
     fn default() -> Self {
         Self { user: "root".into(), port: 22 }
-    }
-}
-
-/// A wait of the bootstrap pipeline that has a deadline, set in `timeouts { ... }` blocks and
-/// with `--timeout WAIT=DURATION`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Wait {
-    /// For the machine (stock image or installer) to answer SSH.
-    Reach,
-    /// From `kexec/run` to the installer answering SSH.
-    Kexec,
-    /// From `reboot` to the installed system answering SSH with its own key.
-    Reboot,
-    /// For the installed system's health checks to pass.
-    Verify,
-}
-
-impl Wait {
-    pub const ALL: [Wait; 4] = [Wait::Reach, Wait::Kexec, Wait::Reboot, Wait::Verify];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Wait::Reach => "reach",
-            Wait::Kexec => "kexec",
-            Wait::Reboot => "reboot",
-            Wait::Verify => "verify",
-        }
-    }
-}
-
-impl fmt::Display for Wait {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Wait {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Wait::ALL.into_iter().find(|w| w.as_str() == s).ok_or_else(|| {
-            format!(
-                "`{s}` is not a wait with a deadline; the waits are {}",
-                Wait::ALL.map(Wait::as_str).join(", ")
-            )
-        })
-    }
-}
-
-/// Deadlines from `timeouts { reach = "5m" ... }`; a wait not listed uses the next level
-/// (host, then its provider, then `defaults`, then cairn's default).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Timeouts(pub BTreeMap<Wait, std::time::Duration>);
-
-impl Timeouts {
-    pub fn get(&self, wait: Wait) -> Option<std::time::Duration> {
-        self.0.get(&wait).copied()
-    }
-    /// These timeouts, with `fallback`'s for the waits these leave unset.
-    pub fn or(&self, fallback: &Timeouts) -> Timeouts {
-        let mut merged = fallback.0.clone();
-        merged.extend(self.0.iter().map(|(k, v)| (*k, *v)));
-        Timeouts(merged)
     }
 }
 

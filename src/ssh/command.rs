@@ -25,7 +25,7 @@ pub struct RemoteCommand {
     sensitive: bool,
     allowed_exit_codes: Vec<u32>,
     stdout_cap: usize,
-    timeout: Option<Duration>,
+    limit: Option<TimeLimit>,
     /// The first invalid argument, reported when the command line is rendered.
     invalid: Option<String>,
 }
@@ -81,7 +81,7 @@ impl RemoteCommand {
             sensitive: false,
             allowed_exit_codes: vec![0],
             stdout_cap: DEFAULT_STDOUT_CAP,
-            timeout: None,
+            limit: None,
             invalid: None,
         }
     }
@@ -161,10 +161,16 @@ impl RemoteCommand {
         self
     }
 
-    /// Fails the command if it has not finished after `timeout` (default: none; the
-    /// session's keepalives still detect a dead connection).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+    /// Fails the command if it has not finished after `timeout` (default: the session's
+    /// command limit, see [`crate::ssh::ConnectOptions::command_limit`]).
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.time_limit(TimeLimit::new(timeout))
+    }
+
+    /// Like [`RemoteCommand::timeout`], with the limit's name and how to raise it, for the
+    /// error.
+    pub fn time_limit(mut self, limit: TimeLimit) -> Self {
+        self.limit = Some(limit);
         self
     }
 
@@ -177,8 +183,8 @@ impl RemoteCommand {
     pub(crate) fn cap(&self) -> usize {
         self.stdout_cap
     }
-    pub(crate) fn time_limit(&self) -> Option<Duration> {
-        self.timeout
+    pub(crate) fn limit(&self) -> Option<&TimeLimit> {
+        self.limit.as_ref()
     }
 
     /// What is written to the remote stdin before end of file: the script for a script
@@ -267,6 +273,42 @@ impl fmt::Display for RemoteCommand {
 impl fmt::Debug for RemoteCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("RemoteCommand").field(&self.to_string()).finish()
+    }
+}
+
+/// How long a remote command may run, and for the error when it does not finish in time,
+/// what the limit is and how to raise it. Every command runs under one: its own, else its
+/// session's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeLimit {
+    /// How long this command may run.
+    pub after: Duration,
+    /// What the limit is, for the error: `the `reach` timeout, 20s`.
+    pub name: String,
+    /// How to give the command more time, for the error's help (may be empty).
+    pub raise: String,
+}
+
+impl TimeLimit {
+    /// A limit of `after` with no setting behind it.
+    pub fn new(after: Duration) -> Self {
+        Self { after, name: String::new(), raise: String::new() }
+    }
+
+    /// The same limit with only `left` remaining (a command inside a wait).
+    pub fn with_remaining(&self, left: Duration) -> Self {
+        Self { after: left, ..self.clone() }
+    }
+}
+
+impl Default for TimeLimit {
+    /// cairn's limit for a command nobody gave one (status probes, `cairn ssh` commands).
+    fn default() -> Self {
+        Self {
+            after: Duration::from_secs(120),
+            name: "cairn's limit for a remote command, 2m".into(),
+            raise: String::new(),
+        }
     }
 }
 

@@ -171,9 +171,22 @@ pub enum Error {
     )]
     ExecRefused { target: Arc<Target>, command: String },
 
-    #[error("`{command}` on {target} did not finish within {}", secs(*after))]
-    #[diagnostic(code(cairn::ssh::command_timeout))]
-    CommandTimeout { target: Arc<Target>, command: String, after: Duration },
+    #[error("`{command}` on {target} did not finish within {}", if limit.is_empty() { secs(*after) } else { limit.clone() })]
+    #[diagnostic(
+        code(cairn::ssh::command_timeout),
+        help("cairn stopped the command and closed its channel. It may hang on the host (a stuck disk or mount, a command waiting for input): look there.{}", if raise.is_empty() { String::new() } else { format!(" If it only needs more time, raise the limit: {raise}") })
+    )]
+    CommandTimeout {
+        target: Arc<Target>,
+        /// The command's display form (a sensitive command's arguments are hidden).
+        command: String,
+        /// How long this command was given (a command inside a wait: what was left of it).
+        after: Duration,
+        /// What the limit is (`the `reach` timeout, 20s`), or empty.
+        limit: String,
+        /// How to raise it, or empty.
+        raise: String,
+    },
 
     #[error("`{command}` on {target} wrote more than {cap} bytes to stdout")]
     #[diagnostic(

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::error::{Error, Result};
-use super::Target;
+use super::{Target, TimeLimit};
 
 /// How much of stderr is kept for error messages.
 const STDERR_TAIL: usize = 4096;
@@ -70,7 +70,8 @@ pub struct RemoteStream {
     outcome: Option<Outcome>,
     done: watch::Receiver<bool>,
     io_timeout: Duration,
-    deadline: Option<(Instant, Duration)>,
+    deadline: Instant,
+    limit: TimeLimit,
     sent: u64,
     eof_sent: bool,
 }
@@ -93,7 +94,9 @@ pub(crate) struct StreamSpec {
     pub allowed: Box<dyn Fn(u32) -> bool + Send + Sync>,
     pub cap: usize,
     pub io_timeout: Duration,
-    pub time_limit: Option<Duration>,
+    /// When the command must have finished (its limit counts from before the channel opened).
+    pub deadline: Instant,
+    pub limit: TimeLimit,
     pub span: tracing::Span,
 }
 
@@ -118,7 +121,8 @@ impl RemoteStream {
             outcome: None,
             done,
             io_timeout: spec.io_timeout,
-            deadline: spec.time_limit.map(|d| (Instant::now() + d, d)),
+            deadline: spec.deadline,
+            limit: spec.limit,
             sent: 0,
             eof_sent: false,
         }
@@ -139,12 +143,7 @@ impl RemoteStream {
         let deadline = self.deadline;
         let mut done = self.done.clone();
         let send = self.writer.data_bytes(chunk);
-        let limit = async {
-            match deadline {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let limit = tokio::time::sleep_until(deadline);
         // The branches yield plain values so no borrow (a watch::Ref) lives across the
         // awaits below: the future stays Send, as one task per host requires.
         enum Step {
@@ -199,12 +198,9 @@ impl RemoteStream {
             // If the channel is already gone the outcome says why.
             let _ = self.writer.eof().await;
         }
-        let outcome = match self.deadline {
-            Some((at, _)) => match tokio::time::timeout_at(at, self.outcome()).await {
-                Ok(o) => o,
-                Err(_) => return Err(self.timed_out().await),
-            },
-            None => self.outcome().await,
+        let outcome = match tokio::time::timeout_at(self.deadline, self.outcome()).await {
+            Ok(o) => o,
+            Err(_) => return Err(self.timed_out().await),
         };
         self.judge(outcome)
     }
@@ -305,15 +301,22 @@ impl RemoteStream {
 
     async fn timed_out(&mut self) -> Error {
         self.abandon().await;
-        Error::CommandTimeout {
-            target: self.target.clone(),
-            command: self.command.clone(),
-            after: self.deadline.map(|(_, d)| d).unwrap_or_default(),
-        }
+        command_timeout(&self.target, &self.command, &self.limit)
     }
 
     fn read_error(&self, source: std::io::Error) -> Error {
         Error::SourceRead { target: self.target.clone(), what: self.what.clone(), source }
+    }
+}
+
+/// The error of a command that did not finish within `limit`.
+pub(crate) fn command_timeout(target: &Arc<Target>, command: &str, limit: &TimeLimit) -> Error {
+    Error::CommandTimeout {
+        target: target.clone(),
+        command: command.to_owned(),
+        after: limit.after,
+        limit: limit.name.clone(),
+        raise: limit.raise.clone(),
     }
 }
 

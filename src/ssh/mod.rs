@@ -28,7 +28,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
-pub use command::{quote, InvalidCommand, RemoteCommand, DEFAULT_STDOUT_CAP};
+pub use command::{quote, InvalidCommand, RemoteCommand, TimeLimit, DEFAULT_STDOUT_CAP};
 pub use error::{Error, Result};
 pub use exec::{ExecOutput, RemoteStream};
 pub use hostkey::{fingerprint, known_hosts, openssh_options, HostKeyPolicy};
@@ -142,6 +142,9 @@ pub struct ConnectOptions {
     /// Where the pinned keys live, for the "host key changed" help
     /// (e.g. `hosts.web1.host_keys.stock in /repo/.cairn/state.json`), named by the caller.
     pub pinned_key_location: String,
+    /// How long a command without its own limit may run ([`RemoteCommand::time_limit`]);
+    /// change it on an open session with [`Session::set_command_limit`].
+    pub command_limit: TimeLimit,
 }
 
 impl Default for ConnectOptions {
@@ -151,6 +154,7 @@ impl Default for ConnectOptions {
             io_timeout: Duration::from_secs(60),
             keepalive_interval: Duration::from_secs(15),
             pinned_key_location: "the host's `host_keys` in .cairn/state.json".into(),
+            command_limit: TimeLimit::default(),
         }
     }
 }
@@ -324,8 +328,14 @@ impl Session {
         &self.host_key
     }
 
-    /// Runs a command and waits for it; a non-zero status (unless allowed), a signal or a
-    /// missing exit status is an error carrying the stderr tail.
+    /// The limit of the commands run from now on that have none of their own.
+    pub fn set_command_limit(&mut self, limit: TimeLimit) {
+        self.options.command_limit = limit;
+    }
+
+    /// Runs a command and waits for it, at most for its time limit (its own, else the
+    /// session's: on timeout it is killed and its channel closed); a non-zero status (unless
+    /// allowed), a signal or a missing exit status is an error carrying the stderr tail.
     pub async fn exec(&self, cmd: &RemoteCommand) -> Result<ExecOutput> {
         let what = format!("stdin of `{cmd}`");
         async {
@@ -370,8 +380,11 @@ impl Session {
         what: String,
     ) -> Result<RemoteStream> {
         let line = cmd.command_line().map_err(Error::InvalidCommand)?;
+        // The limit counts from here: detecting sudo and opening the channel are part of it.
+        let limit = cmd.limit().cloned().unwrap_or_else(|| self.options.command_limit.clone());
+        let deadline = tokio::time::Instant::now() + limit.after;
         let line = if cmd.is_privileged() {
-            match self.escalation().await? {
+            match self.escalation(deadline, &limit).await? {
                 Escalation::None => line,
                 Escalation::Sudo => format!("sudo -n -- {line}"),
                 Escalation::Doas => format!("doas -n -- {line}"),
@@ -379,17 +392,32 @@ impl Session {
         } else {
             line
         };
-        self.start(cmd, line, what).await
+        self.start(cmd, line, what, deadline, limit).await
     }
 
-    async fn start(&self, cmd: &RemoteCommand, line: String, what: String) -> Result<RemoteStream> {
+    async fn start(
+        &self,
+        cmd: &RemoteCommand,
+        line: String,
+        what: String,
+        deadline: tokio::time::Instant,
+        limit: TimeLimit,
+    ) -> Result<RemoteStream> {
         tracing::debug!(command = %cmd, "run");
-        let channel = self.open_channel(&format!("starting `{cmd}`")).await?;
-        let (read, write) = channel.split();
-        write
-            .exec(true, line.into_bytes())
-            .await
-            .map_err(|_| self.lost(&format!("starting `{cmd}`")))?;
+        let opened = tokio::time::timeout_at(deadline, async {
+            let channel = self.open_channel(&format!("starting `{cmd}`")).await?;
+            let (read, write) = channel.split();
+            write
+                .exec(true, line.into_bytes())
+                .await
+                .map_err(|_| self.lost(&format!("starting `{cmd}`")))?;
+            Ok::<_, Error>((read, write))
+        })
+        .await;
+        let (read, write) = match opened {
+            Ok(r) => r?,
+            Err(_) => return Err(exec::command_timeout(&self.target, &cmd.to_string(), &limit)),
+        };
         let allowed = {
             let cmd = cmd.clone();
             Box::new(move |code| cmd.exit_code_allowed(code))
@@ -401,7 +429,8 @@ impl Session {
             allowed,
             cap: cmd.cap(),
             io_timeout: self.options.io_timeout,
-            time_limit: cmd.time_limit(),
+            deadline,
+            limit,
             span: self.span.clone(),
         };
         Ok(RemoteStream::start(spec, read, write))
@@ -424,8 +453,13 @@ impl Session {
         Error::ConnectionLost { target: self.target.clone(), during: during.to_owned() }
     }
 
-    /// Detects once per session how commands get root.
-    async fn escalation(&self) -> Result<Escalation> {
+    /// Detects once per session how commands get root, within the limit of the command
+    /// that needs it.
+    async fn escalation(
+        &self,
+        deadline: tokio::time::Instant,
+        limit: &TimeLimit,
+    ) -> Result<Escalation> {
         if self.target.is_root() {
             return Ok(Escalation::None);
         }
@@ -434,7 +468,8 @@ impl Session {
                 let probe = RemoteCommand::script("detect-privilege-escalation", DETECT_ESCALATION);
                 let line = probe.command_line().map_err(Error::InvalidCommand)?;
                 let what = "the privilege check".to_owned();
-                let mut stream = self.start(&probe.clone().unprivileged(), line, what).await?;
+                let probe = probe.unprivileged();
+                let mut stream = self.start(&probe, line, what, deadline, limit.clone()).await?;
                 stream.write(DETECT_ESCALATION.as_bytes().to_vec()).await?;
                 let out = stream.finish().await?;
                 let user = self.target.user.clone();

@@ -76,10 +76,11 @@ fn a_malformed_timeout_flag_is_refused_before_anything_runs() {
     for (flag, says) in [
         (
             "rech=3s",
-            "`rech` is not a wait with a deadline; the waits are reach, kexec, reboot, verify",
+            "`rech` is not a timeout; the waits are reach, kexec, reboot, verify, the command \
+             budgets disk, copy, install, command",
         ),
         ("reach=3", "`3` has no unit; write \"3s\", \"3m\" or \"3h\""),
-        ("reach", "write WAIT=DURATION, e.g. `kexec=10m`"),
+        ("reach", "write NAME=DURATION, e.g. `kexec=10m`"),
     ] {
         let out = cairn(dir.path(), &["bootstrap", "host", "web1", "--timeout", flag]);
         let stderr = String::from_utf8_lossy(&out.stderr);

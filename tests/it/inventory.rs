@@ -176,8 +176,8 @@ fn example_inventory_resolves_to_the_expected_model() {
     assert_eq!(inv.secrets.len(), 3);
 }
 
-/// A wait's deadline comes from the host's own `timeouts`, else its provider's, else the
-/// defaults'; a wait set nowhere is left to cairn's default.
+/// A wait's deadline (and a command budget) comes from the host's own `timeouts`, else its
+/// provider's, else the defaults'; one set nowhere is left to cairn's default.
 #[test]
 fn timeouts_resolve_host_over_provider_over_defaults() {
     let text = r#"
@@ -198,6 +198,7 @@ host "vm" {
   provider = "slow"
   timeouts {
     reboot = "1h30m"
+    disk   = "30m"
   }
 }
 host "box" {
@@ -217,6 +218,10 @@ host "box" {
     assert_eq!(secs("vm", Verify), None, "unset: cairn's default");
     assert_eq!(secs("box", Kexec), Some(180));
     assert_eq!(secs("box", Reboot), None);
+    // Command budgets sit next to the waits and resolve the same way.
+    let disk = |host: &str| inv.host(host).unwrap().timeouts.get(inventory::Budget::Disk);
+    assert_eq!(disk("vm").map(|d| d.as_secs()), Some(1800));
+    assert_eq!(disk("box"), None);
 }
 
 const PRECEDENCE: &str = r#"

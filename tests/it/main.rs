@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod download;
 mod gitops;
+mod hang;
 mod hostile;
 mod inventory;
 mod keys;

@@ -800,6 +800,7 @@ async fn a_command_over_its_time_limit_is_stopped_and_reported() {
     let err = s.exec(&cmd).await.unwrap_err();
     assert!(matches!(err, Error::CommandTimeout { .. }), "{err:?}");
     assert!(err.to_string().ends_with("did not finish within 1.0s"), "{err}");
+    assert!(render(&err).contains("cairn stopped the command and closed its channel"));
     // The session stays usable.
     assert_eq!(
         s.exec(&RemoteCommand::new("echo").arg("still here")).await.unwrap().stdout,

@@ -1,15 +1,18 @@
 //! copy: stream the closure into /mnt/nix/store and register it. Check: the target lists
 //! what it already has (a cut-off copy resumes). Act: send the rest. Prove: the target's
-//! Nix database registers every path. Record: the phase.
+//! Nix database registers every path. Record: the phase. Each remote command may take the
+//! `copy` budget, which grows with the closure's size unless set.
 
 use super::{PhaseResult, TARGET_ROOT};
 use crate::bootstrap::host_run::HostRun;
 use crate::bootstrap::PhaseError;
-use crate::inventory::Wait;
+use crate::inventory::{Budget, Wait};
 use crate::state::KeyPhase;
 
 pub(super) async fn copy(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError> {
     let toplevel = r.built().await?;
+    let bytes = r.closure.iter().map(|p| p.nar_size).sum();
+    r.command_limit = r.budgets.for_transfer(Budget::Copy, bytes);
     let strategy = r.host.install.copy.unwrap_or_default();
     r.session(KeyPhase::Installer, Wait::Reach).await?;
     let (_, session) = r.session.as_ref().expect("just connected");

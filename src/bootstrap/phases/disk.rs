@@ -6,7 +6,7 @@
 use super::{PhaseResult, DISKO_SH, DISKO_STAGING, TARGET_ROOT};
 use crate::bootstrap::host_run::HostRun;
 use crate::bootstrap::PhaseError;
-use crate::inventory::Wait;
+use crate::inventory::{Budget, Wait};
 use crate::ssh::RemoteCommand;
 use crate::state::KeyPhase;
 use crate::util::template::{self, Vars};
@@ -63,6 +63,8 @@ async fn disko(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError> {
     let script = r.ctx.options.nix.build(&installable).await?;
     let closure = r.ctx.options.nix.closure(std::slice::from_ref(&script)).await?;
     tracing::info!(script = %script, paths = closure.len(), "built the flake's disko script");
+    let bytes = closure.iter().map(|p| p.nar_size).sum();
+    r.command_limit = r.budgets.for_transfer(Budget::Disk, bytes);
     // The copy phase's stream, into a staging root: the installer's own store may hold
     // paths cairn did not send, which the stream's resume would take for cut-off ones.
     r.session(KeyPhase::Installer, Wait::Reach).await?;

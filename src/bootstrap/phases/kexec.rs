@@ -11,7 +11,7 @@ use crate::bootstrap::host_run::{is_transient, HostRun};
 use crate::bootstrap::PhaseError;
 use crate::download::{self, Source};
 use crate::installer;
-use crate::inventory::Wait;
+use crate::inventory::{Budget, Wait};
 use crate::ssh::RemoteCommand;
 use crate::state::KeyPhase;
 use crate::util::template::{self, Vars};
@@ -31,6 +31,8 @@ pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError
     }
     let bundle = installer_bundle(r, &before.arch).await?;
     let decompress = bundle_decompressor(&bundle)?;
+    let size = fs_err::metadata(&bundle).map(|m| m.len()).unwrap_or(0);
+    let limit = r.budgets.for_transfer(Budget::Command, size);
     let session = r.session(KeyPhase::Stock, Wait::Reach).await?;
     let unpack =
         format!("rm -rf {d} && mkdir -p {d} && {decompress} | tar -x -f - -C {d}", d = BUNDLE_DIR);
@@ -40,7 +42,8 @@ pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError
         source,
     })?;
     tracing::info!(bundle = %bundle.display(), "uploading the installer");
-    session.exec_with_input(&RemoteCommand::new("sh").arg("-c").arg(&unpack), file).await?;
+    let upload = RemoteCommand::new("sh").arg("-c").arg(&unpack).time_limit(limit);
+    session.exec_with_input(&upload, file).await?;
     let script = template::render(
         "templates/bootstrap/kexec.sh",
         KEXEC_SH,

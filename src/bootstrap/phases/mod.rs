@@ -45,6 +45,7 @@ pub(super) async fn run(
     phase: Phase,
     recheck: bool,
 ) -> Result<PhaseResult, PhaseError> {
+    r.command_limit = r.budgets.for_phase(phase);
     match phase {
         Phase::Provision => provision::provision(r).await,
         Phase::Reach => reach::reach(r).await,

@@ -105,16 +105,17 @@ async fn health_checks(r: &mut HostRun<'_>) -> Result<Vec<String>, PhaseError> {
             if left.is_zero() {
                 return Err(PhaseError::health_check(r.name(), label, &output, exit, limit));
             }
+            let deadlines = r.deadlines.clone();
             let session = r.session_within(KeyPhase::Installed, Wait::Verify, left).await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A check that hangs (a unit that never settles) fails at the deadline too.
             let check = RemoteCommand::new("sh")
                 .arg("-c")
                 .arg(format!("exec 2>&1\n{command}"))
-                .allow_exit_codes(1..=255);
-            let run = session.exec(&check);
-            // A check that hangs (a unit that never settles) fails at the deadline too.
-            match tokio::time::timeout(left, run).await {
+                .allow_exit_codes(1..=255)
+                .time_limit(deadlines.command_limit(Wait::Verify, left));
+            match session.exec(&check).await {
                 Ok(out) => {
-                    let out = out?;
                     if out.exit_code == 0 {
                         passed.push(label);
                         break;
@@ -123,7 +124,8 @@ async fn health_checks(r: &mut HostRun<'_>) -> Result<Vec<String>, PhaseError> {
                     exit = Some(out.exit_code);
                 }
                 // Cut off by the deadline: the last complete run (if any) says more.
-                Err(_) => continue,
+                Err(ssh::Error::CommandTimeout { .. }) => continue,
+                Err(e) => return Err(e.into()),
             }
             let left = deadline.saturating_duration_since(Instant::now());
             tokio::time::sleep(left.min(Duration::from_secs(2))).await;

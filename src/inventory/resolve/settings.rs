@@ -9,6 +9,7 @@ use super::{keep, Resolver};
 use crate::inventory::diag::ProblemBuilder;
 use crate::inventory::eval::check_attributes;
 use crate::inventory::model::*;
+use crate::inventory::Limit;
 
 impl Resolver<'_> {
     /// `installer`, `installer_min_memory` or `copy`, on a provider, a host or `defaults`.
@@ -83,7 +84,7 @@ impl Resolver<'_> {
         self.one_of(attr, &names)?.parse().ok()
     }
 
-    /// The `timeouts { reach = "5m" ... }` block of `body`, if any (`owner` names it in
+    /// The `timeouts { reach = "5m" disk = "20m" ... }` block of `body`, if any (`owner` names it in
     /// messages). `None` when it has problems (reported).
     pub(super) fn timeouts_of(&mut self, body: &Body, owner: &str) -> Option<Timeouts> {
         let mut blocks = body.get_blocks("timeouts");
@@ -108,11 +109,11 @@ impl Resolver<'_> {
             );
             ok = false;
         }
-        let names = Wait::ALL.map(Wait::as_str);
+        let names = Limit::names();
         check_attributes(self.diags, &block.body, "timeouts", &names, &[]);
         let mut out = Timeouts::default();
         for attr in block.body.attributes() {
-            let Ok(wait) = attr.key.as_str().parse::<Wait>() else {
+            let Ok(limit) = attr.key.as_str().parse::<Limit>() else {
                 ok = false;
                 continue;
             };
@@ -131,11 +132,11 @@ impl Resolver<'_> {
             };
             match parsed {
                 Ok(d) => {
-                    out.0.insert(wait, d);
+                    out.set(limit, d);
                 }
                 Err(why) => {
                     self.diags.push(
-                        ProblemBuilder::new(format!("`{wait}` is not a valid duration"))
+                        ProblemBuilder::new(format!("`{limit}` is not a valid duration"))
                             .at(attr.value.span(), "expected a duration")
                             .help(why),
                     );

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use super::repo::{normalise, Coverage, Scan, SecretsFile};
 use super::{line_of, Finding, RuleId};
 use crate::inventory::HostName;
-use crate::secrets::rules::{self, render_sops_yaml};
+use crate::secrets::rules::{self, merge_sops_yaml};
 use crate::secrets::walk::plaintext_leaves;
 use crate::secrets::SecretsError;
 
@@ -176,12 +176,23 @@ fn sops_yaml_current(scan: &Scan<'_>, out: &mut Vec<Finding>) {
     let Some(policy) = &scan.policy else { return };
     let existing: Vec<String> =
         scan.secrets.iter().filter(|f| f.parsed.is_ok()).map(|f| f.rel.clone()).collect();
-    let wanted = render_sops_yaml(&policy.rules(&existing));
     let path = scan.root.join(rules::CONFIG_FILE_NAME);
     let hint = "run `cairn secrets rekey`: it writes .sops.yaml from cairn.hcl, so plain sops and sops-nix tooling encrypt to the same recipients";
     match fs_err::read_to_string(&path) {
-        Ok(text) if text == wanted => {}
         Ok(text) => {
+            // What cairn did not write is the user's: only cairn's marked rules must match.
+            let wanted = match merge_sops_yaml(Some(&text), &policy.rules(&existing), &path) {
+                Ok(wanted) if wanted == text => return,
+                Ok(wanted) => wanted,
+                Err(e) => {
+                    out.push(
+                        Finding::new(RuleId::SecretsRecipients, format!("{e}"))
+                            .file(rules::CONFIG_FILE_NAME, None)
+                            .hint(hint),
+                    );
+                    return;
+                }
+            };
             let line = text
                 .lines()
                 .zip(wanted.lines())

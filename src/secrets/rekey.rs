@@ -224,12 +224,12 @@ pub fn plan_from_inventory(
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
     let path = root.join(rules::CONFIG_FILE_NAME);
-    let new = policy.sops_yaml(&existing);
     let old = match fs_err::read_to_string(&path) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e.into()),
     };
+    let new = policy.sops_yaml(&existing, old.as_deref(), &path)?;
     let update = SopsYamlUpdate { path, old, new };
     if update.changed() && !dry_run {
         atomic::write(&update.path, update.new.as_bytes(), 0o644)?;

@@ -6,7 +6,8 @@
 //!   path relative to the config's directory wins; a rule without `path_regex` matches all.
 //! - the inventory ([`InventoryRules`]): admins read everything; hosts read the files their
 //!   `secrets` globs name; host keys under `secrets/hosts/` are for admins only.
-//!   [`render_sops_yaml`] writes those rules as a `.sops.yaml`, so plain sops agrees.
+//!   [`merge_sops_yaml`] writes those rules into `.sops.yaml` between markers, keeping the
+//!   rest of the file, so plain sops agrees.
 //!
 //! `config` reads `.sops.yaml`, `policy` derives rules from the inventory, `glob` turns its
 //! globs into regexes, `render` writes `.sops.yaml`.
@@ -27,7 +28,7 @@ mod render;
 pub use config::{find_config, SopsConfig};
 pub use glob::{compile_glob, glob_to_regex};
 pub use policy::{InventoryRule, InventoryRules, SecretsPolicy, HOST_KEYS_DIR};
-pub use render::render_sops_yaml;
+pub use render::{merge_sops_yaml, render_sops_yaml, BEGIN_MARKER, END_MARKER};
 
 pub const CONFIG_FILE_NAME: &str = ".sops.yaml";
 const ALTERNATE_CONFIG_NAME: &str = ".sops.yml";
@@ -127,4 +128,26 @@ pub struct InvalidConfig {
     src: NamedSource<String>,
     #[label("here")]
     span: Option<SourceSpan>,
+}
+
+impl InvalidConfig {
+    /// A problem on line `index` (0-based) of `text`, the file at `path`.
+    pub(crate) fn on_line(
+        path: &std::path::Path,
+        text: &str,
+        index: usize,
+        message: &str,
+        help: &str,
+    ) -> Self {
+        let start: usize = text.split_inclusive('\n').take(index).map(str::len).sum();
+        let len = text[start..].split('\n').next().map_or(0, str::len);
+        InvalidConfig {
+            path: path.to_owned(),
+            line: Some(index + 1),
+            message: message.to_owned(),
+            help: help.to_owned(),
+            src: NamedSource::new(path.display().to_string(), text.to_owned()),
+            span: Some(SourceSpan::from((start, len))),
+        }
+    }
 }

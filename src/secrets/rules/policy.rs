@@ -262,7 +262,12 @@ impl<'a> SecretsPolicy<'a> {
 impl SecretsPolicy<'_> {
     /// The text of `.sops.yaml` for these rules (`existing` as for [`SecretsPolicy::rules`]);
     /// warns about hosts that cannot read their secrets yet.
-    pub fn sops_yaml(&self, existing: &[String]) -> String {
+    pub fn sops_yaml(
+        &self,
+        existing: &[String],
+        old: Option<&str>,
+        path: &Path,
+    ) -> Result<String, RulesError> {
         let rules = self.rules(existing);
         for host in &rules.hosts_without_recipient {
             tracing::warn!(
@@ -270,19 +275,21 @@ impl SecretsPolicy<'_> {
                 "host has no age recipient yet; its secrets are encrypted to the admins only until it is bootstrapped and `cairn secrets rekey` runs"
             );
         }
-        render_sops_yaml(&rules)
+        merge_sops_yaml(old, &rules, path)
     }
 
-    /// Writes `<root>/.sops.yaml` from these rules if its content changes; returns whether it
-    /// did. `existing` as for [`SecretsPolicy::rules`].
+    /// Writes `<root>/.sops.yaml` from these rules if its content changes, keeping what cairn
+    /// did not write; returns whether it did. `existing` as for [`SecretsPolicy::rules`].
     pub fn write_sops_yaml(&self, root: &Path, existing: &[String]) -> Result<bool, RulesError> {
-        let text = self.sops_yaml(existing);
         let path = root.join(CONFIG_FILE_NAME);
-        match fs_err::read_to_string(&path) {
-            Ok(old) if old == text => return Ok(false),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let old = match fs_err::read_to_string(&path) {
+            Ok(old) => Some(old),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
+        };
+        let text = self.sops_yaml(existing, old.as_deref(), &path)?;
+        if old.as_deref() == Some(text.as_str()) {
+            return Ok(false);
         }
         crate::util::atomic::write(&path, text.as_bytes(), 0o644)?;
         Ok(true)

@@ -3,8 +3,6 @@
 //! re-key the host's secrets, seed the keys and the operator's login into /mnt. Record: the
 //! public halves in state, the installed system's key pinned before first contact.
 
-use std::collections::BTreeMap;
-
 use super::{PhaseResult, TARGET_ROOT};
 use crate::bootstrap::host_run::HostRun;
 use crate::bootstrap::PhaseError;
@@ -83,14 +81,6 @@ fn host_keys(r: &HostRun<'_>) -> Result<HostKeys, PhaseError> {
         h.age_recipient = Some(recipient);
         h.host_keys.insert(KeyPhase::Installed, vec![public]);
     })?;
-    let recipients: BTreeMap<String, String> = r
-        .ctx
-        .state
-        .snapshot()
-        .hosts
-        .into_iter()
-        .filter_map(|(n, h)| Some((n, h.age_recipient?)))
-        .collect();
-    crate::bootstrap::secrets::update_recipients(inv, &recipients, &identities)?;
+    crate::bootstrap::secrets::update_host_recipients(inv, &r.ctx.state, &identities)?;
     Ok(keys)
 }

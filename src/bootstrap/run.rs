@@ -75,12 +75,18 @@ pub(super) async fn run(ctx: &Context, host: &Host) -> HostReport {
         command_limit: crate::ssh::TimeLimit::default(),
     };
     let mut timings = Vec::new();
-    let last_done = run.state_snapshot().last_phase.map(|r| r.phase);
+    let mut last_done = run.state_snapshot().last_phase.map(|r| r.phase);
     let selected = ctx.options.phases.clone();
     let failed =
         |phase, source| BootstrapError { host: host.name.to_string(), phase: Some(phase), source };
     let mut result = None;
     for phase in Phase::ALL {
+        if phase > Phase::Provision {
+            // Provision may have found or made another machine than state knew (a new
+            // provider id): it then forgot the old machine's progress, and nothing done to
+            // the old one may be skipped on the new one.
+            last_done = run.state_snapshot().last_phase.map(|r| r.phase);
+        }
         let step = next_step(phase, last_done, selected.as_deref());
         if step == Step::Unselected {
             continue;

@@ -350,3 +350,72 @@ fn bootstrap_and_destroy_json_events() {
     assert!(line.starts_with("{\"event\":\"error\",\"message\":"), "{line}");
     assert_eq!(line.lines().count(), 1, "{line}");
 }
+
+/// State says web1 was installed on machine 7, but the provider now has machine 8 for it
+/// (re-created behind cairn's back, found by its cairn labels). The run forgets the old
+/// machine's progress before deciding what to skip: it reaches the new machine again
+/// instead of skipping to verify. (The fake's server answers on 127.0.0.1:9, where nothing
+/// listens, so reach fails at its deadline.)
+#[test]
+fn a_re_created_machine_resets_the_hosts_phases_before_anything_is_skipped() {
+    use crate::support::hcloud_fake::{Cloud, Fake};
+    use serde_json::json;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(Fake::start(Cloud::default()));
+    fake.cloud(|c| {
+        c.servers.push(json!({
+            "id": 8,
+            "name": "web1",
+            "status": "running",
+            "public_net": { "ipv4": { "ip": "127.0.0.1" }, "ipv6": null },
+            "server_type": { "name": "cx22" },
+            "image": { "name": "debian-13" },
+            "datacenter": { "name": "fsn1-dc14", "location": { "name": "fsn1" } },
+            "labels": { "cairn-host": "web1", "managed-by": "cairn" },
+            "rescue_enabled": false,
+        }))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(
+        dir.path().join("cairn.hcl"),
+        format!(
+            "provider \"hcloud\" \"cloud\" {{\n  token = env(\"HCLOUD_TOKEN\")\n  endpoint = \"{}\"\n  location = \"fsn1\"\n}}\n\nhost \"web1\" {{\n  size = \"cx22\"\n  image = \"debian-13\"\n  flake = \".#web1\"\n  ssh {{\n    port = 9\n  }}\n}}\n",
+            fake.endpoint()
+        ),
+    )
+    .unwrap();
+    let state = serde_json::json!({
+        "schema": 2,
+        "serial": 1,
+        "hosts": { "web1": {
+            "provider": "cloud",
+            "provider_id": "7",
+            "addresses": ["192.0.2.7:22"],
+            "last_phase": { "phase": "install", "at": "2026-12-01T00:00:00Z" },
+        }},
+    });
+    fs_err::create_dir_all(dir.path().join(".cairn")).unwrap();
+    fs_err::write(dir.path().join(".cairn/state.json"), state.to_string()).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(dir.path())
+        .args(["bootstrap", "host", "web1", "--timeout", "reach=2s"])
+        .env("NO_COLOR", "1")
+        .env("HCLOUD_TOKEN", "test-token")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("web1: provision: skipped (8 exists"), "{stderr}");
+    assert!(stderr.contains("web1: reach: started"), "{stderr}");
+    assert!(!stderr.contains("skipped (done earlier"), "{stderr}");
+    assert!(stderr.contains("web1: reach: FAILED"), "{stderr}");
+    let after: serde_json::Value = serde_json::from_str(
+        &fs_err::read_to_string(dir.path().join(".cairn/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(after["hosts"]["web1"]["provider_id"], "8", "{after:#}");
+    assert_ne!(after["hosts"]["web1"]["last_phase"]["phase"], "install", "{after:#}");
+}

@@ -363,6 +363,11 @@ pub struct BootstrapArgs {
     /// The kexec installer bundle (a nixos-images style tarball) for every selected host
     #[arg(long, value_name = "FILE")]
     pub installer: Option<PathBuf>,
+    /// Wipe and reinstall a host that looks installed already (it presents its own host
+    /// key, or carries cairn's install marker) although state does not record it: without
+    /// this, bootstrap refuses such a machine
+    #[arg(long)]
+    pub reinstall: bool,
     /// A deadline for one wait, or a budget for one phase's remote commands, of every
     /// selected host, over cairn.hcl's `timeouts`. Waits: `reach` (SSH answers), `kexec` (the
     /// installer answers), `reboot` (the installed system answers), `verify` (health checks

@@ -10,6 +10,10 @@
 //!   across the jump; the installed system presents the key cairn generated, known before
 //!   first contact. Only a stock image whose key nobody knows yet is trusted on first
 //!   contact, and only by bootstrap ([`Trust::FirstContact`]).
+//! - The host's own key, as the repository holds it, is never a stock image's: a machine
+//!   presenting it on first contact is the installed host with state lost, and bootstrap
+//!   refuses to reinstall it ([`installed`]); with nothing recorded, the installed system is
+//!   pinned to it.
 
 use crate::inventory::{Host, SshSettings};
 use crate::phase::Phase;
@@ -40,6 +44,10 @@ pub struct Recorded<'a> {
     pub state: &'a HostState,
     /// `/repo/.cairn/state.json`, `PostgreSQL state "prod" (...)`.
     pub location: &'a str,
+    /// The host's own SSH public key as the repository holds it
+    /// (`secrets/hosts/<host>/ssh_host_ed25519_key.pub`), when there is one: cairn generated
+    /// it, so it is known whatever state says.
+    pub repository_key: Option<&'a str>,
 }
 
 /// What to accept from the machine at a stage.
@@ -61,15 +69,26 @@ pub struct Route {
     /// Where the pinned keys live, for the "host key changed" help
     /// (`hosts.web1.host_keys.stock in /repo/.cairn/state.json`).
     pub key_location: String,
+    /// On first contact, the host's own key, which no stock image may present.
+    pub installed_key: Option<russh::keys::PublicKey>,
 }
 
 impl Route {
-    /// The policy to connect with: pinned keys, or recording the stock image's key.
+    /// The policy to connect with: pinned keys, or recording the stock image's key (never
+    /// the host's own key: see [`installed::refused`]).
     pub fn policy(&self) -> HostKeyPolicy {
-        match &self.trust {
-            Trust::Pinned { policy, .. } => policy.clone(),
-            Trust::FirstContact => HostKeyPolicy::RecordOnFirstContact,
+        match (&self.trust, &self.installed_key) {
+            (Trust::Pinned { policy, .. }, _) => policy.clone(),
+            (Trust::FirstContact, Some(own)) => HostKeyPolicy::RecordUnless(vec![own.clone()]),
+            (Trust::FirstContact, None) => HostKeyPolicy::RecordOnFirstContact,
         }
+    }
+
+    /// `--reinstall`: a machine presenting the host's own key may be taken as a stock image
+    /// (its key recorded as such), to be wiped on purpose.
+    pub fn allowing_reinstall(mut self) -> Self {
+        self.installed_key = None;
+        self
     }
 
     /// For connections to a host cairn has seen before (`cairn ssh`, status): a key must be
@@ -118,16 +137,19 @@ pub fn expected_keys(recorded: &Recorded<'_>, stage: Stage) -> Result<Trust, Rea
     let nonempty = |s: Stage| state.host_keys.get(&s).filter(|k| !k.is_empty()).map(|k| (s, k));
     let generated =
         state.ssh_public_key.as_ref().map(|k| (Stage::Installed, std::slice::from_ref(k)));
+    let repository = recorded.repository_key.map(str::to_owned);
     let found: Option<(Stage, &[String])> = match stage {
         Stage::Stock => nonempty(Stage::Stock).map(|(s, k)| (s, k.as_slice())),
         // The installer carries the stock system's host keys across the jump.
         Stage::Installer => nonempty(Stage::Installer)
             .or_else(|| nonempty(Stage::Stock))
             .map(|(s, k)| (s, k.as_slice())),
-        // The installed system presents the key cairn generated: known before contact.
-        Stage::Installed => {
-            nonempty(Stage::Installed).map(|(s, k)| (s, k.as_slice())).or(generated)
-        }
+        // The installed system presents the key cairn generated: known before contact, from
+        // state, else from the repository (state lost: `--phases verify` re-adopts).
+        Stage::Installed => nonempty(Stage::Installed)
+            .map(|(s, k)| (s, k.as_slice()))
+            .or(generated)
+            .or(repository.as_ref().map(|k| (Stage::Installed, std::slice::from_ref(k)))),
     };
     match found {
         Some((recorded_as, lines)) => {
@@ -174,7 +196,11 @@ pub fn route<'a>(
         stage_name(recorded_as),
         recorded.location
     );
-    Ok(Route { target, stage, trust, key_location })
+    let installed_key = match trust {
+        Trust::FirstContact => installed::repository_key(recorded)?,
+        Trust::Pinned { .. } => None,
+    };
+    Ok(Route { target, stage, trust, key_location, installed_key })
 }
 
 /// Fingerprints of the keys recorded for the stages before `stage`: while a host moves to
@@ -266,7 +292,37 @@ pub enum ReachError {
         help("edited by hand? restore hosts.{host}.host_keys.{} in {location} from its backup, or remove it and bootstrap again", stage_name(*.stage))
     )]
     BadRecordedKey { host: String, stage: Stage, reason: String, location: String },
+
+    #[error("{host} looks installed already: {evidence}, but {location} does not record it as installed")]
+    #[diagnostic(
+        code(cairn::reach::looks_installed),
+        help("cairn does not reinstall a host that looks installed. To go on: restore the state ({location}) from a backup; or re-adopt the host as it is: `cairn bootstrap host {host} --phases verify` proves it presents its own key, then records it; or wipe and reinstall it on purpose: `cairn bootstrap host {host} --reinstall`")
+    )]
+    LooksInstalled { host: String, evidence: String, location: String },
+
+    #[error("the repository's host key of {host} ({repository}, in {path}) is not the installed key pinned in state ({pinned})")]
+    #[diagnostic(
+        code(cairn::reach::repository_key_changed),
+        help("cairn does not re-pin a host key because the repository changed: whoever can commit could seal a key they hold. Check who changed {path} (`git log -p -- {path}`) and restore it if you did not mean to; if the host was re-keyed on purpose, remove hosts.{host}.host_keys.installed and hosts.{host}.ssh_public_key from {location}, then `cairn bootstrap host {host} --reinstall`")
+    )]
+    RepositoryKeyChanged {
+        host: String,
+        /// Fingerprints of the keys state pinned.
+        pinned: String,
+        /// Fingerprint of the repository's key.
+        repository: String,
+        path: String,
+        location: String,
+    },
+
+    #[error("the host key of {host} in {path} cannot be read: {reason}")]
+    #[diagnostic(
+        code(cairn::reach::bad_repository_key),
+        help("restore {path} from version control (`git checkout -- {path}`); cairn writes it when it generates the host's keys")
+    )]
+    BadRepositoryKey { host: String, path: String, reason: String },
 }
 
+pub mod installed;
 #[cfg(test)]
 mod tests;

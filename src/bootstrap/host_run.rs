@@ -26,6 +26,8 @@ pub(super) struct Facts {
     pub os_id: String,
     /// `uname -m`: which installer bundles can run.
     pub arch: String,
+    /// The host cairn installed this system for (its install marker), if any.
+    pub installed_for: Option<String>,
 }
 
 impl Facts {
@@ -39,6 +41,10 @@ impl Facts {
             mnt_mounted: map.get("mnt_mounted") == Some(&"yes"),
             os_id: map.get("os_id").unwrap_or(&"unknown").to_string(),
             arch: map.get("arch").unwrap_or(&"unknown").trim().to_string(),
+            installed_for: map
+                .get("cairn_host")
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty()),
         }
     }
 }
@@ -105,8 +111,17 @@ impl HostRun<'_> {
         }
         let state = self.state_snapshot();
         let location = self.ctx.state.location();
-        let recorded = Recorded { host: self.name(), state: &state, location: &location };
-        let route = reach::route(self.host, &recorded, stage)?;
+        let repository_key = self.repository_key()?;
+        let recorded = Recorded {
+            host: self.name(),
+            state: &state,
+            location: &location,
+            repository_key: repository_key.as_deref(),
+        };
+        let mut route = reach::route(self.host, &recorded, stage)?;
+        if self.ctx.options.reinstall {
+            route = route.allowing_reinstall();
+        }
         let (target, policy) = (route.target.clone(), route.policy());
         let record = matches!(route.trust, Trust::FirstContact);
         let options = ssh::ConnectOptions {
@@ -138,6 +153,11 @@ impl HostRun<'_> {
                     ),
                 ))
             }
+            // The host's own key where a stock image was expected: the installed host.
+            Err(ssh::Error::KnownHostKey { target, presented }) => {
+                let reached_at = target.to_string();
+                return Err(reach::installed::refused(&recorded, &reached_at, &presented).into());
+            }
             Err(e) => return Err(e.into()),
         };
         if record {
@@ -152,6 +172,33 @@ impl HostRun<'_> {
         }
         self.session = Some((stage, session));
         Ok(&self.session.as_ref().expect("just set").1)
+    }
+
+    /// The host's own SSH public key line, if the repository holds one.
+    pub(super) fn repository_key(&self) -> Result<Option<String>, PhaseError> {
+        Ok(crate::keys::HostKeyStore::new(&self.ctx.inventory.root).load_public(self.name())?)
+    }
+
+    /// Before anything is done to a machine reached as a stock image: refuses one whose
+    /// install marker says cairn installed it (unless `--reinstall`); reach decides.
+    pub(super) fn refuse_if_installed(&self, facts: &Facts) -> Result<(), PhaseError> {
+        if self.ctx.options.reinstall {
+            return Ok(());
+        }
+        let state = self.state_snapshot();
+        let location = self.ctx.state.location();
+        let recorded = Recorded {
+            host: self.name(),
+            state: &state,
+            location: &location,
+            repository_key: None,
+        };
+        let reached_at = match &self.session {
+            Some((_, s)) => s.target().to_string(),
+            None => self.name().to_owned(),
+        };
+        reach::installed::check_marker(&recorded, &reached_at, facts.installed_for.as_deref())?;
+        Ok(())
     }
 
     pub(super) async fn facts(&mut self, stage: KeyPhase, wait: Wait) -> Result<Facts, PhaseError> {
@@ -218,5 +265,7 @@ mod tests {
         assert_eq!(f.mem_mib, 988);
         assert_eq!(f.os_id, "debian");
         assert!(!f.mnt_mounted);
+        assert_eq!(f.installed_for, None);
+        assert_eq!(Facts::parse("cairn_host=web1\n").installed_for.as_deref(), Some("web1"));
     }
 }

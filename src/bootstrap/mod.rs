@@ -45,6 +45,9 @@ pub struct Options {
     pub nix: Nix,
     /// An installer bundle overriding the hosts' and providers' (`--installer`).
     pub installer: Option<PathBuf>,
+    /// `--reinstall`: take a machine that looks installed (its own host key, cairn's install
+    /// marker) for a stock image to wipe, although state does not record it.
+    pub reinstall: bool,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             timeouts: Timeouts::default(),
             nix: Nix::new().for_this_machine(),
             installer: None,
+            reinstall: false,
         }
     }
 }

@@ -31,6 +31,7 @@ impl Settings {
             phases,
             parallel: args.parallel,
             installer: args.installer.clone(),
+            reinstall: args.reinstall,
             ..Default::default()
         };
         options.timeouts.0.extend(args.timeouts.iter().copied());

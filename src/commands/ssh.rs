@@ -44,8 +44,12 @@ impl Settings {
         });
         let location = state.location();
         let recorded_host = data.hosts.get(host.name.as_str()).cloned().unwrap_or_default();
-        let recorded =
-            Recorded { host: host.name.as_str(), state: &recorded_host, location: &location };
+        let recorded = Recorded {
+            host: host.name.as_str(),
+            state: &recorded_host,
+            location: &location,
+            repository_key: None,
+        };
         let mut route = reach::known_host(*host, &recorded, stage)?;
         if let Some(user) = &args.user {
             route.target.user = user.clone();

@@ -254,6 +254,7 @@ pub async fn connect(access: &Access, host: &Host) -> Result<Session, ProbeError
         host: host.name.as_str(),
         state: &recorded_host,
         location: &access.state_location,
+        repository_key: None,
     };
     let route = crate::reach::known_host(host, &recorded, None)?;
     let options = ConnectOptions {

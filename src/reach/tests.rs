@@ -18,7 +18,7 @@ fn state(addresses: &[&str], keys: &[(Stage, &str)]) -> HostState {
 }
 
 fn recorded<'a>(name: &'a str, state: &'a HostState) -> Recorded<'a> {
-    Recorded { host: name, state, location: LOCATION }
+    Recorded { host: name, state, location: LOCATION, repository_key: None }
 }
 
 /// As `cairn ssh` asks: `phase` from `--phase`, or the stage state says the host runs.

@@ -58,6 +58,19 @@ pub enum Error {
         state_hint: String,
     },
 
+    #[error(
+        "{target} presented a host key the caller knows ({presented}): this is no first contact"
+    )]
+    #[diagnostic(
+        code(cairn::ssh::known_host_key),
+        help("the caller refused the key before logging in; it says what the key means")
+    )]
+    KnownHostKey {
+        target: Arc<Target>,
+        /// Fingerprint of the key the server presented.
+        presented: String,
+    },
+
     #[error("{target} presented a host certificate, which cairn does not accept")]
     #[diagnostic(
         code(cairn::ssh::host_certificate),

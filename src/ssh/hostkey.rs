@@ -15,6 +15,11 @@ pub enum HostKeyPolicy {
     /// records it in state and pins it for every later connection. Only for a host never
     /// contacted before, whose key cairn cannot know in advance (a provider's stock image).
     RecordOnFirstContact,
+    /// [`HostKeyPolicy::RecordOnFirstContact`], except for these keys: a server presenting
+    /// one is a system the caller already knows (a host cairn installed, with state lost),
+    /// so this is no first contact. The connection fails with
+    /// [`super::Error::KnownHostKey`] at the handshake, before authentication.
+    RecordUnless(Vec<PublicKey>),
 }
 
 impl HostKeyPolicy {
@@ -31,11 +36,11 @@ impl HostKeyPolicy {
         Ok(Self::Pinned(keys))
     }
 
-    /// Host key algorithms to offer, pinned algorithms first, so a server holding several
-    /// host keys presents the pinned one.
+    /// Host key algorithms to offer, pinned (or refused) algorithms first, so a server
+    /// holding several host keys presents the one the policy is about.
     pub(crate) fn preferred_algorithms(&self) -> Cow<'static, [Algorithm]> {
         let defaults = russh::Preferred::DEFAULT.key;
-        let HostKeyPolicy::Pinned(keys) = self else {
+        let (HostKeyPolicy::Pinned(keys) | HostKeyPolicy::RecordUnless(keys)) = self else {
             return defaults;
         };
         let mut out: Vec<Algorithm> = Vec::new();
@@ -133,6 +138,9 @@ impl russh::client::Handler for Verifier {
         Ok(match &self.policy {
             HostKeyPolicy::Pinned(pins) => pins.iter().any(|p| p.key_data() == key.key_data()),
             HostKeyPolicy::RecordOnFirstContact => true,
+            HostKeyPolicy::RecordUnless(known) => {
+                !known.iter().any(|k| k.key_data() == key.key_data())
+            }
         })
     }
 }

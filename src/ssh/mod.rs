@@ -276,14 +276,18 @@ impl Session {
                 return Err(Error::HostCertificate { target: target.clone() })
             }
             Err(russh::Error::UnknownKey) if observed.presented.is_some() => {
+                let presented = observed.presented.as_ref().map(fingerprint).unwrap_or_default();
                 let expected = match policy {
                     HostKeyPolicy::Pinned(keys) => keys.iter().map(fingerprint).collect(),
                     HostKeyPolicy::RecordOnFirstContact => Vec::new(),
+                    HostKeyPolicy::RecordUnless(_) => {
+                        return Err(Error::KnownHostKey { target: target.clone(), presented })
+                    }
                 };
                 return Err(Error::HostKeyMismatch {
                     target: target.clone(),
                     expected,
-                    presented: observed.presented.as_ref().map(fingerprint).unwrap_or_default(),
+                    presented,
                     state_hint: options.pinned_key_location.clone(),
                 });
             }

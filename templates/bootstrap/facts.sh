@@ -13,3 +13,5 @@ echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"
 echo "arch=$(uname -m)"
 echo "mem_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
 if grep -q ' /mnt ' /proc/mounts; then echo "mnt_mounted=yes"; else echo "mnt_mounted=no"; fi
+# The marker the install leaves on the system it installed (the host's name).
+if [ -r /var/lib/cairn/host ]; then echo "cairn_host=$(head -c 256 /var/lib/cairn/host | head -n 1)"; fi

@@ -3,6 +3,7 @@
 set -eu
 root={{root}}
 system={{system}}
+host={{host}}
 profiles=$root/nix/var/nix/profiles
 mkdir -p "$profiles" "$root/etc" "$root/dev" "$root/proc" "$root/sys" "$root/run" "$root/tmp"
 chmod 1777 "$root/tmp"
@@ -23,3 +24,7 @@ if [ -x "$system/activate" ]; then
   chroot "$root" "$system/activate" 1>&2 || echo "warning: activation inside the chroot reported an error" >&2
 fi
 NIXOS_INSTALL_BOOTLOADER=1 chroot "$root" "$system/bin/switch-to-configuration" boot
+# The marker that says which host cairn installed here: with state lost, a later bootstrap
+# reads it and refuses to wipe the installed system.
+mkdir -p "$root/var/lib/cairn"
+printf '%s\n' "$host" > "$root/var/lib/cairn/host"

@@ -11,6 +11,7 @@ mod download;
 mod gitops;
 mod hang;
 mod hostile;
+mod installed;
 mod inventory;
 mod keys;
 mod nix;

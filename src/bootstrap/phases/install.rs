@@ -1,6 +1,7 @@
 //! install: set the system profile and install the boot loader with the closure's own
 //! `switch-to-configuration boot`. Check and prove: the script fails unless the system is in
-//! the target's store. Record: the system installed.
+//! the target's store. Record: the system installed, and on the target the install marker
+//! naming the host (`reach::installed::MARKER`).
 
 use super::{PhaseResult, INSTALL_SH, TARGET_ROOT};
 use crate::bootstrap::host_run::HostRun;
@@ -15,7 +16,10 @@ pub(super) async fn install(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseErr
     let script = template::render(
         "templates/bootstrap/install.sh",
         INSTALL_SH,
-        &Vars::new().word("root", TARGET_ROOT).word("system", system.as_str()),
+        &Vars::new()
+            .word("root", TARGET_ROOT)
+            .word("system", system.as_str())
+            .word("host", r.name()),
     )?;
     let session = r.session(KeyPhase::Installer, Wait::Reach).await?;
     session.exec(&RemoteCommand::script("install", script)).await?;

@@ -25,6 +25,9 @@ pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError
     if before.installer {
         return Ok(PhaseResult::Skipped("already running an installer".into()));
     }
+    // The jump leads to the wipe: never on a system cairn installed (reach may have run in
+    // an earlier run, before the marker could be seen).
+    r.refuse_if_installed(&before)?;
     let need = installer_min_memory(r);
     if before.mem_mib < need {
         return Err(PhaseError::NotEnoughMemory { have_mib: before.mem_mib, need_mib: need });

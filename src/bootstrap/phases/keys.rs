@@ -1,7 +1,8 @@
 //! keys: the host's SSH host key and age key. Check: the repository already holds them
 //! (then they are loaded, not generated). Act: generate, store encrypted to the admins,
 //! re-key the host's secrets, seed the keys and the operator's login into /mnt. Record: the
-//! public halves in state, the installed system's key pinned before first contact.
+//! public halves in state, the installed system's key pinned before first contact (never a
+//! repository key that differs from the one pinned already).
 
 use super::{PhaseResult, TARGET_ROOT};
 use crate::bootstrap::host_run::HostRun;
@@ -65,7 +66,23 @@ fn host_keys(r: &HostRun<'_>) -> Result<HostKeys, PhaseError> {
     let identities = crate::keys::Identities::discover(&r.ctx.env);
     let codec = crate::secrets::SopsBinaryCodec { keyring: &identities };
     let keys = if store.exists(r.name()) {
-        store.load(r.name(), &codec)?
+        // A repository key unlike the installed key state pinned is never re-pinned here:
+        // the public file is checked before anything is decrypted, then the key the
+        // private half (what is seeded and pinned) derives.
+        let state = r.state_snapshot();
+        let location = r.ctx.state.location();
+        let recorded = crate::reach::Recorded {
+            host: r.name(),
+            state: &state,
+            location: &location,
+            repository_key: None,
+        };
+        if let Some(public) = store.load_public(r.name())? {
+            crate::reach::installed::check_repository_key(&recorded, &public)?;
+        }
+        let keys = store.load(r.name(), &codec)?;
+        crate::reach::installed::check_repository_key(&recorded, keys.ssh_public_line())?;
+        keys
     } else {
         let admins: Vec<AgeRecipient> = inv.admins.iter().map(|a| a.age.clone()).collect();
         let separate = r.host.install.age_key;

@@ -63,6 +63,7 @@ pub(super) async fn verify(r: &mut HostRun<'_>) -> Result<Verified, PhaseError> 
     };
     let session = r.session(KeyPhase::Installed, Wait::Reboot).await?;
     let host_key = ssh::fingerprint(session.host_key());
+    let presented = session.host_key().to_openssh().ok();
     let target = session.target().to_string();
     let root_device = session
         .exec(
@@ -79,7 +80,18 @@ pub(super) async fn verify(r: &mut HostRun<'_>) -> Result<Verified, PhaseError> 
         boot_id: facts.boot_id.clone(),
         host_key: host_key.clone(),
     };
-    r.update_state(|h| h.bootstrap.verified = Some(record))?;
+    r.update_state(|h| {
+        h.bootstrap.verified = Some(record);
+        // Re-adopting a host whose state was lost: the key just proved (state pinned none,
+        // so reach pinned the repository's) becomes the pinned one.
+        if let Some(line) = presented {
+            let none_pinned = h.host_keys.get(&KeyPhase::Installed).is_none_or(|k| k.is_empty());
+            if none_pinned {
+                h.host_keys.insert(KeyPhase::Installed, vec![line.clone()]);
+            }
+            h.ssh_public_key.get_or_insert(line);
+        }
+    })?;
     Ok(Verified {
         address: target,
         host_key,

@@ -3,7 +3,8 @@
 //! Debian image to the installed test system, and the test checks what a user would: the
 //! summary says verified, the installed system booted from its own disk, presented the
 //! host key cairn generated, decrypted its secret and started its agent; a second run
-//! changes nothing; `cairn destroy` leaves no process and no file behind.
+//! changes nothing; with state lost, a run refuses to touch the installed host; `cairn
+//! destroy` leaves no process and no file behind.
 //!
 //! Runs on CI (`CI=true`: a missing prerequisite fails). Set `CAIRN_SKIP_VM_TESTS=1` to skip
 //! it locally.
@@ -223,6 +224,25 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
     assert!(again.status.success(), "{}", text(&again));
     let again_out = String::from_utf8_lossy(&again.stdout);
     assert!(again_out.contains("web1: verified, no changes"), "{again_out}");
+
+    // State lost: the installed host is recognised by its own key and left alone (the same
+    // boot id), with what to do.
+    let boot_id = |dir: &Path| {
+        let out = cairn(dir, &["ssh", "web1", "--", "cat", "/proc/sys/kernel/random/boot_id"]);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let booted = boot_id(&dir);
+    let state_path = dir.join(".cairn/state.json");
+    let saved = fs_err::read(&state_path).unwrap();
+    fs_err::remove_file(&state_path).unwrap();
+    let lost = cairn(&dir, &["bootstrap", "host", "web1"]);
+    fs_err::write(&state_path, &saved).unwrap();
+    let lost_err = String::from_utf8_lossy(&lost.stderr);
+    assert_eq!(lost.status.code(), Some(1), "{}\n--- console\n{}", text(&lost), console(&dir));
+    assert!(lost_err.contains("web1 looks installed already"), "{}", text(&lost));
+    assert!(lost_err.contains("--reinstall"), "{}", text(&lost));
+    assert_eq!(boot_id(&dir), booted, "the installed host was touched");
 
     // destroy leaves no process and no file behind.
     destroy_leaves_nothing(&dir);

@@ -205,6 +205,9 @@ pub struct PromoteArgs {
     /// How long --watch waits
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+    /// Promote even if `cairn check` finds errors concerning the ring's hosts
+    #[arg(long)]
+    pub skip_check: bool,
     #[command(flatten)]
     pub login: LoginArgs,
 }
@@ -377,6 +380,9 @@ pub struct BootstrapArgs {
     /// install=20m, command=2m]
     #[arg(long = "timeout", value_name = "NAME=DURATION", value_parser = parse_timeout)]
     pub timeouts: Vec<(crate::inventory::Limit, std::time::Duration)>,
+    /// Bootstrap even if `cairn check` finds errors concerning the selected hosts
+    #[arg(long)]
+    pub skip_check: bool,
     /// Write the run's events to stdout as JSON, one object per line (phases, transfers, a
     /// final summary; see docs/json-events.md); the human output goes to stderr
     #[arg(long)]

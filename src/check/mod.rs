@@ -248,10 +248,10 @@ pub fn run(fleet: Fleet<'_>, opts: &Options) -> Result<Report, CheckError> {
 
 /// Error-level findings that stop a command acting on some hosts.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("cairn check found {} error{} concerning {}", findings.len(), if findings.len() == 1 { "" } else { "s" }, hosts.join(", "))]
+#[error("cairn check found {} error{} concerning {}, so nothing was started", findings.len(), if findings.len() == 1 { "" } else { "s" }, hosts.join(", "))]
 #[diagnostic(
     code(cairn::check::failed),
-    help("{}\nfix them (run `cairn check` for the whole report), or pass --skip-check to go ahead anyway", render::plain_list(findings))
+    help("{}\nfix them (`cairn check` shows the whole report), or pass --skip-check to go ahead anyway", render::plain_list(findings))
 )]
 pub struct CheckFailed {
     pub hosts: Vec<String>,
@@ -265,33 +265,65 @@ pub enum GateError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Failed(#[from] CheckFailed),
-    #[error(transparent)]
-    #[diagnostic(transparent)]
+    #[error("cairn check could not run, so nothing was started")]
+    #[diagnostic(
+        code(cairn::check::gate),
+        help("fix what stopped it (`cairn check` says the same), or pass --skip-check to go ahead without the check")
+    )]
     CouldNotRun(#[from] CheckError),
 }
 
 /// The gate before `bootstrap` and `promote`: the error-level rules (minus the inventory's
-/// `check { skip }`), keeping the findings that concern `hosts` or no host in particular
-/// (a private key in history concerns the whole fleet). `Ok` when there are none.
+/// `check { skip }`; the rules that need Nix are skipped when there is no nix), keeping the
+/// findings that concern `hosts` or no host in particular (a private key in history concerns
+/// the whole fleet). `Ok` when there are none.
 pub fn gate(fleet: Fleet<'_>, hosts: &[HostName]) -> Result<(), GateError> {
     let mut opts = Options::new(fleet.inventory);
     opts.errors_only = true;
     let report = run(fleet, &opts)?;
+    for s in &report.skipped {
+        tracing::debug!(rule = %s.rule, reason = %s.reason, "check gate: rule skipped");
+    }
+    let findings = gate_findings(report, hosts);
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        let hosts = hosts.iter().map(HostName::as_str).collect::<BTreeSet<_>>();
+        Err(CheckFailed { hosts: hosts.into_iter().map(str::to_owned).collect(), findings }.into())
+    }
+}
+
+/// The error-level findings of `report` that concern `hosts` or the whole repository.
+fn gate_findings(report: Report, hosts: &[HostName]) -> Vec<Finding> {
     let wanted: BTreeSet<&str> = hosts.iter().map(HostName::as_str).collect();
-    let findings: Vec<Finding> = report
+    report
         .findings
         .into_iter()
         .filter(|f| f.severity == Severity::Error)
         .filter(|f| f.concerns.is_empty() || f.concerns.iter().any(|h| wanted.contains(h.as_str())))
-        .collect();
-    if findings.is_empty() {
-        Ok(())
-    } else {
-        Err(CheckFailed { hosts: wanted.into_iter().map(str::to_owned).collect(), findings }.into())
-    }
+        .collect()
 }
 
 /// The line (1-based) of the first line of `text` for which `pred` holds.
 fn line_of(text: &str, pred: impl Fn(&str) -> bool) -> Option<usize> {
     text.lines().position(pred).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_keeps_errors_about_its_hosts_or_the_whole_repository() {
+        let web1 = Finding::new(RuleId::SecretsPlaintext, "a").file("secrets/web1.yaml", Some(1));
+        let web1 = web1.concerns(["web1".to_owned()]);
+        let web2 = Finding::new(RuleId::SecretsPlaintext, "b").concerns(["web2".to_owned()]);
+        let everyone = Finding::new(RuleId::SecretsPrivateKey, "c");
+        let warning = Finding::new(RuleId::DiskById, "d").host("web1");
+        let report = Report { findings: vec![web1, web2, everyone, warning], skipped: Vec::new() };
+        let hosts = [HostName::new("web1".to_owned()).unwrap()];
+        let kept: Vec<String> =
+            gate_findings(report, &hosts).into_iter().map(|f| f.message).collect();
+        assert_eq!(kept, ["a", "c"]);
+    }
 }

@@ -81,7 +81,8 @@ fn plaintext(file: &SecretsFile, out: &mut Vec<Finding>) {
                     "{rel} is not encrypted (it has no sops metadata), but {}",
                     declared_by(file)
                 ),
-                None,
+                // The whole file is in clear: it starts at line 1.
+                Some(1),
             )
             .hint(encrypt_hint),
         ),
@@ -92,7 +93,7 @@ fn plaintext(file: &SecretsFile, out: &mut Vec<Finding>) {
                 format!("is not a valid sops file ({format} that does not parse)")
             };
             out.push(
-                finding(format!("{rel} {what}, but {}", declared_by(file)), None)
+                finding(format!("{rel} {what}, but {}", declared_by(file)), Some(1))
                     .hint(encrypt_hint),
             )
         }

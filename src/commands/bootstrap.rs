@@ -47,6 +47,9 @@ impl Settings {
 pub fn run(args: &BootstrapArgs, ctx: &Context) -> miette::Result<ExitCode> {
     let settings = Settings::resolve(args, IdentityEnv::from_process())?;
     let session = ctx.fleet_session(&settings.selectors)?;
+    // Before any phase: nothing is touched when the check finds errors.
+    let names: Vec<_> = session.hosts.iter().map(|h| h.name.clone()).collect();
+    super::check::gate(&session.inventory, &session.state.snapshot(), &names, args.skip_check)?;
     let reports = session.bootstrap(settings.options, settings.operator_key, settings.env)?;
     render_summary(ctx, &reports)?;
     let failed = reports.iter().filter(|r| r.result.is_err()).count();

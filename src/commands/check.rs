@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use super::{output, Context};
 use crate::check::{self, render, Fleet, Options};
 use crate::cli::CheckArgs;
+use crate::inventory::{HostName, Inventory};
+use crate::state::StateData;
 
 /// Exit 2: the check itself could not run (as opposed to 1: it found errors).
 const COULD_NOT_RUN: u8 = 2;
@@ -42,4 +44,21 @@ fn run_check(args: &CheckArgs, ctx: &Context) -> miette::Result<ExitCode> {
         output(ctx.out.text(&render::text(&report, color)))?;
     }
     Ok(if report.failed(args.strict) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The check before a command acts on `hosts` (bootstrap, promote): the error-level rules
+/// run first and an error concerning those hosts stops the command; `--skip-check` (`skip`)
+/// goes ahead without them, saying so.
+pub(super) fn gate(
+    inventory: &Inventory,
+    state: &StateData,
+    hosts: &[HostName],
+    skip: bool,
+) -> miette::Result<()> {
+    if skip {
+        tracing::warn!("--skip-check: going ahead without `cairn check`");
+        return Ok(());
+    }
+    check::gate(Fleet { inventory, state }, hosts)?;
+    Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{confirm, output, Context};
 use crate::cli::{HoldArgs, PromoteArgs, RollbackArgs};
-use crate::gitops::promote::Outcome;
+use crate::gitops::promote::{CheckRun, Outcome};
 use crate::gitops::{self, status, HoldOutcome};
 
 const WATCH_INTERVAL: Duration = Duration::from_secs(5);
@@ -17,6 +17,10 @@ fn short(c: &str) -> &str {
 pub fn promote(args: &PromoteArgs, ctx: &Context) -> miette::Result<ExitCode> {
     let inventory = ctx.load_inventory()?;
     let backend = ctx.open_state(&inventory)?;
+    // Before any host or remote is asked anything: the check of the ring's hosts.
+    let ring = gitops::ring(&inventory, &args.ring)?;
+    super::check::gate(&inventory, &backend.read()?, &ring.hosts, args.skip_check)?;
+    let check = if args.skip_check { CheckRun::Skipped } else { CheckRun::Passed };
     let access = super::status::access(&inventory, backend.as_ref(), &args.login)?;
     let runtime = super::fleet::runtime()?;
     let p = runtime.block_on(gitops::prepare_promotion(
@@ -24,6 +28,7 @@ pub fn promote(args: &PromoteArgs, ctx: &Context) -> miette::Result<ExitCode> {
         &access,
         &args.ring,
         args.commit.as_deref(),
+        check,
     ))?;
     let mut text =
         format!("promote {} ({}) to {}, {}\n", p.ring, p.branch, short(&p.target), p.source);

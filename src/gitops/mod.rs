@@ -191,6 +191,7 @@ pub async fn prepare_promotion(
     access: &Access,
     ring_name: &str,
     commit: Option<&str>,
+    check: promote::CheckRun,
 ) -> Result<Promotion, GitopsError> {
     let ring = ring(inventory, ring_name)?;
     let g = inventory.gitops.as_ref().ok_or(GitopsError::NoGitops)?;
@@ -265,7 +266,7 @@ pub async fn prepare_promotion(
             time::OffsetDateTime::now_utc(),
         )),
     }
-    gates.push(promote::check_gate());
+    gates.push(promote::check_gate(check));
     Ok(Promotion {
         ring: ring.name.to_string(),
         branch: ring.branch.clone(),

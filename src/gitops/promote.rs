@@ -144,9 +144,28 @@ fn round(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs().max(1))
 }
 
-/// `cairn check` at the commit: not part of cairn yet, so said and skipped.
-pub fn check_gate() -> GateResult {
-    GateResult::new("check", Outcome::Skipped, "`cairn check` is not part of this cairn yet")
+/// How `cairn check` went before the promotion was prepared (the command runs it first, on
+/// the work tree; its errors stop the command before any gate is evaluated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckRun {
+    /// No error-level finding concerns the ring's hosts.
+    Passed,
+    /// `--skip-check`: not run.
+    Skipped,
+}
+
+/// The `check` row of the gates, recorded with the promotion.
+pub fn check_gate(run: CheckRun) -> GateResult {
+    match run {
+        CheckRun::Passed => GateResult::new(
+            "check",
+            Outcome::Passed,
+            "`cairn check` of the work tree found no errors concerning the ring's hosts",
+        ),
+        CheckRun::Skipped => {
+            GateResult::new("check", Outcome::Skipped, "--skip-check: `cairn check` did not run")
+        }
+    }
 }
 
 /// The tag prefix of a ring's promotions.

@@ -9,13 +9,15 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// A fleet of one `existing` host at 127.0.0.1:9: nothing listens there, so every connect is
-/// refused. `extra` goes into the host block.
+/// refused. `extra` goes into the host block. Its flake evaluates, so the check before
+/// bootstrap passes.
 fn unreachable_fleet(dir: &Path, extra: &str) {
     fs_err::write(
         dir.join("cairn.hcl"),
         format!("provider \"existing\" \"mine\" {{}}\n\nhost \"web1\" {{\n  provider = \"mine\"\n  address  = \"127.0.0.1:9\"\n  flake    = \".#web1\"\n{extra}}}\n"),
     )
     .unwrap();
+    crate::support::flake::write_minimal(dir, &["web1"]);
 }
 
 fn cairn(dir: &Path, args: &[&str]) -> Output {

@@ -324,6 +324,22 @@ fn test_fleet(hosts: &[(&str, &str, bool)]) -> TestFleet {
         ring_hosts("prod"),
     ));
     fs_err::write(repo.path().join("cairn.hcl"), hcl).unwrap();
+    // Each host's configuration (`.#<name>`, the default) wires comin to its ring's branch,
+    // as the check before a promotion wants.
+    let configs: String = hosts
+        .iter()
+        .map(|(name, ring, _)| {
+            format!(
+                "    nixosConfigurations.{name}.config = {{\n      networking.hostName = \"{name}\";\n      services.comin = {{\n        enable = true;\n        remotes = [ {{ name = \"origin\"; url = \"{}\"; branches.main.name = \"ring/{ring}\"; }} ];\n      }};\n    }};\n",
+                remote.path().display()
+            )
+        })
+        .collect();
+    fs_err::write(
+        repo.path().join("flake.nix"),
+        format!("{{\n  outputs = {{ self }}: {{\n{configs}  }};\n}}\n"),
+    )
+    .unwrap();
     fs_err::write(repo.path().join(".gitignore"), ".cairn/\n").unwrap();
     let mut state = cairn::state::StateData::default();
     for h in &built {

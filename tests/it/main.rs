@@ -8,6 +8,7 @@ mod bootstrap;
 mod check;
 mod cli;
 mod download;
+mod gate;
 mod gitops;
 mod hang;
 mod hostile;

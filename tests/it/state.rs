@@ -775,6 +775,7 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
         ),
     )
     .unwrap();
+    crate::support::flake::write_minimal(repo.path(), &["web1"]);
     // Over TCP, as a team's database is reached (the other tests use the unix socket).
     let cairn = |args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));

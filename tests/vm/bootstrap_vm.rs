@@ -74,6 +74,10 @@ static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn make_fleet(dir: &Path) {
     let made = Command::new(repo().join("vm-tests/make-fleet")).arg(dir).output().unwrap();
     assert!(made.status.success(), "make-fleet failed: {}", text(&made));
+    // .sops.yaml from the inventory, as a user runs it after editing cairn.hcl: the check
+    // before bootstrap refuses a repository without it.
+    let rekeyed = cairn(dir, &["secrets", "rekey"]);
+    assert!(rekeyed.status.success(), "secrets rekey failed: {}", text(&rekeyed));
 }
 
 /// A fresh example fleet for one test, holding the one-VM lock; its VM is destroyed on drop.

@@ -2,6 +2,7 @@
 //! fake hcloud) and the secrets lab (age keys, sops).
 
 pub mod cloudalone;
+pub mod flake;
 pub mod hcloud_fake;
 pub mod pg;
 pub mod secrets;

@@ -387,6 +387,7 @@ fn a_re_created_machine_resets_the_hosts_phases_before_anything_is_skipped() {
         ),
     )
     .unwrap();
+    crate::support::flake::write_minimal(dir.path(), &["web1"]);
     let state = serde_json::json!({
         "schema": 2,
         "serial": 1,

@@ -75,6 +75,7 @@ fn a_bootstrap_against_an_sshd_whose_commands_hang_ends_at_the_reach_deadline() 
         ),
     )
     .unwrap();
+    crate::support::flake::write_minimal(dir.path(), &["web1"]);
     let (code, stdout, stderr) = bootstrap(dir.path(), &server);
     server.kill_sessions();
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");

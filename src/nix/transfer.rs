@@ -141,6 +141,10 @@ fn tar_args(options: &TransferOptions) -> Vec<String> {
         "--create".into(),
         "--file=-".into(),
         format!("--directory={}", options.store_root.display()),
+        // The target's store belongs to root, whoever owns the operator's (single-user Nix
+        // leaves it to uid 1000, NixOS's first normal user); --load-db does not fix owners.
+        "--owner=0".into(),
+        "--group=0".into(),
         "--numeric-owner".into(),
         "--null".into(),
         "--files-from=-".into(),
@@ -171,7 +175,7 @@ mod tests {
         let o = TransferOptions::default();
         assert_eq!(
             tar_args(&o).join(" "),
-            "--create --file=- --directory=/ --numeric-owner --null --files-from=-"
+            "--create --file=- --directory=/ --owner=0 --group=0 --numeric-owner --null --files-from=-"
         );
         assert_eq!(zstd_args(&o).join(" "), "-T0 -3 -q -c");
         assert_eq!(
@@ -221,6 +225,42 @@ mod tests {
             a.as_str()
         );
         assert!(!dst.path().join(a.relative()).exists());
+    }
+
+    /// An operator whose store belongs to uid 1000 (single-user Nix) sends paths owned by
+    /// root: what the installed host's store must be.
+    #[tokio::test]
+    async fn store_paths_are_sent_owned_by_root_whoever_owns_them_here() {
+        let src = tempfile::tempdir().unwrap();
+        let p = StorePath::new("/nix/store/gcqiw58q9c8ka0xdlbb4gl1f1852jf6i-mine").unwrap();
+        let dir = src.path().join(p.relative());
+        fs_err::create_dir_all(&dir).unwrap();
+        fs_err::write(dir.join("file"), "x").unwrap();
+        if std::os::unix::fs::chown(&dir, Some(1000), Some(100)).is_err()
+            || std::os::unix::fs::chown(dir.join("file"), Some(1000), Some(100)).is_err()
+        {
+            return; // not root: the files are this user's, which proves as much
+        }
+        let opts = TransferOptions { store_root: src.path().to_owned(), ..Default::default() };
+        let mut stream = TarStream::spawn(&[p], &BTreeSet::new(), &opts).unwrap();
+        let mut out = stream.stdout().unwrap();
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut out, &mut bytes).await.unwrap();
+        stream.finish().await.unwrap();
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("zstd -d -c | tar -t -v --numeric-owner -f -")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &bytes).unwrap();
+        drop(child.stdin.take());
+        let listing = child.wait_with_output().unwrap();
+        let listing = String::from_utf8(listing.stdout).unwrap();
+        let owners: Vec<&str> =
+            listing.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+        assert_eq!(owners, ["0/0", "0/0"], "{listing}");
     }
 
     #[tokio::test]

@@ -167,6 +167,10 @@ async fn test_system_closure_streams_and_registers_in_a_fresh_store() {
     assert!(load.wait().unwrap().success(), "nix-store --load-db failed");
 
     run(&mut in_target(&["--verify", "--check-contents"]));
+    // The deriver is recorded as Nix records it, though the .drv is not copied.
+    let deriver = closure.iter().find(|p| p.path == toplevel).and_then(|p| p.deriver.clone());
+    let queried = run(&mut in_target(&["--query", "--deriver", toplevel.as_str()]));
+    assert_eq!(queried.trim(), deriver.map_or("unknown-deriver".to_owned(), |d| d.to_string()));
     let registered: BTreeSet<String> =
         run(&mut in_target(&["--query", "--requisites", toplevel.as_str()]))
             .lines()

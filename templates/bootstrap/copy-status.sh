@@ -50,6 +50,14 @@ if [ -f "$pidfile" ]; then
   fi
   rm -f "$pidfile"
 fi
+if [ ! -e "$done_list" ] && [ -e {{root}}/nix/var/nix/db/db.sqlite ]; then
+  # An earlier copy finished and registered its paths (register.sh then removes the list):
+  # what is in the store is complete.
+  for p in "$store"/*; do
+    [ -e "$p" ] || [ -L "$p" ] || continue
+    echo "${p##*/}"
+  done > "$done_list"
+fi
 touch "$done_list"
 for p in "$store"/* "$store"/.[!.]*; do
   [ -e "$p" ] || [ -L "$p" ] || continue

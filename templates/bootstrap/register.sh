@@ -15,3 +15,6 @@ for d in dev proc sys; do
 done
 # The target has no /etc/passwd yet, and nix wants USER and HOME.
 env USER=root HOME=/root chroot "$root" "$nix_store" --load-db < "$reg"
+# Registered: the copy's bookkeeping has done its job and does not belong on the host.
+# (copy-status.sh treats a registered store without it as complete.)
+rm -f "$root/nix/.cairn-copied"

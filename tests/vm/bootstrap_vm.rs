@@ -223,6 +223,18 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
         text(&secret)
     );
 
+    // Every store path on the installed host belongs to root, as Nix's own would.
+    let owners = cairn(
+        &dir,
+        &["ssh", "web1", "--", "find", "/nix/store", "-maxdepth", "1", "!", "-user", "0"],
+    );
+    assert!(owners.status.success(), "{}", text(&owners));
+    assert_eq!(String::from_utf8_lossy(&owners.stdout).trim(), "", "{}", text(&owners));
+    // The copy's bookkeeping stayed on the installer's side.
+    let leftover = cairn(&dir, &["ssh", "web1", "--", "ls", "-a", "/nix"]);
+    assert!(leftover.status.success(), "{}", text(&leftover));
+    assert!(!String::from_utf8_lossy(&leftover.stdout).contains(".cairn"), "{}", text(&leftover));
+
     // A second run only verifies.
     let again = cairn(&dir, &["bootstrap", "host", "web1"]);
     assert!(again.status.success(), "{}", text(&again));

@@ -11,6 +11,7 @@ mod operator;
 mod phases;
 mod run;
 mod secrets;
+mod seeded;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -32,6 +32,9 @@ in
     efiInstallAsRemovable = true;
   };
   boot.initrd.availableKernelModules = [ "virtio_pci" "virtio_blk" "virtio_scsi" "virtio_net" "ahci" "sd_mod" ];
+  # Boot messages on the screen and on the serial port, where provider consoles (and
+  # QEMU's -serial) show them; the last console is the one systemd writes to.
+  boot.kernelParams = [ "console=tty0" "console=ttyS0,115200" ];
 
   networking.useNetworkd = true;
   systemd.network.networks."10-uplink" = {
@@ -48,11 +51,12 @@ in
   };
   users.users.root.openssh.authorizedKeys.keyFiles = [ ../keys/admin_ssh.pub ];
 
-  # sops-nix decrypts with the host's SSH key (converted with ssh-to-age) and, if cairn was
-  # asked for one, a separate age key; cairn writes both before the first boot.
+  # sops-nix decrypts with the host's SSH key (converted with ssh-to-age), which cairn
+  # writes before the first boot. Set `age.keyFile = "/var/lib/sops-nix/key.txt"` only for
+  # hosts with `age_key = true` in cairn.hcl: sops-nix stops at a missing key file, and
+  # cairn refuses to install a system that expects a key it does not seed.
   sops = {
     defaultSopsFile = ../secrets + "/${config.networking.hostName}.yaml";
-    age.keyFile = "/var/lib/sops-nix/key.txt";
     age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
     secrets."comin-token" = lib.mkIf hasToken {
       sopsFile = ../. + "/${me.token_sops_file}";

@@ -6,6 +6,7 @@
 
 use super::{PhaseResult, TARGET_ROOT};
 use crate::bootstrap::host_run::HostRun;
+use crate::bootstrap::seeded::{AGE_KEY_FILE, HOST_SSH_KEY};
 use crate::bootstrap::PhaseError;
 use crate::inventory::Wait;
 use crate::keys::{AgeRecipient, HostKeyStore, HostKeys};
@@ -25,7 +26,7 @@ pub(super) async fn keys(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError>
     session
         .upload(
             UploadSource::Bytes(private.as_bytes()),
-            &format!("{TARGET_ROOT}/etc/ssh/ssh_host_ed25519_key"),
+            &format!("{TARGET_ROOT}{HOST_SSH_KEY}"),
             0o600,
         )
         .await?;
@@ -33,7 +34,7 @@ pub(super) async fn keys(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError>
     session
         .upload(
             UploadSource::Bytes(public.as_bytes()),
-            &format!("{TARGET_ROOT}/etc/ssh/ssh_host_ed25519_key.pub"),
+            &format!("{TARGET_ROOT}{HOST_SSH_KEY}.pub"),
             0o644,
         )
         .await?;
@@ -42,7 +43,7 @@ pub(super) async fn keys(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError>
         session
             .upload(
                 UploadSource::Bytes(text.as_bytes()),
-                &format!("{TARGET_ROOT}/var/lib/sops-nix/key.txt"),
+                &format!("{TARGET_ROOT}{AGE_KEY_FILE}"),
                 0o600,
             )
             .await?;

@@ -40,6 +40,8 @@
           efiInstallAsRemovable = true;
         };
         boot.initrd.availableKernelModules = [ "virtio_pci" "virtio_blk" "virtio_scsi" "virtio_net" "ahci" "sd_mod" ];
+        # Boot messages on the screen and on the serial port (provider consoles show them).
+        boot.kernelParams = [ "console=tty0" "console=ttyS0,115200" ];
 
         networking.useDHCP = true;
 

@@ -36,7 +36,11 @@ impl Facts {
         Facts {
             installer: map.get("installer") == Some(&"yes"),
             boot_id: map.get("boot_id").unwrap_or(&"").trim().to_string(),
-            mem_mib: map.get("mem_kib").and_then(|k| k.trim().parse::<u64>().ok()).unwrap_or(0)
+            // Physical RAM where the kernel reports its memory blocks, else MemTotal.
+            mem_mib: ["phys_kib", "mem_kib"]
+                .iter()
+                .find_map(|k| map.get(k).and_then(|v| v.trim().parse::<u64>().ok()))
+                .unwrap_or(0)
                 / 1024,
             mnt_mounted: map.get("mnt_mounted") == Some(&"yes"),
             os_id: map.get("os_id").unwrap_or(&"unknown").to_string(),
@@ -267,5 +271,7 @@ mod tests {
         assert!(!f.mnt_mounted);
         assert_eq!(f.installed_for, None);
         assert_eq!(Facts::parse("cairn_host=web1\n").installed_for.as_deref(), Some("web1"));
+        // A 1 GiB VM: 8 memory blocks of 128 MiB, though MemTotal shows less.
+        assert_eq!(Facts::parse("mem_kib=1003520\nphys_kib=1048576\n").mem_mib, 1024);
     }
 }

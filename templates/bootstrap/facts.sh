@@ -12,6 +12,18 @@ fi
 echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"
 echo "arch=$(uname -m)"
 echo "mem_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+# Physical RAM, as the installer's "1 GB of physical RAM" means it: MemTotal leaves out
+# what the kernel reserved (a 1 GiB VM shows about 980 MiB). The online memory blocks count
+# it whole where the kernel has them (memory hotplug, most cloud kernels).
+blocks=/sys/devices/system/memory
+if [ -r $blocks/block_size_bytes ]; then
+  size=$(cat $blocks/block_size_bytes)
+  online=0
+  for f in $blocks/memory*/online; do
+    [ -r "$f" ] && [ "$(cat "$f")" = 1 ] && online=$((online + 1))
+  done
+  [ "$online" -gt 0 ] && echo "phys_kib=$((0x$size / 1024 * online))"
+fi
 if grep -q ' /mnt ' /proc/mounts; then echo "mnt_mounted=yes"; else echo "mnt_mounted=no"; fi
 # The marker the install leaves on the system it installed (the host's name).
 if [ -r /var/lib/cairn/host ]; then echo "cairn_host=$(head -c 256 /var/lib/cairn/host | head -n 1)"; fi

@@ -16,8 +16,10 @@ use crate::ssh::RemoteCommand;
 use crate::state::KeyPhase;
 use crate::util::template::{self, Vars};
 
-/// What the nixos-images kexec installer asks for; a host or provider may lower it for a
-/// lighter installer (`installer_min_memory`).
+/// What the nixos-images kexec installer asks for: "at least 1GB of physical RAM (swap does
+/// not count)" (its README). Compared with physical RAM (facts.sh), not MemTotal, which a
+/// 1 GiB machine shows as about 980 MiB. A host or provider may lower it for a lighter
+/// installer (`installer_min_memory`).
 const DEFAULT_INSTALLER_MIN_MEMORY_MIB: u64 = 1024;
 
 pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError> {

@@ -387,6 +387,10 @@ pub struct BootstrapArgs {
     /// final summary; see docs/json-events.md); the human output goes to stderr
     #[arg(long)]
     pub json: bool,
+    /// Commit the re-keyed secrets files, .sops.yaml and the hosts' key files afterwards
+    /// (only those), so the hosts' agent can pull them once pushed
+    #[arg(long)]
+    pub commit: bool,
 }
 
 impl Command {

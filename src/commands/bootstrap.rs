@@ -52,8 +52,28 @@ pub fn run(args: &BootstrapArgs, ctx: &Context) -> miette::Result<ExitCode> {
     super::check::gate(&session.inventory, &session.state.snapshot(), &names, args.skip_check)?;
     let reports = session.bootstrap(settings.options, settings.operator_key, settings.env)?;
     render_summary(ctx, &reports)?;
+    first_pull(ctx, &session.inventory, &reports, args.commit)?;
     let failed = reports.iter().filter(|r| r.result.is_err()).count();
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What the hosts that got their keys need committed and pushed before their agent pulls.
+fn first_pull(
+    ctx: &Context,
+    inv: &crate::inventory::Inventory,
+    reports: &[HostReport],
+    commit: bool,
+) -> miette::Result<()> {
+    let hosts: Vec<String> =
+        reports.iter().filter(|r| r.result.is_ok()).map(|r| r.host.clone()).collect();
+    let check = crate::gitops::first_pull::check(inv, &hosts, commit);
+    let Some(report) = super::fleet::runtime()?.block_on(check)? else { return Ok(()) };
+    if report.is_clear() && report.committed.is_none() {
+        return Ok(());
+    }
+    ctx.out
+        .text(&crate::ui::report::first_pull(&hosts, &report))
+        .map_err(|e| miette::miette!("writing the summary: {e}"))
 }
 
 /// The summary, then each failure rendered in full.

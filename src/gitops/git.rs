@@ -127,6 +127,60 @@ impl Repo {
         Ok(heads)
     }
 
+    /// Whether `dir` is inside a git work tree.
+    pub async fn is_work_tree(&self) -> bool {
+        matches!(
+            self.run_full(&["rev-parse", "--is-inside-work-tree"], None, true).await,
+            Ok(Some(out)) if out.trim() == "true"
+        )
+    }
+
+    /// Which of `paths` (relative to `dir`, files or directories) have changes that are not
+    /// committed, untracked files included, as paths relative to `dir`.
+    pub async fn uncommitted(&self, paths: &[String]) -> Result<Vec<String>, GitError> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec!["status", "--porcelain=v1", "-z", "--untracked-files=all", "--"];
+        args.extend(paths.iter().map(String::as_str));
+        let out = self.run(&args).await?;
+        let mut changed = Vec::new();
+        let mut entries = out.split('\0');
+        while let Some(entry) = entries.next() {
+            if entry.len() < 4 {
+                continue;
+            }
+            let (status, path) = entry.split_at(3);
+            // A rename is followed by its old name.
+            if status.starts_with('R') || status.starts_with('C') {
+                entries.next();
+            }
+            changed.push(path.to_owned());
+        }
+        changed.sort();
+        changed.dedup();
+        Ok(changed)
+    }
+
+    /// Commits exactly `paths` (whatever else is staged stays staged) and returns the commit.
+    pub async fn commit_paths(&self, paths: &[String], message: &str) -> Result<String, GitError> {
+        let mut add = vec!["add", "--all", "--"];
+        add.extend(paths.iter().map(String::as_str));
+        self.run(&add).await?;
+        let mut commit = vec!["commit", "--quiet", "--only", "-m", message, "--"];
+        commit.extend(paths.iter().map(String::as_str));
+        self.run(&commit).await?;
+        Ok(self.run(&["rev-parse", "HEAD"]).await?.trim().to_owned())
+    }
+
+    /// The last commit of HEAD that touched any of `paths`.
+    pub async fn last_commit_touching(&self, paths: &[String]) -> Result<Option<String>, GitError> {
+        let mut args = vec!["log", "-1", "--format=%H", "--"];
+        args.extend(paths.iter().map(String::as_str));
+        let out = self.run_full(&args, None, true).await?.unwrap_or_default();
+        Ok(Some(out.trim().to_owned()).filter(|s| !s.is_empty()))
+    }
+
     /// The full commit id `rev` names here, if any.
     pub async fn resolve(&self, rev: &str) -> Result<Option<String>, GitError> {
         let spec = format!("{rev}^{{commit}}");

@@ -4,6 +4,7 @@
 
 pub mod comin;
 pub mod evidence;
+pub mod first_pull;
 pub mod fleet;
 pub mod git;
 pub mod promote;

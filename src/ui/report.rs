@@ -1,6 +1,7 @@
 //! End-of-run summaries: one block per host, as the user reads them after a run.
 
 use crate::bootstrap::{Finished, HostReport, Outcome};
+use crate::gitops::first_pull::FirstPull;
 
 /// Bootstrap's summary: per host the result, then each phase with its time and the health
 /// checks that passed; then the count of hosts that ended well. Failures are rendered in full
@@ -37,5 +38,26 @@ pub fn bootstrap(reports: &[HostReport]) -> String {
     }
     let ok = reports.iter().filter(|r| r.result.is_ok()).count();
     out.push_str(&format!("{ok} of {} hosts ok\n", reports.len()));
+    out
+}
+
+/// After a bootstrap: what the hosts' agent cannot pull yet, and what to do.
+pub fn first_pull(hosts: &[String], r: &FirstPull) -> String {
+    let mut out = String::new();
+    if let Some(commit) = &r.committed {
+        let short = &commit[..commit.len().min(12)];
+        out.push_str(&format!("committed {short}: keys and secrets for {}\n", hosts.join(", ")));
+    }
+    if !r.uncommitted.is_empty() {
+        out.push_str(&format!(
+            "not committed, so no host's agent can pull them: {}\n  commit them (or run bootstrap with --commit), then push\n",
+            r.uncommitted.join(", ")
+        ));
+    }
+    for (host, branch) in &r.behind {
+        out.push_str(&format!(
+            "{host}: {branch} does not contain its keys and secrets yet, so its agent would pull secrets it cannot decrypt: push, then `cairn promote`\n"
+        ));
+    }
     out
 }

@@ -422,3 +422,73 @@ fn a_re_created_machine_resets_the_hosts_phases_before_anything_is_skipped() {
     assert_eq!(after["hosts"]["web1"]["provider_id"], "8", "{after:#}");
     assert_ne!(after["hosts"]["web1"]["last_phase"]["phase"], "install", "{after:#}");
 }
+
+/// After a host ends well, files its agent needs that are not committed are named (here
+/// `.sops.yaml`), and `--commit` commits exactly those, with a message naming the host.
+#[test]
+fn uncommitted_files_the_host_needs_are_named_and_commit_commits_them() {
+    if !sshd::is_root() {
+        eprintln!("skipped: the installed system is reached as root");
+        return;
+    }
+    let server = sshd::Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let checks = "  health_check \"command\" {\n    command = \"true\"\n  }\n";
+    installed_fleet(dir.path(), &server, checks);
+    let git = |args: &[&str]| {
+        let out = Command::new("git").current_dir(dir.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    git(&["init", "--quiet"]);
+    git(&["config", "user.name", "Test"]);
+    git(&["config", "user.email", "test@example.org"]);
+    fs_err::write(dir.path().join(".gitignore"), ".cairn/\n").unwrap();
+    git(&["add", "cairn.hcl", ".gitignore"]);
+    git(&["commit", "--quiet", "-m", "fleet"]);
+    fs_err::write(dir.path().join(".sops.yaml"), "creation_rules: []\n").unwrap();
+    fs_err::write(dir.path().join("notes.txt"), "not cairn's\n").unwrap();
+
+    let out = verify(dir.path(), &server, "verify=30s");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("not committed, so no host's agent can pull them: .sops.yaml\n"),
+        "{stdout}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(dir.path())
+        .args(["bootstrap", "host", "web1", "--phases", "verify", "--commit"])
+        .args(["--timeout", "verify=30s"])
+        .env("NO_COLOR", "1")
+        .env("CAIRN_SSH_KEY", server.client_key())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("committed "), "{stdout}");
+    assert_eq!(git(&["log", "-1", "--format=%s"]), "cairn: keys and secrets for web1");
+    assert_eq!(git(&["show", "--name-only", "--format=", "HEAD"]), ".sops.yaml");
+    assert_eq!(git(&["status", "--porcelain"]), "?? notes.txt");
+
+    // In a ring, the branch its agent follows must contain that commit too.
+    let forge = tempfile::tempdir().unwrap();
+    let bare = forge.path().display().to_string();
+    git(&["init", "--quiet", "--bare", &bare]);
+    git(&["remote", "add", "forge", &bare]);
+    git(&["push", "--quiet", "forge", "HEAD~1:refs/heads/ring/dev"]);
+    let hcl = fs_err::read_to_string(dir.path().join("cairn.hcl")).unwrap();
+    let gitops = format!("gitops {{\n  remote = \"{bare}\"\n  push_remote = \"forge\"\n}}\n\nring \"dev\" {{\n  hosts = [\"web1\"]\n}}\n");
+    fs_err::write(dir.path().join("cairn.hcl"), format!("{hcl}\n{gitops}")).unwrap();
+    let behind = "web1: forge/ring/dev does not contain its keys and secrets yet";
+    let out = verify(dir.path(), &server, "verify=30s");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(behind), "{stdout}");
+    git(&["push", "--quiet", "forge", "HEAD:refs/heads/ring/dev"]);
+    let out = verify(dir.path(), &server, "verify=30s");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains(behind), "{stdout}");
+}

@@ -94,6 +94,94 @@ async fn an_interrupted_copy_resumes_without_the_half_written_path() {
     }
 }
 
+/// Cairn killed in the middle of a copy: the unpacker dies by SIGKILL (no chance to finish
+/// anything), as on the target when the connection drops and copy-status stops it. Every
+/// path recorded as complete is whole: its symlinks between store paths are links (GNU tar
+/// otherwise leaves empty mode-000 placeholders until the end of the archive) and its
+/// directories have their final modes. Real sh, tar and zstd.
+#[tokio::test]
+async fn paths_recorded_complete_before_a_sigkill_are_whole() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let src = tempfile::tempdir().unwrap();
+    let names = [
+        "0a9y8hl9bwc5v1vm2b8g8mq2r0qp3cpd-first",
+        "1s2abrc2z2wvfwbiw0s7gbd9ny6l52cf-second",
+        "2x7c0jyhrr6pm4hw1ndq5k3lqiw6jpjd-third",
+        "3q0ll5xg4hwpnibzhxc8hk8zpmiblj9p-fourth",
+    ];
+    let paths: Vec<StorePath> =
+        names.iter().map(|n| StorePath::new(format!("/nix/store/{n}")).unwrap()).collect();
+    for (i, p) in paths.iter().enumerate() {
+        let dir = src.path().join(p.relative());
+        fs_err::create_dir_all(dir.join("bin")).unwrap();
+        let target = format!("{}/bin/program", paths[(i + 1) % paths.len()].as_str());
+        std::os::unix::fs::symlink(target, dir.join("bin/next")).unwrap();
+        // Many members, so tar's listing leaves its output buffer while it works.
+        for f in 0..400 {
+            fs_err::write(dir.join(format!("bin/a-file-with-a-rather-long-name-{f:04}")), "x")
+                .unwrap();
+        }
+        let mut data = vec![0u8; 512 * 1024];
+        let mut x = 0x9e37_79b9_u32.wrapping_mul(i as u32 + 1);
+        for b in &mut data {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        fs_err::write(dir.join("bin/program"), &data).unwrap();
+        for d in [dir.join("bin"), dir.clone()] {
+            fs_err::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+    }
+    let whole = stream(src.path(), &paths).await;
+    let dst = tempfile::tempdir().unwrap();
+    let unpack = script("copy-unpack.sh", COPY_UNPACK_SH, dst.path());
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&unpack)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let group = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    // Most of the stream, and the pipe stays open: the unpacker is busy, not at an end.
+    stdin.write_all(&whole[..whole.len() * 7 / 8]).unwrap();
+    let list = dst.path().join("nix/.cairn-copied");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while fs_err::read_to_string(&list).unwrap_or_default().lines().count() < 2 {
+        assert!(std::time::Instant::now() < until, "the unpacker recorded nothing");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).status().unwrap();
+    assert!(killed.success());
+    let _ = child.wait();
+    drop(stdin);
+
+    let status = script("copy-status.sh", COPY_STATUS_SH, dst.path());
+    let found = sh(&status, b"");
+    assert!(found.status.success(), "{}", String::from_utf8_lossy(&found.stderr));
+    let found = TargetStore::parse(&String::from_utf8_lossy(&found.stdout));
+    assert!(found.complete.len() >= 2, "{found:?}");
+    for name in &found.complete {
+        let dir = dst.path().join("nix/store").join(name);
+        let link = fs_err::symlink_metadata(dir.join("bin/next")).unwrap();
+        assert!(link.file_type().is_symlink(), "{name}/bin/next is not a link: {link:?}");
+        for d in [dir.join("bin"), dir.clone()] {
+            let mode = fs_err::metadata(&d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o555, "{}", d.display());
+        }
+    }
+    // The test's own files are read-only: make them removable again.
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dst.path()).status();
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(src.path()).status();
+}
+
 #[test]
 fn status_lines_are_read() {
     let s =

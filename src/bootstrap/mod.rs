@@ -101,7 +101,7 @@ pub struct HostReport {
 }
 
 /// How a host's run that did not fail ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Finished {
     /// Verify ran and proved the installed system.
     Verified(Verified),
@@ -110,7 +110,7 @@ pub enum Finished {
 }
 
 /// What verify proved about the installed host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     /// The SSH address it answered on.
     pub address: String,
@@ -123,6 +123,17 @@ pub struct Verified {
     pub checks: Vec<String>,
     /// True when nothing but verify ran (a re-run after success).
     pub unchanged: bool,
+    /// For a host in a ring: what its GitOps agent said, which takes over from here.
+    pub agent: Option<AgentHandOff>,
+}
+
+/// The hand-off to the host's GitOps agent (comin) at verify.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentHandOff {
+    /// The branch the host's ring follows (what the agent pulls next).
+    pub branch: String,
+    /// comin's status, or why it could not be read.
+    pub status: Result<crate::gitops::comin::CominStatus, String>,
 }
 
 /// Bootstraps `hosts`, at most `options.parallel` at a time. A failing host does not stop the

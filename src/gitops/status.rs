@@ -313,23 +313,31 @@ pub async fn probe(access: &Access, host: &Host) -> Result<Probe, ProbeError> {
     Ok(result?)
 }
 
-async fn probe_on(session: &Session, host: &Host) -> Result<Probe, ssh::Error> {
+/// comin's status on the session's host: the daemon's, else its store file's; `Err` says why
+/// neither could be read.
+pub async fn comin_status(
+    session: &Session,
+    host: &str,
+) -> Result<Result<comin::CominStatus, String>, ssh::Error> {
     let out = session.exec(&status_command()).await?;
-    let comin = if out.exit_code == 0 {
-        comin::parse_status(&out.stdout).map_err(|e| one_line(&e))
+    if out.exit_code == 0 {
+        return Ok(comin::parse_status(&out.stdout).map_err(|e| one_line(&e)));
+    }
+    let daemon = tail(&out.stderr_tail, &out.stdout);
+    let store = session.exec(&store_command()).await?;
+    Ok(if store.exit_code == 0 {
+        tracing::info!(host = %host, "comin does not answer ({daemon}); read {COMIN_STORE}");
+        comin::parse_store(&store.stdout).map_err(|e| one_line(&e))
     } else {
-        let daemon = tail(&out.stderr_tail, &out.stdout);
-        let store = session.exec(&store_command()).await?;
-        if store.exit_code == 0 {
-            tracing::info!(host = %host.name, "comin does not answer ({daemon}); read {COMIN_STORE}");
-            comin::parse_store(&store.stdout).map_err(|e| one_line(&e))
-        } else {
-            Err(format!(
-                "`comin status` failed ({daemon}) and {COMIN_STORE} cannot be read ({})",
-                tail(&store.stderr_tail, &store.stdout)
-            ))
-        }
-    };
+        Err(format!(
+            "`comin status` failed ({daemon}) and {COMIN_STORE} cannot be read ({})",
+            tail(&store.stderr_tail, &store.stdout)
+        ))
+    })
+}
+
+async fn probe_on(session: &Session, host: &Host) -> Result<Probe, ssh::Error> {
+    let comin = comin_status(session, host.name.as_str()).await?;
     let system = session.exec(&system_command()).await?;
     let text = String::from_utf8_lossy(&system.stdout).into_owned();
     let mut lines = text.lines().map(str::trim);

@@ -274,6 +274,12 @@ pub fn bootstrap_summary(reports: &[HostReport]) -> Value {
                     h["boot_id"] = v.boot_id.clone().into();
                     h["root_device"] = v.root_device.clone().into();
                     h["checks"] = v.checks.clone().into();
+                    if let Some(a) = &v.agent {
+                        h["agent"] = match &a.status {
+                            Ok(status) => json!({ "branch": a.branch, "comin": status }),
+                            Err(why) => json!({ "branch": a.branch, "error": why }),
+                        };
+                    }
                 }
                 Ok(Finished::PhasesRan(_)) => h["result"] = "phases_ran".into(),
                 Err(e) => {

@@ -1,6 +1,6 @@
 //! End-of-run summaries: one block per host, as the user reads them after a run.
 
-use crate::bootstrap::{Finished, HostReport, Outcome};
+use crate::bootstrap::{AgentHandOff, Finished, HostReport, Outcome};
 use crate::gitops::first_pull::FirstPull;
 
 /// Bootstrap's summary: per host the result, then each phase with its time and the health
@@ -34,6 +34,9 @@ pub fn bootstrap(reports: &[HostReport]) -> String {
             for check in &v.checks {
                 out.push_str(&format!("  check      {check}\n"));
             }
+            if let Some(agent) = &v.agent {
+                out.push_str(&format!("  agent      {}\n", agent_line(agent)));
+            }
         }
     }
     let ok = reports.iter().filter(|r| r.result.is_ok()).count();
@@ -60,4 +63,30 @@ pub fn first_pull(hosts: &[String], r: &FirstPull) -> String {
         ));
     }
     out
+}
+
+/// What the host's GitOps agent said at verify, in one line.
+fn agent_line(a: &AgentHandOff) -> String {
+    let s = match &a.status {
+        Err(why) => return format!("comin did not answer ({why}); it is to pull {}", a.branch),
+        Ok(s) => s,
+    };
+    let mut line = match &s.deployment {
+        Some(d) => {
+            let short = &d.commit[..d.commit.len().min(12)];
+            let mut l = format!("comin deployed {short} from {} ({})", d.branch, d.status);
+            if !d.error_msg.is_empty() {
+                l.push_str(&format!(": {}", d.error_msg));
+            }
+            if d.branch != a.branch {
+                l.push_str(&format!("; its ring follows {}", a.branch));
+            }
+            l
+        }
+        None => format!("comin has deployed nothing yet; it pulls {} next", a.branch),
+    };
+    if s.is_suspended {
+        line.push_str("; suspended (`cairn release` resumes it)");
+    }
+    line
 }

@@ -622,3 +622,43 @@ fn promote_rollback_hold_and_release_on_real_hosts_and_git() {
     assert_eq!(out, "web1: released (comin resume)\n");
     assert_eq!(fleet.host("web2").deployed(), reverted, "a refused promotion pushed nothing");
 }
+
+/// Verify ends with the hand-off to the host's agent: what comin deployed (or that it has
+/// not yet) and the branch of the host's ring, in the summary and in `--json`.
+#[test]
+fn verify_reports_the_hand_off_to_the_agent() {
+    if !can_run_hosts() {
+        eprintln!("skipped: needs root and unshare for the test hosts' mount namespaces");
+        return;
+    }
+    let fleet = test_fleet(&[("web1", "dev", false)]);
+    let verify = ["bootstrap", "host", "web1", "--phases", "verify", "--skip-check"];
+    let out = fleet.cairn(&verify);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out)
+            .contains("  agent      comin has deployed nothing yet; it pulls ring/dev next\n"),
+        "{}",
+        stdout(&out)
+    );
+
+    let main = git(fleet.repo.path(), &["rev-parse", "HEAD"]);
+    git(fleet.repo.path(), &["push", "--quiet", "forge", "main:refs/heads/ring/dev"]);
+    fleet.fetch("web1");
+    let out = fleet.cairn(&verify);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let line = format!("  agent      comin deployed {} from ring/dev (done)\n", &main[..12]);
+    assert!(stdout(&out).contains(&line), "{}", stdout(&out));
+
+    let mut json = verify.to_vec();
+    json.push("--json");
+    let out = fleet.cairn(&json);
+    let summary: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "summary")
+        .expect("a summary event");
+    let agent = &summary["hosts"][0]["agent"];
+    assert_eq!(agent["branch"], "ring/dev", "{summary}");
+    assert_eq!(agent["comin"]["deployment"]["commit"], main.as_str(), "{summary}");
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use crate::bootstrap::host_run::{is_transient, HostRun};
-use crate::bootstrap::{PhaseError, Verified};
+use crate::bootstrap::{AgentHandOff, PhaseError, Verified};
 use crate::inventory::Wait;
 use crate::ssh::{self, RemoteCommand};
 use crate::state::{KeyPhase, VerifiedRecord};
@@ -74,6 +74,7 @@ pub(super) async fn verify(r: &mut HostRun<'_>) -> Result<Verified, PhaseError> 
         .await?
         .stdout_trimmed();
     let checks = health_checks(r).await?;
+    let agent = agent_hand_off(r).await?;
     let at = OffsetDateTime::now_utc();
     let record = VerifiedRecord {
         at: at.replace_nanosecond(0).unwrap_or(at),
@@ -99,7 +100,20 @@ pub(super) async fn verify(r: &mut HostRun<'_>) -> Result<Verified, PhaseError> 
         root_device,
         checks,
         unchanged: false,
+        agent,
     })
+}
+
+/// For a host in a ring, comin's status: what it deployed, or that it has not yet, and the
+/// branch it pulls. Not a failure when comin does not answer (it may start later), but said.
+async fn agent_hand_off(r: &mut HostRun<'_>) -> Result<Option<AgentHandOff>, PhaseError> {
+    let inv = &r.ctx.inventory;
+    let (Some(_), Some(ring)) = (&inv.gitops, inv.ring_of(r.name())) else { return Ok(None) };
+    let branch = ring.branch.clone();
+    let name = r.name().to_owned();
+    let session = r.session(KeyPhase::Installed, Wait::Verify).await?;
+    let status = crate::gitops::status::comin_status(session, &name).await?;
+    Ok(Some(AgentHandOff { branch, status }))
 }
 
 async fn health_checks(r: &mut HostRun<'_>) -> Result<Vec<String>, PhaseError> {

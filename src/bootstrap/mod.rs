@@ -124,7 +124,7 @@ pub struct Verified {
     /// True when nothing but verify ran (a re-run after success).
     pub unchanged: bool,
     /// For a host in a ring: what its GitOps agent said, which takes over from here.
-    pub agent: Option<AgentHandOff>,
+    pub agent: Option<Box<AgentHandOff>>,
 }
 
 /// The hand-off to the host's GitOps agent (comin) at verify.

@@ -106,14 +106,14 @@ pub(super) async fn verify(r: &mut HostRun<'_>) -> Result<Verified, PhaseError> 
 
 /// For a host in a ring, comin's status: what it deployed, or that it has not yet, and the
 /// branch it pulls. Not a failure when comin does not answer (it may start later), but said.
-async fn agent_hand_off(r: &mut HostRun<'_>) -> Result<Option<AgentHandOff>, PhaseError> {
+async fn agent_hand_off(r: &mut HostRun<'_>) -> Result<Option<Box<AgentHandOff>>, PhaseError> {
     let inv = &r.ctx.inventory;
     let (Some(_), Some(ring)) = (&inv.gitops, inv.ring_of(r.name())) else { return Ok(None) };
     let branch = ring.branch.clone();
     let name = r.name().to_owned();
     let session = r.session(KeyPhase::Installed, Wait::Verify).await?;
     let status = crate::gitops::status::comin_status(session, &name).await?;
-    Ok(Some(AgentHandOff { branch, status }))
+    Ok(Some(Box::new(AgentHandOff { branch, status })))
 }
 
 async fn health_checks(r: &mut HostRun<'_>) -> Result<Vec<String>, PhaseError> {

@@ -178,7 +178,7 @@ async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
         }
         Action::Change | Action::Replace => {
             let old_provider = exec.provider(&holder)?;
-            let old = old_provider.lookup(&host, recorded.as_ref()).await?;
+            let old = planned(old_provider.as_ref(), &host, recorded.as_ref(), hp).await?;
             if let Some(m) = &old {
                 tracing::info!(machine = %m.id, "destroying the machine to replace it");
                 old_provider.destroy(&host, m).await?;
@@ -190,13 +190,37 @@ async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
         }
         Action::Destroy => {
             let provider = exec.provider(&holder)?;
-            let found = provider.lookup(&host, recorded.as_ref()).await?;
+            let found = planned(provider.as_ref(), &host, recorded.as_ref(), hp).await?;
             if let Some(m) = &found {
                 provider.destroy(&host, m).await?;
             }
             exec.state.update(|s| s.hosts.remove(host.name.as_str()))?;
             Ok(Done::Destroyed(found.map(|m| m.id)))
         }
+    }
+}
+
+/// The machine the plan names, if the provider still has it as this host's. Never another
+/// machine found by the host's name or labels: apply and destroy delete only what the user
+/// saw in the plan.
+async fn planned(
+    provider: &dyn Provider,
+    host: &Host,
+    recorded: Option<&HostState>,
+    hp: &HostPlan,
+) -> Result<Option<Machine>, PlanError> {
+    let Some(id) = hp.machine.as_deref() else { return Ok(None) };
+    let mut pinned = recorded.cloned().unwrap_or_default();
+    if pinned.provider_id.as_deref() != Some(id) {
+        // What state knows belongs to another machine (an imported server's own name).
+        pinned.provider_data.clear();
+        pinned.provider_id = Some(id.to_owned());
+    }
+    match provider.lookup(host, Some(&pinned)).await {
+        Ok(found) => Ok(found.filter(|m| m.id == id)),
+        // The planned machine is gone; a stranger with the host's name is not its stand-in.
+        Err(ProviderError::Unclaimed { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

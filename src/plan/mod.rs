@@ -96,12 +96,28 @@ pub struct HostPlan {
     pub rebuild: bool,
 }
 
-/// A host whose provider could not say what it has.
+/// A host whose provider could not say what it has, or has a machine named like it that
+/// cairn did not create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostFailure {
     pub host: String,
     /// The error and its causes, one line.
     pub message: String,
+    /// For a machine cairn did not create: the command that adopts it (`cairn import web1 42`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<String>,
+}
+
+impl HostFailure {
+    /// The failure `seen` reports for `host`, if it is one.
+    fn of(host: &str, seen: Option<&Seen>) -> Option<Self> {
+        let (message, import) = match seen? {
+            Seen::Failed { message } => (message.clone(), None),
+            Seen::Unclaimed { message, import, .. } => (message.clone(), Some(import.clone())),
+            Seen::Found { .. } | Seen::Missing { .. } => return None,
+        };
+        Some(Self { host: host.to_owned(), message, import })
+    }
 }
 
 /// The facts about a machine that the plan compares: as the inventory wants them, as the
@@ -230,17 +246,11 @@ impl Plan {
             let name = host.name.as_str();
             let desired = Recorded::desired(inv, host);
             let state = input.state.host(name);
-            let seen = match input.observed {
-                None => None,
-                Some(observed) => match observed.get(name) {
-                    Some(Seen::Failed { message }) => {
-                        errors
-                            .push(HostFailure { host: name.to_owned(), message: message.clone() });
-                        continue;
-                    }
-                    other => other,
-                },
-            };
+            let seen = input.observed.and_then(|o| o.get(name));
+            if let Some(failure) = HostFailure::of(name, seen) {
+                errors.push(failure);
+                continue;
+            }
             let provider = desired.provider.clone().unwrap_or_default();
             if let Some(mut plan) = plan_host(name, &provider, &desired, state, seen) {
                 plan.rebuild = matches!(plan.action, Action::Change | Action::Replace)
@@ -255,8 +265,8 @@ impl Plan {
                 }
                 let Some(recorded) = Recorded::from_state(host_state) else { continue };
                 let seen = input.observed.and_then(|o| o.get(name));
-                if let Some(Seen::Failed { message }) = seen {
-                    errors.push(HostFailure { host: name.clone(), message: message.clone() });
+                if let Some(failure) = HostFailure::of(name, seen) {
+                    errors.push(failure);
                     continue;
                 }
                 let provider = recorded
@@ -291,8 +301,8 @@ impl Plan {
         for host in hosts {
             let name = host.name.as_str();
             let seen = observed.and_then(|o| o.get(name));
-            if let Some(Seen::Failed { message }) = seen {
-                plan.errors.push(HostFailure { host: name.to_owned(), message: message.clone() });
+            if let Some(failure) = HostFailure::of(name, seen) {
+                plan.errors.push(failure);
                 continue;
             }
             let provider = provider_label(inv, &host.provider);
@@ -416,11 +426,23 @@ impl Plan {
         }
         for e in &self.errors {
             let sym = if color { "!".red().to_string() } else { "!".to_owned() };
-            let _ = writeln!(
-                out,
-                "\n  {sym} host \"{}\" could not be refreshed (the error is below)",
-                e.host
-            );
+            match &e.import {
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "\n  {sym} host \"{}\" could not be refreshed (the error is below)",
+                        e.host
+                    );
+                }
+                Some(import) => {
+                    let _ = writeln!(
+                        out,
+                        "\n  {sym} host \"{}\" is left alone: a machine named like it exists that \
+                         cairn did not create\n      # if it is this host's machine, adopt it: {import}",
+                        e.host
+                    );
+                }
+            }
         }
         let s = self.summary;
         let mut line = format!("{} to create", s.create);
@@ -433,13 +455,21 @@ impl Plan {
         }
         let _ = write!(line, ", {} to destroy", s.destroy);
         let _ = writeln!(out, "\nPlan: {line}.");
-        if !self.errors.is_empty() {
-            let n = self.errors.len();
+        let unclaimed = self.errors.iter().filter(|e| e.import.is_some()).count();
+        let failed = self.errors.len() - unclaimed;
+        let plural = |n: usize| if n == 1 { ("", "it") } else { ("s", "them") };
+        if failed > 0 {
+            let (s, them) = plural(failed);
             let _ = writeln!(
                 out,
-                "{n} host{} could not be refreshed; nothing is planned for {}.",
-                if n == 1 { "" } else { "s" },
-                if n == 1 { "it" } else { "them" }
+                "{failed} host{s} could not be refreshed; nothing is planned for {them}."
+            );
+        }
+        if unclaimed > 0 {
+            let (s, them) = plural(unclaimed);
+            let _ = writeln!(
+                out,
+                "{unclaimed} host{s} met a machine cairn did not create; nothing is planned for {them}."
             );
         }
         out
@@ -480,7 +510,7 @@ fn plan_host(
         Some(Seen::Found { provider: found, machine }) => {
             (Recorded::from_machine(found, machine), Some(found.clone()))
         }
-        Some(Seen::Failed { .. }) => return None,
+        Some(Seen::Failed { .. } | Seen::Unclaimed { .. }) => return None,
     };
     let changes = differences(desired, &recorded);
     let machine = recorded.provider_id.clone();

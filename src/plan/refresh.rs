@@ -23,6 +23,10 @@ pub enum Seen {
     Missing { provider: String },
     /// The provider could not be asked; the error is rendered separately.
     Failed { message: String },
+    /// The provider has machines named like the host that cairn did not create: nothing is
+    /// planned for the host until a user adopts one (`import`); the error is rendered
+    /// separately.
+    Unclaimed { provider: String, message: String, import: String },
 }
 
 /// By host name.
@@ -183,7 +187,13 @@ pub async fn refresh(
             Ok(Some(machine)) => Seen::Found { provider, machine },
             Ok(None) => Seen::Missing { provider },
             Err(e) => {
-                let seen = Seen::Failed { message: super::one_line(&e) };
+                let message = super::one_line(&e);
+                let seen = match &e {
+                    ProviderError::Unclaimed { import, .. } => {
+                        Seen::Unclaimed { provider, message, import: import.clone() }
+                    }
+                    _ => Seen::Failed { message },
+                };
                 refresh.failures.push(e);
                 seen
             }

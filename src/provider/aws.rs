@@ -19,7 +19,8 @@
 //! Every instance cairn starts is tagged `Name=<host>`, `cairn-host=<host>` and
 //! `managed-by=cairn` in the RunInstances call itself, so [`AwsProvider::lookup`] finds it by
 //! the instance id in state, else by those tags, and a crash between create and recording the
-//! id never starts a second instance. Instances shutting down or terminated count as gone.
+//! id never starts a second instance. An instance with the host's `Name` but not cairn's tags
+//! is reported, never taken (see [`super::ownership`]). Instances shutting down or terminated count as gone.
 //! RunInstances also carries a `ClientToken`, so AWS itself drops a repeated request.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +34,7 @@ use tokio::sync::Mutex;
 use super::http::{
     AwsCredentials, ClientConfig, HttpClient, HttpError, SigningScope, AWS_AUTH_CODES, AWS_EC2,
 };
+use super::ownership::{self, Claim, Pick};
 use super::{CreateRequest, Machine, MachineStatus, PowerAction, Provider, ProviderError};
 use crate::inventory::{self, Host, ProviderKind, Sensitive};
 use crate::state::HostState;
@@ -40,9 +42,9 @@ use crate::state::HostState;
 /// The EC2 Query API version cairn speaks.
 pub const API_VERSION: &str = "2016-11-15";
 /// The tag naming the host an instance belongs to.
-pub const TAG_HOST: &str = "cairn-host";
-pub const TAG_MANAGED_BY: &str = "managed-by";
-pub const MANAGED_BY: &str = "cairn";
+pub const TAG_HOST: &str = ownership::HOST_MARK;
+pub const TAG_MANAGED_BY: &str = ownership::MANAGED_BY_MARK;
+pub const MANAGED_BY: &str = ownership::MANAGED_BY;
 /// The security group cairn creates (or reuses) to open SSH.
 pub const DEFAULT_SECURITY_GROUP: &str = "cairn-ssh";
 /// EC2 refuses larger user data (before base64).
@@ -97,8 +99,7 @@ impl Instance {
     }
 
     fn is_tagged_for(&self, host: &str) -> bool {
-        self.tags.get(TAG_HOST).is_some_and(|h| h == host)
-            && self.tags.get(TAG_MANAGED_BY).is_some_and(|m| m == MANAGED_BY)
+        ownership::claim(&self.tags, host) == Claim::ThisHost
     }
 }
 
@@ -381,12 +382,13 @@ impl AwsProvider {
         }
     }
 
-    /// The live instance cairn started for `host` (tagged `cairn-host=<host>`), else one
-    /// named like it (`Name=<host>`) without cairn's tags, if there is exactly one.
+    /// The live instance cairn started for `host` (tagged `cairn-host=<host>` and
+    /// `managed-by=cairn`). Instances that only carry the host's `Name` tag are reported
+    /// ([`ProviderError::Unclaimed`]), never taken (see [`ownership`]).
     pub async fn find_for_host(&self, host: &Host) -> Result<Option<Instance>, ProviderError> {
         let name = host.name.as_str();
         let live = ("instance-state-name", LIVE_STATES.iter().map(|s| s.to_string()).collect());
-        let tagged: Vec<Instance> = self
+        let mut candidates: Vec<Instance> = self
             .describe(
                 name,
                 &[],
@@ -400,37 +402,26 @@ impl AwsProvider {
             .into_iter()
             .filter(|i| i.is_live() && i.is_tagged_for(name))
             .collect();
-        match tagged.as_slice() {
-            [one] => return Ok(Some(one.clone())),
-            [] => {}
-            many => return Err(several(name, many, &format!("carry the tag {TAG_HOST}={name}"))),
+        let named = self.describe(name, &[], &[("tag:Name", vec![name.to_owned()]), live]).await?;
+        for i in named {
+            let same_name = i.tags.get("Name").is_some_and(|n| n == name);
+            if i.is_live() && same_name && !candidates.iter().any(|c| c.id == i.id) {
+                candidates.push(i);
+            }
         }
-        let named: Vec<Instance> = self
-            .describe(name, &[], &[("tag:Name", vec![name.to_owned()]), live])
-            .await?
-            .into_iter()
-            .filter(|i| i.is_live() && i.tags.get("Name").is_some_and(|n| n == name))
-            .collect();
-        match named.as_slice() {
-            [] => Ok(None),
-            [one] => match one.tags.get(TAG_HOST) {
-                Some(other) => {
-                    tracing::warn!(
-                        host = name, instance_id = %one.id, tagged_for = %other,
-                        "an instance named like this host is tagged for another host; ignoring it"
-                    );
-                    Ok(None)
-                }
-                None => {
-                    tracing::warn!(
-                        host = name, instance_id = %one.id,
-                        "instance has the host's Name tag but no cairn tags; treating it as this \
-                         host's machine"
-                    );
-                    Ok(Some(one.clone()))
-                }
-            },
-            many => Err(several(name, many, &format!("are named {name} (tag Name)"))),
+        match ownership::pick(name, candidates, |i| &i.tags) {
+            Pick::Ours(instance) => Ok(Some(instance)),
+            Pick::Nothing => Ok(None),
+            Pick::Unclaimed(instances) => Err(ownership::unclaimed(
+                name,
+                &format!("aws.{}", self.name),
+                "instance",
+                "tag",
+                instances.into_iter().map(|i| i.id).collect(),
+            )),
+            Pick::Several(many) => {
+                Err(several(name, &many, &format!("carry the tag {TAG_HOST}={name}")))
+            }
         }
     }
 
@@ -785,7 +776,8 @@ impl AwsProvider {
         // The same token on every retry of this request: AWS starts at most one instance for
         // it. (moto ignores ClientToken; the tag lookup covers crashes in any case.)
         form.set("ClientToken", client_token());
-        form.tags("instance", &[("Name", name), (TAG_HOST, name), (TAG_MANAGED_BY, MANAGED_BY)]);
+        let [host_mark, managed_by] = ownership::marks(name);
+        form.tags("instance", &[("Name", name), host_mark, managed_by]);
         tracing::info!(
             host = name,
             instance_type,
@@ -899,8 +891,7 @@ impl Provider for AwsProvider {
                 // It must still be this host's instance, and alive.
                 Some(i)
                     if i.is_live()
-                        && (i.is_tagged_for(name)
-                            || i.tags.get("Name").is_some_and(|n| n == name)) =>
+                        && !matches!(ownership::claim(&i.tags, name), Claim::OtherHost(_)) =>
                 {
                     return Ok(Some(self.machine(host, &i)))
                 }
@@ -926,8 +917,8 @@ impl Provider for AwsProvider {
         let Some(instance) = self.instance(name, id).await?.filter(Instance::is_live) else {
             return Ok(None);
         };
-        match instance.tags.get(TAG_HOST) {
-            Some(other) if other != name => Err(ProviderError::Invalid {
+        match ownership::claim(&instance.tags, name) {
+            Claim::OtherHost(other) => Err(ProviderError::Invalid {
                 host: name.to_owned(),
                 message: format!(
                     "instance {id} is tagged {TAG_HOST}={other}: it belongs to host {other}"

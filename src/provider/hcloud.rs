@@ -7,8 +7,9 @@
 //!
 //! Every server cairn creates is named after its host and labelled `cairn-host=<host>` and
 //! `managed-by=cairn`. [`HcloudProvider::lookup`] finds a machine by the server id in state,
-//! else by that label, else by the name, so a crash between create and recording the id never
-//! orders a second server. The operator's SSH key is uploaded once per project and reused by
+//! else by those labels, so a crash between create and recording the id never orders a second
+//! server. A server with the host's name but not cairn's labels is reported, never taken (see
+//! [`super::ownership`]). The operator's SSH key is uploaded once per project and reused by
 //! its fingerprint. Every action the API starts is polled to completion.
 //!
 //! Besides the [`Provider`] trait, [`HcloudProvider::boot_rescue`] boots a server into
@@ -25,15 +26,16 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use super::http::{ClientConfig, HttpClient, HttpError, HETZNER_CLOUD};
+use super::ownership::{self, Claim, Pick};
 use super::{CreateRequest, Machine, MachineStatus, PowerAction, Provider, ProviderError};
 use crate::inventory::{self, Host, ProviderKind, Sensitive};
 use crate::state::HostState;
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.hetzner.cloud/v1";
 /// The label naming the host a server belongs to.
-pub const LABEL_HOST: &str = "cairn-host";
-pub const LABEL_MANAGED_BY: &str = "managed-by";
-pub const MANAGED_BY: &str = "cairn";
+pub const LABEL_HOST: &str = ownership::HOST_MARK;
+pub const LABEL_MANAGED_BY: &str = ownership::MANAGED_BY_MARK;
+pub const MANAGED_BY: &str = ownership::MANAGED_BY;
 /// The first look at a running action (the next ones wait longer, up to `poll_interval`).
 pub const FIRST_POLL: Duration = Duration::from_millis(100);
 /// Hetzner refuses larger `user_data`.
@@ -358,53 +360,42 @@ impl HcloudProvider {
         Ok(out)
     }
 
-    /// The server cairn made for `host`: labelled `cairn-host=<host>`, else named like it.
-    /// Labels are checked here too, not only by the API's `label_selector`.
+    /// The server cairn made for `host`: labelled `cairn-host=<host>,managed-by=cairn`. A
+    /// server that only has the host's name is reported ([`ProviderError::Unclaimed`]), never
+    /// taken (see [`ownership`]). Labels are checked here too, not only by the API's
+    /// `label_selector`.
     pub async fn find_for_host(&self, host: &Host) -> Result<Option<Server>, ProviderError> {
         let name = host.name.as_str();
         let selector = format!("{LABEL_HOST}={name},{LABEL_MANAGED_BY}={MANAGED_BY}");
-        let labelled: Vec<Server> = self
-            .servers(name, &[("label_selector", selector)])
-            .await?
-            .into_iter()
-            .filter(|s| is_labelled_for(s, name))
-            .collect();
-        match labelled.as_slice() {
-            [one] => return Ok(Some(one.clone())),
-            [] => {}
-            many => {
-                return Err(ProviderError::Invalid {
-                    host: name.to_owned(),
-                    message: format!(
-                        "{} servers carry the label {LABEL_HOST}={name} (ids {})",
-                        many.len(),
-                        many.iter().map(|s| s.id.to_string()).collect::<Vec<_>>().join(", ")
-                    ),
-                    help: format!(
-                    "delete the servers that are not this host's in the Cloud Console, or remove \
-                         their {LABEL_HOST} label"
-                ),
-                })
+        let mut candidates = self.servers(name, &[("label_selector", selector)]).await?;
+        candidates.retain(|s| is_labelled_for(s, name));
+        for s in self.servers(name, &[("name", name.to_owned())]).await? {
+            if s.name == name && !candidates.iter().any(|c| c.id == s.id) {
+                candidates.push(s);
             }
         }
-        let named = self.servers(name, &[("name", name.to_owned())]).await?;
-        let Some(server) = named.into_iter().find(|s| s.name == name) else { return Ok(None) };
-        match server.labels.get(LABEL_HOST) {
-            Some(other) if other != name => {
-                tracing::warn!(
-                    host = name, server_id = server.id, labelled_for = %other,
-                    "a server named like this host is labelled for another host; ignoring it"
-                );
-                Ok(None)
-            }
-            Some(_) => Ok(Some(server)),
-            None => {
-                tracing::warn!(
-                    host = name, server_id = server.id,
-                    "server has the host's name but no cairn labels; treating it as this host's machine"
-                );
-                Ok(Some(server))
-            }
+        match ownership::pick(name, candidates, |s| &s.labels) {
+            Pick::Ours(server) => Ok(Some(server)),
+            Pick::Nothing => Ok(None),
+            Pick::Unclaimed(servers) => Err(ownership::unclaimed(
+                name,
+                &format!("hcloud.{}", self.name),
+                "server",
+                "label",
+                servers.iter().map(|s| s.id.to_string()).collect(),
+            )),
+            Pick::Several(many) => Err(ProviderError::Invalid {
+                host: name.to_owned(),
+                message: format!(
+                    "{} servers carry the label {LABEL_HOST}={name} (ids {})",
+                    many.len(),
+                    many.iter().map(|s| s.id.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+                help: format!(
+                    "delete the servers that are not this host's in the Cloud Console, or remove \
+                     their {LABEL_HOST} label"
+                ),
+            }),
         }
     }
 
@@ -568,7 +559,7 @@ impl HcloudProvider {
             "server_type": server_type,
             "image": image,
             "ssh_keys": [key.id],
-            "labels": { LABEL_HOST: name, LABEL_MANAGED_BY: MANAGED_BY },
+            "labels": ownership::marks(name).into_iter().collect::<BTreeMap<_, _>>(),
             "start_after_create": true,
         });
         if let Some(location) = location {
@@ -743,15 +734,16 @@ impl Provider for HcloudProvider {
                 Ok(id) => match self.server(name, id).await? {
                     // Ids may be reused after a delete: it must still be this host's server.
                     Some(s)
-                        if s.name == name
-                            || is_labelled_for(&s, name)
-                            || recorded_name == Some(s.name.as_str()) =>
+                        if !matches!(ownership::claim(&s.labels, name), Claim::OtherHost(_))
+                            && (s.name == name
+                                || is_labelled_for(&s, name)
+                                || recorded_name == Some(s.name.as_str())) =>
                     {
                         return Ok(Some(self.machine(host, &s)))
                     }
                     Some(s) => tracing::warn!(
                         host = name, server_id = id, server_name = %s.name,
-                        "the server recorded in state now belongs to something else; searching by name"
+                        "the server recorded in state now belongs to something else; searching by labels"
                     ),
                     None => {
                         tracing::debug!(host = name, server_id = id, "the recorded server is gone")
@@ -760,7 +752,7 @@ impl Provider for HcloudProvider {
                 Err(_) => tracing::warn!(
                     host = name,
                     id = recorded,
-                    "state holds no hcloud server id; searching by name"
+                    "state holds no hcloud server id; searching by labels"
                 ),
             }
         }
@@ -778,8 +770,8 @@ impl Provider for HcloudProvider {
                 .into(),
         })?;
         let Some(server) = self.server(name, id).await? else { return Ok(None) };
-        match server.labels.get(LABEL_HOST) {
-            Some(other) if other != name => Err(ProviderError::Invalid {
+        match ownership::claim(&server.labels, name) {
+            Claim::OtherHost(other) => Err(ProviderError::Invalid {
                 host: name.to_owned(),
                 message: format!(
                     "server {id} (`{}`) is labelled {LABEL_HOST}={other}: it belongs to host {other}",
@@ -826,8 +818,7 @@ impl Provider for HcloudProvider {
 }
 
 fn is_labelled_for(s: &Server, host: &str) -> bool {
-    s.labels.get(LABEL_HOST).is_some_and(|h| h == host)
-        && s.labels.get(LABEL_MANAGED_BY).is_some_and(|m| m == MANAGED_BY)
+    ownership::claim(&s.labels, host) == Claim::ThisHost
 }
 
 fn server_id(host: &str, machine: &Machine) -> Result<u64, ProviderError> {

@@ -17,6 +17,7 @@ pub mod aws;
 pub mod existing;
 pub mod hcloud;
 pub mod http;
+pub mod ownership;
 pub mod qemu;
 
 /// The provider implementation for a provider block.
@@ -129,6 +130,22 @@ pub enum ProviderError {
     #[error("{host}: the machine did not {what} within {seconds} s")]
     #[diagnostic(help("{help}"))]
     Timeout { host: String, what: String, seconds: u64, help: String },
+    /// Machines named like the host that cairn did not create: left alone until a user
+    /// adopts one with `cairn import`.
+    #[error("{host}: {provider} has {found}; cairn leaves it alone")]
+    #[diagnostic(help(
+        "if it is {host}'s machine, adopt it with `{import}`, then run the command again; if \
+         not, rename or delete it at the provider, or give the host another name"
+    ))]
+    Unclaimed {
+        host: String,
+        /// `hcloud.cloud`
+        provider: String,
+        /// `server 42 named web1 that cairn did not create (no label cairn-host=web1)`
+        found: String,
+        /// `cairn import web1 42`
+        import: String,
+    },
     /// A pinned download (the qemu provider's base image) failed or did not match its sum.
     #[error("{host}: the base image could not be downloaded")]
     Download {
@@ -140,8 +157,9 @@ pub enum ProviderError {
 }
 
 /// A source of machines. Implementations must be idempotent: `lookup` finds a machine by the
-/// id in state or else by the host's name, so a crash between create and record never
-/// leads to a second machine.
+/// id in state or else by the marks cairn set when it created it ([`ownership`]), so a crash
+/// between create and record never leads to a second machine. A machine that merely has the
+/// host's name is never returned: it is reported as [`ProviderError::Unclaimed`].
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync {
     fn kind(&self) -> ProviderKind;

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod adopt;
 mod bootstrap;
 mod check;
 mod cli;

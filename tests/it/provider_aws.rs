@@ -28,9 +28,9 @@ use cairn::provider::http::{
 use cairn::provider::{CreateRequest, MachineStatus, PowerAction, Provider, ProviderError};
 use cairn::state::HostState;
 
-const REGION: &str = "eu-central-1";
+pub(crate) const REGION: &str = "eu-central-1";
 /// One of the AMIs moto lists in every region.
-const AMI: &str = "ami-03cf127a";
+pub(crate) const AMI: &str = "ami-03cf127a";
 const OPERATOR_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEuQlFqSmGUbUsPOcL0cy1ofDlmzwOJL9LvFB+ADvTcV me@x";
 const OTHER_KEY: &str =
@@ -44,18 +44,18 @@ fn moto_binary() -> Option<PathBuf> {
 }
 
 /// A running moto with an IAM user allowed `ec2:*`; killed (by its pid) when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
     port: u16,
-    access_key_id: String,
-    secret_access_key: String,
+    pub(crate) access_key_id: String,
+    pub(crate) secret_access_key: String,
     dir: tempfile::TempDir,
 }
 
 impl Moto {
     /// Starts one whose user may do `ec2:*`, or returns `None` (test skipped) when it is not
     /// installed outside CI.
-    async fn start() -> Option<Self> {
+    pub(crate) async fn start() -> Option<Self> {
         Self::start_with_policy(
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#,
         )
@@ -94,7 +94,7 @@ impl Moto {
         Some(moto)
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -152,7 +152,7 @@ impl Moto {
 
     /// moto's instances that are not terminated, as plain DescribeInstances (no cairn logic)
     /// reports them: instance id, public IP, key name, client token and tags.
-    async fn live_instances(&self) -> Vec<BTreeMap<String, String>> {
+    pub(crate) async fn live_instances(&self) -> Vec<BTreeMap<String, String>> {
         let xml = self
             .ec2(&[
                 ("Action", "DescribeInstances"),
@@ -214,7 +214,7 @@ impl Moto {
     }
 
     /// A raw EC2 call signed with the test user's key (cairn's signer, no provider logic).
-    async fn ec2(&self, form: &[(&str, &str)]) -> String {
+    pub(crate) async fn ec2(&self, form: &[(&str, &str)]) -> String {
         let creds = AwsCredentials {
             access_key_id: self.access_key_id.clone(),
             secret_access_key: Sensitive(self.secret_access_key.clone()),

@@ -31,7 +31,7 @@ export SOPS_AGE_KEY_FILE=$fleet/keys/admin.agekey NO_COLOR=1
 export NIX_CONFIG=$'substitute = false\nflake-registry =\nsandbox = false'
 cd "$fleet"
 start=$(date +%s.%N)
-if ! "$CAIRN" bootstrap host web1 >"$work/out" 2>"$work/err"; then
+if ! "$CAIRN" bootstrap host web1 --yes >"$work/out" 2>"$work/err"; then
   cat "$work/out" "$work/err" >&2
   echo "bootstrap failed" >&2
   exit 1

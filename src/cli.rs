@@ -383,6 +383,10 @@ pub struct BootstrapArgs {
     /// Bootstrap even if `cairn check` finds errors concerning the selected hosts
     #[arg(long)]
     pub skip_check: bool,
+    /// Erase the machines without asking: before the kexec phase (which leads to the disk
+    /// wipe) cairn otherwise asks on the terminal, and without one it refuses
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Write the run's events to stdout as JSON, one object per line (phases, transfers, a
     /// final summary; see docs/json-events.md); the human output goes to stderr
     #[arg(long)]

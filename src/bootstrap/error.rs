@@ -73,6 +73,18 @@ pub enum PhaseError {
     )]
     NotEnoughMemory { have_mib: u64, need_mib: u64 },
 
+    /// The kexec phase (which leads to the disk wipe) was not agreed to.
+    #[error("refusing to erase {disks} on {host} at {target} without confirmation: {why}")]
+    #[diagnostic(
+        code(cairn::bootstrap::not_confirmed),
+        help(
+            "check that this is the machine to wipe, then run `cairn bootstrap` on a terminal and \
+             type the host's name, or pass --yes to erase it without being asked; nothing was \
+             changed"
+        )
+    )]
+    NotConfirmed { host: String, target: String, disks: String, why: String },
+
     #[error("the host has no machine yet and its provider `{provider}` cannot create one")]
     #[diagnostic(code(cairn::bootstrap::no_machine), help("{help}"))]
     NoMachine { provider: String, help: String },

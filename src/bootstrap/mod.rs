@@ -3,6 +3,7 @@
 //! goes through the [`Phase`]s in order, each phase checking the remote side first and
 //! recording its completion in state, so an interrupted run resumes where it stopped.
 
+pub mod confirm;
 pub mod copy;
 mod error;
 mod host_run;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 pub use crate::phase::{self, Phase};
+pub use confirm::{AssumeYes, Confirm, Erasure};
 pub use error::{BootstrapError, PhaseError};
 pub use limits::{Budgets, Deadlines};
 pub use operator::Operator;
@@ -73,6 +75,8 @@ pub struct Context {
     pub options: Options,
     /// The environment secrets are decrypted with (admin identities for host keys).
     pub env: crate::keys::IdentityEnv,
+    /// Asked before a machine is erased (the kexec phase): a terminal prompt, or `--yes`.
+    pub confirm: Arc<dyn Confirm>,
 }
 
 /// How one phase of one host went.

@@ -1,12 +1,16 @@
 //! `cairn bootstrap host NAME | all | @tag`: the whole pipeline for the selected hosts.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use super::Context;
+use crate::bootstrap::confirm::{Answer, AssumeYes, Confirm, Erasure};
 use crate::bootstrap::{self, HostReport};
 use crate::cli::BootstrapArgs;
 use crate::keys::IdentityEnv;
+use crate::ui::Output;
 
 /// Everything `cairn bootstrap` takes from its command line and the environment, resolved
 /// before any work.
@@ -17,6 +21,8 @@ struct Settings {
     operator_key: Option<PathBuf>,
     /// The environment secrets are decrypted with and `CAIRN_INSTALLER` comes from.
     env: IdentityEnv,
+    /// `--yes`: erase machines without asking.
+    yes: bool,
 }
 
 impl Settings {
@@ -40,6 +46,7 @@ impl Settings {
             options,
             operator_key: env.get("CAIRN_SSH_KEY").filter(|k| !k.is_empty()).map(PathBuf::from),
             env,
+            yes: args.yes,
         })
     }
 }
@@ -50,7 +57,13 @@ pub fn run(args: &BootstrapArgs, ctx: &Context) -> miette::Result<ExitCode> {
     // Before any phase: nothing is touched when the check finds errors.
     let names: Vec<_> = session.hosts.iter().map(|h| h.name.clone()).collect();
     super::check::gate(&session.inventory, &session.state.snapshot(), &names, args.skip_check)?;
-    let reports = session.bootstrap(settings.options, settings.operator_key, settings.env)?;
+    let confirm: Arc<dyn Confirm> = if settings.yes {
+        Arc::new(AssumeYes)
+    } else {
+        Arc::new(AskOnTerminal { out: ctx.out, one_at_a_time: Mutex::new(()) })
+    };
+    let reports =
+        session.bootstrap(settings.options, settings.operator_key, settings.env, confirm)?;
     render_summary(ctx, &reports)?;
     first_pull(ctx, &session.inventory, &reports, args.commit)?;
     let failed = reports.iter().filter(|r| r.result.is_err()).count();
@@ -74,6 +87,44 @@ fn first_pull(
     ctx.out
         .text(&crate::ui::report::first_pull(&hosts, &report))
         .map_err(|e| miette::miette!("writing the summary: {e}"))
+}
+
+/// Asks on the terminal before a machine is erased, one host at a time; without a terminal
+/// nobody can agree, so it refuses.
+struct AskOnTerminal {
+    out: Output,
+    one_at_a_time: Mutex<()>,
+}
+
+impl Confirm for AskOnTerminal {
+    fn erase(&self, what: &Erasure) -> Answer {
+        if !std::io::stdin().is_terminal() {
+            return Answer::NoTerminal;
+        }
+        let _asking = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
+        let question = erase_question(what);
+        match crate::ui::progress::suspended(|| self.out.prompt(&question)) {
+            Ok(answer) if [what.host.as_str(), "yes"].contains(&answer.trim()) => Answer::Yes,
+            Ok(_) | Err(_) => Answer::No,
+        }
+    }
+}
+
+/// The question before the kexec phase: which machine, where, and which disk is lost.
+fn erase_question(what: &Erasure) -> String {
+    let machine = match &what.machine {
+        Some(id) => format!("{}, machine {id}", what.provider),
+        None => what.provider.clone(),
+    };
+    format!(
+        "\n{host}: cairn is about to PERMANENTLY ERASE this machine:\n  \
+         host:     {host}\n  address:  {address}\n  provider: {machine}\n  disk:     {disks}\n\
+         The running system is replaced by the installer, then the disk is partitioned: \
+         everything on it is lost.\nType the host's name ({host}) or `yes` to go on: ",
+        host = what.host,
+        address = what.address,
+        disks = what.disks.join(", "),
+    )
 }
 
 /// The summary, then each failure rendered in full.
@@ -125,6 +176,26 @@ mod tests {
 
         let s = Settings::resolve(&args(None), IdentityEnv::default()).unwrap();
         assert_eq!((s.options.phases, s.operator_key), (None, None));
+    }
+
+    #[test]
+    fn the_erase_question_names_host_address_machine_and_disk() {
+        let q = erase_question(&Erasure {
+            host: "web1".into(),
+            address: "root@203.0.113.7:22".into(),
+            provider: "hcloud.cloud".into(),
+            machine: Some("42".into()),
+            disks: vec!["/dev/sda".into()],
+        });
+        for part in [
+            "web1: cairn is about to PERMANENTLY ERASE this machine",
+            "address:  root@203.0.113.7:22",
+            "provider: hcloud.cloud, machine 42",
+            "disk:     /dev/sda",
+            "Type the host's name (web1) or `yes`",
+        ] {
+            assert!(q.contains(part), "{part}:\n{q}");
+        }
     }
 
     #[test]

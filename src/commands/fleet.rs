@@ -52,12 +52,14 @@ impl Context {
 
 impl FleetSession {
     /// Runs the bootstrap pipeline (or the phases `options` selects) on every host, logging
-    /// in with `operator_key` (else the repository's operator key).
+    /// in with `operator_key` (else the repository's operator key), asking `confirm` before a
+    /// machine is erased.
     pub fn bootstrap(
         &self,
         options: bootstrap::Options,
         operator_key: Option<std::path::PathBuf>,
         env: crate::keys::IdentityEnv,
+        confirm: Arc<dyn bootstrap::Confirm>,
     ) -> miette::Result<Vec<HostReport>> {
         let providers = crate::provider::for_hosts(&self.inventory, &self.hosts)?;
         let operator = Operator::load_or_create(&self.inventory.root, operator_key)?;
@@ -68,6 +70,7 @@ impl FleetSession {
             operator,
             options,
             env,
+            confirm,
         });
         let hosts = self.hosts.clone();
         Ok(runtime()?.block_on(bootstrap::run_fleet(ctx, hosts)))

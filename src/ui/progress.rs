@@ -115,6 +115,17 @@ pub fn set_log_dir(dir: PathBuf) {
     let _ = LOG_DIR.set(dir);
 }
 
+/// The bars on a terminal, for [`suspended`].
+static BARS: OnceLock<MultiProgress> = OnceLock::new();
+
+/// Runs `f` (a question on the terminal) with the progress bars out of the way.
+pub fn suspended<R>(f: impl FnOnce() -> R) -> R {
+    match BARS.get() {
+        Some(multi) => multi.suspend(f),
+        None => f(),
+    }
+}
+
 /// The tracing layer that renders progress and writes per-host logs.
 pub struct ProgressLayer {
     multi: Option<MultiProgress>,
@@ -180,6 +191,9 @@ impl ProgressLayer {
     pub fn new(terminal: bool, quiet: bool) -> Self {
         let multi = (terminal && !quiet)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        if let Some(m) = &multi {
+            let _ = BARS.set(m.clone());
+        }
         Self {
             multi,
             quiet,

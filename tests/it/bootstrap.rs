@@ -42,7 +42,7 @@ fn rendered_error(stderr: &str) -> String {
 fn an_unreachable_host_fails_at_its_deadline_with_the_rendered_error() {
     let dir = tempfile::tempdir().unwrap();
     unreachable_fleet(dir.path(), "");
-    let out = cairn(dir.path(), &["bootstrap", "host", "web1", "--timeout", "reach=3s"]);
+    let out = cairn(dir.path(), &["bootstrap", "host", "web1", "--yes", "--timeout", "reach=3s"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
@@ -58,7 +58,7 @@ fn an_unreachable_host_fails_at_its_deadline_with_the_rendered_error() {
 fn the_inventory_sets_the_deadline_and_the_command_line_overrides_it() {
     let dir = tempfile::tempdir().unwrap();
     unreachable_fleet(dir.path(), "  timeouts {\n    reach = \"2s\"\n  }\n");
-    let out = cairn(dir.path(), &["bootstrap", "host", "web1"]);
+    let out = cairn(dir.path(), &["bootstrap", "host", "web1", "--yes"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("did not answer over SSH within 2s (the `reach` timeout)"), "{stderr}");
@@ -66,7 +66,7 @@ fn the_inventory_sets_the_deadline_and_the_command_line_overrides_it() {
     assert!(stderr.contains("--timeout reach=4s"), "{stderr}");
 
     unreachable_fleet(dir.path(), "  timeouts {\n    reach = \"1h\"\n  }\n");
-    let out = cairn(dir.path(), &["bootstrap", "host", "web1", "--timeout", "reach=1s"]);
+    let out = cairn(dir.path(), &["bootstrap", "host", "web1", "--yes", "--timeout", "reach=1s"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("within 1s (the `reach` timeout)"), "{stderr}");
 }
@@ -84,7 +84,7 @@ fn a_malformed_timeout_flag_is_refused_before_anything_runs() {
         ("reach=3", "`3` has no unit; write \"3s\", \"3m\" or \"3h\""),
         ("reach", "write NAME=DURATION, e.g. `kexec=10m`"),
     ] {
-        let out = cairn(dir.path(), &["bootstrap", "host", "web1", "--timeout", flag]);
+        let out = cairn(dir.path(), &["bootstrap", "host", "web1", "--yes", "--timeout", flag]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(says), "{flag}: {stderr}");
@@ -121,7 +121,7 @@ fn installed_fleet(dir: &Path, server: &sshd::Sshd, checks: &str) {
 fn verify(dir: &Path, server: &sshd::Sshd, timeout: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cairn"))
         .current_dir(dir)
-        .args(["bootstrap", "host", "web1", "--phases", "verify", "--timeout", timeout])
+        .args(["bootstrap", "host", "web1", "--yes", "--phases", "verify", "--timeout", timeout])
         .env("NO_COLOR", "1")
         .env("CAIRN_SSH_KEY", server.client_key())
         .env_remove("RUST_LOG")
@@ -242,7 +242,7 @@ fn disko_hosts_run_the_flakes_disko_script_on_the_installer() {
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .current_dir(dir.path())
-        .args(["bootstrap", "host", "web1", "--phases", "disk"])
+        .args(["bootstrap", "host", "web1", "--yes", "--phases", "disk"])
         .env("NO_COLOR", "1")
         .env("CAIRN_SSH_KEY", server.client_key())
         .env("NIX_CONFIG", "sandbox = false\nsubstitute = false\nflake-registry =\n")
@@ -290,7 +290,7 @@ fn disko_hosts_check_the_layouts_device_first() {
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .current_dir(dir.path())
-        .args(["bootstrap", "host", "web1", "--phases", "disk"])
+        .args(["bootstrap", "host", "web1", "--yes", "--phases", "disk"])
         .env("NO_COLOR", "1")
         .env("CAIRN_SSH_KEY", server.client_key())
         .env_remove("RUST_LOG")
@@ -330,7 +330,10 @@ fn json_events(stdout: &[u8]) -> String {
 fn bootstrap_and_destroy_json_events() {
     let dir = tempfile::tempdir().unwrap();
     unreachable_fleet(dir.path(), "");
-    let out = cairn(dir.path(), &["bootstrap", "host", "web1", "--json", "--timeout", "reach=1s"]);
+    let out = cairn(
+        dir.path(),
+        &["bootstrap", "host", "web1", "--yes", "--json", "--timeout", "reach=1s"],
+    );
     assert_eq!(out.status.code(), Some(1));
     insta::assert_snapshot!("bootstrap_json_events", json_events(&out.stdout));
     let stderr = String::from_utf8_lossy(&out.stderr);

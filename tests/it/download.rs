@@ -393,7 +393,7 @@ fn kexec_refuses_a_bundle_that_fails_its_pin_or_the_machines_architecture() {
     let kexec = || {
         Command::new(env!("CARGO_BIN_EXE_cairn"))
             .current_dir(&fleet)
-            .args(["bootstrap", "host", "web1", "--phases", "kexec"])
+            .args(["bootstrap", "host", "web1", "--yes", "--phases", "kexec"])
             .env("NO_COLOR", "1")
             .env("XDG_CACHE_HOME", &cache)
             .env("CAIRN_SSH_KEY", ssh.client_key())

@@ -790,7 +790,7 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
         cmd
     };
     let first = CairnRun(
-        cairn(&["bootstrap", "host", "web1", "--timeout", "reach=10m"])
+        cairn(&["bootstrap", "host", "web1", "--yes", "--timeout", "reach=10m"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -811,7 +811,7 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
         .psql("SELECT DISTINCT client_addr FROM pg_stat_activity WHERE application_name = 'cairn'");
     assert_eq!(client, "127.0.0.1", "the run connects over TCP");
     assert_eq!(record.pid, first.0.id());
-    assert_eq!(record.command, "cairn bootstrap host web1 --timeout reach=10m");
+    assert_eq!(record.command, "cairn bootstrap host web1 --yes --timeout reach=10m");
 
     let out =
         cairn(&["destroy", "host", "web1", "--yes", "--lock-timeout", "1s"]).output().unwrap();

@@ -138,7 +138,7 @@ fn apply_ssh_destroy_on_the_local_provider() {
         text(&unknown)
     );
     // ...and the reach phase records it on first contact.
-    let reached = cairn(&dir, &["bootstrap", "host", "web1", "--phases", "reach"]);
+    let reached = cairn(&dir, &["bootstrap", "host", "web1", "--yes", "--phases", "reach"]);
     assert!(reached.status.success(), "{}\n--- console\n{}", text(&reached), console(&dir));
     let state = fs_err::read_to_string(dir.join(".cairn/state.json")).unwrap();
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
@@ -155,7 +155,7 @@ fn apply_ssh_destroy_on_the_local_provider() {
     let hcl = fs_err::read_to_string(dir.join("cairn.hcl")).unwrap();
     let hcl = hcl.replace("installer_min_memory = 256", "installer_min_memory = 4096");
     fs_err::write(dir.join("cairn.hcl"), hcl).unwrap();
-    let small = cairn(&dir, &["bootstrap", "host", "web1", "--phases", "kexec"]);
+    let small = cairn(&dir, &["bootstrap", "host", "web1", "--yes", "--phases", "kexec"]);
     let err = String::from_utf8_lossy(&small.stderr);
     assert_eq!(small.status.code(), Some(1), "{}", text(&small));
     assert!(err.contains("web1: kexec failed"), "{err}");
@@ -169,7 +169,7 @@ fn apply_ssh_destroy_on_the_local_provider() {
         .replace("installer_min_memory = 4096", "installer_min_memory = 256")
         .replace("device = \"/dev/vda\"", "device = \"/dev/vdz\"");
     fs_err::write(dir.join("cairn.hcl"), hcl).unwrap();
-    let wrong = cairn(&dir, &["bootstrap", "host", "web1", "--phases", "kexec,disk"]);
+    let wrong = cairn(&dir, &["bootstrap", "host", "web1", "--yes", "--phases", "kexec,disk"]);
     let err = String::from_utf8_lossy(&wrong.stderr);
     assert_eq!(wrong.status.code(), Some(1), "{}\n--- console\n{}", text(&wrong), console(&dir));
     assert!(err.contains("web1: disk failed"), "{err}");
@@ -187,7 +187,7 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
     let Some(fleet) = Fleet::start() else { return };
     let dir = fleet.dir.clone();
 
-    let first = cairn(&dir, &["bootstrap", "host", "web1"]);
+    let first = cairn(&dir, &["bootstrap", "host", "web1", "--yes"]);
     let out = String::from_utf8_lossy(&first.stdout).to_string();
     assert!(
         first.status.success(),
@@ -236,7 +236,7 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
     assert!(!String::from_utf8_lossy(&leftover.stdout).contains(".cairn"), "{}", text(&leftover));
 
     // A second run only verifies.
-    let again = cairn(&dir, &["bootstrap", "host", "web1"]);
+    let again = cairn(&dir, &["bootstrap", "host", "web1", "--yes"]);
     assert!(again.status.success(), "{}", text(&again));
     let again_out = String::from_utf8_lossy(&again.stdout);
     assert!(again_out.contains("web1: verified, no changes"), "{again_out}");
@@ -313,7 +313,7 @@ fn bootstrap_with_the_flakes_disko_script() {
         assert!(git.status.success(), "git {args:?}: {}", text(&git));
     }
 
-    let run = cairn(&dir, &["bootstrap", "host", "web1"]);
+    let run = cairn(&dir, &["bootstrap", "host", "web1", "--yes"]);
     let out = String::from_utf8_lossy(&run.stdout).to_string();
     let err = String::from_utf8_lossy(&run.stderr).to_string();
     assert!(
@@ -383,7 +383,7 @@ fn bootstrap_killed_during_copy_resumes_sending_only_what_is_missing() {
     let first_err = dir.join(".cairn/first-run.stderr");
     fs_err::create_dir_all(dir.join(".cairn")).unwrap();
     let mut first = KillOnDrop(
-        cairn_command(&dir, &["bootstrap", "host", "web1"])
+        cairn_command(&dir, &["bootstrap", "host", "web1", "--yes"])
             .stdout(
                 fs_err::File::create(dir.join(".cairn/first-run.stdout")).unwrap().into_parts().0,
             )
@@ -462,7 +462,7 @@ fn bootstrap_killed_during_copy_resumes_sending_only_what_is_missing() {
     assert!(copied_when_killed < total, "killed too late: {copied_when_killed} of {total}");
 
     // The same command again: it completes, verified, sending only what was missing.
-    let again = cairn(&dir, &["bootstrap", "host", "web1"]);
+    let again = cairn(&dir, &["bootstrap", "host", "web1", "--yes"]);
     let out = String::from_utf8_lossy(&again.stdout).to_string();
     let err = String::from_utf8_lossy(&again.stderr).to_string();
     assert!(

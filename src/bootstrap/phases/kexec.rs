@@ -1,5 +1,6 @@
 //! kexec: jump from the stock system into the in-RAM installer. Check: not in an installer
-//! already, and enough memory for one. Act: upload the bundle and run its `kexec/run`.
+//! already, and enough memory for one; then the user confirms the machine may be erased
+//! (see [`crate::bootstrap::confirm`]). Act: upload the bundle and run its `kexec/run`.
 //! Prove: a fresh connection finds a new boot id and the installer marker. Record: the
 //! installer's host key.
 
@@ -34,6 +35,8 @@ pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError
     if before.mem_mib < need {
         return Err(PhaseError::NotEnoughMemory { have_mib: before.mem_mib, need_mib: need });
     }
+    // The first destructive step: from here on the stock system and then its disk are lost.
+    crate::bootstrap::confirm::before_erasing(r).await?;
     let bundle = installer_bundle(r, &before.arch).await?;
     let decompress = bundle_decompressor(&bundle)?;
     let size = fs_err::metadata(&bundle).map(|m| m.len()).unwrap_or(0);

@@ -406,7 +406,7 @@ fn a_re_created_machine_resets_the_hosts_phases_before_anything_is_skipped() {
 
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .current_dir(dir.path())
-        .args(["bootstrap", "host", "web1", "--timeout", "reach=2s"])
+        .args(["bootstrap", "host", "web1", "--yes", "--timeout", "reach=2s"])
         .env("NO_COLOR", "1")
         .env("HCLOUD_TOKEN", "test-token")
         .env_remove("RUST_LOG")

@@ -255,7 +255,7 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
     // With state lost, `cairn check` cannot know web1's recipient (its separate age key is
     // recorded in state only), so it reports it as an extra recipient and the check before
     // bootstrap would refuse first: skipped here, this step is about the guard behind it.
-    let lost = cairn(&dir, &["bootstrap", "host", "web1", "--skip-check"]);
+    let lost = cairn(&dir, &["bootstrap", "host", "web1", "--yes", "--skip-check"]);
     fs_err::write(&state_path, &saved).unwrap();
     let lost_err = String::from_utf8_lossy(&lost.stderr);
     assert_eq!(lost.status.code(), Some(1), "{}\n--- console\n{}", text(&lost), console(&dir));

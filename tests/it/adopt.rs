@@ -101,7 +101,7 @@ fn reported_refused_then_imported(fleet: &Fleet, id: &str, machines: &dyn Fn() -
     assert_eq!(machines(), 1, "apply made no second machine:\n{applied}");
     assert_eq!(fleet.host_state("web1")["provider_id"], Value::Null, "{applied}");
 
-    let bootstrapped = fleet.run(&["bootstrap", "host", "web1", "--yes"], 1);
+    let bootstrapped = fleet.run(&["bootstrap", "host", "web1", "--yes", "--skip-check"], 1);
     assert!(bootstrapped.contains("web1: provision failed"), "{bootstrapped}");
     assert!(bootstrapped.contains(&import), "{bootstrapped}");
     assert_eq!(machines(), 1, "{bootstrapped}");
@@ -114,8 +114,8 @@ fn reported_refused_then_imported(fleet: &Fleet, id: &str, machines: &dyn Fn() -
     let plan = fleet.run(&["plan"], 0);
     assert!(!plan.contains("left alone") && !plan.contains("will be created"), "{plan}");
     fleet.run(&["apply", "--yes"], 0);
-    let provisioned =
-        fleet.run(&["bootstrap", "host", "web1", "--yes", "--phases", "provision"], 0);
+    let provisioned = fleet
+        .run(&["bootstrap", "host", "web1", "--yes", "--skip-check", "--phases", "provision"], 0);
     assert!(provisioned.contains("1 of 1 hosts ok"), "{provisioned}");
     assert_eq!(fleet.host_state("web1")["provider_id"], id);
     assert_eq!(machines(), 1);
@@ -223,7 +223,7 @@ fn bootstrap_refuses_to_erase_a_machine_without_a_terminal_unless_yes() {
     fs_err::write(fleet.path().join(".cairn/state.json"), state.to_string()).unwrap();
     let uploaded = PathBuf::from("/root/cairn-kexec");
 
-    let refused = fleet.run(&["bootstrap", "host", "web1", "--phases", "kexec"], 1);
+    let refused = fleet.run(&["bootstrap", "host", "web1", "--skip-check", "--phases", "kexec"], 1);
     assert!(
         refused.contains(&format!(
             "refusing to erase /dev/cairn-test-disk on web1 at root@127.0.0.1:{} (existing.mine) \
@@ -238,7 +238,8 @@ fn bootstrap_refuses_to_erase_a_machine_without_a_terminal_unless_yes() {
     assert_eq!(fleet.host_state("web1")["last_phase"], Value::Null);
 
     // With --yes the run goes past the question, to the next check.
-    let agreed = fleet.run(&["bootstrap", "host", "web1", "--phases", "kexec", "--yes"], 1);
+    let agreed =
+        fleet.run(&["bootstrap", "host", "web1", "--skip-check", "--phases", "kexec", "--yes"], 1);
     assert!(!agreed.contains("without confirmation"), "{agreed}");
     assert!(agreed.contains("missing-kexec-bundle.tar.gz does not exist"), "{agreed}");
     assert!(!uploaded.exists(), "nothing was uploaded");

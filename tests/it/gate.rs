@@ -133,8 +133,10 @@ fn bootstrap_refuses_a_plaintext_secrets_file_before_touching_the_machine() {
     assert!(!machine.contacted(), "the machine was contacted");
 
     // --skip-check: the pipeline starts (and fails to reach the stand-in, which never answers).
-    let out =
-        cairn(dir.path(), &["bootstrap", "host", "web1", "--yes", "--skip-check", "--timeout", "reach=2s"]);
+    let out = cairn(
+        dir.path(),
+        &["bootstrap", "host", "web1", "--yes", "--skip-check", "--timeout", "reach=2s"],
+    );
     let text = words(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("--skip-check: going ahead without `cairn check`"), "{text}");

@@ -35,7 +35,7 @@ fn fleet(dir: &Path, server: &Sshd, public: &str) {
 fn bootstrap(dir: &Path, server: &Sshd, args: &[&str]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .current_dir(dir)
-        .args(["bootstrap", "host", "web1", "--yes"])
+        .args(["bootstrap", "host", "web1", "--yes", "--skip-check"])
         .args(args)
         .env("NO_COLOR", "1")
         .env("CAIRN_SSH_KEY", server.client_key())

@@ -462,7 +462,7 @@ fn uncommitted_files_the_host_needs_are_named_and_commit_commits_them() {
 
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .current_dir(dir.path())
-        .args(["bootstrap", "host", "web1", "--phases", "verify", "--commit"])
+        .args(["bootstrap", "host", "web1", "--yes", "--phases", "verify", "--commit"])
         .args(["--timeout", "verify=30s"])
         .env("NO_COLOR", "1")
         .env("CAIRN_SSH_KEY", server.client_key())

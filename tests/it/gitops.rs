@@ -632,7 +632,7 @@ fn verify_reports_the_hand_off_to_the_agent() {
         return;
     }
     let fleet = test_fleet(&[("web1", "dev", false)]);
-    let verify = ["bootstrap", "host", "web1", "--phases", "verify", "--skip-check"];
+    let verify = ["bootstrap", "host", "web1", "--yes", "--phases", "verify", "--skip-check"];
     let out = fleet.cairn(&verify);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(

@@ -140,6 +140,16 @@ fn me(command: &str) -> LockHolder {
     LockHolder::current(command)
 }
 
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs_err::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 fn mode(path: &Path) -> u32 {
     fs_err::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -360,12 +370,10 @@ fn commit_after_a_kill_between_backup_and_replace_leaves_no_temp_file() {
     lock.data_mut().host_mut("web1").provider_id = Some("2".into());
     lock.commit().unwrap();
     drop(lock);
-    let mut names: Vec<String> = fs_err::read_dir(dir.path().join(".cairn"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["state.json", "state.json.bak", "state.lock"]);
+    assert_eq!(
+        names_in(&dir.path().join(".cairn")),
+        ["state.json", "state.json.bak", "state.lock"]
+    );
     let backup = fs_err::read_to_string(state.backup_path()).unwrap();
     assert!(backup.contains("\"provider_id\": \"1\""), "{backup}");
 }
@@ -529,12 +537,10 @@ fn killed_writer_leaves_old_or_new_state_and_a_backup(b: &Backend) {
     drop(lock);
     if let Backend::File { dir } = b {
         // The next run cleaned up temp files a killed write left behind.
-        let mut names: Vec<String> = fs_err::read_dir(dir.path().join(".cairn"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["state.json", "state.json.bak", "state.lock"]);
+        assert_eq!(
+            names_in(&dir.path().join(".cairn")),
+            ["state.json", "state.json.bak", "state.lock"]
+        );
     }
 }
 

@@ -33,32 +33,44 @@ async fn stream(root: &std::path::Path, paths: &[StorePath]) -> Vec<u8> {
     bytes
 }
 
+const NAMES: [&str; 4] = [
+    "0a9y8hl9bwc5v1vm2b8g8mq2r0qp3cpd-first",
+    "1s2abrc2z2wvfwbiw0s7gbd9ny6l52cf-second",
+    "2x7c0jyhrr6pm4hw1ndq5k3lqiw6jpjd-third",
+    "3q0ll5xg4hwpnibzhxc8hk8zpmiblj9p-fourth",
+];
+
+fn store_paths(names: &[&str]) -> Vec<StorePath> {
+    names.iter().map(|n| StorePath::new(format!("/nix/store/{n}")).unwrap()).collect()
+}
+
+/// `bytes` of incompressible data, different for each `seed` (so a cut in a stream falls
+/// where its size says).
+fn noise(bytes: usize, seed: u32) -> Vec<u8> {
+    let mut data = vec![0u8; bytes];
+    let mut x = 0x9e37_79b9_u32.wrapping_mul(seed + 1);
+    for b in &mut data {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    data
+}
+
 /// A copy cut off in the middle of a path, as when cairn is killed: the paths unpacked
 /// before it count as complete, the cut one is removed and sent again, and the resumed
 /// copy leaves the same files as an uninterrupted one. Real tar, zstd and sh.
 #[tokio::test]
 async fn an_interrupted_copy_resumes_without_the_half_written_path() {
     let src = tempfile::tempdir().unwrap();
-    let names = [
-        "0a9y8hl9bwc5v1vm2b8g8mq2r0qp3cpd-first",
-        "1s2abrc2z2wvfwbiw0s7gbd9ny6l52cf-second",
-        "2x7c0jyhrr6pm4hw1ndq5k3lqiw6jpjd-third",
-    ];
-    let paths: Vec<StorePath> =
-        names.iter().map(|n| StorePath::new(format!("/nix/store/{n}")).unwrap()).collect();
+    let names = &NAMES[..3];
+    let paths = store_paths(names);
     for (i, p) in paths.iter().enumerate() {
         let dir = src.path().join(p.relative());
         fs_err::create_dir_all(dir.join("bin")).unwrap();
         // Incompressible, so a cut in the stream's middle falls in the middle path.
-        let mut data = vec![0u8; 400 * 1024];
-        let mut x = 0x9e37_79b9_u32.wrapping_mul(i as u32 + 1);
-        for b in &mut data {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            *b = x as u8;
-        }
-        fs_err::write(dir.join("bin/program"), &data).unwrap();
+        fs_err::write(dir.join("bin/program"), noise(400 * 1024, i as u32)).unwrap();
         fs_err::write(dir.join("zz-last-file"), "written last\n").unwrap();
     }
     let whole = stream(src.path(), &paths).await;
@@ -105,14 +117,7 @@ async fn paths_recorded_complete_before_a_sigkill_are_whole() {
     use std::os::unix::process::CommandExt;
 
     let src = tempfile::tempdir().unwrap();
-    let names = [
-        "0a9y8hl9bwc5v1vm2b8g8mq2r0qp3cpd-first",
-        "1s2abrc2z2wvfwbiw0s7gbd9ny6l52cf-second",
-        "2x7c0jyhrr6pm4hw1ndq5k3lqiw6jpjd-third",
-        "3q0ll5xg4hwpnibzhxc8hk8zpmiblj9p-fourth",
-    ];
-    let paths: Vec<StorePath> =
-        names.iter().map(|n| StorePath::new(format!("/nix/store/{n}")).unwrap()).collect();
+    let paths = store_paths(&NAMES);
     for (i, p) in paths.iter().enumerate() {
         let dir = src.path().join(p.relative());
         fs_err::create_dir_all(dir.join("bin")).unwrap();
@@ -123,15 +128,7 @@ async fn paths_recorded_complete_before_a_sigkill_are_whole() {
             fs_err::write(dir.join(format!("bin/a-file-with-a-rather-long-name-{f:04}")), "x")
                 .unwrap();
         }
-        let mut data = vec![0u8; 512 * 1024];
-        let mut x = 0x9e37_79b9_u32.wrapping_mul(i as u32 + 1);
-        for b in &mut data {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            *b = x as u8;
-        }
-        fs_err::write(dir.join("bin/program"), &data).unwrap();
+        fs_err::write(dir.join("bin/program"), noise(512 * 1024, i as u32)).unwrap();
         for d in [dir.join("bin"), dir.clone()] {
             fs_err::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
         }

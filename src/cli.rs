@@ -387,6 +387,11 @@ pub struct BootstrapArgs {
     /// wipe) cairn otherwise asks on the terminal, and without one it refuses
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// The fingerprint (`SHA256:...`, as `ssh-keygen -l` prints it) of the host key a machine
+    /// without a pinned key (an `existing` one) presents on first contact; without it cairn
+    /// shows the fingerprint and asks on the terminal, and refuses without one
+    #[arg(long, value_name = "SHA256:...")]
+    pub trust_host_key: Option<String>,
     /// Write the run's events to stdout as JSON, one object per line (phases, transfers, a
     /// final summary; see docs/json-events.md); the human output goes to stderr
     #[arg(long)]

@@ -8,8 +8,10 @@
 //!   on the systems it installs (bootstrap seeds root's `authorized_keys`).
 //! - The key: the one recorded for the stage; the installer carries the stock image's keys
 //!   across the jump; the installed system presents the key cairn generated, known before
-//!   first contact. Only a stock image whose key nobody knows yet is trusted on first
-//!   contact, and only by bootstrap ([`Trust::FirstContact`]).
+//!   first contact. Machines cairn creates get a stock key cairn made (cloud-init
+//!   `ssh_keys`), pinned at creation. Only a stock image whose key nobody knows yet (an
+//!   `existing` machine) is met on first contact, only by bootstrap, and its key is recorded
+//!   only once the user confirms it or names it (`--trust-host-key`) ([`Trust::FirstContact`]).
 //! - The host's own key, as the repository holds it, is never a stock image's: a machine
 //!   presenting it on first contact is the installed host with state lost, and bootstrap
 //!   refuses to reinstall it ([`installed`]); with nothing recorded, the installed system is

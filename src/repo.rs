@@ -5,6 +5,7 @@
 //! .cairn/state.json, state.json.bak, state.lock   the file state backend
 //! .cairn/logs/<host>.log                          per-host logs of the last run
 //! .cairn/ssh/operator_ed25519{,.pub}              the operator's SSH key (0600)
+//! .cairn/ssh/stock/<host>_ed25519{,.pub}          the stock image's host key cairn injected
 //! .cairn/qemu/<host>/                             the qemu provider's VMs
 //! ```
 
@@ -52,6 +53,11 @@ impl Repo {
     /// with `.pub`).
     pub fn operator_key(&self) -> PathBuf {
         self.operator_key_dir().join("operator_ed25519")
+    }
+
+    /// The stock images' host keys cairn made and injected through user data.
+    pub fn stock_keys_dir(&self) -> PathBuf {
+        self.operator_key_dir().join("stock")
     }
 
     /// The qemu provider's VM directories, unless the provider names its own.

@@ -30,13 +30,33 @@ pub enum Answer {
     NoTerminal,
 }
 
-/// Asks the user before a machine is erased. Called from a blocking thread; an
-/// implementation may block on the terminal (one question at a time).
-pub trait Confirm: Send + Sync {
-    fn erase(&self, what: &Erasure) -> Answer;
+/// A host key seen on first contact with a machine nobody pinned a key for (an `existing`
+/// machine), for the user to compare with the machine's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstKey {
+    pub host: String,
+    /// `root@203.0.113.7:22`
+    pub address: String,
+    /// `SHA256:...`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// `ssh-ed25519`
+    pub algorithm: String,
 }
 
-/// `--yes`: every erasure is agreed to in advance.
+/// Asks the user before a machine is erased, and before a host key seen for the first time
+/// is trusted. Called from a blocking thread; an implementation may block on the terminal
+/// (one question at a time).
+pub trait Confirm: Send + Sync {
+    fn erase(&self, what: &Erasure) -> Answer;
+
+    /// Nobody can vouch for a key without looking at it: refused unless asked.
+    fn trust_host_key(&self, _what: &FirstKey) -> Answer {
+        Answer::NoTerminal
+    }
+}
+
+/// `--yes`: every erasure is agreed to in advance (host keys are not: see
+/// [`Confirm::trust_host_key`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AssumeYes;
 
@@ -99,5 +119,43 @@ pub(super) async fn before_erasing(r: &HostRun<'_>) -> Result<(), PhaseError> {
         }
         Answer::No => Err(refused("the answer was not the host's name or `yes`")),
         Answer::NoTerminal => Err(refused("there is no terminal to ask on")),
+    }
+}
+
+/// Before the first key a machine presents is recorded: it must be the one
+/// `--trust-host-key` names, or the user must confirm it. Never recorded silently.
+pub(super) async fn before_trusting(
+    r: &HostRun<'_>,
+    address: String,
+    key: &russh::keys::PublicKey,
+) -> Result<(), PhaseError> {
+    let what = FirstKey {
+        host: r.host.name.to_string(),
+        address,
+        fingerprint: key.fingerprint(russh::keys::HashAlg::Sha256).to_string(),
+        algorithm: key.algorithm().as_str().to_owned(),
+    };
+    let refused = |why: String| PhaseError::UntrustedHostKey {
+        host: what.host.clone(),
+        target: what.address.clone(),
+        fingerprint: what.fingerprint.clone(),
+        why,
+    };
+    if let Some(expected) = &r.ctx.options.trust_host_key {
+        return if expected.trim() == what.fingerprint {
+            Ok(())
+        } else {
+            Err(refused(format!("--trust-host-key names {}", expected.trim())))
+        };
+    }
+    let confirm: Arc<dyn Confirm> = r.ctx.confirm.clone();
+    let shown = what.clone();
+    let answer = tokio::task::spawn_blocking(move || confirm.trust_host_key(&shown))
+        .await
+        .unwrap_or(Answer::No);
+    match answer {
+        Answer::Yes => Ok(()),
+        Answer::No => Err(refused("the answer was not `yes`".into())),
+        Answer::NoTerminal => Err(refused("there is no terminal to ask on".into())),
     }
 }

@@ -85,6 +85,22 @@ pub enum PhaseError {
     )]
     NotConfirmed { host: String, target: String, disks: String, why: String },
 
+    /// A key seen for the first time was neither confirmed nor named by --trust-host-key.
+    #[error(
+        "refusing to trust the host key {fingerprint} that {host} presented at {target} on first \
+         contact: {why}"
+    )]
+    #[diagnostic(
+        code(cairn::bootstrap::untrusted_key),
+        help(
+            "compare it with the machine's own key (on its console: `ssh-keygen -lf \
+             /etc/ssh/ssh_host_ed25519_key.pub`); if they match, run `cairn bootstrap` on a \
+             terminal and confirm it, or pass --trust-host-key {fingerprint}; nothing was \
+             recorded"
+        )
+    )]
+    UntrustedHostKey { host: String, target: String, fingerprint: String, why: String },
+
     #[error("the host has no machine yet and its provider `{provider}` cannot create one")]
     #[diagnostic(code(cairn::bootstrap::no_machine), help("{help}"))]
     NoMachine { provider: String, help: String },

@@ -165,6 +165,12 @@ impl HostRun<'_> {
             Err(e) => return Err(e.into()),
         };
         if record {
+            let address = session.target().to_string();
+            if let Err(e) = super::confirm::before_trusting(self, address, session.host_key()).await
+            {
+                session.close().await;
+                return Err(e);
+            }
             let line = session.host_key().to_openssh().map_err(|e| PhaseError::Remote {
                 what: format!("the host key the machine presented cannot be encoded: {e}"),
                 help: "this is a bug in cairn".into(),

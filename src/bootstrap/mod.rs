@@ -22,7 +22,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 pub use crate::phase::{self, Phase};
-pub use confirm::{AssumeYes, Confirm, Erasure};
+pub use confirm::{AssumeYes, Confirm, Erasure, FirstKey};
 pub use error::{BootstrapError, PhaseError};
 pub use limits::{Budgets, Deadlines};
 pub use operator::Operator;
@@ -51,6 +51,9 @@ pub struct Options {
     /// `--reinstall`: take a machine that looks installed (its own host key, cairn's install
     /// marker) for a stock image to wipe, although state does not record it.
     pub reinstall: bool,
+    /// `--trust-host-key SHA256:...`: the key a machine without a pinned key (an `existing`
+    /// one) must present on first contact, instead of asking.
+    pub trust_host_key: Option<String>,
 }
 
 impl Default for Options {
@@ -62,6 +65,7 @@ impl Default for Options {
             nix: Nix::new().for_this_machine(),
             installer: None,
             reinstall: false,
+            trust_host_key: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use super::Context;
-use crate::bootstrap::confirm::{Answer, AssumeYes, Confirm, Erasure};
+use crate::bootstrap::confirm::{Answer, Confirm, Erasure, FirstKey};
 use crate::bootstrap::{self, HostReport};
 use crate::cli::BootstrapArgs;
 use crate::keys::IdentityEnv;
@@ -38,6 +38,7 @@ impl Settings {
             parallel: args.parallel,
             installer: args.installer.clone(),
             reinstall: args.reinstall,
+            trust_host_key: args.trust_host_key.clone(),
             ..Default::default()
         };
         options.timeouts.0.extend(args.timeouts.iter().copied());
@@ -57,11 +58,11 @@ pub fn run(args: &BootstrapArgs, ctx: &Context) -> miette::Result<ExitCode> {
     // Before any phase: nothing is touched when the check finds errors.
     let names: Vec<_> = session.hosts.iter().map(|h| h.name.clone()).collect();
     super::check::gate(&session.inventory, &session.state.snapshot(), &names, args.skip_check)?;
-    let confirm: Arc<dyn Confirm> = if settings.yes {
-        Arc::new(AssumeYes)
-    } else {
-        Arc::new(AskOnTerminal { out: ctx.out, one_at_a_time: Mutex::new(()) })
-    };
+    let confirm: Arc<dyn Confirm> = Arc::new(AskOnTerminal {
+        out: ctx.out,
+        erase_agreed: settings.yes,
+        one_at_a_time: Mutex::new(()),
+    });
     let reports =
         session.bootstrap(settings.options, settings.operator_key, settings.env, confirm)?;
     render_summary(ctx, &reports)?;
@@ -89,24 +90,47 @@ fn first_pull(
         .map_err(|e| miette::miette!("writing the summary: {e}"))
 }
 
-/// Asks on the terminal before a machine is erased, one host at a time; without a terminal
-/// nobody can agree, so it refuses.
+/// Asks on the terminal before a machine is erased (unless `--yes` agreed already) and
+/// before a first-seen host key is trusted, one host at a time; without a terminal nobody
+/// can agree, so it refuses.
 struct AskOnTerminal {
     out: Output,
+    erase_agreed: bool,
     one_at_a_time: Mutex<()>,
 }
 
-impl Confirm for AskOnTerminal {
-    fn erase(&self, what: &Erasure) -> Answer {
+impl AskOnTerminal {
+    fn ask(&self, question: &str, accepted: &[&str]) -> Answer {
         if !std::io::stdin().is_terminal() {
             return Answer::NoTerminal;
         }
         let _asking = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
-        let question = erase_question(what);
-        match crate::ui::progress::suspended(|| self.out.prompt(&question)) {
-            Ok(answer) if [what.host.as_str(), "yes"].contains(&answer.trim()) => Answer::Yes,
+        match crate::ui::progress::suspended(|| self.out.prompt(question)) {
+            Ok(answer) if accepted.contains(&answer.trim()) => Answer::Yes,
             Ok(_) | Err(_) => Answer::No,
         }
+    }
+}
+
+impl Confirm for AskOnTerminal {
+    fn erase(&self, what: &Erasure) -> Answer {
+        if self.erase_agreed {
+            return Answer::Yes;
+        }
+        self.ask(&erase_question(what), &[what.host.as_str(), "yes"])
+    }
+
+    fn trust_host_key(&self, what: &FirstKey) -> Answer {
+        let question = format!(
+            "\n{host}: {address} presents a host key nobody has confirmed yet:\n  {algorithm} \
+             {fingerprint}\nCompare it with the machine's own (on its console: `ssh-keygen -lf \
+             /etc/ssh/ssh_host_ed25519_key.pub`).\nType `yes` if they match: ",
+            host = what.host,
+            address = what.address,
+            algorithm = what.algorithm,
+            fingerprint = what.fingerprint,
+        );
+        self.ask(&question, &["yes"])
     }
 }
 

@@ -229,10 +229,16 @@ async fn create(
     host: &Host,
     provider: &dyn Provider,
 ) -> Result<Machine, PlanError> {
-    let req = CreateRequest { operator_ssh_key: exec.operator_key.clone() };
+    let stock_keys = crate::repo::Repo::new(&exec.inventory.root).stock_keys_dir();
+    let req =
+        CreateRequest::for_host(provider.kind(), host, exec.operator_key.clone(), &stock_keys)?;
     let m = provider.create(host, &req).await?;
     tracing::info!(machine = %m.id, "created");
-    record(exec, host, &m, true)?;
+    let desired = Recorded::desired(&exec.inventory, host);
+    exec.state.update_host(host.name.as_str(), |h| {
+        record_machine(h, &host.provider, &m, Some(&desired));
+        pin_stock_key(h, &req);
+    })?;
     Ok(m)
 }
 
@@ -306,6 +312,14 @@ pub fn record_machine(
     h.location = attr("location", fallback.and_then(|d| d.location.as_ref()));
     for (k, v) in &machine.provider_data {
         h.provider_data.insert(k.clone(), v.clone());
+    }
+}
+
+/// Pins the stock image's host key cairn injected into a machine just created: its first
+/// connection expects that key, nothing is trusted on first use.
+pub fn pin_stock_key(h: &mut HostState, req: &CreateRequest) {
+    if let Some(key) = &req.stock_host_key {
+        h.host_keys.insert(crate::state::KeyPhase::Stock, vec![key.public_line().to_owned()]);
     }
 }
 

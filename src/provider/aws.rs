@@ -930,7 +930,7 @@ impl Provider for AwsProvider {
     }
 
     async fn create(&self, host: &Host, req: &CreateRequest) -> Result<Machine, ProviderError> {
-        self.create_instance(host, &req.operator_ssh_key, None).await
+        self.create_instance(host, &req.operator_ssh_key, req.user_data().as_deref()).await
     }
 
     /// Terminates the instance and waits until it is terminated. The key pair and the

@@ -784,7 +784,7 @@ impl Provider for HcloudProvider {
     }
 
     async fn create(&self, host: &Host, req: &CreateRequest) -> Result<Machine, ProviderError> {
-        self.create_server(host, &req.operator_ssh_key, None).await
+        self.create_server(host, &req.operator_ssh_key, req.user_data().as_deref()).await
     }
 
     /// Deletes the server. The SSH key stays: other hosts share it.

@@ -14,6 +14,7 @@ use crate::inventory::{Host, ProviderKind};
 use crate::state::HostState;
 
 pub mod aws;
+pub mod cloud_init;
 pub mod existing;
 pub mod hcloud;
 pub mod http;
@@ -90,6 +91,41 @@ pub struct CreateRequest {
     /// The operator's SSH public key (OpenSSH line), handed to the stock image the way the
     /// provider does it (cloud-init/NoCloud seed, hcloud ssh_keys, EC2 key pair).
     pub operator_ssh_key: String,
+    /// The stock image's host key cairn made, injected through user data by the providers
+    /// that take it; its public half is pinned before the first connection.
+    pub stock_host_key: Option<cloud_init::StockHostKey>,
+}
+
+impl CreateRequest {
+    /// The request for `host`'s next machine: where the provider takes user data, with a
+    /// fresh stock host key, kept privately in `stock_key_dir`.
+    pub fn for_host(
+        kind: ProviderKind,
+        host: &Host,
+        operator_ssh_key: String,
+        stock_key_dir: &std::path::Path,
+    ) -> Result<Self, ProviderError> {
+        let takes_user_data =
+            matches!(kind, ProviderKind::Hcloud | ProviderKind::Aws | ProviderKind::Qemu);
+        let stock_host_key = if takes_user_data {
+            let key = cloud_init::StockHostKey::generate_in(stock_key_dir, host.name.as_str())
+                .map_err(|source| ProviderError::Command {
+                    host: host.name.to_string(),
+                    what: "keeping the stock image's host key".into(),
+                    help: format!("check that {} is writable", stock_key_dir.display()),
+                    source,
+                })?;
+            Some(key)
+        } else {
+            None
+        };
+        Ok(Self { operator_ssh_key, stock_host_key })
+    }
+
+    /// The user data for a cloud image: the stock host key, if any.
+    pub fn user_data(&self) -> Option<String> {
+        self.stock_host_key.as_ref().map(cloud_init::StockHostKey::user_data)
+    }
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

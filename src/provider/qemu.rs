@@ -383,7 +383,7 @@ impl Provider for QemuProvider {
             ],
         )
         .await?;
-        write_seed(host, &dir, &req.operator_ssh_key).await?;
+        write_seed(host, &dir, req).await?;
         let (pid, port) = self.launch(host, &dir, &shape).await?;
         fs_err::write(dir.join("ssh_port"), port.to_string())
             .map_err(|e| cmd_err(host, "recording the SSH port", e))?;
@@ -485,9 +485,9 @@ fn qemu_args(host: &Host, dir: &Path, shape: &VmShape, accel: Accel, port: u16) 
 }
 
 /// The NoCloud seed, as cloud images expect it: a small vfat labelled `cidata` with
-/// `meta-data` and `user-data` carrying the operator's SSH key.
-async fn write_seed(host: &Host, dir: &Path, operator_key: &str) -> Result<(), ProviderError> {
-    let key = operator_key.trim();
+/// `meta-data` and `user-data` carrying the operator's SSH key and the stock host key.
+async fn write_seed(host: &Host, dir: &Path, req: &CreateRequest) -> Result<(), ProviderError> {
+    let key = req.operator_ssh_key.trim();
     if key.contains('\n') || key.is_empty() {
         return Err(ProviderError::Invalid {
             host: host.name.to_string(),
@@ -499,9 +499,15 @@ async fn write_seed(host: &Host, dir: &Path, operator_key: &str) -> Result<(), P
         "instance-id: cairn-{name}\nlocal-hostname: {name}\npublic-keys:\n  - {key}\n",
         name = host.name
     );
-    let user = format!("#cloud-config\nhostname: {}\nssh_authorized_keys:\n  - {key}\n", host.name);
+    let mut user =
+        format!("#cloud-config\nhostname: {}\nssh_authorized_keys:\n  - {key}\n", host.name);
+    if let Some(stock) = &req.stock_host_key {
+        user.push_str(&stock.cloud_config_lines());
+    }
     fs_err::write(dir.join("meta-data"), meta).map_err(|e| cmd_err(host, "writing the seed", e))?;
-    fs_err::write(dir.join("user-data"), user).map_err(|e| cmd_err(host, "writing the seed", e))?;
+    // The user data holds the stock image's private host key.
+    crate::util::atomic::write(&dir.join("user-data"), user.as_bytes(), 0o600)
+        .map_err(|e| cmd_err(host, "writing the seed", e))?;
     let seed = dir.join("seed.img");
     let _ = fs_err::remove_file(&seed);
     let s = |p: &Path| p.display().to_string();

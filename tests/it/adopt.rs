@@ -19,13 +19,13 @@ const ADMIN_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEuQlFqSmGUbUsPOcL0cy1ofDlmzwOJL9LvFB+ADvTcV me@x";
 
 /// A fleet repository in a temp dir, and the environment cairn runs with.
-struct Fleet {
+pub(crate) struct Fleet {
     dir: tempfile::TempDir,
     env: Vec<(&'static str, String)>,
 }
 
 impl Fleet {
-    fn new(providers_and_hosts: &str, env: Vec<(&'static str, String)>) -> Self {
+    pub(crate) fn new(providers_and_hosts: &str, env: Vec<(&'static str, String)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text =
             format!("admin \"alice\" {{\n  age = \"{ADMIN_KEY}\"\n}}\n{providers_and_hosts}");
@@ -33,7 +33,7 @@ impl Fleet {
         Self { dir, env }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -58,7 +58,7 @@ impl Fleet {
     }
 
     /// Runs cairn, expects `code`; what the user saw, stdout then stderr.
-    fn run(&self, args: &[&str], code: i32) -> String {
+    pub(crate) fn run(&self, args: &[&str], code: i32) -> String {
         let out = self.cairn(args);
         let shown = format!(
             "{}--- stderr\n{}",
@@ -70,7 +70,7 @@ impl Fleet {
     }
 
     /// What state records of `host` (null when nothing).
-    fn host_state(&self, host: &str) -> Value {
+    pub(crate) fn host_state(&self, host: &str) -> Value {
         let Ok(text) = fs_err::read_to_string(self.path().join(".cairn/state.json")) else {
             return Value::Null;
         };
@@ -79,7 +79,7 @@ impl Fleet {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 

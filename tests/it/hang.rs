@@ -32,6 +32,7 @@ fn bootstrap(dir: &Path, server: &Sshd) -> (Option<i32>, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .current_dir(dir)
         .args(["bootstrap", "host", "web1", "--yes"])
+        .args(["--trust-host-key", &server.host_fingerprint("ed25519")])
         .env("NO_COLOR", "1")
         .env("CAIRN_SSH_KEY", server.client_key())
         .env_remove("RUST_LOG")

@@ -143,7 +143,8 @@ fn a_system_carrying_cairns_install_marker_is_refused_as_a_stock_image() {
     sshd::keygen(&dir.path().join("unrelated"), "ed25519", "");
     let unrelated = fs_err::read_to_string(dir.path().join("unrelated.pub")).unwrap();
     fleet(dir.path(), &server, unrelated.trim());
-    let out = bootstrap(dir.path(), &server, &["--phases", "reach"]);
+    let trusted = server.host_fingerprint("ed25519");
+    let out = bootstrap(dir.path(), &server, &["--phases", "reach", "--trust-host-key", &trusted]);
     let stderr = flat(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("web1 looks installed already"), "{stderr}");

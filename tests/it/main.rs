@@ -26,3 +26,4 @@ mod secrets_rules;
 mod secrets_yaml;
 mod ssh;
 mod state;
+mod trust;

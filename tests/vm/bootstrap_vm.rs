@@ -119,9 +119,10 @@ fn destroy_leaves_nothing(dir: &Path) {
     assert!(!dir.join(".cairn/qemu/web1").exists(), "the VM directory is left behind");
 }
 
-/// The qemu provider on its own: `cairn apply` boots the stock image (provider changes only:
-/// no host key yet); the reach phase records the stock image's host key on first contact;
-/// `cairn ssh` answers with that key; `cairn destroy` leaves nothing behind.
+/// The qemu provider on its own: `cairn apply` boots the stock image with a host key cairn
+/// made and injected through the NoCloud seed (`ssh_keys`), pinned in state before the first
+/// connection: `cairn ssh` and the reach phase expect exactly that key, nothing is trusted on
+/// first use; `cairn destroy` leaves nothing behind.
 #[test]
 fn apply_ssh_destroy_on_the_local_provider() {
     let Some(fleet) = Fleet::start() else { return };
@@ -130,21 +131,26 @@ fn apply_ssh_destroy_on_the_local_provider() {
     let applied = cairn(&dir, &["apply", "web1", "--yes"]);
     assert!(applied.status.success(), "{}\n--- console\n{}", text(&applied), console(&dir));
     assert!(String::from_utf8_lossy(&applied.stdout).contains("web1: created machine qemu:web1"));
-    // cairn ssh trusts no key it has not recorded...
-    let unknown = cairn(&dir, &["ssh", "web1", "--", "true"]);
-    assert!(
-        String::from_utf8_lossy(&unknown.stderr).contains("--phases reach"),
-        "{}",
-        text(&unknown)
-    );
-    // ...and the reach phase records it on first contact.
+    let stock_key = |dir: &Path| {
+        let state = fs_err::read_to_string(dir.join(".cairn/state.json")).unwrap();
+        let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+        state["hosts"]["web1"]["host_keys"]["stock"].clone()
+    };
+    // The key is pinned before anyone connected: the one cairn made and kept privately.
+    let injected = fs_err::read_to_string(dir.join(".cairn/ssh/stock/web1_ed25519.pub")).unwrap();
+    assert_eq!(stock_key(&dir), serde_json::json!([injected.trim()]));
+    let mode = fs_err::metadata(dir.join(".cairn/ssh/stock/web1_ed25519")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+    // The reach phase waits for the VM, pinned to that key (a VM presenting any other key is
+    // refused), and records nothing new...
     let reached = cairn(&dir, &["bootstrap", "host", "web1", "--yes", "--phases", "reach"]);
     assert!(reached.status.success(), "{}\n--- console\n{}", text(&reached), console(&dir));
-    let state = fs_err::read_to_string(dir.join(".cairn/state.json")).unwrap();
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-    let stock =
-        state["hosts"]["web1"]["host_keys"]["stock"][0].as_str().expect("stock key recorded");
-    assert!(stock.starts_with("ssh-ed25519 "), "{stock}");
+    assert_eq!(stock_key(&dir), serde_json::json!([injected.trim()]));
+    // ...and the VM holds it as its host key (cairn ssh is pinned to it too).
+    let held = cairn(&dir, &["ssh", "web1", "--", "cat", "/etc/ssh/ssh_host_ed25519_key.pub"]);
+    assert!(held.status.success(), "{}\n--- console\n{}", text(&held), console(&dir));
+    let held = String::from_utf8_lossy(&held.stdout).trim().to_owned();
+    assert_eq!(held.split(' ').nth(1), injected.split(' ').nth(1), "the injected key");
 
     let uname = cairn(&dir, &["ssh", "web1", "--", "uname", "-a"]);
     assert!(uname.status.success(), "{}", text(&uname));

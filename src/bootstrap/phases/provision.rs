@@ -15,27 +15,40 @@ pub(super) async fn provision(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseE
             r.provider.power(r.host, &machine, crate::provider::PowerAction::On).await?;
         }
         let machine = r.provider.lookup(r.host, Some(&state)).await?.unwrap_or(machine);
-        remember_machine(r, &machine, false)?;
+        remember_machine(r, &machine, None)?;
         return Ok(PhaseResult::Skipped(why));
     }
-    let req = CreateRequest { operator_ssh_key: r.ctx.operator.public_line.clone() };
+    let stock_keys = crate::repo::Repo::new(&r.ctx.inventory.root).stock_keys_dir();
+    let req = CreateRequest::for_host(
+        r.provider.kind(),
+        r.host,
+        r.ctx.operator.public_line.clone(),
+        &stock_keys,
+    )?;
     let machine = r.provider.create(r.host, &req).await?;
-    remember_machine(r, &machine, true)?;
+    remember_machine(r, &machine, Some(&req))?;
     Ok(PhaseResult::Done)
 }
 
 /// Records the machine as `cairn apply` does ([`crate::plan::apply::record_machine`]).
-/// `created`: a new machine; what state knew of the old one's keys and progress is
-/// forgotten, and what it was created with is kept so `cairn plan` can tell when the
-/// inventory asks for something else.
-fn remember_machine(r: &HostRun<'_>, machine: &Machine, created: bool) -> Result<(), PhaseError> {
+/// `created` (the request it was made with): a new machine; what state knew of the old
+/// one's keys and progress is forgotten, what it was created with is kept so `cairn plan`
+/// can tell when the inventory asks for something else, and its injected stock key pinned.
+fn remember_machine(
+    r: &HostRun<'_>,
+    machine: &Machine,
+    created: Option<&CreateRequest>,
+) -> Result<(), PhaseError> {
     let desired = crate::plan::Recorded::desired(&r.ctx.inventory, r.host);
     r.update_state(|h| {
         crate::plan::apply::record_machine(
             h,
             &r.host.provider,
             machine,
-            created.then_some(&desired),
-        )
+            created.is_some().then_some(&desired),
+        );
+        if let Some(req) = created {
+            crate::plan::apply::pin_stock_key(h, req);
+        }
     })
 }

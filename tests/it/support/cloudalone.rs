@@ -111,6 +111,27 @@ impl Cloudalone {
     pub async fn post(&self, path: &str, body: &Value) -> Value {
         self.request(reqwest::Method::POST, path, Some(body)).await
     }
+
+    /// The user data server `id` was created with, as cloudalone stored it (the API does not
+    /// show it, as Hetzner's does not): read from its database with the python it runs on.
+    pub fn user_data(&self, id: &str) -> Option<String> {
+        let bin = cloudalone_binary()?;
+        let python = bin.parent()?.join("python3");
+        let out = Command::new(python)
+            .args([
+                "-c",
+                "import sqlite3, sys\n\
+                 row = sqlite3.connect(sys.argv[1]).execute(\n\
+                   'select user_data from server where id = ?', (int(sys.argv[2]),)).fetchone()\n\
+                 sys.stdout.write(row[0] if row and row[0] is not None else '')",
+            ])
+            .arg(self._dir.path().join("ca.sqlite"))
+            .arg(id)
+            .output()
+            .ok()?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Some(String::from_utf8(out.stdout).unwrap()).filter(|s| !s.is_empty())
+    }
 }
 
 impl Drop for Cloudalone {

@@ -142,6 +142,15 @@ impl Sshd {
             .to_owned()
     }
 
+    /// The SHA256 fingerprint of the server's host key of `alg`, as `ssh-keygen -l` prints it
+    /// (`SHA256:...`): what a user passes to `--trust-host-key` after comparing it.
+    pub fn host_fingerprint(&self, alg: &str) -> String {
+        let key = self.dir.path().join(format!("ssh_host_{alg}_key.pub"));
+        let out = Command::new("ssh-keygen").arg("-lf").arg(&key).output().unwrap();
+        assert!(out.status.success(), "ssh-keygen -lf {}", key.display());
+        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap().to_owned()
+    }
+
     /// Adds a public key (file contents) to the server's authorized_keys.
     pub fn authorize(&self, public_key: &str) {
         use std::io::Write;

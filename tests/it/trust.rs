@@ -1,0 +1,129 @@
+//! No key trusted on first use where it can be avoided: for providers that take user data,
+//! the machine cairn creates gets a stock host key cairn made (cloud-init `ssh_keys`), pinned
+//! in state before anyone connects; an `existing` machine's first key is taken only when the
+//! user confirms it or names it with `--trust-host-key`. Against cloudalone, moto and a real
+//! sshd on 127.0.0.1, with the cairn binary as a user runs it (no terminal).
+
+#![allow(clippy::print_stderr)] // tests say why they skip
+
+use serde_json::{json, Value};
+
+use crate::adopt::{runtime, Fleet};
+use crate::provider_aws::{Moto, AMI, REGION};
+use crate::support::cloudalone::{Cloudalone, TOKEN};
+use crate::support::sshd;
+
+/// After `cairn apply` made web1: the key state pins for its stock image is the one cairn
+/// keeps in .cairn/ssh/stock (private half 0600), and `user_data` carries both halves in
+/// cloud-init's `ssh_keys`.
+fn the_injected_key_is_pinned(fleet: &Fleet, user_data: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let stock = fleet.path().join(".cairn/ssh/stock");
+    let public = fs_err::read_to_string(stock.join("web1_ed25519.pub")).unwrap();
+    let public = public.trim();
+    assert_eq!(fleet.host_state("web1")["host_keys"]["stock"], json!([public]));
+    let private = fs_err::read_to_string(stock.join("web1_ed25519")).unwrap();
+    let mode = fs_err::metadata(stock.join("web1_ed25519")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(user_data.starts_with("#cloud-config\n"), "{user_data}");
+    assert!(user_data.contains("ssh_genkeytypes: []\n"), "{user_data}");
+    assert!(user_data.contains(&format!("\n  ed25519_public: {public}\n")), "{user_data}");
+    let indented: String = private.lines().map(|l| format!("    {l}\n")).collect();
+    assert!(user_data.contains(&format!("  ed25519_private: |\n{indented}")), "{user_data}");
+}
+
+#[test]
+fn hcloud_servers_get_a_stock_key_cairn_made_and_pinned() {
+    let Some(ca) = Cloudalone::start() else { return };
+    let fleet = Fleet::new(
+        &format!(
+            "provider \"hcloud\" \"cloud\" {{\n  token    = env(\"HCLOUD_TOKEN\")\n  endpoint = \"{}\"\n}}\n\nhost \"web1\" {{\n  provider = \"cloud\"\n  size     = \"small\"\n  image    = \"debian-13\"\n}}\n",
+            ca.endpoint()
+        ),
+        vec![("HCLOUD_TOKEN", TOKEN.to_owned())],
+    );
+    let applied = fleet.run(&["apply", "--yes"], 0);
+    assert!(!applied.contains("PRIVATE KEY"), "never shown:\n{applied}");
+    let id = fleet.host_state("web1")["provider_id"].as_str().unwrap().to_owned();
+    let user_data = ca.user_data(&id).expect("the server got user data");
+    the_injected_key_is_pinned(&fleet, &user_data);
+}
+
+#[test]
+fn aws_instances_get_a_stock_key_cairn_made_and_pinned() {
+    let rt = runtime();
+    let Some(moto) = rt.block_on(Moto::start()) else { return };
+    let fleet = Fleet::new(
+        &format!(
+            "provider \"aws\" \"cloud\" {{\n  region            = \"{REGION}\"\n  endpoint          = \"{}\"\n  access_key_id     = env(\"AWS_ACCESS_KEY_ID\")\n  secret_access_key = env(\"AWS_SECRET_ACCESS_KEY\")\n  ami               = \"{AMI}\"\n}}\n\nhost \"web1\" {{\n  provider = \"cloud\"\n  size     = \"t3.small\"\n}}\n",
+            moto.endpoint()
+        ),
+        vec![
+            ("AWS_ACCESS_KEY_ID", moto.access_key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", moto.secret_access_key.clone()),
+        ],
+    );
+    let applied = fleet.run(&["apply", "--yes"], 0);
+    assert!(!applied.contains("PRIVATE KEY"), "never shown:\n{applied}");
+    let id = fleet.host_state("web1")["provider_id"].as_str().unwrap().to_owned();
+    let attr = rt.block_on(moto.ec2(&[
+        ("Action", "DescribeInstanceAttribute"),
+        ("InstanceId", &id),
+        ("Attribute", "userData"),
+    ]));
+    let doc = roxmltree::Document::parse(&attr).unwrap();
+    let value = doc
+        .descendants()
+        .find(|n| n.has_tag_name("userData"))
+        .and_then(|n| n.children().find(|c| c.has_tag_name("value")))
+        .and_then(|n| n.text())
+        .unwrap_or_else(|| panic!("no user data in {attr}"));
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(value.trim()).unwrap();
+    the_injected_key_is_pinned(&fleet, &String::from_utf8(decoded).unwrap());
+}
+
+/// An `existing` machine nobody pinned a key for: refused without a terminal (even with
+/// --yes, which agrees to erasing, not to keys), refused when --trust-host-key names another
+/// key, recorded when it names the one presented.
+#[test]
+fn an_existing_machines_first_key_is_confirmed_or_named_never_taken_silently() {
+    if !sshd::is_root() {
+        eprintln!("skipped: the stock system is reached as root here");
+        return;
+    }
+    let ssh = sshd::Sshd::start();
+    let fleet = Fleet::new(
+        &format!(
+            "provider \"existing\" \"mine\" {{}}\n\nhost \"web1\" {{\n  provider = \"mine\"\n  address  = \"127.0.0.1:{}\"\n  flake    = \".#web1\"\n}}\n",
+            ssh.port
+        ),
+        vec![("CAIRN_SSH_KEY", ssh.client_key().display().to_string())],
+    );
+    let presented = ssh.host_fingerprint("ed25519");
+    let reach = ["bootstrap", "host", "web1", "--yes", "--skip-check", "--phases", "reach"];
+
+    let refused = fleet.run(&reach, 1);
+    assert!(
+        refused.contains(&format!(
+            "refusing to trust the host key {presented} that web1 presented at root@127.0.0.1:{} \
+             on first contact: there is no terminal to ask on",
+            ssh.port
+        )),
+        "{refused}"
+    );
+    assert!(refused.contains(&format!("--trust-host-key {presented}")), "{refused}");
+    assert_eq!(fleet.host_state("web1")["host_keys"]["stock"], Value::Null, "{refused}");
+
+    let other = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let wrong = fleet.run(&[&reach[..], &["--trust-host-key", other]].concat(), 1);
+    assert!(wrong.contains(&format!("--trust-host-key names {other}")), "{wrong}");
+    assert_eq!(fleet.host_state("web1")["host_keys"]["stock"], Value::Null, "{wrong}");
+
+    fleet.run(&[&reach[..], &["--trust-host-key", &presented]].concat(), 0);
+    let recorded = fleet.host_state("web1")["host_keys"]["stock"][0].as_str().unwrap().to_owned();
+    let blob = |line: &str| line.split_whitespace().nth(1).unwrap().to_owned();
+    assert_eq!(blob(&recorded), blob(&ssh.host_public_key("ed25519")));
+    // Pinned from now on: no question, no flag.
+    fleet.run(&reach, 0);
+}

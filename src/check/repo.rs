@@ -44,7 +44,7 @@ pub struct Scan<'a> {
     pub git: Option<Repo>,
     /// Files under the root: tracked, and untracked but not ignored (relative, sorted).
     pub files: Vec<String>,
-    pub policy: Option<SecretsPolicy<'a>>,
+    pub policy: Option<SecretsPolicy>,
     pub secrets: Vec<SecretsFile>,
     /// Who a recipient belongs to (`admin alice`, `host web1`), for messages.
     pub who: HashMap<String, String>,
@@ -149,12 +149,12 @@ type Covered = (Coverage, Vec<String>, Vec<String>);
 fn coverage(
     rel: &str,
     root: &Path,
-    policy: Option<&SecretsPolicy<'_>>,
+    policy: Option<&SecretsPolicy>,
     config: Option<&SopsConfig>,
 ) -> Result<Option<Covered>, CheckError> {
     if let Some(policy) = policy {
-        if let Some(rule) = policy.rule_for(rel) {
-            let readers = policy.readers(rel).into_iter().map(|h| h.as_str().to_owned()).collect();
+        if let Some((readers, rule)) = policy.readers_and_rule(rel) {
+            let readers = readers.into_iter().map(|h| h.as_str().to_owned()).collect();
             let expected = rule.key_groups.into_iter().flatten().collect();
             return Ok(Some((Coverage::Inventory, readers, expected)));
         }

@@ -3,11 +3,15 @@
 /// Secrets globs: relative to the repository root, `*` and `?` stay within one directory,
 /// `**` as a whole component spans directories, `[...]` and `{a,b}` as usual.
 pub fn compile_glob(glob: &str) -> Result<globset::GlobMatcher, String> {
+    build_glob(glob).map(|g| g.compile_matcher())
+}
+
+/// A secrets glob, parsed with those rules (to match alone or in a [`globset::GlobSet`]).
+pub fn build_glob(glob: &str) -> Result<globset::Glob, String> {
     globset::GlobBuilder::new(glob)
         .literal_separator(true)
         .backslash_escape(true)
         .build()
-        .map(|g| g.compile_matcher())
         .map_err(|e| e.to_string())
 }
 

@@ -26,7 +26,7 @@ mod policy;
 mod render;
 
 pub use config::{find_config, SopsConfig};
-pub use glob::{compile_glob, glob_to_regex};
+pub use glob::{build_glob, compile_glob, glob_to_regex};
 pub use policy::{InventoryRule, InventoryRules, SecretsPolicy, HOST_KEYS_DIR};
 pub use render::{merge_sops_yaml, render_sops_yaml, BEGIN_MARKER, END_MARKER};
 

@@ -1,6 +1,7 @@
 //! The inventory's rules: admins read everything; hosts read the files their `secrets` globs
 //! name; host keys under `secrets/hosts/` are for admins only.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::*;
@@ -33,24 +34,37 @@ pub const HOST_KEYS_DIR: &str = "secrets/hosts/";
 
 /// Who may read what, computed from the inventory. `host_recipient` gives a host's age
 /// recipient (from state, `HostState.age_recipient`), if it has one yet.
-pub struct SecretsPolicy<'a> {
-    inventory: &'a Inventory,
+///
+/// A path is matched against every glob at once ([`globset::GlobSet`]): with a glob per host,
+/// matching each glob separately made a fleet's check quadratic in its hosts.
+pub struct SecretsPolicy {
     admins: Vec<(String, String)>,
-    /// Per glob: the compiled matcher, its regex, and the hosts that may read it.
+    /// Per glob: its text, its regex, and the hosts that may read it.
     globs: Vec<PolicyGlob>,
+    /// Every glob of `globs`, with the same indices.
+    set: globset::GlobSet,
+    /// Per host of the inventory (same indices): its name and age recipient, if it has one.
     host_recipients: Vec<(HostName, Option<String>)>,
 }
 
 struct PolicyGlob {
     glob: String,
-    matcher: globset::GlobMatcher,
     regex: String,
-    hosts: Vec<HostName>,
+    /// Indices into the inventory's hosts, ascending (inventory order).
+    hosts: Vec<usize>,
 }
 
-impl<'a> SecretsPolicy<'a> {
+/// The globs being collected, each once, with their compiled form for the set.
+#[derive(Default)]
+struct GlobsBuilder {
+    globs: Vec<PolicyGlob>,
+    compiled: Vec<globset::Glob>,
+    index: HashMap<String, usize>,
+}
+
+impl SecretsPolicy {
     pub fn new(
-        inventory: &'a Inventory,
+        inventory: &Inventory,
         host_recipient: &dyn Fn(&HostName) -> Option<String>,
     ) -> Result<Self, RulesError> {
         let mut admins = Vec::new();
@@ -67,7 +81,7 @@ impl<'a> SecretsPolicy<'a> {
                     .into(),
             });
         }
-        let mut globs: Vec<PolicyGlob> = Vec::new();
+        let mut globs = GlobsBuilder::default();
         for rule in &inventory.secrets {
             let where_ = format!(
                 "{}:{}: secrets \"{}\"",
@@ -76,15 +90,15 @@ impl<'a> SecretsPolicy<'a> {
                 rule.glob
             );
             // A glob no host may read is still a rule: admins only.
-            add_glob(&mut globs, &rule.glob, None, &where_)?;
-            let readers = inventory.hosts.iter().filter(|h| {
+            globs.add(&rule.glob, None, &where_)?;
+            let readers = inventory.hosts.iter().enumerate().filter(|(_, h)| {
                 rule.hosts.contains(&h.name) || rule.tags.iter().any(|t| h.tags.contains(t))
             });
-            for host in readers {
-                add_glob(&mut globs, &rule.glob, Some(&host.name), &where_)?;
+            for (i, _) in readers {
+                globs.add(&rule.glob, Some(i), &where_)?;
             }
         }
-        for host in &inventory.hosts {
+        for (i, host) in inventory.hosts.iter().enumerate() {
             let where_ = format!(
                 "{}:{}: host \"{}\" secrets",
                 host.span.file.display(),
@@ -92,7 +106,7 @@ impl<'a> SecretsPolicy<'a> {
                 host.name
             );
             for glob in &host.secrets {
-                add_glob(&mut globs, glob, Some(&host.name), &where_)?;
+                globs.add(glob, Some(i), &where_)?;
             }
         }
 
@@ -115,7 +129,8 @@ impl<'a> SecretsPolicy<'a> {
             };
             host_recipients.push((host.name.clone(), r));
         }
-        Ok(Self { inventory, admins, globs, host_recipients })
+        let (globs, set) = globs.build()?;
+        Ok(Self { admins, globs, set, host_recipients })
     }
 
     /// Whether `rel_path` (relative to the repository root, `/`-separated) is a host key file.
@@ -128,45 +143,55 @@ impl<'a> SecretsPolicy<'a> {
         if Self::is_host_key_path(rel_path) {
             return Vec::new();
         }
-        let mut hosts: Vec<HostName> = Vec::new();
-        for g in self.globs.iter().filter(|g| g.matcher.is_match(rel_path)) {
-            for h in &g.hosts {
-                if !hosts.contains(h) {
-                    hosts.push(h.clone());
-                }
-            }
-        }
-        // Inventory order, not glob order.
-        self.inventory
-            .hosts
-            .iter()
-            .filter(|h| hosts.contains(&h.name))
-            .map(|h| h.name.clone())
-            .collect()
+        self.names(&self.reader_indices(&self.set.matches(rel_path)))
     }
 
     /// The exact creation rule for one file: admins, plus the recipients of every host that
     /// may read it (hosts without a recipient yet are left out). `None` if no glob covers it
     /// and it is not a host key (the file is outside the inventory's secrets).
     pub fn rule_for(&self, rel_path: &str) -> Option<CreationRule> {
-        let covered = Self::is_host_key_path(rel_path)
-            || self.globs.iter().any(|g| g.matcher.is_match(rel_path));
-        if !covered {
-            return None;
-        }
-        let recipients = self.recipients(&self.readers(rel_path));
-        Some(CreationRule {
+        self.readers_and_rule(rel_path).map(|(_, rule)| rule)
+    }
+
+    /// [`SecretsPolicy::readers`] and [`SecretsPolicy::rule_for`] of one file, matched once.
+    pub fn readers_and_rule(&self, rel_path: &str) -> Option<(Vec<HostName>, CreationRule)> {
+        let readers = if Self::is_host_key_path(rel_path) {
+            Vec::new()
+        } else {
+            let matching = self.set.matches(rel_path);
+            if matching.is_empty() {
+                return None;
+            }
+            self.reader_indices(&matching)
+        };
+        let recipients = self.recipients(&readers);
+        let rule = CreationRule {
             key_groups: vec![recipients.into_iter().map(|(r, _)| r).collect()],
             shamir_threshold: None,
             crypt: None,
             mac_only_encrypted: false,
-        })
+        };
+        Some((self.names(&readers), rule))
     }
 
-    fn recipients(&self, hosts: &[HostName]) -> Vec<(String, String)> {
+    /// The hosts (inventory indices, ascending) of the globs `matching`.
+    fn reader_indices(&self, matching: &[usize]) -> Vec<usize> {
+        let mut hosts: Vec<usize> =
+            matching.iter().flat_map(|&g| self.globs[g].hosts.iter().copied()).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts
+    }
+
+    fn names(&self, hosts: &[usize]) -> Vec<HostName> {
+        hosts.iter().map(|&i| self.host_recipients[i].0.clone()).collect()
+    }
+
+    /// Admins, then the recipients of `hosts` (inventory indices, ascending).
+    fn recipients(&self, hosts: &[usize]) -> Vec<(String, String)> {
         let mut out = self.admins.clone();
-        for (name, r) in &self.host_recipients {
-            if let (true, Some(r)) = (hosts.contains(name), r) {
+        for &i in hosts {
+            if let (name, Some(r)) = &self.host_recipients[i] {
                 push_unique(&mut out, r.clone(), format!("host {name}"));
             }
         }
@@ -185,35 +210,30 @@ impl<'a> SecretsPolicy<'a> {
         }];
 
         // More specific globs first: a glob covered by others comes before them, and its rule
-        // includes their readers too (a file matching it matches them).
-        let covers = |outer: &PolicyGlob, inner: &PolicyGlob| {
-            outer.glob != inner.glob && outer.matcher.is_match(&inner.glob)
-        };
+        // includes their readers too (a file matching it matches them). Globs are unique, so
+        // "another glob" is another index.
+        let covered_by: Vec<Vec<usize>> = self
+            .globs
+            .iter()
+            .enumerate()
+            .map(|(i, g)| self.set.matches(&g.glob).into_iter().filter(|&o| o != i).collect())
+            .collect();
         let mut order: Vec<usize> = (0..self.globs.len()).collect();
-        order.sort_by_key(|&i| {
-            std::cmp::Reverse(self.globs.iter().filter(|o| covers(o, &self.globs[i])).count())
-        });
-        let glob_rules: Vec<(usize, Vec<HostName>)> = order
+        order.sort_by_key(|&i| std::cmp::Reverse(covered_by[i].len()));
+        let glob_rules: Vec<(usize, Vec<usize>)> = order
             .iter()
             .map(|&i| {
-                let mut hosts: Vec<HostName> = self.globs[i].hosts.clone();
-                for o in self.globs.iter().filter(|o| covers(o, &self.globs[i])) {
-                    for h in &o.hosts {
-                        if !hosts.contains(h) {
-                            hosts.push(h.clone());
-                        }
-                    }
-                }
-                let hosts = self
-                    .inventory
-                    .hosts
-                    .iter()
-                    .filter(|h| hosts.contains(&h.name))
-                    .map(|h| h.name.clone())
-                    .collect();
-                (i, hosts)
+                let mut with = covered_by[i].clone();
+                with.push(i);
+                (i, self.reader_indices(&with))
             })
             .collect();
+        // Where each glob's rule is in `glob_rules`: a file's first matching rule is the one
+        // of its matching globs that comes first.
+        let mut position = vec![0; self.globs.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            position[i] = pos;
+        }
 
         // Exact rules for existing files whose first glob rule would be wrong.
         let mut files: Vec<&String> = existing.iter().collect();
@@ -223,43 +243,46 @@ impl<'a> SecretsPolicy<'a> {
             if Self::is_host_key_path(file) {
                 continue;
             }
-            let exact = self.readers(file);
-            let first = glob_rules.iter().find(|(i, _)| self.globs[*i].matcher.is_match(file));
-            if let Some((_, hosts)) = first {
-                let mut a = hosts.clone();
-                let mut b = exact.clone();
-                a.sort();
-                b.sort();
-                if a != b {
-                    rules.push(InventoryRule {
-                        comment: format!("{file}: {}", who(&exact)),
-                        path_regex: format!("^{}$", regex::escape(file)),
-                        recipients: self.recipients(&exact),
-                    });
-                }
+            let matching = self.set.matches(file.as_str());
+            let Some(first) = matching.iter().map(|&g| position[g]).min() else { continue };
+            let exact = self.reader_indices(&matching);
+            if glob_rules[first].1 != exact {
+                let names = self.names(&exact);
+                rules.push(InventoryRule {
+                    comment: format!("{file}: {}", who(&names)),
+                    path_regex: format!("^{}$", regex::escape(file)),
+                    recipients: self.recipients(&exact),
+                });
             }
         }
 
         for (i, hosts) in glob_rules {
             let g = &self.globs[i];
             rules.push(InventoryRule {
-                comment: format!("{}: {}", g.glob, who(&hosts)),
+                comment: format!("{}: {}", g.glob, who(&self.names(&hosts))),
                 path_regex: g.regex.clone(),
                 recipients: self.recipients(&hosts),
             });
         }
 
+        let mut reads_some = vec![false; self.host_recipients.len()];
+        for g in &self.globs {
+            for &h in &g.hosts {
+                reads_some[h] = true;
+            }
+        }
         let hosts_without_recipient = self
             .host_recipients
             .iter()
-            .filter(|(name, r)| r.is_none() && self.globs.iter().any(|g| g.hosts.contains(name)))
-            .map(|(name, _)| name.clone())
+            .zip(reads_some)
+            .filter(|((_, r), reads)| r.is_none() && *reads)
+            .map(|((name, _), _)| name.clone())
             .collect();
         InventoryRules { rules, hosts_without_recipient }
     }
 }
 
-impl SecretsPolicy<'_> {
+impl SecretsPolicy {
     /// The text of `.sops.yaml` for these rules (`existing` as for [`SecretsPolicy::rules`]);
     /// warns about hosts that cannot read their secrets yet.
     pub fn sops_yaml(
@@ -296,35 +319,48 @@ impl SecretsPolicy<'_> {
     }
 }
 
-fn add_glob(
-    globs: &mut Vec<PolicyGlob>,
-    glob: &str,
-    host: Option<&HostName>,
-    where_: &str,
-) -> Result<(), RulesError> {
-    let index = match globs.iter().position(|g| g.glob == glob) {
-        Some(i) => i,
-        None => {
-            let matcher = compile_glob(glob).map_err(|message| RulesError::Inventory {
-                what: where_.to_owned(),
-                message,
-                help: "globs are relative to the repository root: `*` stays within a directory, `**` spans directories".into(),
-            })?;
-            globs.push(PolicyGlob {
-                glob: glob.to_owned(),
-                matcher,
-                regex: glob_to_regex(glob),
-                hosts: Vec::new(),
-            });
-            globs.len() - 1
+impl GlobsBuilder {
+    /// Adds `glob` (once) and, if given, a host (inventory index) that may read it.
+    fn add(&mut self, glob: &str, host: Option<usize>, where_: &str) -> Result<(), RulesError> {
+        let index = match self.index.get(glob) {
+            Some(&i) => i,
+            None => {
+                let compiled = build_glob(glob).map_err(|message| RulesError::Inventory {
+                    what: where_.to_owned(),
+                    message,
+                    help: "globs are relative to the repository root: `*` stays within a directory, `**` spans directories".into(),
+                })?;
+                self.globs.push(PolicyGlob {
+                    glob: glob.to_owned(),
+                    regex: glob_to_regex(glob),
+                    hosts: Vec::new(),
+                });
+                self.compiled.push(compiled);
+                self.index.insert(glob.to_owned(), self.globs.len() - 1);
+                self.globs.len() - 1
+            }
+        };
+        if let Some(h) = host {
+            let hosts = &mut self.globs[index].hosts;
+            if let Err(at) = hosts.binary_search(&h) {
+                hosts.insert(at, h);
+            }
         }
-    };
-    if let Some(h) = host {
-        if !globs[index].hosts.contains(h) {
-            globs[index].hosts.push(h.clone());
-        }
+        Ok(())
     }
-    Ok(())
+
+    fn build(self) -> Result<(Vec<PolicyGlob>, globset::GlobSet), RulesError> {
+        let mut set = globset::GlobSetBuilder::new();
+        for g in self.compiled {
+            set.add(g);
+        }
+        let set = set.build().map_err(|e| RulesError::Inventory {
+            what: "the inventory's secrets globs".into(),
+            message: e.to_string(),
+            help: "globs are relative to the repository root: `*` stays within a directory, `**` spans directories".into(),
+        })?;
+        Ok((self.globs, set))
+    }
 }
 
 fn who(hosts: &[HostName]) -> String {

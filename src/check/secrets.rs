@@ -1,6 +1,6 @@
 //! The secrets rules: plaintext, recipients, host-key, stale.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use super::repo::{normalise, Coverage, Scan, SecretsFile};
 use super::{line_of, Finding, RuleId};
@@ -329,12 +329,16 @@ fn host_recipient(scan: &Scan<'_>, host: &str, out: Option<&mut Vec<Finding>>) -
 
 /// `secrets.host-key`.
 fn host_keys(scan: &Scan<'_>, out: &mut Vec<Finding>) {
-    let lines = sops_yaml_host_lines(scan);
+    // Per host, its `.sops.yaml` lines (a fleet's file names every host many times).
+    let mut lines: HashMap<String, Vec<(usize, String)>> = HashMap::new();
+    for (line, recipient, host) in sops_yaml_host_lines(scan) {
+        lines.entry(host).or_default().push((line, recipient));
+    }
     for host in &scan.fleet.inventory.hosts {
         let name = host.name.as_str();
         let hr = host_recipient(scan, name, Some(out));
         let Some(expected) = hr.expected else { continue };
-        for (line, recipient, _) in lines.iter().filter(|(_, _, h)| h == name) {
+        for (line, recipient) in lines.get(name).into_iter().flatten() {
             if normalise(recipient).as_deref() != Some(expected.as_str()) {
                 out.push(
                     Finding::new(

@@ -140,7 +140,23 @@ async fn nix_copy(
         mib(bytes),
         store.url()
     );
-    nix.copy_to(&store, std::slice::from_ref(toplevel)).await?;
+    // The copy budget holds for `nix copy` too: a hung transfer is stopped (the process is
+    // killed when its future is dropped).
+    let limit = session.command_limit().clone();
+    match tokio::time::timeout(limit.after, nix.copy_to(&store, std::slice::from_ref(toplevel)))
+        .await
+    {
+        Ok(copied) => copied?,
+        Err(_) => {
+            return Err(PhaseError::Remote {
+                what: format!("`nix copy` to {target} did not finish within {}", limit.name),
+                help: format!(
+                    "cairn stopped it. Check the link and the target's disk; if it only needs                      more time, raise the limit: {}",
+                    limit.raise
+                ),
+            })
+        }
+    }
     let elapsed = started.elapsed();
     tracing::info!("copy: nix copy done in {:.1} s", elapsed.as_secs_f64());
     Ok(elapsed)

@@ -332,6 +332,12 @@ impl Session {
         &self.host_key
     }
 
+    /// The limit of commands that have none of their own (also for work done on the
+    /// session's behalf, like a `nix copy` to its host).
+    pub fn command_limit(&self) -> &TimeLimit {
+        &self.options.command_limit
+    }
+
     /// The limit of the commands run from now on that have none of their own.
     pub fn set_command_limit(&mut self, limit: TimeLimit) {
         self.options.command_limit = limit;

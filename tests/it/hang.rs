@@ -91,3 +91,48 @@ fn a_bootstrap_against_an_sshd_whose_commands_hang_ends_at_the_reach_deadline() 
     let lock = fs_err::read_to_string(dir.path().join(".cairn/state.lock")).unwrap_or_default();
     assert_eq!(lock.trim(), "", "the state lock is still recorded as held");
 }
+
+/// The `nix-copy` strategy runs a local `nix copy` to the host: it is held to the session's
+/// command limit (the copy budget) too, and stopped when it does not finish.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nix_copy_to_a_host_whose_commands_hang_is_stopped_at_the_copy_budget() {
+    if !crate::nix::require(&["nix", "nix-store", "ssh"]) {
+        return;
+    }
+    if !sshd::is_root() {
+        eprintln!("SKIPPED: nix copy to root@127.0.0.1 needs root (sshd logs in as root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let top = cairn::nix::StorePath::new(crate::nix::build_small_closure(tmp.path())).unwrap();
+    let nix = crate::nix::nix_runner();
+    let closure = nix.closure(std::slice::from_ref(&top)).await.unwrap();
+    let server = hanging_sshd();
+    let target = cairn::ssh::Target::new("127.0.0.1", server.port, "root");
+    let policy =
+        cairn::ssh::HostKeyPolicy::pinned_openssh([server.host_public_key("ed25519")]).unwrap();
+    let limit = cairn::ssh::TimeLimit {
+        after: Duration::from_secs(5),
+        name: "the `copy` budget, 5s".into(),
+        raise: "`--timeout copy=10s`".into(),
+    };
+    let options = cairn::ssh::ConnectOptions { command_limit: limit, ..Default::default() };
+    let auth = cairn::ssh::Auth::KeyFile(server.client_key());
+    let session = cairn::ssh::Session::connect(&target, &auth, &policy, &options).await.unwrap();
+    let job = cairn::bootstrap::copy::CopyJob {
+        strategy: cairn::bootstrap::copy::Strategy::NixCopy,
+        closure: &closure,
+        toplevel: &top,
+        root: &tmp.path().join("mnt").display().to_string(),
+        nix: &nix,
+        identity: &server.client_key(),
+    };
+    let copy = cairn::bootstrap::copy::copy_closure(&session, &job);
+    let err = match tokio::time::timeout(HANG_GUARD, copy).await {
+        Ok(result) => result.unwrap_err().to_string(),
+        Err(_) => panic!("the nix copy still ran after {HANG_GUARD:?}: it hangs"),
+    };
+    server.kill_sessions();
+    assert!(err.starts_with("`nix copy` to root@127.0.0.1:"), "{err}");
+    assert!(err.ends_with("did not finish within the `copy` budget, 5s"), "{err}");
+}

@@ -24,7 +24,7 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn require(tools: &[&str]) -> bool {
+pub(crate) fn require(tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
     if missing.is_empty() {
         return true;
@@ -52,7 +52,7 @@ fn is_root() -> bool {
 }
 
 /// nix as root without a `nixbld` group (a plain Debian install) must not use build users.
-fn nix_runner() -> Nix {
+pub(crate) fn nix_runner() -> Nix {
     let mut nix = Nix::new().offline().option("sandbox", "false");
     let groups = fs_err::read_to_string("/etc/group").unwrap_or_default();
     if !groups.lines().any(|l| l.starts_with("nixbld:")) {
@@ -197,7 +197,7 @@ async fn test_system_closure_streams_and_registers_in_a_fresh_store() {
 use crate::support::sshd;
 
 /// A two-path closure built by the local nix, offline: `top` refers to `dep`.
-fn build_small_closure(t: &Path) -> String {
+pub(crate) fn build_small_closure(t: &Path) -> String {
     let expr = r#"
       let
         dep = derivation { name = "cairn-copy-dep"; system = builtins.currentSystem;

@@ -30,8 +30,11 @@ fn fleet(dir: &Path, server: &Sshd, public: &str) {
     fs_err::write(keys.join("ssh_host_ed25519_key.pub"), format!("{public}\n")).unwrap();
 }
 
-/// `cairn bootstrap host web1 ARGS`, failing the test if it outlives a generous guard (a
-/// hang, not a slow run: nothing here asserts on time).
+/// `cairn bootstrap host web1 --yes --skip-check ARGS`, failing the test if it outlives a
+/// generous guard (a hang, not a slow run: nothing here asserts on time). `cairn check`
+/// would stop these fleets first (no flake, an unsealed stand-in private key; for a changed
+/// key, its host-key rule): the guards tested here are the ones behind it, which must hold
+/// without the check too.
 fn bootstrap(dir: &Path, server: &Sshd, args: &[&str]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .current_dir(dir)
@@ -140,8 +143,9 @@ fn a_system_carrying_cairns_install_marker_is_refused_as_a_stock_image() {
     server.launch_via(&wrapper);
     let dir = tempfile::tempdir().unwrap();
     // The repository's key is none this sshd has: only the marker tells.
-    sshd::keygen(&dir.path().join("unrelated"), "ed25519", "");
-    let unrelated = fs_err::read_to_string(dir.path().join("unrelated.pub")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    sshd::keygen(&elsewhere.path().join("unrelated"), "ed25519", "");
+    let unrelated = fs_err::read_to_string(elsewhere.path().join("unrelated.pub")).unwrap();
     fleet(dir.path(), &server, unrelated.trim());
     let trusted = server.host_fingerprint("ed25519");
     let out = bootstrap(dir.path(), &server, &["--phases", "reach", "--trust-host-key", &trusted]);

@@ -163,6 +163,7 @@ pub async fn refresh(
             Some((t, provider, label))
         })
         .collect();
+    let (listed, labelled) = list_where_possible(labelled).await;
     let names: Vec<(String, String)> =
         labelled.iter().map(|(t, _, label)| (t.host.name.to_string(), label.clone())).collect();
     let results = crate::util::parallel::bounded(labelled, parallel, |(t, provider, label)| {
@@ -182,7 +183,7 @@ pub async fn refresh(
             (host.clone(), label, Err(ProviderError::Invalid { host, message, help }))
         })
     });
-    for (host, provider, found) in results {
+    for (host, provider, found) in listed.into_iter().chain(results) {
         let seen = match found {
             Ok(Some(machine)) => Seen::Found { provider, machine },
             Ok(None) => Seen::Missing { provider },
@@ -201,6 +202,50 @@ pub async fn refresh(
         refresh.observed.insert(host, seen);
     }
     refresh
+}
+
+/// From this many hosts at one provider on, one paged list of its machines is cheaper than a
+/// request or two per host.
+const LIST_FROM: usize = 3;
+
+type Looked = (String, String, Result<Option<Machine>, ProviderError>);
+type ToAsk = (Target, Arc<dyn Provider>, String);
+
+/// Asks each provider with several targets for all its machines at once
+/// ([`Provider::lookup_many`]); returns what that explained and the targets left to look up
+/// one by one (providers that cannot list, or whose list failed).
+async fn list_where_possible(targets: Vec<ToAsk>) -> (Vec<Looked>, Vec<ToAsk>) {
+    let mut groups: Vec<(String, Arc<dyn Provider>, Vec<Target>)> = Vec::new();
+    for (t, provider, label) in targets {
+        match groups.iter_mut().find(|(l, _, _)| *l == label) {
+            Some((_, _, group)) => group.push(t),
+            None => groups.push((label, provider, vec![t])),
+        }
+    }
+    let mut listed = Vec::new();
+    let mut rest = Vec::new();
+    for (label, provider, group) in groups {
+        if group.len() >= LIST_FROM {
+            let hosts: Vec<(Host, Option<HostState>)> =
+                group.iter().map(|t| (t.host.clone(), t.state.clone())).collect();
+            match provider.lookup_many(&hosts).await {
+                Ok(Some(found)) if found.len() == group.len() => {
+                    for (t, r) in group.into_iter().zip(found) {
+                        listed.push((t.host.name.to_string(), label.clone(), r));
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    provider = %label,
+                    "listing the machines failed ({}); asking host by host",
+                    super::one_line(&e)
+                ),
+            }
+        }
+        rest.extend(group.into_iter().map(|t| (t, provider.clone(), label.clone())));
+    }
+    (listed, rest)
 }
 
 impl Refresh {

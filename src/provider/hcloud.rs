@@ -368,9 +368,22 @@ impl HcloudProvider {
         let name = host.name.as_str();
         let selector = format!("{LABEL_HOST}={name},{LABEL_MANAGED_BY}={MANAGED_BY}");
         let mut candidates = self.servers(name, &[("label_selector", selector)]).await?;
-        candidates.retain(|s| is_labelled_for(s, name));
-        for s in self.servers(name, &[("name", name.to_owned())]).await? {
-            if s.name == name && !candidates.iter().any(|c| c.id == s.id) {
+        candidates.extend(self.servers(name, &[("name", name.to_owned())]).await?);
+        self.pick_for_host(name, candidates)
+    }
+
+    /// The host's server among `servers` (any list: it keeps those labelled for the host or
+    /// named like it, each once), by cairn's labels; same-named ones are reported.
+    fn pick_for_host(
+        &self,
+        name: &str,
+        servers: impl IntoIterator<Item = Server>,
+    ) -> Result<Option<Server>, ProviderError> {
+        let mut candidates: Vec<Server> = Vec::new();
+        for s in servers {
+            if (is_labelled_for(&s, name) || s.name == name)
+                && !candidates.iter().any(|c| c.id == s.id)
+            {
                 candidates.push(s);
             }
         }
@@ -729,34 +742,43 @@ impl Provider for HcloudProvider {
         // An imported server keeps its own name; state records it.
         let recorded_name =
             state.and_then(|s| s.provider_data.get("server_name")).and_then(|v| v.as_str());
-        if let Some(recorded) = recorded {
-            match recorded.parse::<u64>() {
-                Ok(id) => match self.server(name, id).await? {
-                    // Ids may be reused after a delete: it must still be this host's server.
-                    Some(s)
-                        if !matches!(ownership::claim(&s.labels, name), Claim::OtherHost(_))
-                            && (s.name == name
-                                || is_labelled_for(&s, name)
-                                || recorded_name == Some(s.name.as_str())) =>
-                    {
-                        return Ok(Some(self.machine(host, &s)))
-                    }
-                    Some(s) => tracing::warn!(
-                        host = name, server_id = id, server_name = %s.name,
-                        "the server recorded in state now belongs to something else; searching by labels"
-                    ),
-                    None => {
-                        tracing::debug!(host = name, server_id = id, "the recorded server is gone")
-                    }
-                },
-                Err(_) => tracing::warn!(
-                    host = name,
-                    id = recorded,
-                    "state holds no hcloud server id; searching by labels"
-                ),
+        if let Some(id) = recorded_id(name, recorded) {
+            if let Some(s) = still_recorded(name, id, recorded_name, self.server(name, id).await?) {
+                return Ok(Some(self.machine(host, &s)));
             }
         }
         Ok(self.find_for_host(host).await?.map(|s| self.machine(host, &s)))
+    }
+
+    /// One paged list of every server of the project (50 a page) explains every host, as
+    /// `lookup` would: by the recorded id, else by cairn's labels (same-named servers
+    /// reported).
+    async fn lookup_many(
+        &self,
+        hosts: &[(Host, Option<HostState>)],
+    ) -> Result<Option<Vec<Result<Option<Machine>, ProviderError>>>, ProviderError> {
+        let all = self.servers("(all hosts)", &[]).await?;
+        let by_id: BTreeMap<u64, &Server> = all.iter().map(|s| (s.id, s)).collect();
+        let found = hosts
+            .iter()
+            .map(|(host, state)| {
+                let name = host.name.as_str();
+                let state = state.as_ref();
+                let recorded = state
+                    .filter(|s| s.provider.as_deref().is_none_or(|p| p == self.name))
+                    .and_then(|s| s.provider_id.as_deref());
+                let recorded_name =
+                    state.and_then(|s| s.provider_data.get("server_name")).and_then(|v| v.as_str());
+                if let Some(id) = recorded_id(name, recorded) {
+                    let listed = by_id.get(&id).map(|s| (*s).clone());
+                    if let Some(s) = still_recorded(name, id, recorded_name, listed) {
+                        return Ok(Some(self.machine(host, &s)));
+                    }
+                }
+                Ok(self.pick_for_host(name, all.iter().cloned())?.map(|s| self.machine(host, &s)))
+            })
+            .collect();
+        Ok(Some(found))
     }
 
     /// The server with this id, whatever its name; refused if cairn's label gives it to
@@ -814,6 +836,48 @@ impl Provider for HcloudProvider {
             PowerAction::Reset => "reset",
         };
         self.server_action(host.name.as_str(), machine, verb, json!({})).await.map(drop)
+    }
+}
+
+/// The server id state recorded, if it is one.
+fn recorded_id(host: &str, recorded: Option<&str>) -> Option<u64> {
+    let recorded = recorded?;
+    let id = recorded.parse::<u64>().ok();
+    if id.is_none() {
+        tracing::warn!(host, id = recorded, "state holds no hcloud server id; searching by labels");
+    }
+    id
+}
+
+/// The recorded server `found` under `id`, if it is still this host's: ids may be reused
+/// after a delete, so it must carry the host's name or labels (or the name state recorded
+/// for an imported server) and no label giving it to another host.
+fn still_recorded(
+    host: &str,
+    id: u64,
+    recorded_name: Option<&str>,
+    found: Option<Server>,
+) -> Option<Server> {
+    match found {
+        Some(s)
+            if !matches!(ownership::claim(&s.labels, host), Claim::OtherHost(_))
+                && (s.name == host
+                    || is_labelled_for(&s, host)
+                    || recorded_name == Some(s.name.as_str())) =>
+        {
+            Some(s)
+        }
+        Some(s) => {
+            tracing::warn!(
+                host, server_id = id, server_name = %s.name,
+                "the server recorded in state now belongs to something else; searching by labels"
+            );
+            None
+        }
+        None => {
+            tracing::debug!(host, server_id = id, "the recorded server is gone");
+            None
+        }
     }
 }
 

@@ -212,6 +212,17 @@ pub trait Provider: Send + Sync {
         state: Option<&HostState>,
     ) -> Result<Option<Machine>, ProviderError>;
 
+    /// Every listed host's machine (as [`Provider::lookup`] would find it), asking the
+    /// provider as few times as its API allows: one paged list of its machines instead of a
+    /// request or two per host. `Ok(None)` where the provider can only look up host by host
+    /// (the caller then calls `lookup` for each); an `Err` when the list itself failed.
+    async fn lookup_many(
+        &self,
+        _hosts: &[(Host, Option<HostState>)],
+    ) -> Result<Option<Vec<Result<Option<Machine>, ProviderError>>>, ProviderError> {
+        Ok(None)
+    }
+
     /// The machine with the provider's id `id`, for `cairn import`: found by that id alone,
     /// whatever it is named. `None` if the provider has no such machine. Providers whose
     /// `lookup` checks the recorded id first get this for free; override it where `lookup`

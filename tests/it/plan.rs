@@ -280,3 +280,72 @@ fn a_provider_error_shows_for_its_hosts_and_the_others_are_planned() {
     assert!(applied.contains("web1: created machine"), "{applied}");
     assert_eq!(repo.servers(), ["web1"]);
 }
+
+/// `cairn plan` over 120 hcloud hosts (state records each one's server; one more host has
+/// none yet) asks for the servers in pages of 50, not a request or two per host: 3 requests
+/// on the stand-in API, which pages as the real one does.
+#[test]
+fn refresh_of_many_hcloud_hosts_lists_servers_by_pages() {
+    use crate::support::hcloud_fake::{Cloud, Fake};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(Fake::start(Cloud::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let mut hcl = format!(
+        "provider \"hcloud\" \"cloud\" {{\n  token = env(\"HCLOUD_TOKEN\")\n  endpoint = \"{}\"\n  location = \"fsn1\"\n}}\n\n",
+        fake.endpoint()
+    );
+    let mut state_hosts = serde_json::Map::new();
+    for i in 1..=121u64 {
+        let name = format!("web{i}");
+        hcl.push_str(&format!(
+            "host \"{name}\" {{\n  size = \"cx22\"\n  image = \"debian-13\"\n}}\n"
+        ));
+        if i == 121 {
+            continue; // not created yet
+        }
+        fake.cloud(|c| {
+            c.servers.push(json!({
+                "id": i,
+                "name": name,
+                "status": "running",
+                "public_net": { "ipv4": { "ip": "203.0.113.10" }, "ipv6": null },
+                "server_type": { "name": "cx22" },
+                "image": { "name": "debian-13" },
+                "datacenter": { "name": "fsn1-dc14", "location": { "name": "fsn1" } },
+                "labels": { "cairn-host": name, "managed-by": "cairn" },
+                "rescue_enabled": false,
+            }))
+        });
+        state_hosts.insert(
+            name,
+            json!({ "provider": "cloud", "provider_id": i.to_string(), "size": "cx22", "image": "debian-13", "location": "fsn1" }),
+        );
+    }
+    fs_err::write(dir.path().join("cairn.hcl"), hcl).unwrap();
+    fs_err::create_dir_all(dir.path().join(".cairn")).unwrap();
+    let state = json!({ "schema": 2, "serial": 1, "hosts": state_hosts });
+    fs_err::write(dir.path().join(".cairn/state.json"), state.to_string()).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["plan", "--json"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env("HCLOUD_TOKEN", "test-token")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let requests: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/servers"))
+        .map(|r| format!("{} {} {:?}", r.method, r.path, r.query))
+        .collect();
+    assert_eq!(requests.len(), 3, "{requests:#?}");
+    let plan: Value = serde_json::from_str(&stdout).unwrap();
+    let text = plan.to_string();
+    assert!(text.contains("web121"), "the new host is planned: {text}");
+}

@@ -234,9 +234,22 @@ fn route(cloud: &mut Cloud, req: &Request) -> Reply {
                     servers.retain(|s| s["labels"][k] == v);
                 }
             }
+            // Pages as the real API gives them: `per_page` (default 25, at most 50) from
+            // `page` (1-based), with `next_page` null on the last.
+            let per_page: usize =
+                req.param("per_page").and_then(|p| p.parse().ok()).unwrap_or(25).clamp(1, 50);
+            let page: usize = req.param("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+            let total = servers.len();
+            let last_page = total.div_ceil(per_page).max(1);
+            let shown: Vec<Value> =
+                servers.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+            let next = (page < last_page).then_some(page + 1);
             Reply::json(
                 200,
-                json!({ "servers": servers, "meta": { "pagination": { "page": 1, "next_page": null } } }),
+                json!({ "servers": shown, "meta": { "pagination": {
+                    "page": page, "per_page": per_page, "next_page": next,
+                    "last_page": last_page, "total_entries": total,
+                } } }),
             )
         }
         ("POST", ["servers"]) => {

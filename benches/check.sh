@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `cairn check` without the Nix rules on a generated fleet: 1,000 hosts, 1,000 sops files,
-# 10,000 commits of history. Prints one table (goal: the whole check under 2 s). Not a test:
-# run it by hand on a release build:
+# 10,000 commits of history. Prints one table (goal: the whole check under 2 s), with the
+# machine's load before and after. Not a test: run it by hand on a release build:
 #   cargo build --release -j 1 && benches/check.sh
-# HOSTS and COMMITS change the size; RUNS the number of timed runs.
+# HOSTS and COMMITS change the size; RUNS the number of timed runs; CAIRN_BASELINE another
+# cairn binary to time the same check with.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cairn=${CAIRN_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/cairn}
@@ -13,15 +14,25 @@ hosts=${HOSTS:-1000}
 commits=${COMMITS:-10000}
 runs=${RUNS:-5}
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# BENCH_DIR: keep the generated fleet there and reuse it on the next run (generating it takes
+# minutes); otherwise a temporary directory, removed at the end.
+if [ -n "${BENCH_DIR:-}" ]; then
+  work=$BENCH_DIR
+  mkdir -p "$work"
+else
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
 export HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config"
 mkdir -p "$HOME"
 repo="$work/fleet"
+export SOPS_AGE_KEY_FILE="$work/admin.key"
+
+# The fleet (body not indented: it holds here-documents).
+generate() {
 mkdir -p "$repo/secrets" "$repo/hosts"
 age-keygen -o "$work/admin.key" 2>/dev/null
 admin=$(age-keygen -y "$work/admin.key")
-export SOPS_AGE_KEY_FILE="$work/admin.key"
 
 echo "generating $hosts hosts, $hosts secrets files, $commits commits in $repo" >&2
 {
@@ -79,6 +90,12 @@ PY
 git -C "$repo" init -q -b main
 git -C "$repo" fast-import --quiet <"$work/stream"
 git -C "$repo" reset -q --hard main 2>/dev/null || git -C "$repo" checkout -q -f main
+}
+if [ -d "$repo/.git" ]; then
+  echo "reusing $repo" >&2
+else
+  generate
+fi
 echo "repository: $(git -C "$repo" rev-list --count HEAD) commits, $(git -C "$repo" ls-files | wc -l) files, $(du -sh "$repo/.git" | cut -f1) of .git" >&2
 
 nonix="--skip inventory.flake --skip nixos.ssh --skip nixos.password-in-store"
@@ -89,34 +106,52 @@ nonix="--skip inventory.flake --skip nixos.ssh --skip nixos.password-in-store"
   exit 1
 }
 
-names=("check (all rules, no nix)" "secrets.* without history" "history only (secrets.private-key)")
+# Each row is a shell command run in the repository. Baselines in the same run: the floor of
+# any history scan (git prints every change of the branch once and grep looks for key
+# headers: no parsing, no bookkeeping), and, with CAIRN_BASELINE=path, the same check by
+# another cairn build (e.g. the previous commit's) for a before/after comparison.
+names=("check (all rules, no nix)" "secrets.* without history" "history only (secrets.private-key)"
+       "floor: git log -p | grep (history)")
 cmds=("$cairn -q check $nonix"
       "$cairn -q check $nonix --skip secrets.private-key --skip policies"
-      "$cairn -q check --rule secrets.private-key")
+      "$cairn -q check --rule secrets.private-key"
+      "git log -p --no-renames HEAD | grep -cE 'AGE-SECRET-KEY-|-----BEGIN [A-Z ]*PRIVATE KEY-----' || true")
+if [ -n "${CAIRN_BASELINE:-}" ]; then
+  names+=("baseline build: check (all, no nix)")
+  # `|| true`: an older build may find the repository differently (e.g. another .sops.yaml
+  # layout) and exit 1 after doing the same work.
+  cmds+=("$CAIRN_BASELINE -q check $nonix || true")
+fi
 results="$work/results"
 mkdir -p "$results"
+echo "machine: $(nproc) cores; before: $(uptime)"
 if command -v hyperfine >/dev/null; then
   for k in "${!cmds[@]}"; do
     (cd "$repo" && CAIRN_NIX= hyperfine --style none --warmup 1 --runs "$runs" \
       --export-json "$results/$k.json" -n "${names[$k]}" "${cmds[$k]}" >/dev/null)
   done
   python3 - "$results" "${#cmds[@]}" <<'PY'
-import json, sys
+import json, statistics, sys
 d, n = sys.argv[1], int(sys.argv[2])
-print(f"{'command':<38} {'median':>9} {'min':>9} {'max':>9}")
+# cpu: user + system time of the command and its children (git), mean over the runs: what
+# the work costs when the cores are shared (wall time then depends on the others' load).
+print(f"{'command':<38} {'median':>9} {'min':>9} {'max':>9} {'cpu':>9}")
 for k in range(n):
     r = json.load(open(f"{d}/{k}.json"))["results"][0]
-    print(f"{r['command']:<38} {r['median']:>8.3f}s {r['min']:>8.3f}s {r['max']:>8.3f}s")
+    cpu = r["user"] + r["system"]
+    print(f"{r['command']:<38} {r['median']:>8.3f}s {r['min']:>8.3f}s {r['max']:>8.3f}s {cpu:>8.3f}s")
 PY
 else
   echo "(hyperfine not installed: /usr/bin/time, $runs runs each)" >&2
-  printf '%-38s %9s %9s %9s\n' command median min max
+  printf '%-38s %9s %9s %9s %9s\n' command median min max cpu
   for k in "${!cmds[@]}"; do
     : >"$results/$k.txt"
     for _ in $(seq 1 "$runs"); do
-      (cd "$repo" && CAIRN_NIX= /usr/bin/time -f %e -a -o "$results/$k.txt" ${cmds[$k]} >/dev/null)
+      (cd "$repo" && CAIRN_NIX= /usr/bin/time -f '%e %U %S' -a -o "$results/$k.txt" \
+        sh -c "${cmds[$k]}" >/dev/null)
     done
-    sort -n "$results/$k.txt" | awk -v name="${names[$k]}" '{ v[NR] = $1 } END {
-      printf "%-38s %8.3fs %8.3fs %8.3fs\n", name, v[int((NR + 1) / 2)], v[1], v[NR] }'
+    sort -n "$results/$k.txt" | awk -v name="${names[$k]}" '{ v[NR] = $1; c += $2 + $3 } END {
+      printf "%-38s %8.3fs %8.3fs %8.3fs %8.3fs\n", name, v[int((NR + 1) / 2)], v[1], v[NR], c / NR }'
   done
 fi
+echo "after: $(uptime)"

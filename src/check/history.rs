@@ -220,23 +220,17 @@ fn scan_blobs<'p>(
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    // The watchdog: git is killed (by its pid) if the whole read takes too long.
+    // The watchdog: git is killed (by its pid) if the whole read takes too long. Dropping
+    // `done` (the read ended, or an early return) stops it at once.
     let pid = child.id();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watchdog = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let start = std::time::Instant::now();
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if start.elapsed() > GIT_DEADLINE {
-                    let _ = crate::util::process::signal(pid, libc::SIGKILL);
-                    return true;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            false
-        })
-    };
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || match finished.recv_timeout(GIT_DEADLINE) {
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            let _ = crate::util::process::signal(pid, libc::SIGKILL);
+            true
+        }
+        _ => false,
+    });
     let mut reader = BufReader::with_capacity(1 << 20, child.stdout.take().expect("piped"));
     let mut hits = Vec::new();
     let mut header = Vec::new();
@@ -278,7 +272,7 @@ fn scan_blobs<'p>(
     drop(reader);
     let _ = writer.join();
     let status = git::wait(&mut child, GIT_DEADLINE, &command)?;
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(done);
     let killed = watchdog.join().unwrap_or(false);
     let stderr = err_reader.join().unwrap_or_default();
     if killed {

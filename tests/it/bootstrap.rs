@@ -447,7 +447,8 @@ fn uncommitted_files_the_host_needs_are_named_and_commit_commits_them() {
     git(&["config", "user.name", "Test"]);
     git(&["config", "user.email", "test@example.org"]);
     fs_err::write(dir.path().join(".gitignore"), ".cairn/\n").unwrap();
-    git(&["add", "cairn.hcl", ".gitignore"]);
+    // The fleet as it is (its flake too: nix evaluates a git flake from tracked files).
+    git(&["add", "-A"]);
     git(&["commit", "--quiet", "-m", "fleet"]);
     fs_err::write(dir.path().join(".sops.yaml"), "creation_rules: []\n").unwrap();
     fs_err::write(dir.path().join("notes.txt"), "not cairn's\n").unwrap();
@@ -486,6 +487,18 @@ fn uncommitted_files_the_host_needs_are_named_and_commit_commits_them() {
     let gitops = format!("gitops {{\n  remote = \"{bare}\"\n  push_remote = \"forge\"\n}}\n\nring \"dev\" {{\n  hosts = [\"web1\"]\n}}\n");
     fs_err::write(dir.path().join("cairn.hcl"), format!("{hcl}\n{gitops}")).unwrap();
     let behind = "web1: forge/ring/dev does not contain its keys and secrets yet";
+    // (The test host's configuration has no comin: the check's gitops.comin rule is skipped.)
+    let verify = |_: &Path, server: &sshd::Sshd, timeout: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .current_dir(dir.path())
+            .args(["bootstrap", "host", "web1", "--yes", "--skip-check", "--phases", "verify"])
+            .args(["--timeout", timeout])
+            .env("NO_COLOR", "1")
+            .env("CAIRN_SSH_KEY", server.client_key())
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
     let out = verify(dir.path(), &server, "verify=30s");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));

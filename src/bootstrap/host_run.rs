@@ -16,6 +16,36 @@ use crate::state::{HostState, KeyPhase};
 
 const FACTS_SH: &str = include_str!("../../templates/bootstrap/facts.sh");
 
+/// The status of cloud-init's forced command on a login it disables (`disable_root`, as on
+/// Debian, Ubuntu and Amazon Linux cloud images): it prints `Please login as the user "admin"
+/// rather than the user "root".`, sleeps 10 s and exits 142, whatever was asked.
+const REFUSED_LOGIN_STATUS: u32 = 142;
+
+/// The error for a login the image refuses, naming the user it asks for.
+fn refused_login(stdout: &str, user: &str) -> PhaseError {
+    let wanted = stdout
+        .split_once("Please login as the user \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(wanted, _)| wanted.to_owned());
+    match wanted {
+        Some(wanted) => PhaseError::Config {
+            what: format!(
+                "the stock image refuses logins as `{user}` and asks for `{wanted}` (cloud-init's disable_root)"
+            ),
+            help: format!(
+                "set `ssh {{ user = \"{wanted}\" }}` on the host (or its provider's default): cairn logs in as that user and uses sudo; after kexec the installer takes the operator key as root"
+            ),
+        },
+        None => PhaseError::Remote {
+            what: format!(
+                "the facts script exited with status {REFUSED_LOGIN_STATUS} as `{user}` (a forced command?): {}",
+                stdout.lines().next().unwrap_or("no output")
+            ),
+            help: "log in by hand with `cairn ssh` to see what the machine runs for this key".into(),
+        },
+    }
+}
+
 /// What `facts.sh` reports.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Facts {
@@ -228,7 +258,14 @@ impl HostRun<'_> {
         let session = self.session_within(stage, wait, within).await?;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let limit = deadlines.command_limit(wait, left);
-        let out = session.exec(&RemoteCommand::script("facts", FACTS_SH).time_limit(limit)).await?;
+        let facts = RemoteCommand::script("facts", FACTS_SH)
+            .time_limit(limit)
+            .allow_exit_codes([REFUSED_LOGIN_STATUS]);
+        let out = session.exec(&facts).await?;
+        if out.exit_code == REFUSED_LOGIN_STATUS {
+            let user = session.target().user.clone();
+            return Err(refused_login(&out.stdout_trimmed(), &user));
+        }
         Ok(Facts::parse(&out.stdout_trimmed()))
     }
 
@@ -266,6 +303,20 @@ pub(super) fn is_transient(e: &ssh::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_cloud_init_disabled_names_the_user_to_set() {
+        // What cloud-init's DISABLE_USER_OPTS forced command prints (cloudinit/ssh_util.py).
+        let said = "Please login as the user \"admin\" rather than the user \"root\".";
+        let err = refused_login(said, "root").to_string();
+        assert_eq!(
+            err,
+            "the stock image refuses logins as `root` and asks for `admin` (cloud-init's disable_root)"
+        );
+        let PhaseError::Config { help, .. } = refused_login(said, "root") else { panic!() };
+        assert!(help.starts_with("set `ssh { user = \"admin\" }` on the host"), "{help}");
+        assert!(matches!(refused_login("", "root"), PhaseError::Remote { .. }));
+    }
 
     #[test]
     fn facts_are_read_from_key_value_lines() {

@@ -127,3 +127,39 @@ fn an_existing_machines_first_key_is_confirmed_or_named_never_taken_silently() {
     // Pinned from now on: no question, no flag.
     fleet.run(&reach, 0);
 }
+
+/// A stock image whose cloud-init disabled root logins (Debian, Ubuntu and Amazon Linux
+/// images: every command prints "Please login as the user ..." and exits 142) is refused at
+/// reach with the user to set, not reported as a failing script.
+#[test]
+fn a_stock_image_that_refuses_root_names_the_user_to_log_in_as() {
+    if !sshd::is_root() {
+        eprintln!("skipped: the stock system is reached as root here");
+        return;
+    }
+    let ssh = sshd::Sshd::start();
+    // cloud-init's DISABLE_USER_OPTS (cloudinit/ssh_util.py), with a shorter sleep.
+    let client = fs_err::read_to_string(ssh.client_key().with_extension("pub")).unwrap();
+    let forced = format!(
+        "no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command=\"echo 'Please login as the user \\\"admin\\\" rather than the user \\\"root\\\".';echo;sleep 1;exit 142\" {}",
+        client.trim()
+    );
+    fs_err::write(ssh.dir().join("authorized_keys"), format!("{forced}\n")).unwrap();
+    let fleet = Fleet::new(
+        &format!(
+            "provider \"existing\" \"mine\" {{}}\n\nhost \"web1\" {{\n  provider = \"mine\"\n  address  = \"127.0.0.1:{}\"\n  flake    = \".#web1\"\n}}\n",
+            ssh.port
+        ),
+        vec![("CAIRN_SSH_KEY", ssh.client_key().display().to_string())],
+    );
+    let presented = ssh.host_fingerprint("ed25519");
+    let reach = ["bootstrap", "host", "web1", "--yes", "--skip-check", "--phases", "reach"];
+    let out = fleet.run(&[&reach[..], &["--trust-host-key", &presented]].concat(), 1);
+    assert!(
+        out.contains(
+            "the stock image refuses logins as `root` and asks for `admin` (cloud-init's disable_root)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("set `ssh { user = \"admin\" }` on the host"), "{out}");
+}

@@ -343,6 +343,10 @@ impl AwsProvider {
                 form.set(format!("InstanceId.{}", i + 1), id);
             }
             form.filters(filters);
+            if ids.is_empty() {
+                // EC2's largest page; it refuses MaxResults next to instance ids.
+                form.set("MaxResults", "1000");
+            }
             if let Some(t) = &token {
                 form.set("NextToken", t);
             }
@@ -387,26 +391,39 @@ impl AwsProvider {
     /// ([`ProviderError::Unclaimed`]), never taken (see [`ownership`]).
     pub async fn find_for_host(&self, host: &Host) -> Result<Option<Instance>, ProviderError> {
         let name = host.name.as_str();
-        let live = ("instance-state-name", LIVE_STATES.iter().map(|s| s.to_string()).collect());
-        let mut candidates: Vec<Instance> = self
+        let mut found = self
             .describe(
                 name,
                 &[],
                 &[
                     (&format!("tag:{TAG_HOST}"), vec![name.to_owned()]),
                     (&format!("tag:{TAG_MANAGED_BY}"), vec![MANAGED_BY.to_owned()]),
-                    live.clone(),
+                    live_filter(),
                 ],
             )
-            .await?
-            .into_iter()
-            .filter(|i| i.is_live() && i.is_tagged_for(name))
-            .collect();
-        let named = self.describe(name, &[], &[("tag:Name", vec![name.to_owned()]), live]).await?;
-        for i in named {
+            .await?;
+        found.extend(
+            self.describe(name, &[], &[("tag:Name", vec![name.to_owned()]), live_filter()]).await?,
+        );
+        self.pick_for_host(name, &found)
+    }
+
+    /// `host`'s instance among `instances` (any, in any state): of the live ones tagged for
+    /// it by cairn or named like it, the one cairn tagged; instances only named like it are
+    /// reported, never taken. `lookup` and `lookup_many` both decide here.
+    fn pick_for_host<'a>(
+        &self,
+        name: &str,
+        instances: impl IntoIterator<Item = &'a Instance>,
+    ) -> Result<Option<Instance>, ProviderError> {
+        let mut candidates: Vec<Instance> = Vec::new();
+        for i in instances {
             let same_name = i.tags.get("Name").is_some_and(|n| n == name);
-            if i.is_live() && same_name && !candidates.iter().any(|c| c.id == i.id) {
-                candidates.push(i);
+            if i.is_live()
+                && (i.is_tagged_for(name) || same_name)
+                && !candidates.iter().any(|c| c.id == i.id)
+            {
+                candidates.push(i.clone());
             }
         }
         match ownership::pick(name, candidates, |i| &i.tags) {
@@ -423,6 +440,34 @@ impl AwsProvider {
                 Err(several(name, &many, &format!("carry the tag {TAG_HOST}={name}")))
             }
         }
+    }
+
+    /// The instance id state records for the host, if it was recorded by this provider block.
+    fn recorded_id<'s>(&self, state: Option<&'s HostState>) -> Option<&'s str> {
+        state
+            .filter(|s| s.provider.as_deref().is_none_or(|p| p == self.name))
+            .and_then(|s| s.provider_id.as_deref())
+    }
+
+    /// Every live instance that could be one of `names`' (cairn's tag, or a `Name` among
+    /// them), in a few paged DescribeInstances calls, each instance once.
+    async fn list_for(&self, names: &[&str]) -> Result<Vec<Instance>, ProviderError> {
+        let all = "(all hosts)";
+        let mut found = self
+            .describe(
+                all,
+                &[],
+                &[(&format!("tag:{TAG_MANAGED_BY}"), vec![MANAGED_BY.to_owned()]), live_filter()],
+            )
+            .await?;
+        // EC2 takes at most 200 values per filter.
+        for chunk in names.chunks(200) {
+            let names = chunk.iter().map(|n| n.to_string()).collect();
+            found.extend(self.describe(all, &[], &[("tag:Name", names), live_filter()]).await?);
+        }
+        let mut seen = BTreeSet::new();
+        found.retain(|i| seen.insert(i.id.clone()));
+        Ok(found)
     }
 
     /// Polls the instance until its state is one of `wanted`. An instance EC2 does not know
@@ -883,31 +928,48 @@ impl Provider for AwsProvider {
         state: Option<&HostState>,
     ) -> Result<Option<Machine>, ProviderError> {
         let name = host.name.as_str();
-        let recorded = state
-            .filter(|s| s.provider.as_deref().is_none_or(|p| p == self.name))
-            .and_then(|s| s.provider_id.as_deref());
-        if let Some(id) = recorded {
-            match self.instance(name, id).await? {
-                // It must still be this host's instance, and alive.
-                Some(i)
-                    if i.is_live()
-                        && !matches!(ownership::claim(&i.tags, name), Claim::OtherHost(_)) =>
-                {
-                    return Ok(Some(self.machine(host, &i)))
-                }
-                Some(i) if !i.is_live() => {
-                    tracing::debug!(host = name, instance_id = id, state = %i.state, "the recorded instance is gone")
-                }
-                Some(i) => tracing::warn!(
-                    host = name, instance_id = id, tags = ?i.tags,
-                    "the instance recorded in state belongs to something else; searching by tags"
-                ),
-                None => {
-                    tracing::debug!(host = name, instance_id = id, "the recorded instance is gone")
-                }
+        if let Some(id) = self.recorded_id(state) {
+            if let Some(i) = still_recorded(name, id, self.instance(name, id).await?) {
+                return Ok(Some(self.machine(host, &i)));
             }
         }
         Ok(self.find_for_host(host).await?.map(|i| self.machine(host, &i)))
+    }
+
+    /// One paged list of the live instances tagged by cairn or named like a host, then each
+    /// host decided as [`Provider::lookup`] decides. Only a recorded id the list does not
+    /// hold (an adopted instance named otherwise, or one that is gone) is asked for alone.
+    async fn lookup_many(
+        &self,
+        hosts: &[(Host, Option<HostState>)],
+    ) -> Result<Option<Vec<Result<Option<Machine>, ProviderError>>>, ProviderError> {
+        let names: Vec<&str> = hosts.iter().map(|(h, _)| h.name.as_str()).collect();
+        let listed = self.list_for(&names).await?;
+        let by_id: BTreeMap<&str, &Instance> = listed.iter().map(|i| (i.id.as_str(), i)).collect();
+        let mut found = Vec::with_capacity(hosts.len());
+        for (host, state) in hosts {
+            let name = host.name.as_str();
+            if let Some(id) = self.recorded_id(state.as_ref()) {
+                let recorded = match by_id.get(id) {
+                    Some(i) => Ok(Some((*i).clone())),
+                    None => self.instance(name, id).await,
+                };
+                match recorded.map(|r| still_recorded(name, id, r)) {
+                    Ok(Some(i)) => {
+                        found.push(Ok(Some(self.machine(host, &i))));
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        found.push(Err(e));
+                        continue;
+                    }
+                }
+            }
+            found
+                .push(self.pick_for_host(name, &listed).map(|i| i.map(|i| self.machine(host, &i))));
+        }
+        Ok(Some(found))
     }
 
     /// The live instance with this id, whatever its tags; refused if cairn's tag gives it to
@@ -974,6 +1036,38 @@ impl Provider for AwsProvider {
             PowerAction::Reset => {
                 self.instance_action(name, &machine.id, "RebootInstances", None).await
             }
+        }
+    }
+}
+
+/// The `instance-state-name` filter for instances that still hold a machine.
+fn live_filter() -> (&'static str, Vec<String>) {
+    ("instance-state-name", LIVE_STATES.iter().map(|s| s.to_string()).collect())
+}
+
+/// The instance state recorded for `host` as `id`, if it is still the host's: alive, and
+/// not tagged by cairn for another host.
+fn still_recorded(host: &str, id: &str, found: Option<Instance>) -> Option<Instance> {
+    match found {
+        Some(i)
+            if i.is_live() && !matches!(ownership::claim(&i.tags, host), Claim::OtherHost(_)) =>
+        {
+            Some(i)
+        }
+        Some(i) if !i.is_live() => {
+            tracing::debug!(host, instance_id = id, state = %i.state, "the recorded instance is gone");
+            None
+        }
+        Some(i) => {
+            tracing::warn!(
+                host, instance_id = id, tags = ?i.tags,
+                "the instance recorded in state belongs to something else; searching by tags"
+            );
+            None
+        }
+        None => {
+            tracing::debug!(host, instance_id = id, "the recorded instance is gone");
+            None
         }
     }
 }

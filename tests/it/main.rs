@@ -18,6 +18,7 @@ mod inventory;
 mod keys;
 mod nix;
 mod plan;
+mod plan_aws;
 mod provider_aws;
 mod provider_hcloud;
 mod secrets;

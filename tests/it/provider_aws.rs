@@ -106,6 +106,11 @@ impl Moto {
         log
     }
 
+    /// How many HTTP requests moto has answered so far, by its request log.
+    pub(crate) fn requests(&self) -> usize {
+        self.log().lines().filter(|l| l.contains(" HTTP/1.1\" ")).count()
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

@@ -15,6 +15,7 @@ mod hang;
 mod hostile;
 mod installed;
 mod inventory;
+mod inventory_scale;
 mod keys;
 mod nix;
 mod plan;

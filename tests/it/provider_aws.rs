@@ -323,12 +323,12 @@ fn fast_options() -> AwsOptions {
 }
 
 /// The provider of the inventory's block; the process environment is not consulted.
-fn provider(inv: &Inventory) -> AwsProvider {
+pub(crate) fn provider(inv: &Inventory) -> AwsProvider {
     let block = inv.providers.values().next().unwrap();
     AwsProvider::with_options(block, fast_options(), &|_| None).unwrap()
 }
 
-fn moto_inventory(moto: &Moto, extra: &str, hosts: &[&str]) -> Inventory {
+pub(crate) fn moto_inventory(moto: &Moto, extra: &str, hosts: &[&str]) -> Inventory {
     inventory(&moto.endpoint(), Some((&moto.access_key_id, &moto.secret_access_key)), extra, hosts)
 }
 
@@ -340,12 +340,12 @@ fn req() -> CreateRequest {
     CreateRequest { operator_ssh_key: OPERATOR_KEY.to_owned(), stock_host_key: None }
 }
 
-fn state_with_id(id: &str) -> HostState {
+pub(crate) fn state_with_id(id: &str) -> HostState {
     HostState { provider: Some("cloud".into()), provider_id: Some(id.into()), ..Default::default() }
 }
 
 /// What a user sees: the error as miette renders it (no colours), help included.
-fn render(err: &ProviderError) -> String {
+pub(crate) fn render(err: &ProviderError) -> String {
     let mut out = String::new();
     miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
         .with_width(100)

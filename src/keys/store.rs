@@ -116,10 +116,9 @@ impl HostKeyStore {
         let dir = self.host_dir(host);
         fs_err::create_dir_all(&dir).map_err(KeysError::from)?;
 
-        let path = self.private_key_path(host);
-        let sealed = codec.seal(&path, keys.ssh_private_openssh().as_bytes(), admins)?;
-        crate::util::atomic::write(&path, &sealed, 0o600).map_err(KeysError::from)?;
-
+        // The SSH private key is written last: its presence is what `exists` means. A run
+        // killed before it leaves nothing a later run would load half of (an SSH key
+        // without the host's separate age key, say), so that run generates them again.
         let age_path = self.age_key_path(host);
         if let Some(id) = keys.age_identity() {
             let text = Zeroizing::new(format!("{}\n", id.expose_secret()));
@@ -132,6 +131,10 @@ impl HostKeyStore {
         let public = format!("{}\n", keys.ssh_public_line());
         crate::util::atomic::write(&self.public_key_path(host), public.as_bytes(), 0o644)
             .map_err(KeysError::from)?;
+
+        let path = self.private_key_path(host);
+        let sealed = codec.seal(&path, keys.ssh_private_openssh().as_bytes(), admins)?;
+        crate::util::atomic::write(&path, &sealed, 0o600).map_err(KeysError::from)?;
         tracing::debug!(host, path = %dir.display(), "stored host keys");
         Ok(())
     }
@@ -184,6 +187,42 @@ impl HostKeyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A save cut off before its last file (a killed run) leaves keys `exists` does not
+    /// see: the next run generates them again instead of loading the SSH key without the
+    /// host's separate age key (whose secrets it would then re-key to the wrong recipient).
+    #[test]
+    fn a_save_cut_off_before_the_ssh_key_leaves_no_keys_to_load() {
+        struct CutOff<'a>(AgeFileCodec<'a>, &'static str);
+        impl KeyCodec for CutOff<'_> {
+            type Error = KeysError;
+            fn seal(
+                &self,
+                path: &Path,
+                plain: &[u8],
+                to: &[AgeRecipient],
+            ) -> Result<Vec<u8>, KeysError> {
+                if path.ends_with(self.1) {
+                    return Err(KeysError::InvalidIdentity { reason: "killed".into() });
+                }
+                self.0.seal(path, plain, to)
+            }
+            fn open(&self, path: &Path, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeysError> {
+                self.0.open(path, sealed)
+            }
+        }
+        let admin = AgeIdentity::generate();
+        let mut ids = Identities::empty();
+        ids.push(admin.to_age());
+        let keys = HostKeys::generate("web1", true);
+        for cut_at in [AGE_KEY_FILE, SSH_HOST_KEY_FILE] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = HostKeyStore::new(dir.path());
+            let cut = CutOff(AgeFileCodec { identities: &ids }, cut_at);
+            assert!(store.save(&keys, &[admin.to_public()], &cut).is_err());
+            assert!(!store.exists("web1"), "cut at {cut_at}: half-saved keys count as stored");
+        }
+    }
 
     #[test]
     fn save_then_load_gives_the_same_keys() {

@@ -21,10 +21,14 @@ read -r line < /proc/$$/stat
 rest=${line##*) }
 set -- $rest
 group=$3
-read -r line < "/proc/$group/stat"
-rest=${line##*) }
-set -- $rest
-echo "$group ${20}" > "$pidfile"
+# The group's leader may be gone (its members live on): then no start time is recorded.
+started=-
+if [ -r "/proc/$group/stat" ] && read -r line < "/proc/$group/stat"; then
+  rest=${line##*) }
+  set -- $rest
+  started=${20}
+fi
+echo "$group $started" > "$pidfile"
 status=$(mktemp)
 # Each side records its exit status (`|| rc=$?`: under `set -e` a failure would end the
 # subshell before it could say so).

@@ -1,6 +1,22 @@
 # cairn: make $system the system profile and install the boot loader from inside the
 # chroot with the system's own switch-to-configuration, as nixos-install does.
 set -eu
+# One chroot user at a time: a run killed mid-way leaves its script running here, and its
+# cleanup would unmount /dev, /proc and /sys under the next run's feet. Wait for it (a lock
+# directory holding the holder's pid; a dead holder's lock is taken over).
+if [ -d /run ]; then lockdir=/run/cairn-chroot.lock; else lockdir=/tmp/cairn-chroot.lock; fi
+waited=0
+while ! mkdir "$lockdir" 2>/dev/null; do
+  holder=$(cat "$lockdir/pid" 2>/dev/null || true)
+  if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then rm -rf "$lockdir"; continue; fi
+  waited=$((waited + 1))
+  if [ "$waited" -ge 600 ]; then
+    echo "another cairn run's chroot work (pid ${holder:-?}) still holds $lockdir after 10 minutes" >&2
+    exit 1
+  fi
+  sleep 1
+done
+echo $$ > "$lockdir/pid"
 root={{root}}
 system={{system}}
 host={{host}}
@@ -11,7 +27,7 @@ ln -sfn "$system" "$profiles/system-1-link"
 ln -sfn system-1-link "$profiles/system"
 [ -e "$root/etc/NIXOS" ] || touch "$root/etc/NIXOS"
 mounted=
-cleanup() { for m in $mounted; do umount -l "$m" 2>/dev/null || true; done; }
+cleanup() { for m in $mounted; do umount -l "$m" 2>/dev/null || true; done; rm -rf "$lockdir"; }
 trap cleanup EXIT
 for d in dev proc sys; do
   if ! grep -q " $root/$d " /proc/mounts; then mount --bind "/$d" "$root/$d"; mounted="$root/$d $mounted"; fi

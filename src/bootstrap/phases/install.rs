@@ -27,3 +27,26 @@ pub(super) async fn install(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseErr
     r.update_state(|h| h.bootstrap.system = Some(system))?;
     Ok(PhaseResult::Done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The install script as sent, the chroot lock prepended, renders and parses.
+    #[test]
+    fn the_install_script_with_its_lock_renders_and_parses() {
+        let script = template::render(
+            "templates/bootstrap/install.sh",
+            &format!("{CHROOT_LOCK_SH}{INSTALL_SH}"),
+            &Vars::new()
+                .word("root", TARGET_ROOT)
+                .word("system", "/nix/store/gcqiw58q9c8ka0xdlbb4gl1f1852jf6i-system")
+                .word("host", "web1"),
+        )
+        .unwrap();
+        assert!(script.starts_with("# cairn: prepended"), "{script}");
+        let parsed =
+            std::process::Command::new("sh").arg("-n").arg("-c").arg(&script).output().unwrap();
+        assert!(parsed.status.success(), "{}", String::from_utf8_lossy(&parsed.stderr));
+    }
+}

@@ -282,6 +282,22 @@ impl QemuProvider {
     /// The base image: the host's or provider's `image` (downloaded into the cache and
     /// checked against its pinned sum when it is a URL), else the stock image built by
     /// cairn's VM recipe (see vm-tests/), found through `CAIRN_STOCK_IMAGE`.
+    /// Stops the VM's QEMU (if it runs and is the VM's) and removes its directory, only if
+    /// this provider made it for this host: never whatever else sits at <cache_dir>/<host>.
+    async fn remove_vm(&self, host: &Host, dir: &Path) -> Result<(), ProviderError> {
+        if let Some(pid) = read_pid(&dir.join("qemu.pid")).filter(|p| owns_vm(*p, dir)) {
+            process::terminate(pid, Duration::from_secs(5))
+                .await
+                .map_err(|e| cmd_err(host, "stopping QEMU", e))?;
+        }
+        if dir.exists() {
+            check_made_by_cairn(host, dir)?;
+            fs_err::remove_dir_all(dir)
+                .map_err(|e| cmd_err(host, "removing the VM directory", e))?;
+        }
+        Ok(())
+    }
+
     async fn base_image(&self, host: &Host) -> Result<PathBuf, ProviderError> {
         let source = self
             .image_source(host)?
@@ -339,6 +355,13 @@ impl Provider for QemuProvider {
             return Ok(None);
         }
         check_made_by_cairn(host, &dir)?;
+        // `create` writes the SSH port last: without it, a run was killed while making this
+        // VM (no seed yet, or QEMU not started). Nothing was recorded of it: start over.
+        if !dir.join(SSH_PORT_FILE).exists() {
+            tracing::warn!(host = %host.name, dir = %dir.display(), "removing a VM an interrupted run left half made");
+            self.remove_vm(host, &dir).await?;
+            return Ok(None);
+        }
         let shape = self.shape(host);
         let pid = read_pid(&dir.join("qemu.pid"));
         let port = state
@@ -385,7 +408,8 @@ impl Provider for QemuProvider {
         .await?;
         write_seed(host, &dir, req).await?;
         let (pid, port) = self.launch(host, &dir, &shape).await?;
-        fs_err::write(dir.join("ssh_port"), port.to_string())
+        // Last: its presence says the VM was made whole (see `lookup`).
+        fs_err::write(dir.join(SSH_PORT_FILE), port.to_string())
             .map_err(|e| cmd_err(host, "recording the SSH port", e))?;
         tracing::info!(host = %host.name, provider = %self.name, pid, port, "VM started");
         Ok(self.machine(host, &dir, Some(pid), port, &shape))
@@ -393,18 +417,7 @@ impl Provider for QemuProvider {
 
     async fn destroy(&self, host: &Host, _machine: &Machine) -> Result<(), ProviderError> {
         let dir = self.vm_dir(host);
-        if let Some(pid) = read_pid(&dir.join("qemu.pid")).filter(|p| owns_vm(*p, &dir)) {
-            process::terminate(pid, Duration::from_secs(5))
-                .await
-                .map_err(|e| cmd_err(host, "stopping QEMU", e))?;
-        }
-        if dir.exists() {
-            // Only a directory this provider made for this host: never whatever else sits at
-            // <cache_dir>/<host>.
-            check_made_by_cairn(host, &dir)?;
-            fs_err::remove_dir_all(&dir)
-                .map_err(|e| cmd_err(host, "removing the VM directory", e))?;
-        }
+        self.remove_vm(host, &dir).await?;
         tracing::info!(host = %host.name, "VM destroyed");
         Ok(())
     }
@@ -423,7 +436,7 @@ impl Provider for QemuProvider {
                 let shape = self.shape(host);
                 let (_, port) = self.launch(host, &dir, &shape).await?;
                 if port != machine.ssh_port {
-                    fs_err::write(dir.join("ssh_port"), port.to_string())
+                    fs_err::write(dir.join(SSH_PORT_FILE), port.to_string())
                         .map_err(|e| cmd_err(host, "recording the SSH port", e))?;
                 }
                 Ok(())
@@ -600,7 +613,7 @@ fn read_pid(pidfile: &Path) -> Option<u32> {
 }
 
 fn read_port(dir: &Path) -> Option<u16> {
-    fs_err::read_to_string(dir.join("ssh_port")).ok()?.trim().parse().ok()
+    fs_err::read_to_string(dir.join(SSH_PORT_FILE)).ok()?.trim().parse().ok()
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -723,6 +736,8 @@ fn decide_accel(requested: Accel, evidence: &KvmEvidence) -> AccelStep {
 
 /// The file that marks a VM directory as made by this provider for the host it names.
 const VM_MARKER: &str = ".cairn-vm";
+/// The SSH port forwarded to the VM, written last by `create`.
+const SSH_PORT_FILE: &str = "ssh_port";
 
 /// Refuses a VM directory that this provider did not make for `host` (no marker, or the
 /// marker of another host): cairn neither adopts nor deletes it.

@@ -342,6 +342,29 @@ host "web1" {
     assert_eq!(fs_err::read_to_string(foreign.join("disk.qcow2")).unwrap(), "someone else's disk");
 }
 
+/// A VM a killed run left half made (its marker and disk, no seed, never started: no SSH
+/// port recorded) is not taken for the host's machine: it is removed and planned again.
+#[test]
+fn a_vm_an_interrupted_run_left_half_made_is_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let vms = dir.path().join("vms");
+    fs_err::write(
+        dir.path().join("cairn.hcl"),
+        "provider \"qemu\" \"local\" {\n  cache_dir = \"vms\"\n  accel     = \"tcg\"\n}\nhost \"web1\" {\n  provider = \"local\"\n  flake    = \".#web1\"\n}\n",
+    )
+    .unwrap();
+    let half = vms.join("web1");
+    fs_err::create_dir_all(&half).unwrap();
+    fs_err::write(half.join(".cairn-vm"), "web1").unwrap();
+    fs_err::write(half.join("disk.qcow2"), "half made").unwrap();
+
+    let plan = cairn(dir.path(), &["plan"]);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{out}\n{}", stderr(&plan));
+    assert!(out.contains("+ host \"web1\""), "planned to be made again:\n{out}");
+    assert!(!half.exists(), "the half-made VM is removed");
+}
+
 /// Issue 10 ("cairn init, then what?"): the steps init's closing text lists, run in order as
 /// a new user would, up to the first that needs the network: keygen, adding the admin with
 /// the recipient it printed, creating web1's secrets with a scripted $EDITOR, plan.

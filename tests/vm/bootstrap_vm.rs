@@ -733,7 +733,8 @@ fn killed_in(phase: &str) {
         console(&dir)
     );
     let out = String::from_utf8_lossy(&again.stdout).to_string();
-    assert!(out.contains("web1: verified in"), "{out}");
+    // Killed in verify, the resume only verifies again ("verified, no changes").
+    assert!(out.contains("web1: verified"), "{out}");
     // The host key generated once, before or after the kill, and the one verify proved.
     let key = fs_err::read_to_string(&public).unwrap();
     if let Some(before) = key_at_kill {

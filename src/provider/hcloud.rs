@@ -318,6 +318,16 @@ impl HcloudProvider {
         }
     }
 
+    /// What state recorded of the host's server at this provider: its id, and the name an
+    /// imported server keeps (state records it).
+    fn recorded<'s>(&self, state: Option<&'s HostState>) -> (Option<&'s str>, Option<&'s str>) {
+        let id = state
+            .filter(|s| s.provider.as_deref().is_none_or(|p| p == self.name))
+            .and_then(|s| s.provider_id.as_deref());
+        let name = state.and_then(|s| s.provider_data.get("server_name")).and_then(|v| v.as_str());
+        (id, name)
+    }
+
     /// The server with this id, or `None` if there is none.
     pub async fn server(&self, host: &str, id: u64) -> Result<Option<Server>, ProviderError> {
         match self.client.get::<ServerEnvelope>(&format!("/servers/{id}"), &[]).await {
@@ -736,12 +746,7 @@ impl Provider for HcloudProvider {
         state: Option<&HostState>,
     ) -> Result<Option<Machine>, ProviderError> {
         let name = host.name.as_str();
-        let recorded = state
-            .filter(|s| s.provider.as_deref().is_none_or(|p| p == self.name))
-            .and_then(|s| s.provider_id.as_deref());
-        // An imported server keeps its own name; state records it.
-        let recorded_name =
-            state.and_then(|s| s.provider_data.get("server_name")).and_then(|v| v.as_str());
+        let (recorded, recorded_name) = self.recorded(state);
         if let Some(id) = recorded_id(name, recorded) {
             if let Some(s) = still_recorded(name, id, recorded_name, self.server(name, id).await?) {
                 return Ok(Some(self.machine(host, &s)));
@@ -763,12 +768,7 @@ impl Provider for HcloudProvider {
             .iter()
             .map(|(host, state)| {
                 let name = host.name.as_str();
-                let state = state.as_ref();
-                let recorded = state
-                    .filter(|s| s.provider.as_deref().is_none_or(|p| p == self.name))
-                    .and_then(|s| s.provider_id.as_deref());
-                let recorded_name =
-                    state.and_then(|s| s.provider_data.get("server_name")).and_then(|v| v.as_str());
+                let (recorded, recorded_name) = self.recorded(state.as_ref());
                 if let Some(id) = recorded_id(name, recorded) {
                     let listed = by_id.get(&id).map(|s| (*s).clone());
                     if let Some(s) = still_recorded(name, id, recorded_name, listed) {

@@ -83,6 +83,21 @@ fn aws_instances_get_a_stock_key_cairn_made_and_pinned() {
     the_injected_key_is_pinned(&fleet, &String::from_utf8(decoded).unwrap());
 }
 
+/// `bootstrap` up to reach, as the trust tests run it.
+const REACH: [&str; 7] =
+    ["bootstrap", "host", "web1", "--yes", "--skip-check", "--phases", "reach"];
+
+/// A fleet whose `existing` host web1 is the loopback sshd `ssh`.
+fn existing_fleet(ssh: &sshd::Sshd) -> Fleet {
+    Fleet::new(
+        &format!(
+            "provider \"existing\" \"mine\" {{}}\n\nhost \"web1\" {{\n  provider = \"mine\"\n  address  = \"127.0.0.1:{}\"\n  flake    = \".#web1\"\n}}\n",
+            ssh.port
+        ),
+        vec![("CAIRN_SSH_KEY", ssh.client_key().display().to_string())],
+    )
+}
+
 /// An `existing` machine nobody pinned a key for: refused without a terminal (even with
 /// --yes, which agrees to erasing, not to keys), refused when --trust-host-key names another
 /// key, recorded when it names the one presented.
@@ -93,17 +108,10 @@ fn an_existing_machines_first_key_is_confirmed_or_named_never_taken_silently() {
         return;
     }
     let ssh = sshd::Sshd::start();
-    let fleet = Fleet::new(
-        &format!(
-            "provider \"existing\" \"mine\" {{}}\n\nhost \"web1\" {{\n  provider = \"mine\"\n  address  = \"127.0.0.1:{}\"\n  flake    = \".#web1\"\n}}\n",
-            ssh.port
-        ),
-        vec![("CAIRN_SSH_KEY", ssh.client_key().display().to_string())],
-    );
+    let fleet = existing_fleet(&ssh);
     let presented = ssh.host_fingerprint("ed25519");
-    let reach = ["bootstrap", "host", "web1", "--yes", "--skip-check", "--phases", "reach"];
 
-    let refused = fleet.run(&reach, 1);
+    let refused = fleet.run(&REACH, 1);
     assert!(
         refused.contains(&format!(
             "refusing to trust the host key {presented} that web1 presented at root@127.0.0.1:{} \
@@ -116,16 +124,16 @@ fn an_existing_machines_first_key_is_confirmed_or_named_never_taken_silently() {
     assert_eq!(fleet.host_state("web1")["host_keys"]["stock"], Value::Null, "{refused}");
 
     let other = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    let wrong = fleet.run(&[&reach[..], &["--trust-host-key", other]].concat(), 1);
+    let wrong = fleet.run(&[&REACH[..], &["--trust-host-key", other]].concat(), 1);
     assert!(wrong.contains(&format!("--trust-host-key names {other}")), "{wrong}");
     assert_eq!(fleet.host_state("web1")["host_keys"]["stock"], Value::Null, "{wrong}");
 
-    fleet.run(&[&reach[..], &["--trust-host-key", &presented]].concat(), 0);
+    fleet.run(&[&REACH[..], &["--trust-host-key", &presented]].concat(), 0);
     let recorded = fleet.host_state("web1")["host_keys"]["stock"][0].as_str().unwrap().to_owned();
     let blob = |line: &str| line.split_whitespace().nth(1).unwrap().to_owned();
     assert_eq!(blob(&recorded), blob(&ssh.host_public_key("ed25519")));
     // Pinned from now on: no question, no flag.
-    fleet.run(&reach, 0);
+    fleet.run(&REACH, 0);
 }
 
 /// A stock image whose cloud-init disabled root logins (Debian, Ubuntu and Amazon Linux
@@ -145,16 +153,9 @@ fn a_stock_image_that_refuses_root_names_the_user_to_log_in_as() {
         client.trim()
     );
     fs_err::write(ssh.dir().join("authorized_keys"), format!("{forced}\n")).unwrap();
-    let fleet = Fleet::new(
-        &format!(
-            "provider \"existing\" \"mine\" {{}}\n\nhost \"web1\" {{\n  provider = \"mine\"\n  address  = \"127.0.0.1:{}\"\n  flake    = \".#web1\"\n}}\n",
-            ssh.port
-        ),
-        vec![("CAIRN_SSH_KEY", ssh.client_key().display().to_string())],
-    );
+    let fleet = existing_fleet(&ssh);
     let presented = ssh.host_fingerprint("ed25519");
-    let reach = ["bootstrap", "host", "web1", "--yes", "--skip-check", "--phases", "reach"];
-    let out = fleet.run(&[&reach[..], &["--trust-host-key", &presented]].concat(), 1);
+    let out = fleet.run(&[&REACH[..], &["--trust-host-key", &presented]].concat(), 1);
     assert!(
         out.contains(
             "the stock image refuses logins as `root` and asks for `admin` (cloud-init's disable_root)"

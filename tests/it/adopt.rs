@@ -33,6 +33,31 @@ impl Fleet {
         Self { dir, env }
     }
 
+    /// web1 at an hcloud provider (cloudalone).
+    pub(crate) fn hcloud(ca: &Cloudalone) -> Self {
+        Self::new(
+            &format!(
+                "provider \"hcloud\" \"cloud\" {{\n  token    = env(\"HCLOUD_TOKEN\")\n  endpoint = \"{}\"\n}}\n\nhost \"web1\" {{\n  provider = \"cloud\"\n  size     = \"small\"\n  image    = \"debian-13\"\n}}\n",
+                ca.endpoint()
+            ),
+            vec![("HCLOUD_TOKEN", TOKEN.to_owned())],
+        )
+    }
+
+    /// web1 at an aws provider (moto).
+    pub(crate) fn aws(moto: &Moto) -> Self {
+        Self::new(
+            &format!(
+                "provider \"aws\" \"cloud\" {{\n  region            = \"{REGION}\"\n  endpoint          = \"{}\"\n  access_key_id     = env(\"AWS_ACCESS_KEY_ID\")\n  secret_access_key = env(\"AWS_SECRET_ACCESS_KEY\")\n  ami               = \"{AMI}\"\n}}\n\nhost \"web1\" {{\n  provider = \"cloud\"\n  size     = \"t3.small\"\n}}\n",
+                moto.endpoint()
+            ),
+            vec![
+                ("AWS_ACCESS_KEY_ID", moto.access_key_id.clone()),
+                ("AWS_SECRET_ACCESS_KEY", moto.secret_access_key.clone()),
+            ],
+        )
+    }
+
     pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -125,13 +150,7 @@ fn reported_refused_then_imported(fleet: &Fleet, id: &str, machines: &dyn Fn() -
 fn hcloud_a_server_named_like_the_host_is_reported_refused_and_taken_only_by_import() {
     let Some(ca) = Cloudalone::start() else { return };
     let rt = runtime();
-    let fleet = Fleet::new(
-        &format!(
-            "provider \"hcloud\" \"cloud\" {{\n  token    = env(\"HCLOUD_TOKEN\")\n  endpoint = \"{}\"\n}}\n\nhost \"web1\" {{\n  provider = \"cloud\"\n  size     = \"small\"\n  image    = \"debian-13\"\n}}\n",
-            ca.endpoint()
-        ),
-        vec![("HCLOUD_TOKEN", TOKEN.to_owned())],
-    );
+    let fleet = Fleet::hcloud(&ca);
     let made = rt.block_on(
         ca.post("/servers", &json!({"name": "web1", "server_type": "small", "image": "debian-13"})),
     );
@@ -153,16 +172,7 @@ fn hcloud_a_server_named_like_the_host_is_reported_refused_and_taken_only_by_imp
 fn aws_an_instance_named_like_the_host_is_reported_refused_and_taken_only_by_import() {
     let rt = runtime();
     let Some(moto) = rt.block_on(Moto::start()) else { return };
-    let fleet = Fleet::new(
-        &format!(
-            "provider \"aws\" \"cloud\" {{\n  region            = \"{REGION}\"\n  endpoint          = \"{}\"\n  access_key_id     = env(\"AWS_ACCESS_KEY_ID\")\n  secret_access_key = env(\"AWS_SECRET_ACCESS_KEY\")\n  ami               = \"{AMI}\"\n}}\n\nhost \"web1\" {{\n  provider = \"cloud\"\n  size     = \"t3.small\"\n}}\n",
-            moto.endpoint()
-        ),
-        vec![
-            ("AWS_ACCESS_KEY_ID", moto.access_key_id.clone()),
-            ("AWS_SECRET_ACCESS_KEY", moto.secret_access_key.clone()),
-        ],
-    );
+    let fleet = Fleet::aws(&moto);
     let started = rt.block_on(moto.ec2(&[
         ("Action", "RunInstances"),
         ("ImageId", AMI),

@@ -9,8 +9,8 @@
 use serde_json::{json, Value};
 
 use crate::adopt::{runtime, Fleet};
-use crate::provider_aws::{Moto, AMI, REGION};
-use crate::support::cloudalone::{Cloudalone, TOKEN};
+use crate::provider_aws::Moto;
+use crate::support::cloudalone::Cloudalone;
 use crate::support::sshd;
 
 /// After `cairn apply` made web1: the key state pins for its stock image is the one cairn
@@ -35,13 +35,7 @@ fn the_injected_key_is_pinned(fleet: &Fleet, user_data: &str) {
 #[test]
 fn hcloud_servers_get_a_stock_key_cairn_made_and_pinned() {
     let Some(ca) = Cloudalone::start() else { return };
-    let fleet = Fleet::new(
-        &format!(
-            "provider \"hcloud\" \"cloud\" {{\n  token    = env(\"HCLOUD_TOKEN\")\n  endpoint = \"{}\"\n}}\n\nhost \"web1\" {{\n  provider = \"cloud\"\n  size     = \"small\"\n  image    = \"debian-13\"\n}}\n",
-            ca.endpoint()
-        ),
-        vec![("HCLOUD_TOKEN", TOKEN.to_owned())],
-    );
+    let fleet = Fleet::hcloud(&ca);
     let applied = fleet.run(&["apply", "--yes"], 0);
     assert!(!applied.contains("PRIVATE KEY"), "never shown:\n{applied}");
     let id = fleet.host_state("web1")["provider_id"].as_str().unwrap().to_owned();
@@ -53,16 +47,7 @@ fn hcloud_servers_get_a_stock_key_cairn_made_and_pinned() {
 fn aws_instances_get_a_stock_key_cairn_made_and_pinned() {
     let rt = runtime();
     let Some(moto) = rt.block_on(Moto::start()) else { return };
-    let fleet = Fleet::new(
-        &format!(
-            "provider \"aws\" \"cloud\" {{\n  region            = \"{REGION}\"\n  endpoint          = \"{}\"\n  access_key_id     = env(\"AWS_ACCESS_KEY_ID\")\n  secret_access_key = env(\"AWS_SECRET_ACCESS_KEY\")\n  ami               = \"{AMI}\"\n}}\n\nhost \"web1\" {{\n  provider = \"cloud\"\n  size     = \"t3.small\"\n}}\n",
-            moto.endpoint()
-        ),
-        vec![
-            ("AWS_ACCESS_KEY_ID", moto.access_key_id.clone()),
-            ("AWS_SECRET_ACCESS_KEY", moto.secret_access_key.clone()),
-        ],
-    );
+    let fleet = Fleet::aws(&moto);
     let applied = fleet.run(&["apply", "--yes"], 0);
     assert!(!applied.contains("PRIVATE KEY"), "never shown:\n{applied}");
     let id = fleet.host_state("web1")["provider_id"].as_str().unwrap().to_owned();

@@ -32,10 +32,7 @@ pub struct RemoteCommand {
 
 #[derive(Clone)]
 enum Body {
-    Program {
-        program: String,
-        args: Vec<String>,
-    },
+    Program(ShellCommand),
     /// A script fed on stdin to `sh -s`; `name` identifies it in logs and errors.
     Script {
         name: String,
@@ -51,11 +48,9 @@ enum Body {
 impl RemoteCommand {
     /// A program (looked up in the remote PATH) with no arguments yet.
     pub fn new(program: impl AsRef<OsStr>) -> Self {
-        let mut cmd = Self::with_body(Body::Program { program: String::new(), args: Vec::new() });
+        let mut cmd = Self::with_body(Body::Program(ShellCommand::new(String::new())));
         let program = cmd.checked(program.as_ref(), "program");
-        if let Body::Program { program: p, .. } = &mut cmd.body {
-            *p = program;
-        }
+        cmd.body = Body::Program(ShellCommand::new(program));
         cmd
     }
 
@@ -90,7 +85,7 @@ impl RemoteCommand {
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         let arg = self.checked(arg.as_ref(), "argument");
         match &mut self.body {
-            Body::Program { args, .. } => args.push(arg),
+            Body::Program(command) => command.push(arg),
             Body::Script { name, .. } | Body::InlineScript { name, .. } => {
                 let msg = format!("script {name} takes named arguments (env), not positional ones");
                 self.invalid.get_or_insert(msg);
@@ -207,15 +202,14 @@ impl RemoteCommand {
             words.extend(self.env.iter().map(|(n, v)| format!("{n}={}", quote(v))));
         }
         match &self.body {
-            Body::Program { program, args } => {
-                if program.is_empty() {
+            Body::Program(command) => {
+                if command.program().is_empty() {
                     return Err(InvalidCommand {
                         command: self.to_string(),
                         reason: "the program name is empty".into(),
                     });
                 }
-                words.push(quote_program(program));
-                words.extend(args.iter().map(|a| quote(a)));
+                words.push(command.to_string());
             }
             Body::Script { .. } => words.extend(["sh".into(), "-s".into()]),
             Body::InlineScript { text, .. } => {
@@ -255,14 +249,13 @@ impl fmt::Display for RemoteCommand {
             });
         }
         match &self.body {
-            Body::Program { program, args } => {
-                words.push(quote(program));
-                if self.sensitive && !args.is_empty() {
+            Body::Program(command) if self.sensitive => {
+                words.push(quote_program(command.program()));
+                if !command.arguments().is_empty() {
                     words.push("…".into());
-                } else {
-                    words.extend(args.iter().map(|a| quote(a)));
                 }
             }
+            Body::Program(command) => words.push(command.to_string()),
             Body::Script { name, .. } => words.push(format!("sh -s <{name}>")),
             Body::InlineScript { name, .. } => words.push(format!("sh -c <{name}>")),
         }
@@ -319,47 +312,14 @@ pub struct InvalidCommand {
     pub reason: String,
 }
 
-/// A program name: like [`quote`], but `a=b` is quoted so the shell does not take it for
-/// an assignment.
-fn quote_program(program: &str) -> String {
-    if program.contains('=') {
-        format!("'{}'", program.replace('\'', "'\\''"))
-    } else {
-        quote(program)
-    }
-}
-
 /// One word for a POSIX shell (the same quoting the rendered templates use).
 pub use crate::util::shell::quote;
+use crate::util::shell::{quote_program, ShellCommand};
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::ffi::OsStrExt;
-
-    #[test]
-    fn safe_words_are_left_alone() {
-        assert_eq!(quote("ls"), "ls");
-        assert_eq!(quote("/dev/disk/by-id/virtio-x_1"), "/dev/disk/by-id/virtio-x_1");
-        assert_eq!(quote("a=b"), "a=b");
-    }
-
-    #[test]
-    fn quotes_spaces_quotes_newlines_and_metacharacters() {
-        assert_eq!(quote("my file"), "'my file'");
-        assert_eq!(quote("it's"), "'it'\\''s'");
-        assert_eq!(quote("a\nb"), "'a\nb'");
-        assert_eq!(quote("$(reboot)"), "'$(reboot)'");
-        assert_eq!(quote("*"), "'*'");
-        assert_eq!(quote("~root"), "'~root'");
-        assert_eq!(quote("a;b|c&d"), "'a;b|c&d'");
-        assert_eq!(quote("'"), "''\\'''");
-    }
-
-    #[test]
-    fn a_program_with_an_equals_sign_is_not_an_assignment() {
-        assert_eq!(RemoteCommand::new("a=b").arg("c=d").command_line().unwrap(), "'a=b' c=d");
-    }
 
     #[test]
     fn empty_argument_is_kept_as_an_empty_word() {

@@ -24,8 +24,19 @@ pub fn quote(s: &str) -> String {
     out
 }
 
-/// One command line: a program (a shell function or command name fixed by cairn's own code)
-/// and arguments, each quoted when rendered.
+/// A program name: like [`quote`], but a name holding `=` is quoted too, so the shell does
+/// not take it for an assignment.
+pub fn quote_program(program: &str) -> String {
+    if program.contains('=') {
+        format!("'{}'", program.replace('\'', "'\\''"))
+    } else {
+        quote(program)
+    }
+}
+
+/// One command line, built as data: a program and arguments, each quoted exactly once when
+/// rendered. The one command builder of the crate: template lines (`make_part 1 'EFI'`) use
+/// it directly, and [`crate::ssh::RemoteCommand`] wraps it with what a remote run needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShellCommand {
     program: String,
@@ -33,18 +44,14 @@ pub struct ShellCommand {
 }
 
 impl ShellCommand {
-    /// `program` must be a plain command name (letters, digits, `_`, `-`, `.`, `/`): it comes
-    /// from cairn's code, never from user input.
-    ///
-    /// # Panics
-    /// When `program` is not such a name; that is a bug in the caller.
-    pub fn new(program: &str) -> Self {
-        assert!(
-            !program.is_empty()
-                && program.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./".contains(&b)),
-            "not a plain command name: {program:?}"
-        );
-        Self { program: program.to_owned(), args: Vec::new() }
+    /// A program with no arguments yet. Any name renders safely (see [`quote_program`]).
+    pub fn new(program: impl Into<String>) -> Self {
+        Self { program: program.into(), args: Vec::new() }
+    }
+
+    /// Appends one argument in place.
+    pub fn push(&mut self, arg: impl Into<String>) {
+        self.args.push(arg.into());
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -72,7 +79,7 @@ impl ShellCommand {
 
 impl fmt::Display for ShellCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.program)?;
+        f.write_str(&quote_program(&self.program))?;
         for a in &self.args {
             write!(f, " {}", quote(a))?;
         }
@@ -110,6 +117,18 @@ mod tests {
             let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), word, "script: {script}");
         }
+    }
+
+    #[test]
+    fn more_words_that_need_quotes() {
+        assert_eq!(quote("a;b|c&d"), "'a;b|c&d'");
+        assert_eq!(quote("'"), "''\\'''");
+        assert_eq!(quote("a=b"), "a=b");
+    }
+
+    #[test]
+    fn a_program_with_an_equals_sign_is_not_an_assignment() {
+        assert_eq!(ShellCommand::new("a=b").arg("c=d").to_string(), "'a=b' c=d");
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! `cairn hosts`: the inventory joined with state, one row per host.
 
-use base64::Engine as _;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::inventory::{Host, Inventory};
 use crate::state::{KeyPhase, PhaseRecord, StateData};
@@ -24,7 +22,7 @@ pub struct HostRow {
     /// The best address known: state's first, else the inventory's (`existing` machines).
     pub address: Option<String>,
     pub last_phase: Option<PhaseRecord>,
-    /// SHA256 fingerprint of the pinned host key (installed system's, else the latest phase's).
+    /// Fingerprint (`ssh-ed25519 SHA256:...`) of the pinned host key (installed system's, else the latest phase's).
     pub host_key: Option<String>,
 }
 
@@ -60,12 +58,23 @@ pub fn rows(inv: &Inventory, selected: &[&Host], state: &StateData) -> Vec<HostR
         .collect()
 }
 
-/// The OpenSSH fingerprint (`SHA256:...`) of a public key line; `None` if it is not one.
-pub fn fingerprint(key_line: &str) -> Option<String> {
-    let blob = key_line.split_whitespace().nth(1)?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(blob).ok()?;
-    let digest = Sha256::digest(&bytes);
-    Some(format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)))
+/// How `cairn hosts` shows a pinned key line: [`crate::ssh::fingerprint`]
+/// (`ssh-ed25519 SHA256:...`, as `ssh-keygen -l` names it); `None` if it is not a key.
+fn fingerprint(key_line: &str) -> Option<String> {
+    russh::keys::PublicKey::from_openssh(key_line).ok().map(|k| crate::ssh::fingerprint(&k))
+}
+
+/// The table's short form: the algorithm without its `ssh-` prefix and 16 digits of the
+/// hash (`ed25519 SHA256:ppC8hwvKkktlVNa9`); the full fingerprint is in `--json`.
+fn short_fingerprint(full: &str) -> String {
+    let (alg, hash) = full.split_once(' ').unwrap_or(("", full));
+    let alg = alg.strip_prefix("ssh-").unwrap_or(alg);
+    let hash: String = hash.chars().take("SHA256:".len() + 16).collect();
+    if alg.is_empty() {
+        hash
+    } else {
+        format!("{alg} {hash}")
+    }
 }
 
 /// The rows as an aligned plain-text table.
@@ -89,7 +98,7 @@ pub fn render_table(rows: &[HostRow]) -> String {
                 format!("{} ({at})", p.phase)
             }),
             // Short, as ssh-keygen users recognise it: the first 16 characters of the hash.
-            r.host_key.as_ref().map_or_else(dash, |k| k.chars().take(23).collect()),
+            r.host_key.as_ref().map_or_else(dash, |k| short_fingerprint(k)),
         ]);
     }
     let mut widths = [0usize; 7];
@@ -123,7 +132,7 @@ mod tests {
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIE/orE9QoQ9OmBws2f3DqR08YyzNiTPVGh5WKMSYkUT x@y";
         assert_eq!(
             super::fingerprint(key).unwrap(),
-            "SHA256:ppC8hwvKkktlVNa9BXsq/lLrChrxToZQ+pO9ZvnSu80"
+            "ssh-ed25519 SHA256:ppC8hwvKkktlVNa9BXsq/lLrChrxToZQ+pO9ZvnSu80"
         );
         assert_eq!(super::fingerprint("not a key"), None);
     }

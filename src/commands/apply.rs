@@ -75,7 +75,7 @@ pub(super) fn execute(
     session: &FleetSession,
     runtime: &tokio::runtime::Runtime,
     plan: &Plan,
-    operator_key: String,
+    operator_key: Option<String>,
     parallel: usize,
 ) -> miette::Result<usize> {
     let inv = session.inventory.clone();
@@ -101,19 +101,18 @@ pub(super) fn execute(
     Ok(failed)
 }
 
-/// The operator's public key when the plan creates machines (made on first use).
-fn operator_key(inv: &crate::inventory::Inventory, plan: &Plan) -> miette::Result<String> {
+/// The operator's public key when the plan creates machines (made on first use); `None`
+/// when it creates nothing.
+fn operator_key(inv: &crate::inventory::Inventory, plan: &Plan) -> miette::Result<Option<String>> {
     let creates = plan.hosts.iter().any(|h| {
         h.action == Action::Create
             || (matches!(h.action, Action::Change | Action::Replace) && h.rebuild)
     });
     if !creates {
-        return Ok(String::new());
+        return Ok(None);
     }
-    let operator = crate::bootstrap::Operator::load_or_create(
-        &inv.root,
-        std::env::var_os("CAIRN_SSH_KEY").map(Into::into),
-    )
-    .map_err(miette::Report::new)?;
-    Ok(operator.public_line)
+    let env = super::login::operator_key_override(&crate::keys::IdentityEnv::from_process());
+    let operator =
+        crate::bootstrap::Operator::load_or_create(&inv.root, env).map_err(miette::Report::new)?;
+    Ok(Some(operator.public_line))
 }

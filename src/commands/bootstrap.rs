@@ -45,7 +45,7 @@ impl Settings {
         Ok(Self {
             selectors: args.selectors(),
             options,
-            operator_key: env.get("CAIRN_SSH_KEY").filter(|k| !k.is_empty()).map(PathBuf::from),
+            operator_key: super::login::operator_key_override(&env),
             env,
             yes: args.yes,
         })

@@ -3,7 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::keys::IdentityEnv;
 use crate::ssh::Auth;
+
+/// `CAIRN_SSH_KEY`: the operator key to use instead of the repository's (an empty value
+/// counts as unset). Read here only, for every command that logs in or hands out the key.
+pub(crate) fn operator_key_override(env: &IdentityEnv) -> Option<PathBuf> {
+    env.get("CAIRN_SSH_KEY").filter(|k| !k.is_empty()).map(PathBuf::from)
+}
 
 pub(crate) fn login_auth(root: &Path, identity: Option<&PathBuf>) -> miette::Result<Auth> {
     let operator_key = crate::repo::Repo::new(root).operator_key();

@@ -21,8 +21,9 @@ pub struct Executor {
     pub inventory: Arc<Inventory>,
     pub state: SharedStateLock,
     pub providers: BTreeMap<ProviderName, Arc<dyn Provider>>,
-    /// The operator's SSH public key line, handed to machines created.
-    pub operator_key: String,
+    /// The operator's SSH public key line, handed to machines created; `None` for a run
+    /// that creates nothing (destroy).
+    pub operator_key: Option<String>,
     pub parallel: usize,
 }
 
@@ -230,8 +231,11 @@ async fn create(
     provider: &dyn Provider,
 ) -> Result<Machine, PlanError> {
     let stock_keys = crate::repo::Repo::new(&exec.inventory.root).stock_keys_dir();
-    let req =
-        CreateRequest::for_host(provider.kind(), host, exec.operator_key.clone(), &stock_keys)?;
+    let operator_key = exec
+        .operator_key
+        .clone()
+        .ok_or_else(|| PlanError::NoOperatorKey { host: host.name.to_string() })?;
+    let req = CreateRequest::for_host(provider.kind(), host, operator_key, &stock_keys)?;
     let m = provider.create(host, &req).await?;
     tracing::info!(machine = %m.id, "created");
     let desired = Recorded::desired(&exec.inventory, host);

@@ -659,6 +659,15 @@ pub enum PlanError {
     )]
     Stale { path: std::path::PathBuf, why: String },
 
+    #[error(
+        "{host}: the plan creates a machine, but this run was given no operator key to put on it"
+    )]
+    #[diagnostic(
+        code(cairn::plan::no_operator_key),
+        help("this is a bug in cairn (only destroy runs without a key); nothing was created for {host}")
+    )]
+    NoOperatorKey { host: String },
+
     #[error("{failed} host(s) could not be refreshed; the plan is not saved")]
     #[diagnostic(
         code(cairn::plan::incomplete),

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::secrets::Format;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cairn",
@@ -274,11 +276,11 @@ pub enum SecretsCommand {
 #[derive(Debug, Args, Clone, Default)]
 pub struct SecretsFormatArgs {
     /// Read the file as this format instead of guessing from its extension
-    #[arg(long, value_name = "FORMAT", value_parser = ["yaml", "json", "dotenv", "ini", "binary"])]
-    pub input_type: Option<String>,
+    #[arg(long, value_name = "FORMAT")]
+    pub input_type: Option<Format>,
     /// Write this format instead of the input format
-    #[arg(long, value_name = "FORMAT", value_parser = ["yaml", "json", "dotenv", "ini", "binary"])]
-    pub output_type: Option<String>,
+    #[arg(long, value_name = "FORMAT")]
+    pub output_type: Option<Format>,
 }
 
 #[derive(Debug, Args)]
@@ -323,8 +325,8 @@ pub struct SecretsEditArgs {
     #[arg(long)]
     pub ignore_mac: bool,
     /// Read the file as this format instead of guessing from its extension
-    #[arg(long, value_name = "FORMAT", value_parser = ["yaml", "json", "dotenv", "ini", "binary"])]
-    pub input_type: Option<String>,
+    #[arg(long, value_name = "FORMAT")]
+    pub input_type: Option<Format>,
     /// Put the plaintext in the system temp dir (on disk) when no RAM-backed directory
     /// (/dev/shm, $XDG_RUNTIME_DIR) is usable; without it, cairn refuses
     #[arg(long)]

@@ -48,8 +48,8 @@ fn rule_spec(ctx: &Context, config: Option<&SopsConfig>, path: &Path) -> Result<
 
 /// `--input-type`/`--output-type`, else the extension (output: the input's format).
 fn formats(path: &Path, args: &SecretsFormatArgs) -> (Format, Format) {
-    let input = ops::format_for(path, args.input_type.as_deref());
-    let output = args.output_type.as_deref().and_then(Format::from_name).unwrap_or(input);
+    let input = ops::format_for(path, args.input_type);
+    let output = args.output_type.unwrap_or(input);
     (input, output)
 }
 
@@ -96,7 +96,7 @@ fn run_file_command(cmd: SecretsCommand, ctx: &Context, env: &IdentityEnv) -> Re
         }
         SecretsCommand::Edit(a) => {
             let path = abs(ctx, &a.file);
-            let format = ops::format_for(&path, a.input_type.as_deref());
+            let format = ops::format_for(&path, a.input_type);
             let ids = Identities::discover(env);
             let editor = ["SOPS_EDITOR", "VISUAL", "EDITOR"]
                 .iter()

@@ -13,8 +13,8 @@ use super::walk::CryptRule;
 use crate::keys::{AgeKeyFile, AgeRecipient, Identities, IdentityEnv};
 
 /// `--input-type`/`--output-type`, else the extension.
-pub fn format_for(path: &Path, name: Option<&str>) -> Format {
-    name.and_then(Format::from_name).unwrap_or_else(|| Format::from_path(path))
+pub fn format_for(path: &Path, given: Option<Format>) -> Format {
+    given.unwrap_or_else(|| Format::from_path(path))
 }
 
 /// Decrypts `path` and renders the plaintext (or the `--extract`ed part) in `output`.

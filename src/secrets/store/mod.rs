@@ -45,8 +45,8 @@ impl StoresConfig {
     }
 }
 
-/// A sops file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A sops file format. Its names on the command line (`--input-type yaml`) are sops'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Yaml,
     Json,
@@ -70,18 +70,6 @@ impl Format {
         } else {
             Format::Binary
         }
-    }
-
-    /// `--input-type` / `--output-type` values.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "yaml" => Format::Yaml,
-            "json" => Format::Json,
-            "dotenv" => Format::Dotenv,
-            "ini" => Format::Ini,
-            "binary" => Format::Binary,
-            _ => return None,
-        })
     }
 
     pub fn name(self) -> &'static str {

@@ -1,5 +1,6 @@
 //! The state backend for teams: a PostgreSQL database
-//! (`state { backend = "pg", conn = env("CAIRN_PG_CONN"), name = "prod" }`).
+//! (`state { backend = "pg", conn = env("CAIRN_PG_CONN"), name = "prod" }`), over TLS as
+//! `conn`'s `sslmode` says (conn.rs, tls.rs).
 //!
 //! Tables, in the schema `cairn` (created on first use, versioned by `cairn.layout`):
 //! - `cairn.state_versions`: every committed version of every named state
@@ -26,10 +27,17 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 use super::{LockHolder, LockWait, State, StateData, StateError, StateLock, SCHEMA_VERSION};
 use crate::inventory::Sensitive;
+
+mod conn;
+mod tls;
+
+use conn::ConnSettings;
+pub use conn::{SslMode, SSL_MODES};
+use tls::MakeRustls;
 
 /// The schema holding cairn's tables.
 pub const DB_SCHEMA: &str = "cairn";
@@ -60,20 +68,6 @@ pub const LAYOUT_VERSION: usize = MIGRATIONS.len();
 /// Serialises the creation and migration of the tables between first runs.
 const SETUP_LOCK_KEY: i64 = 0x6361_6972_6e00_0001; // "cairn\0" + 1
 
-/// How long to wait for the server when `conn` sets no `connect_timeout`.
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long data sent over TCP may stay unacknowledged before the connection counts as
-/// broken, when `conn` sets no `tcp_user_timeout`: a commit fails instead of hanging on a
-/// network that went away.
-const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Server-side limits for every statement of cairn's sessions, unless `conn`'s `options` set
-/// them: a statement or a row lock that hangs (a stuck server, another client holding a
-/// row) fails the run with a message instead of holding it and the state lock forever. The
-/// advisory-lock wait sets its own limits (`--lock-timeout`).
-const SESSION_LIMITS: [(&str, &str); 2] = [("statement_timeout", "60s"), ("lock_timeout", "30s")];
-
 /// How long releasing the lock may take at the end of a run.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -89,13 +83,39 @@ pub enum PgError {
     )]
     InvalidConn(#[source] tokio_postgres::Error),
 
-    #[error("cannot connect to {location}")]
+    #[error("`sslmode={value}` in the `conn` of the pg state backend is not one of: {allowed}")]
+    #[diagnostic(
+        code(cairn::state::pg::sslmode),
+        help("`verify-full` checks that the server's certificate chains to `sslrootcert` and names the host; `require` encrypts without checking it")
+    )]
+    InvalidSslMode { value: String, allowed: &'static str },
+
+    #[error("refusing to send the password in `conn` to {host} without TLS")]
+    #[diagnostic(
+        code(cairn::state::pg::cleartext_password),
+        help("with `sslmode=prefer` (the default) the password goes out in cleartext if the server does not offer TLS; add `sslmode=verify-full` (with `sslrootcert=CA.pem` for a private CA) or `sslmode=require` to `conn`, or write `sslmode=disable` to send it in cleartext on purpose")
+    )]
+    CleartextPassword { host: String },
+
+    #[error("cannot read the certificates of `sslrootcert` {}: {why}", path.display())]
+    #[diagnostic(
+        code(cairn::state::pg::sslrootcert),
+        help("`sslrootcert` names a PEM file holding the CA certificate(s) the server's certificate must chain to")
+    )]
+    RootCert { path: std::path::PathBuf, why: String },
+
+    #[error("cannot set up TLS for the pg state backend: {what}")]
+    #[diagnostic(code(cairn::state::pg::tls))]
+    Tls { what: String },
+
+    #[error("cannot connect to {location} (sslmode={ssl_mode})")]
     #[diagnostic(
         code(cairn::state::pg::connect),
-        help("check `conn` in the state block (and the variable it reads, e.g. CAIRN_PG_CONN) and that the server accepts this user; cairn connects without TLS for now")
+        help("check `conn` in the state block (and the variable it reads, e.g. CAIRN_PG_CONN), that the server accepts this user, and, with TLS, that its certificate chains to `sslrootcert` and names the host in `conn`")
     )]
     Connect {
         location: String,
+        ssl_mode: &'static str,
         #[source]
         source: tokio_postgres::Error,
     },
@@ -153,6 +173,8 @@ pub enum PgError {
 #[derive(Clone)]
 pub struct PgState {
     config: Config,
+    tls: MakeRustls,
+    ssl_mode: SslMode,
     name: String,
     location: String,
 }
@@ -168,25 +190,10 @@ impl PgState {
     /// The state called `name` in the database `conn` (a libpq connection string) points to.
     /// Connects only when used.
     pub fn new(conn: &Sensitive, name: &str) -> Result<Self, PgError> {
-        let mut config: Config = conn.0.parse().map_err(PgError::InvalidConn)?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        if config.get_tcp_user_timeout().is_none() {
-            config.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("cairn");
-        }
-        let mut options = config.get_options().unwrap_or_default().to_owned();
-        for (setting, value) in SESSION_LIMITS {
-            if !options.contains(setting) {
-                options = format!("{options} -c {setting}={value}").trim_start().to_owned();
-            }
-        }
-        config.options(&options);
+        let ConnSettings { config, ssl_mode, roots } = ConnSettings::parse(&conn.0)?;
+        let tls = MakeRustls::new(ssl_mode, &roots)?;
         let location = format!("PostgreSQL state \"{name}\" ({})", describe(&config));
-        Ok(Self { config, name: name.to_owned(), location })
+        Ok(Self { config, tls, ssl_mode, name: name.to_owned(), location })
     }
 
     /// The state's name: the key of its rows and of its lock.
@@ -195,7 +202,7 @@ impl PgState {
     }
 
     fn connect(&self) -> Result<Conn, PgError> {
-        Conn::open(&self.config, &self.location)
+        Conn::open(self)
     }
 }
 
@@ -244,19 +251,23 @@ struct Conn {
 }
 
 impl Conn {
-    fn open(config: &Config, location: &str) -> Result<Self, PgError> {
+    fn open(state: &PgState) -> Result<Self, PgError> {
+        let location = &state.location;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("cairn-pg")
             .enable_all()
             .build()
             .map_err(PgError::Runtime)?;
-        let config = config.clone();
-        let connected = Self::wait(&runtime, async move { config.connect(NoTls).await });
+        let (config, tls) = (state.config.clone(), state.tls.clone());
+        let connected = Self::wait(&runtime, async move { config.connect(tls).await });
         let lost = || PgError::ConnectionLost { location: location.to_owned(), source: None };
-        let (client, connection) = connected
-            .ok_or_else(lost)?
-            .map_err(|source| PgError::Connect { location: location.to_owned(), source })?;
+        let (client, connection) =
+            connected.ok_or_else(lost)?.map_err(|source| PgError::Connect {
+                location: location.to_owned(),
+                ssl_mode: state.ssl_mode.as_str(),
+                source,
+            })?;
         runtime.spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("PostgreSQL state connection ended: {e}");
@@ -794,8 +805,8 @@ mod tests {
     #[test]
     fn location_and_debug_never_show_the_password() {
         for conn in [
-            "host=db.example.org port=5433 dbname=fleet user=alice password=hunter2-secret",
-            "postgresql://alice:hunter2-secret@db.example.org:5433/fleet",
+            "host=db.example.org port=5433 dbname=fleet user=alice password=hunter2-secret sslmode=require",
+            "postgresql://alice:hunter2-secret@db.example.org:5433/fleet?sslmode=verify-full",
         ] {
             let state = PgState::new(&Sensitive(conn.into()), "prod").unwrap();
             assert_eq!(

@@ -28,4 +28,5 @@ mod secrets_rules;
 mod secrets_yaml;
 mod ssh;
 mod state;
+mod state_tls;
 mod trust;

@@ -22,7 +22,22 @@ pub struct Postgres {
     bin: PathBuf,
     port: u16,
     postmaster: Option<Child>,
+    tls: Option<TestCa>,
 }
+
+/// The certificates of a server started with [`start_tls`], made by the openssl CLI.
+pub struct TestCa {
+    /// The CA that signed the server's certificate (PEM).
+    pub ca: PathBuf,
+    /// Another CA, which signed nothing the server shows.
+    pub other_ca: PathBuf,
+}
+
+/// The names the server's certificate is valid for.
+pub const TLS_NAMES: &str = "DNS:localhost,IP:127.0.0.1";
+/// A role that logs in with a password (SCRAM) over TCP; `cairn` keeps trust auth.
+pub const PASSWORD_USER: &str = "fleet";
+pub const PASSWORD: &str = "hunter2-fleet";
 
 /// The directory holding initdb, postgres and psql, newest version first.
 fn bin_dir() -> Option<PathBuf> {
@@ -53,11 +68,86 @@ pub fn start() -> Option<Postgres> {
         eprintln!("SKIPPED: PostgreSQL is not installed (run .ci/install); the pg state backend is untested");
         return None;
     };
-    Some(Postgres::start(bin))
+    Some(Postgres::start(bin, false))
+}
+
+/// Like [`start`], with `ssl = on`: a certificate for [`TLS_NAMES`] signed by a CA made
+/// for this server, and a role [`PASSWORD_USER`] that must give its password over TCP.
+pub fn start_tls() -> Option<Postgres> {
+    match bin_dir() {
+        Some(bin) => Some(Postgres::start(bin, true)),
+        None => start(),
+    }
+}
+
+/// A CA and a server certificate signed by it (and a second, unrelated CA) in `dir`.
+fn make_certs(dir: &Path) -> TestCa {
+    let openssl = |args: &[&str]| run(Command::new("openssl").current_dir(dir).args(args));
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec[..],
+                &[
+                    "-keyout",
+                    &format!("{ca}.key"),
+                    "-out",
+                    &format!("{ca}.pem"),
+                    "-days",
+                    "2",
+                    "-subj",
+                    &format!("/CN=cairn test {ca}"),
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ][..],
+            ]
+            .concat(),
+        );
+    }
+    openssl(
+        &[
+            &["req"][..],
+            &ec[..],
+            &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"][..],
+        ]
+        .concat(),
+    );
+    fs_err::write(
+        dir.join("server.ext"),
+        format!("subjectAltName={TLS_NAMES}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"),
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    // The server refuses a key others can read, and must own it.
+    let key = dir.join("server.key");
+    fs_err::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    if let Some((uid, _)) = server_user() {
+        run(Command::new("chown").arg(uid.to_string()).arg(&key).arg(dir.join("server.crt")));
+    }
+    TestCa { ca: dir.join("ca.pem"), other_ca: dir.join("other-ca.pem") }
 }
 
 impl Postgres {
-    fn start(bin: PathBuf) -> Self {
+    fn start(bin: PathBuf, with_tls: bool) -> Self {
         let dir = tempfile::Builder::new().prefix("cairn-pg").tempdir().unwrap();
         let data = dir.path().join("data");
         let template = template(&bin);
@@ -65,6 +155,14 @@ impl Postgres {
         if let Some((uid, _)) = server_user() {
             run(Command::new("chown").arg(uid.to_string()).arg(dir.path()));
         }
+        let tls = with_tls.then(|| {
+            let hba = data.join("pg_hba.conf");
+            let rest = fs_err::read_to_string(&hba).unwrap();
+            // First match wins: the password role logs in with SCRAM over TCP.
+            fs_err::write(&hba, format!("host all {PASSWORD_USER} all scram-sha-256\n{rest}"))
+                .unwrap();
+            make_certs(dir.path())
+        });
         // One port for both: TCP on 127.0.0.1, and the socket's name (`.s.PGSQL.<port>`).
         // It was free a moment ago; another server taking it meanwhile fails this start.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -77,12 +175,29 @@ impl Postgres {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "shared_buffers=16MB"])
             .args(["-c", "max_connections=40"])
+            .args(if with_tls {
+                vec![
+                    "-c".to_owned(),
+                    "ssl=on".to_owned(),
+                    "-c".to_owned(),
+                    "log_connections=on".to_owned(),
+                    "-c".to_owned(),
+                    format!("ssl_cert_file={}", dir.path().join("server.crt").display()),
+                    "-c".to_owned(),
+                    format!("ssl_key_file={}", dir.path().join("server.key").display()),
+                ]
+            } else {
+                vec![]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs_err::File::create(dir.path().join("server.log")).unwrap().into_parts().0);
         let postmaster = cmd.spawn().unwrap();
-        let mut pg = Self { dir, bin, port, postmaster: Some(postmaster) };
+        let mut pg = Self { dir, bin, port, postmaster: Some(postmaster), tls };
         pg.wait_ready();
+        if pg.tls.is_some() {
+            pg.psql(&format!("CREATE ROLE {PASSWORD_USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'"));
+        }
         pg
     }
 
@@ -123,6 +238,16 @@ impl Postgres {
     /// The same database over TCP on 127.0.0.1, as a URL.
     pub fn tcp_url(&self) -> String {
         format!("postgresql://{DB_USER}@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The port, for TCP on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The test CA of a server started by [`start_tls`].
+    pub fn tls(&self) -> &TestCa {
+        self.tls.as_ref().expect("a server started by start_tls")
     }
 
     /// The socket directory (also the host part of `conn`).

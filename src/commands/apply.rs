@@ -11,7 +11,7 @@ use crate::cli::ApplyArgs;
 use crate::inventory::Host;
 use crate::plan::apply::{self, Executor};
 use crate::plan::file::PlanFile;
-use crate::plan::{refresh, Action, Plan};
+use crate::plan::{Action, Plan};
 
 pub fn run(args: &ApplyArgs, ctx: &Context) -> miette::Result<ExitCode> {
     let saved = match args.targets.as_slice() {
@@ -80,7 +80,7 @@ pub(super) fn execute(
 ) -> miette::Result<usize> {
     let inv = session.inventory.clone();
     let state = session.state.snapshot();
-    let providers = refresh::providers_for(&inv, apply::provider_blocks(&inv, plan, &state))?;
+    let providers = crate::provider::for_blocks(&inv, apply::provider_blocks(&inv, plan, &state))?;
     let exec = Executor {
         inventory: inv,
         state: session.state.clone(),

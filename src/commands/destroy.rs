@@ -15,7 +15,7 @@ pub fn run(args: &DestroyArgs, ctx: &Context) -> miette::Result<ExitCode> {
     let state = session.state.snapshot();
     let selected: Vec<&Host> = session.hosts.iter().collect();
     let (targets, _) = refresh::targets(&inv, &selected, &state, false);
-    let providers = refresh::providers_for(&inv, targets.iter().map(|t| t.provider.clone()))?;
+    let providers = crate::provider::for_blocks(&inv, targets.iter().map(|t| t.provider.clone()))?;
     let runtime = super::fleet::runtime()?;
     let refreshed = runtime.block_on(refresh::refresh(&inv, targets, &providers, args.parallel));
     let plan = Plan::destroy(&inv, &selected, &state, Some(&refreshed.observed));

@@ -61,7 +61,10 @@ impl FleetSession {
         env: crate::keys::IdentityEnv,
         confirm: Arc<dyn bootstrap::Confirm>,
     ) -> miette::Result<Vec<HostReport>> {
-        let providers = crate::provider::for_hosts(&self.inventory, &self.hosts)?;
+        let providers = crate::provider::for_blocks(
+            &self.inventory,
+            self.hosts.iter().map(|h| h.provider.clone()),
+        )?;
         let operator = Operator::load_or_create(&self.inventory.root, operator_key)?;
         let ctx = Arc::new(bootstrap::Context {
             inventory: self.inventory.clone(),

@@ -73,7 +73,8 @@ pub(super) fn make_plan(
     let observed = if req.refresh {
         let (targets, orphans_failed) =
             refresh::targets(inv, req.selected, req.state, req.include_orphans);
-        let providers = refresh::providers_for(inv, targets.iter().map(|t| t.provider.clone()))?;
+        let providers =
+            crate::provider::for_blocks(inv, targets.iter().map(|t| t.provider.clone()))?;
         let mut refreshed = super::fleet::runtime()?.block_on(refresh::refresh(
             inv,
             targets,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::inventory::{Host, Inventory, ProviderName, SourceSpan};
-use crate::provider::{self, Machine, Provider, ProviderError};
+use crate::provider::{Machine, Provider, ProviderError};
 use crate::state::{HostState, StateData};
 
 /// How many hosts are looked up at once by default.
@@ -125,23 +125,6 @@ pub fn orphan_host(inv: &Inventory, name: &str, provider: &ProviderName) -> Opti
         vm: Default::default(),
         span: SourceSpan { file: inv.path.clone(), offset: 0, len: 0, line: 1, column: 1 },
     })
-}
-
-/// The provider implementations for these blocks, one each.
-pub fn providers_for(
-    inv: &Inventory,
-    names: impl IntoIterator<Item = ProviderName>,
-) -> Result<BTreeMap<ProviderName, Arc<dyn Provider>>, ProviderError> {
-    let mut out = BTreeMap::new();
-    for name in names {
-        if out.contains_key(&name) {
-            continue;
-        }
-        if let Some(block) = inv.providers.get(&name) {
-            out.insert(name, provider::for_block(inv, block)?);
-        }
-    }
-    Ok(out)
 }
 
 /// Looks up every target, at most `parallel` at a time.

@@ -34,19 +34,22 @@ pub fn for_block(
     }
 }
 
-/// The providers the given hosts use, one instance per provider block.
-pub fn for_hosts<'a>(
+/// The provider implementations for these provider blocks, one instance each (a name
+/// given twice gets one; a name with no block in the inventory is left out).
+pub fn for_blocks(
     inv: &crate::inventory::Inventory,
-    hosts: impl IntoIterator<Item = &'a Host>,
+    names: impl IntoIterator<Item = crate::inventory::ProviderName>,
 ) -> Result<
     std::collections::BTreeMap<crate::inventory::ProviderName, std::sync::Arc<dyn Provider>>,
     ProviderError,
 > {
     let mut out = std::collections::BTreeMap::new();
-    for host in hosts {
-        if !out.contains_key(&host.provider) {
-            let block = inv.provider_of(host);
-            out.insert(host.provider.clone(), for_block(inv, block)?);
+    for name in names {
+        if out.contains_key(&name) {
+            continue;
+        }
+        if let Some(block) = inv.providers.get(&name) {
+            out.insert(name, for_block(inv, block)?);
         }
     }
     Ok(out)

@@ -1,5 +1,6 @@
 # cairn: make $system the system profile and install the boot loader from inside the
-# chroot with the system's own switch-to-configuration, as nixos-install does.
+# chroot with the system's own switch-to-configuration, as nixos-install does: through the
+# installer's nixos-enter when it has one, else the same chroot built here.
 set -eu
 # chroot-lock.sh, prepended, holds $lockdir: cleanup releases it.
 root={{root}}
@@ -11,20 +12,48 @@ chmod 1777 "$root/tmp"
 ln -sfn "$system" "$profiles/system-1-link"
 ln -sfn system-1-link "$profiles/system"
 [ -e "$root/etc/NIXOS" ] || touch "$root/etc/NIXOS"
-mounted=
-cleanup() { for m in $mounted; do umount -l "$m" 2>/dev/null || true; done; rm -rf "$lockdir"; }
-trap cleanup EXIT
-for d in dev proc sys; do
-  if ! grep -q " $root/$d " /proc/mounts; then mount --bind "/$d" "$root/$d"; mounted="$root/$d $mounted"; fi
-done
-if ! grep -q " $root/run " /proc/mounts; then mount -t tmpfs -o mode=0755 none "$root/run"; mounted="$root/run $mounted"; fi
+# GRUB needs an mtab.
 ln -sfn /proc/mounts "$root/etc/mtab"
-# Activation sets up /etc and users; a failure here is reported but not fatal, as in
-# nixos-enter: the boot loader is what must be installed.
-if [ -x "$system/activate" ]; then
-  chroot "$root" "$system/activate" 1>&2 || echo "warning: activation inside the chroot reported an error" >&2
+enter=
+cleanup() { [ -z "$enter" ] || rm -f "$enter"; rm -rf "$lockdir"; }
+trap cleanup EXIT
+if command -v nixos-enter >/dev/null 2>&1; then
+  # The real installer's: it runs the activation, then the command, in its own namespaces.
+  echo "cairn-install: nixos-enter --root $root" >&2
+  # (stdin is this script: nothing inside may read it)
+  NIXOS_INSTALL_BOOTLOADER=1 nixos-enter --root "$root" -- "$system/bin/switch-to-configuration" boot </dev/null
+else
+  command -v unshare >/dev/null 2>&1 \
+    || { echo "cairn-install: this system has neither nixos-enter nor unshare (util-linux) to build the install chroot" >&2; exit 1; }
+  # What nixos-enter does: private mount and pid namespaces, so nothing mounted for the
+  # chroot (or by the activation inside it) leaks into the installer, and all of it goes away
+  # with the last process; /dev and /sys recursively (efivarfs under /sys must be visible to
+  # the boot loader's installer), a /proc of the new pid namespace.
+  enter=$(mktemp "${TMPDIR:-/tmp}/cairn-enter.XXXXXX")
+  cat > "$enter" <<'ENTER'
+set -eu
+root=$1
+system=$2
+mount --make-rprivate /
+mount --rbind /dev "$root/dev"
+mount --rbind /sys "$root/sys"
+mount -t proc proc "$root/proc"
+mount -t tmpfs -o mode=0755 none "$root/run"
+# Activation sets up /etc and users; as in nixos-enter, a failure is reported, not fatal:
+# the boot loader is what must be installed.
+LOCALE_ARCHIVE=$system/sw/lib/locale/locale-archive IN_NIXOS_ENTER=1 chroot "$root" "$system/activate" 1>&2 \
+  || echo "warning: activation inside the chroot reported an error" >&2
+if [ -x "$root$system/sw/bin/systemd-tmpfiles" ]; then
+  chroot "$root" "$system/sw/bin/systemd-tmpfiles" --create --remove -E 2>/dev/null \
+    || echo "warning: systemd-tmpfiles inside the chroot reported an error" >&2
 fi
-NIXOS_INSTALL_BOOTLOADER=1 chroot "$root" "$system/bin/switch-to-configuration" boot
+unset TMPDIR
+export NIXOS_INSTALL_BOOTLOADER=1
+exec chroot "$root" "$system/bin/switch-to-configuration" boot
+ENTER
+  echo "cairn-install: unshare --mount --pid --fork, chroot $root" >&2
+  unshare --mount --pid --fork sh "$enter" "$root" "$system" </dev/null
+fi
 # The marker that says which host cairn installed here: with state lost, a later bootstrap
 # reads it and refuses to wipe the installed system.
 mkdir -p "$root/var/lib/cairn"

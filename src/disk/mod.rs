@@ -137,6 +137,16 @@ pub fn render_script(layout: &DiskLayout, options: &ScriptOptions) -> Result<Str
         partitions.push(ShellCommand::new("legacy_bootable").arg(p.number.to_string()));
     }
 
+    // The kernel's view of the new table, checked before anything is formatted.
+    let mut checks = vec![ShellCommand::new("check_count").arg(planned.len().to_string())];
+    for p in &planned {
+        let mib = match p.size {
+            PartitionSize::Mib(n) => n,
+            PartitionSize::Rest => 0,
+        };
+        checks.push(ShellCommand::new("check_part").arg(p.number.to_string()).arg(mib.to_string()));
+    }
+
     let mut formats = Vec::new();
     for p in &planned {
         let label = p.label.clone().unwrap_or_default();
@@ -194,6 +204,7 @@ pub fn render_script(layout: &DiskLayout, options: &ScriptOptions) -> Result<Str
         .word("min_bytes", min_bytes.to_string())
         .word("target", options.target.clone())
         .commands("partitions", partitions)
+        .commands("checks", checks)
         .commands("formats", formats)
         .commands("mounts", mounts);
     Ok(template::render(TEMPLATE_NAME, TEMPLATE, &vars)?)
@@ -359,5 +370,7 @@ fn plan_partition(layout: &str, number: usize, part: &Partition) -> Result<Plann
     Ok(p)
 }
 
+#[cfg(test)]
+mod holder_tests;
 #[cfg(test)]
 mod tests;

@@ -36,7 +36,7 @@ fn layout(device: &str, partitions: Vec<Partition>) -> DiskLayout {
     }
 }
 
-fn uefi() -> DiskLayout {
+pub(super) fn uefi() -> DiskLayout {
     use PartitionKind::*;
     layout(
         "/dev/vda",
@@ -54,7 +54,7 @@ fn uefi() -> DiskLayout {
     )
 }
 
-fn grub_bios_with_swap() -> DiskLayout {
+pub(super) fn grub_bios_with_swap() -> DiskLayout {
     use PartitionKind::*;
     layout(
         "/dev/sda",
@@ -118,7 +118,7 @@ fn nvme_btrfs_xfs() -> DiskLayout {
     )
 }
 
-fn render(l: &DiskLayout) -> String {
+pub(super) fn render(l: &DiskLayout) -> String {
     render_script(l, &ScriptOptions::default()).unwrap()
 }
 

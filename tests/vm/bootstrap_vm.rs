@@ -18,7 +18,7 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn cairn(fleet: &Path, args: &[&str]) -> Output {
+pub(crate) fn cairn(fleet: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cairn"))
         .current_dir(fleet)
         .args(args)
@@ -32,7 +32,7 @@ fn cairn(fleet: &Path, args: &[&str]) -> Output {
         .expect("run cairn")
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
         o.status.code(),
@@ -64,7 +64,7 @@ fn running(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-fn console(dir: &Path) -> String {
+pub(crate) fn console(dir: &Path) -> String {
     fs_err::read_to_string(dir.join(".cairn/qemu/web1/console.log")).unwrap_or_default()
 }
 
@@ -81,8 +81,8 @@ fn make_fleet(dir: &Path) {
 }
 
 /// A fresh example fleet for one test, holding the one-VM lock; its VM is destroyed on drop.
-struct Fleet {
-    dir: PathBuf,
+pub(crate) struct Fleet {
+    pub(crate) dir: PathBuf,
     _guard: FleetGuard,
     _one: std::sync::MutexGuard<'static, ()>,
     _work: tempfile::TempDir,
@@ -90,7 +90,7 @@ struct Fleet {
 
 impl Fleet {
     /// `None` when VM tests are skipped here (never on CI).
-    fn start() -> Option<Fleet> {
+    pub(crate) fn start() -> Option<Fleet> {
         if let Some(reason) = vm::skip_reason() {
             #[allow(clippy::print_stderr)]
             {
@@ -107,7 +107,7 @@ impl Fleet {
 }
 
 /// `cairn destroy` stops the VM and removes its files.
-fn destroy_leaves_nothing(dir: &Path) {
+pub(crate) fn destroy_leaves_nothing(dir: &Path) {
     let pid: u32 = fs_err::read_to_string(dir.join(".cairn/qemu/web1/qemu.pid"))
         .unwrap()
         .trim()
@@ -346,7 +346,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn cairn_command(fleet: &Path, args: &[&str]) -> Command {
+pub(crate) fn cairn_command(fleet: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
     cmd.current_dir(fleet)
         .args(args)

@@ -6,4 +6,5 @@ mod support;
 
 mod bootstrap_vm;
 mod disk;
+mod disk_holders;
 mod vm_smoke;

@@ -2,16 +2,13 @@
 //! inventory: plan (or read a saved plan), show it, confirm, act on every host in parallel.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use super::fleet::FleetSession;
-use super::plan::{make_plan, replace_names, Request};
+use super::plan::replace_names;
 use super::{confirm, output, Context};
 use crate::cli::ApplyArgs;
 use crate::inventory::Host;
-use crate::plan::apply::{self, Executor};
 use crate::plan::file::PlanFile;
-use crate::plan::{Action, Plan};
+use crate::plan::{refresh, Action, Plan};
 
 pub fn run(args: &ApplyArgs, ctx: &Context) -> miette::Result<ExitCode> {
     let saved = match args.targets.as_slice() {
@@ -37,7 +34,7 @@ pub fn run(args: &ApplyArgs, ctx: &Context) -> miette::Result<ExitCode> {
             let state = session.state.snapshot();
             let selected: Vec<&Host> = session.hosts.iter().collect();
             let replace = replace_names(&session.inventory, &args.replace)?;
-            let request = Request {
+            let request = refresh::Request {
                 selected: &selected,
                 state: &state,
                 include_orphans: args.targets.is_empty(),
@@ -45,7 +42,8 @@ pub fn run(args: &ApplyArgs, ctx: &Context) -> miette::Result<ExitCode> {
                 replace: &replace,
                 parallel: args.parallel,
             };
-            let (plan, failures) = make_plan(&session.inventory, &request)?;
+            let (plan, failures) =
+                super::fleet::runtime()?.block_on(refresh::plan(&session.inventory, &request))?;
             output(ctx.out.text(&plan.render(ctx.ui.color)))?;
             for e in &failures {
                 ctx.report_error(e);
@@ -64,41 +62,8 @@ pub fn run(args: &ApplyArgs, ctx: &Context) -> miette::Result<ExitCode> {
 
     let operator_key = operator_key(&session.inventory, &plan)?;
     let runtime = super::fleet::runtime()?;
-    failed += execute("apply", ctx, &session, &runtime, &plan, operator_key, args.parallel)?;
+    failed += session.carry_out("apply", ctx, &runtime, &plan, operator_key, args.parallel)?;
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// Carries out `plan` and prints the per-host summary; failures are rendered and counted.
-pub(super) fn execute(
-    command: &str,
-    ctx: &Context,
-    session: &FleetSession,
-    runtime: &tokio::runtime::Runtime,
-    plan: &Plan,
-    operator_key: Option<String>,
-    parallel: usize,
-) -> miette::Result<usize> {
-    let inv = session.inventory.clone();
-    let state = session.state.snapshot();
-    let providers = crate::provider::for_blocks(&inv, apply::provider_blocks(&inv, plan, &state))?;
-    let exec = Executor {
-        inventory: inv,
-        state: session.state.clone(),
-        providers,
-        operator_key,
-        parallel,
-    };
-    let outcomes = runtime.block_on(apply::run(Arc::new(exec), plan));
-    output(ctx.out.text(&format!("\n{}", apply::render_summary(&outcomes))))?;
-    output(ctx.out.event(&crate::ui::json::apply_summary(command, &outcomes)))?;
-    let mut failed = 0;
-    for o in &outcomes {
-        if let Err(e) = &o.result {
-            ctx.report_error(e);
-            failed += 1;
-        }
-    }
-    Ok(failed)
 }
 
 /// The operator's public key when the plan creates machines (made on first use); `None`

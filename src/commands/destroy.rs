@@ -26,8 +26,7 @@ pub fn run(args: &DestroyArgs, ctx: &Context) -> miette::Result<ExitCode> {
     let mut failed = refreshed.failures.len();
     if plan.has_work() {
         confirm(ctx, args.yes, "destroy these machines")?;
-        failed +=
-            super::apply::execute("destroy", ctx, &session, &runtime, &plan, None, args.parallel)?;
+        failed += session.carry_out("destroy", ctx, &runtime, &plan, None, args.parallel)?;
     } else {
         output(ctx.out.event(&crate::ui::json::apply_summary("destroy", &[])))?;
     }

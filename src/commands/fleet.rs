@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::Context;
 use crate::bootstrap::{self, HostReport, Operator};
 use crate::inventory::{Host, Inventory};
+use crate::plan::apply;
 use crate::state::{LockHolder, LockWait, SharedStateLock};
 
 /// The selected hosts of a mutating command, with state locked for the whole run.
@@ -51,6 +52,40 @@ impl Context {
 }
 
 impl FleetSession {
+    /// Carries out `plan` and prints the per-host summary; failures are rendered and counted.
+    pub(super) fn carry_out(
+        &self,
+        command: &str,
+        ctx: &Context,
+        runtime: &tokio::runtime::Runtime,
+        plan: &crate::plan::Plan,
+        operator_key: Option<String>,
+        parallel: usize,
+    ) -> miette::Result<usize> {
+        let inv = self.inventory.clone();
+        let state = self.state.snapshot();
+        let providers =
+            crate::provider::for_blocks(&inv, apply::provider_blocks(&inv, plan, &state))?;
+        let exec = apply::Executor {
+            inventory: inv,
+            state: self.state.clone(),
+            providers,
+            operator_key,
+            parallel,
+        };
+        let outcomes = runtime.block_on(apply::run(Arc::new(exec), plan));
+        super::output(ctx.out.text(&format!("\n{}", apply::render_summary(&outcomes))))?;
+        super::output(ctx.out.event(&crate::ui::json::apply_summary(command, &outcomes)))?;
+        let mut failed = 0;
+        for o in &outcomes {
+            if let Err(e) = &o.result {
+                ctx.report_error(e);
+                failed += 1;
+            }
+        }
+        Ok(failed)
+    }
+
     /// Runs the bootstrap pipeline (or the phases `options` selects) on every host, logging
     /// in with `operator_key` (else the repository's operator key), asking `confirm` before a
     /// machine is erased.

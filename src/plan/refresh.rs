@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
+use super::{Inputs, Plan};
 use crate::inventory::{Host, Inventory, ProviderName, SourceSpan};
 use crate::provider::{Machine, Provider, ProviderError};
 use crate::state::{HostState, StateData};
@@ -125,6 +126,45 @@ pub fn orphan_host(inv: &Inventory, name: &str, provider: &ProviderName) -> Opti
         vm: Default::default(),
         span: SourceSpan { file: inv.path.clone(), offset: 0, len: 0, line: 1, column: 1 },
     })
+}
+
+/// What to plan, for [`plan`].
+pub struct Request<'a> {
+    pub selected: &'a [&'a Host],
+    pub state: &'a StateData,
+    pub include_orphans: bool,
+    pub refresh: bool,
+    pub replace: &'a [String],
+    pub parallel: usize,
+}
+
+/// Plans, asking the providers first unless `refresh` is off. Hosts whose provider failed
+/// come back as errors to render; the plan covers the others.
+pub async fn plan(
+    inv: &Inventory,
+    req: &Request<'_>,
+) -> Result<(Plan, Vec<ProviderError>), ProviderError> {
+    let mut failures = Vec::new();
+    let observed = if req.refresh {
+        let (targets, orphans_failed) = targets(inv, req.selected, req.state, req.include_orphans);
+        let providers =
+            crate::provider::for_blocks(inv, targets.iter().map(|t| t.provider.clone()))?;
+        let mut refreshed = refresh(inv, targets, &providers, req.parallel).await;
+        refreshed.add_failures(orphans_failed);
+        failures = refreshed.failures;
+        Some(refreshed.observed)
+    } else {
+        None
+    };
+    let plan = Plan::compute(&Inputs {
+        inventory: inv,
+        selected: req.selected,
+        state: req.state,
+        include_orphans: req.include_orphans,
+        observed: observed.as_ref(),
+        replace: req.replace,
+    });
+    Ok((plan, failures))
 }
 
 /// Looks up every target, at most `parallel` at a time.

@@ -1,6 +1,7 @@
 //! age and SSH key generation, identity discovery, and the ssh-to-age conversion.
 //!
 //! - [`recipient`]: `age1...` / `ssh-ed25519` / `ssh-rsa` recipients as sops stores them.
+//! - [`hybrid`]: post-quantum `age1pq1...` recipients and `AGE-SECRET-KEY-PQ-1...` identities.
 //! - [`identity`]: age identities, and where they come from, exactly as sops 3.11 looks.
 //! - [`convert`]: ssh-to-age, so a host decrypts with its SSH host key (sops-nix).
 //! - [`generate`]: admin age keys and per-host key sets.
@@ -10,6 +11,7 @@
 
 pub mod convert;
 pub mod generate;
+pub mod hybrid;
 pub mod identity;
 mod openssh;
 pub mod recipient;

@@ -351,6 +351,11 @@ pub struct SecretsKeygenArgs {
     /// Where to write the private key [default: $SOPS_AGE_KEY_FILE, else ~/.config/sops/age/keys.txt]
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Make a hybrid post-quantum key (`AGE-SECRET-KEY-PQ-1...`, public `age1pq1...`: ML-KEM-768
+    /// with X25519, as `age-keygen -pq` of age 1.3 does). sops 3.11 and age 1.3 read it; older
+    /// age and sops-nix releases may not
+    #[arg(long)]
+    pub pq: bool,
 }
 
 #[derive(Debug, Args)]

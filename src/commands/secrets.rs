@@ -127,7 +127,11 @@ fn run_file_command(cmd: SecretsCommand, ctx: &Context, env: &IdentityEnv) -> Re
                 Some(p) => abs(ctx, &p),
                 None => ops::default_key_file(env).ok_or(SecretsError::NoKeyPath)?,
             };
-            let key = crate::keys::generate_age_identity();
+            let key = if a.pq {
+                crate::keys::generate_post_quantum_age_identity()
+            } else {
+                crate::keys::generate_age_identity()
+            };
             ops::keygen(&path, &key)?;
             tracing::info!("wrote the private key to {} (mode 0600)", path.display());
             ctx.out.text(&format!("{}\n", key.identity.to_public()))?;

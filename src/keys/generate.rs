@@ -41,6 +41,14 @@ pub fn generate_age_identity() -> AgeKeyFile {
     AgeKeyFile { identity: AgeIdentity::generate(), created: OffsetDateTime::now_utc() }
 }
 
+/// A new post-quantum admin key, as `age-keygen -pq` (age 1.3) would create it now.
+pub fn generate_post_quantum_age_identity() -> AgeKeyFile {
+    AgeKeyFile {
+        identity: AgeIdentity::generate_post_quantum(),
+        created: OffsetDateTime::now_utc(),
+    }
+}
+
 /// The keys cairn generates for a host before installing it: the SSH host key the installed
 /// system presents (so the first connection is verified, not trusted) and from which
 /// sops-nix derives its age identity, plus an optional separate age key.

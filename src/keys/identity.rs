@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
+use super::hybrid::{self, HybridIdentity};
 use super::recipient::AgeRecipient;
 use super::KeysError;
 
@@ -39,12 +40,27 @@ impl AgeIdentity {
         Self { secret: Zeroizing::new(id.to_string().expose_secret().to_owned()) }
     }
 
-    /// Parses one `AGE-SECRET-KEY-1...` line (surrounding whitespace ignored).
+    /// A fresh random post-quantum identity (`AGE-SECRET-KEY-PQ-1...`, age 1.3).
+    pub fn generate_post_quantum() -> Self {
+        Self { secret: HybridIdentity::generate().to_secret_string() }
+    }
+
+    /// Parses one `AGE-SECRET-KEY-1...` or `AGE-SECRET-KEY-PQ-1...` line (surrounding
+    /// whitespace ignored).
     pub fn parse(s: &str) -> Result<Self, KeysError> {
         let s = s.trim();
-        s.parse::<age::x25519::Identity>()
-            .map_err(|reason| KeysError::InvalidIdentity { reason: reason.to_owned() })?;
+        if s.starts_with(hybrid::IDENTITY_PREFIX) {
+            HybridIdentity::parse(s).map_err(|reason| KeysError::InvalidIdentity { reason })?;
+        } else {
+            s.parse::<age::x25519::Identity>()
+                .map_err(|reason| KeysError::InvalidIdentity { reason: reason.to_owned() })?;
+        }
         Ok(Self { secret: Zeroizing::new(s.to_owned()) })
+    }
+
+    /// Whether this is a hybrid post-quantum identity.
+    pub fn is_post_quantum(&self) -> bool {
+        self.secret.starts_with(hybrid::IDENTITY_PREFIX)
     }
 
     /// The identity whose X25519 scalar is `scalar` (age clamps it on use).
@@ -65,13 +81,50 @@ impl AgeIdentity {
         &self.secret
     }
 
-    pub fn to_age(&self) -> age::x25519::Identity {
-        self.secret.parse().expect("validated when constructed")
+    pub fn to_age(&self) -> AnyAgeIdentity {
+        if self.is_post_quantum() {
+            AnyAgeIdentity::Hybrid(
+                HybridIdentity::parse(&self.secret).expect("validated when constructed"),
+            )
+        } else {
+            AnyAgeIdentity::X25519(self.secret.parse().expect("validated when constructed"))
+        }
     }
 
     pub fn to_public(&self) -> AgeRecipient {
-        let public = self.to_age().to_public().to_string();
+        let public = match self.to_age() {
+            AnyAgeIdentity::X25519(id) => id.to_public().to_string(),
+            AnyAgeIdentity::Hybrid(id) => id.to_public().to_string(),
+        };
         AgeRecipient::parse(&public).expect("age formats valid recipients")
+    }
+}
+
+/// An identity of either native kind, for the `age` crate's decryptor.
+pub enum AnyAgeIdentity {
+    X25519(age::x25519::Identity),
+    Hybrid(HybridIdentity),
+}
+
+impl age::Identity for AnyAgeIdentity {
+    fn unwrap_stanza(
+        &self,
+        stanza: &age_core::format::Stanza,
+    ) -> Option<Result<age_core::format::FileKey, age::DecryptError>> {
+        match self {
+            Self::X25519(id) => id.unwrap_stanza(stanza),
+            Self::Hybrid(id) => id.unwrap_stanza(stanza),
+        }
+    }
+
+    fn unwrap_stanzas(
+        &self,
+        stanzas: &[age_core::format::Stanza],
+    ) -> Option<Result<age_core::format::FileKey, age::DecryptError>> {
+        match self {
+            Self::X25519(id) => id.unwrap_stanzas(stanzas),
+            Self::Hybrid(id) => id.unwrap_stanzas(stanzas),
+        }
     }
 }
 
@@ -359,7 +412,7 @@ impl Identities {
             Ok(ids) if ids.is_empty() => SourceOutcome::Empty,
             Ok(ids) => {
                 let n = ids.len();
-                self.identities.extend(ids.into_iter().map(|id| Box::new(id) as BoxedIdentity));
+                self.identities.extend(ids);
                 SourceOutcome::Loaded(n)
             }
             Err(outcome) => outcome,
@@ -459,7 +512,7 @@ fn read_private(path: &Path) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
     }
 }
 
-fn parse_identity_text(text: &[u8]) -> Result<Vec<age::x25519::Identity>, SourceOutcome> {
+fn parse_identity_text(text: &[u8]) -> Result<Vec<BoxedIdentity>, SourceOutcome> {
     let text =
         std::str::from_utf8(text).map_err(|_| SourceOutcome::Failed("not UTF-8 text".into()))?;
     let start = text.trim_start();
@@ -468,7 +521,7 @@ fn parse_identity_text(text: &[u8]) -> Result<Vec<age::x25519::Identity>, Source
             "a passphrase-encrypted identity file (cairn does not prompt; decrypt it with `age -d` into a private file)".into(),
         ));
     }
-    let mut ids = Vec::new();
+    let mut ids: Vec<BoxedIdentity> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         // As Go's line scanner: the line break (and a `\r` before it) goes, nothing else.
         let line = line.strip_suffix('\r').unwrap_or(line);
@@ -481,13 +534,19 @@ fn parse_identity_text(text: &[u8]) -> Result<Vec<age::x25519::Identity>, Source
                 i + 1
             )));
         }
+        if line.starts_with(hybrid::IDENTITY_PREFIX) {
+            let id = HybridIdentity::parse(line)
+                .map_err(|why| SourceOutcome::Failed(format!("line {}: {why}", i + 1)))?;
+            ids.push(Box::new(id));
+            continue;
+        }
         if !line.starts_with("AGE-SECRET-KEY-1") {
             return Err(SourceOutcome::Failed(format!("line {}: unknown identity type", i + 1)));
         }
         let id = line
             .parse::<age::x25519::Identity>()
             .map_err(|why| SourceOutcome::Failed(format!("line {}: {why}", i + 1)))?;
-        ids.push(id);
+        ids.push(Box::new(id));
     }
     Ok(ids)
 }
@@ -638,6 +697,41 @@ mod tests {
             let enc = encrypt_armored(&[id.to_public()], b"data key").unwrap();
             assert_eq!(&ids.decrypt(enc.as_bytes()).unwrap()[..], b"data key");
         }
+    }
+
+    #[test]
+    fn post_quantum_identities_load_beside_x25519_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let pq = crate::keys::AgeIdentity::generate_post_quantum();
+        let x = crate::keys::AgeIdentity::generate();
+        assert!(pq.is_post_quantum() && !x.is_post_quantum());
+        assert_eq!(AgeIdentity::parse(pq.expose_secret()).unwrap().to_public(), pq.to_public());
+        let mut env = env_in(dir.path());
+        env.set(SOPS_AGE_KEY, format!("{}\n{}\n", x.expose_secret(), pq.expose_secret()));
+        let ids = Identities::discover(&env);
+        assert_eq!(ids.len(), 2);
+        for id in [&pq, &x] {
+            let enc = encrypt_armored(&[id.to_public()], b"data key").unwrap();
+            assert_eq!(&ids.decrypt(enc.as_bytes()).unwrap()[..], b"data key");
+        }
+    }
+
+    #[test]
+    fn a_bad_post_quantum_line_says_why_without_quoting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pq = crate::keys::AgeIdentity::generate_post_quantum();
+        let cut = &pq.expose_secret()[..40];
+        let mut env = env_in(dir.path());
+        env.set(SOPS_AGE_KEY, format!("# mine\n{cut}\n"));
+        let ids = Identities::discover(&env);
+        assert!(ids.is_empty());
+        let key_env = ids.report.iter().find(|r| r.source == IdentitySource::KeyEnv).unwrap();
+        assert!(
+            matches!(&key_env.outcome, SourceOutcome::Failed(why) if why.starts_with("line 2: not valid Bech32") && !why.contains(&cut[19..])),
+            "{key_env:?}"
+        );
+        let err = AgeIdentity::parse(cut).unwrap_err();
+        assert!(!format!("{err} {err:?}").contains(&cut[19..]), "{err:?}");
     }
 
     #[test]

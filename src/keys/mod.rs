@@ -18,10 +18,12 @@ pub mod recipient;
 pub mod store;
 
 pub use convert::{ed25519_seed_to_age, ssh_private_key_to_age, ssh_public_key_to_age};
-pub use generate::{generate_age_identity, AgeKeyFile, HostKeys};
+pub use generate::{
+    generate_age_identity, generate_post_quantum_age_identity, AgeKeyFile, HostKeys,
+};
 pub use identity::{
-    encrypt_armored, AgeIdentity, Identities, IdentityEnv, IdentitySource, SourceOutcome,
-    SourceReport,
+    encrypt_armored, AgeIdentity, AnyAgeIdentity, Identities, IdentityEnv, IdentitySource,
+    SourceOutcome, SourceReport,
 };
 pub use recipient::{AgeRecipient, RecipientKind};
 pub use store::{AgeFileCodec, HostKeyStore, KeyCodec};
@@ -34,7 +36,7 @@ pub enum KeysError {
     #[error("`{recipient}` is an age plugin recipient, which cairn does not support")]
     #[diagnostic(
         code(cairn::keys::plugin_recipient),
-        help("use a native age key (`age1...` from `age-keygen`) or an SSH public key (`ssh-ed25519 ...`)")
+        help("use a native age key (`age1...` or post-quantum `age1pq1...`, from `cairn secrets keygen`) or an SSH public key (`ssh-ed25519 ...`)")
     )]
     PluginRecipient { recipient: String },
 
@@ -42,7 +44,7 @@ pub enum KeysError {
     #[diagnostic(
         code(cairn::keys::invalid_recipient),
         help(
-            "an age recipient looks like `age1...` (from `age-keygen -y`) or `ssh-ed25519 AAAA...`"
+            "an age recipient looks like `age1...` or `age1pq1...` (from `age-keygen -y`) or `ssh-ed25519 AAAA...`"
         )
     )]
     InvalidRecipient {
@@ -65,14 +67,14 @@ pub enum KeysError {
     #[error("`{recipient}` is not an age recipient")]
     #[diagnostic(
         code(cairn::keys::unknown_recipient),
-        help("cairn supports age keys (`age1...`) and SSH public keys (`ssh-ed25519 ...`, `ssh-rsa ...`)")
+        help("cairn supports age keys (`age1...`, post-quantum `age1pq1...`) and SSH public keys (`ssh-ed25519 ...`, `ssh-rsa ...`)")
     )]
     UnknownRecipient { recipient: String },
 
     #[error("invalid age identity: {reason}")]
     #[diagnostic(
         code(cairn::keys::invalid_identity),
-        help("an age identity is one `AGE-SECRET-KEY-1...` line, as `age-keygen` writes it")
+        help("an age identity is one `AGE-SECRET-KEY-1...` (or post-quantum `AGE-SECRET-KEY-PQ-1...`) line, as `age-keygen` writes it")
     )]
     InvalidIdentity { reason: String },
 

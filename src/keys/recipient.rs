@@ -13,12 +13,15 @@ pub enum RecipientKind {
     SshEd25519,
     /// `ssh-rsa AAAA... [comment]`.
     SshRsa,
+    /// `age1pq1...`: a hybrid post-quantum key (ML-KEM-768 + X25519, age 1.3).
+    Hybrid,
 }
 
 #[derive(Clone)]
 enum Parsed {
     X25519(age::x25519::Recipient),
     Ssh(age::ssh::Recipient),
+    Hybrid(super::hybrid::HybridRecipient),
 }
 
 /// A validated age recipient. Its string form is exactly what sops writes into a file's
@@ -31,13 +34,27 @@ pub struct AgeRecipient {
 }
 
 impl AgeRecipient {
-    /// Parses one recipient the way sops' `parseRecipient` does: `age1` with exactly one `1`
-    /// is X25519, `age1` with more is an age plugin (not supported here), `ssh-` is an SSH
-    /// public key line.
+    /// Parses one recipient the way sops' `parseRecipient` does: `age1pq1` is a hybrid
+    /// post-quantum key, other `age1` with exactly one `1` is X25519, `age1` with more is an
+    /// age plugin (not supported here), `ssh-` is an SSH public key line.
     pub fn parse(s: &str) -> Result<Self, KeysError> {
         let text = s.trim();
         if text.starts_with("AGE-SECRET-KEY-") {
             return Err(KeysError::PrivateKeyAsRecipient);
+        }
+        if text.starts_with(super::hybrid::RECIPIENT_PREFIX) {
+            let parsed = super::hybrid::HybridRecipient::parse(text).map_err(|reason| {
+                KeysError::InvalidRecipient {
+                    recipient: abbreviate(text),
+                    reason,
+                    summary: "not a valid post-quantum age recipient (bad checksum or length)",
+                }
+            })?;
+            return Ok(Self {
+                text: text.to_owned(),
+                kind: RecipientKind::Hybrid,
+                parsed: Parsed::Hybrid(parsed),
+            });
         }
         if text.starts_with("age1") && text.matches('1').count() > 1 {
             return Err(KeysError::PluginRecipient { recipient: text.to_owned() });
@@ -97,8 +114,20 @@ impl AgeRecipient {
         match &self.parsed {
             Parsed::X25519(r) => Box::new(r.clone()),
             Parsed::Ssh(r) => Box::new(r.clone()),
+            Parsed::Hybrid(r) => Box::new(r.clone()),
         }
     }
+}
+
+/// A post-quantum recipient is about 1,950 characters: an error names it by its ends.
+fn abbreviate(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= 40 {
+        return text.to_owned();
+    }
+    let head: String = chars[..20].iter().collect();
+    let tail: String = chars[chars.len() - 8..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 fn ssh_reason(e: age::ssh::ParseRecipientKeyError) -> String {
@@ -198,6 +227,22 @@ mod tests {
         let shown = format!("{err} {err:?} {}", miette::Diagnostic::help(&err).unwrap());
         assert!(!shown.contains(secret.expose_secret()), "{shown}");
         assert!(!shown.contains(&secret.expose_secret()[20..]), "{shown}");
+    }
+
+    #[test]
+    fn post_quantum_recipients_parse_and_truncated_ones_say_why() {
+        let pq = crate::keys::hybrid::HybridIdentity::generate().to_public().to_string();
+        let r = AgeRecipient::parse(&format!(" {pq}\n")).unwrap();
+        assert_eq!((r.as_str(), r.kind()), (pq.as_str(), RecipientKind::Hybrid));
+        let list = AgeRecipient::parse_list(&format!("{X},{pq}")).unwrap();
+        assert_eq!(list[1].kind(), RecipientKind::Hybrid);
+        let err = AgeRecipient::parse(&pq[..pq.len() / 2]).unwrap_err();
+        assert!(matches!(err, KeysError::InvalidRecipient { .. }), "{err:?}");
+        assert!(err.to_string().contains("checksum"), "{err}");
+        assert_eq!(
+            err.recipient_problem(),
+            Some("not a valid post-quantum age recipient (bad checksum or length)")
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod provider_aws;
 mod provider_hcloud;
 mod secrets;
 mod secrets_interop;
+mod secrets_pq;
 mod secrets_rules;
 mod secrets_yaml;
 mod ssh;

@@ -44,7 +44,7 @@ impl Resolver<'_> {
                     self.diags.push(
                         ProblemBuilder::new(format!("admin `{name_s}` has an invalid age recipient"))
                             .at(attr.value.span(), why)
-                            .help("use an age public key (`age1...`, as printed by `age-keygen -y`) or an SSH public key line (`ssh-ed25519 AAAA...`)"),
+                            .help("use an age public key (`age1...` or post-quantum `age1pq1...`, as printed by `age-keygen -y`) or an SSH public key line (`ssh-ed25519 AAAA...`)"),
                     );
                     continue;
                 }

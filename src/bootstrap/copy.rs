@@ -17,7 +17,7 @@ const COPY_UNPACK_SH: &str = include_str!("../../templates/bootstrap/copy-unpack
 const REGISTER_SH: &str = include_str!("../../templates/bootstrap/register.sh");
 
 /// How often a long copy says how far it got.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Bytes read from the local stream per write to the channel.
 const CHUNK: usize = 256 * 1024;
 const MIB: f64 = 1024.0 * 1024.0;
@@ -292,6 +292,8 @@ pub(super) async fn stream_closure(
                 tracing::info!(
                     target: crate::ui::progress::TRANSFER_TARGET,
                     bytes = total,
+                    raw = tar.raw_bytes(),
+                    total = missing_bytes,
                     "copy: {} sent so far, compressed ({:.1} MiB/s)",
                     mib(total),
                     total as f64 / MIB / secs

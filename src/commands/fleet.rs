@@ -36,6 +36,7 @@ impl Context {
         let inventory = self.load_inventory()?;
         let hosts: Vec<Host> =
             crate::inventory::select(&inventory, selectors)?.into_iter().cloned().collect();
+        crate::ui::progress::set_repo_root(inventory.root.clone());
         crate::ui::progress::set_log_dir(crate::repo::Repo::new(&inventory.root).logs_dir());
         let backend = self.open_state(&inventory)?;
         let wait = match self.lock_timeout.unwrap_or(Duration::from_secs(30)) {

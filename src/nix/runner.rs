@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tracing::Instrument;
 
 use super::path_info::{self, PathInfo};
 use super::store_path::StorePath;
@@ -192,7 +193,7 @@ impl Nix {
                 source,
             })?;
         let stderr = child.stderr.take().expect("piped");
-        let tail = tokio::spawn(stream_stderr(stderr, "nix"));
+        let tail = tokio::spawn(stream_stderr(stderr, "nix").in_current_span());
         let mut stdout = String::new();
         let read = child.stdout.take().expect("piped").read_to_string(&mut stdout).await;
         let status = child.wait().await;

@@ -8,8 +8,10 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdout};
 use tokio::task::JoinHandle;
 
@@ -44,6 +46,9 @@ pub struct TarStream {
     tar_stderr: JoinHandle<String>,
     zstd_stderr: JoinHandle<String>,
     feeder: JoinHandle<std::io::Result<()>>,
+    /// Passes tar's output to zstd, counting it in `raw`.
+    relay: JoinHandle<std::io::Result<u64>>,
+    raw: Arc<AtomicU64>,
     /// The paths in the stream, in order.
     pub paths: Vec<StorePath>,
 }
@@ -71,15 +76,12 @@ impl TarStream {
             .kill_on_drop(true)
             .spawn()
             .map_err(spawn_err(&options.tar))?;
-        let tar_out: Stdio = tar
-            .stdout
-            .take()
-            .expect("piped")
-            .try_into()
-            .map_err(|source| NixError::Io { command: "tar".into(), source })?;
+        // tar's output passes through cairn on its way to zstd, so progress can be told in
+        // bytes of store paths (what path-info's total counts), not only compressed bytes.
+        let mut tar_out = tar.stdout.take().expect("piped");
         let mut zstd = tokio::process::Command::new(&options.zstd)
             .args(zstd_args(options))
-            .stdin(tar_out)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -96,15 +98,35 @@ impl TarStream {
             stdin.write_all(&list).await?;
             stdin.shutdown().await
         });
+        let raw = Arc::new(AtomicU64::new(0));
+        let mut zstd_in = zstd.stdin.take().expect("piped");
+        let counted = raw.clone();
+        let relay = tokio::spawn(async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = tar_out.read(&mut buf).await?;
+                if n == 0 {
+                    zstd_in.shutdown().await?;
+                    return Ok(counted.load(Ordering::Relaxed));
+                }
+                zstd_in.write_all(&buf[..n]).await?;
+                counted.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        });
         let tar_stderr = tokio::spawn(stream_stderr(tar.stderr.take().expect("piped"), "tar"));
         let zstd_stderr = tokio::spawn(stream_stderr(zstd.stderr.take().expect("piped"), "zstd"));
         let stdout = zstd.stdout.take();
-        Ok(Self { tar, zstd, stdout, tar_stderr, zstd_stderr, feeder, paths: wanted })
+        Ok(Self { tar, zstd, stdout, tar_stderr, zstd_stderr, feeder, relay, raw, paths: wanted })
     }
 
     /// The compressed stream (taken once).
     pub fn stdout(&mut self) -> Option<ChildStdout> {
         self.stdout.take()
+    }
+
+    /// Bytes of tar (store paths and their headers) passed to zstd so far.
+    pub fn raw_bytes(&self) -> u64 {
+        self.raw.load(Ordering::Relaxed)
     }
 
     /// Waits for both processes; an error carries the failing one's stderr tail.
@@ -124,6 +146,15 @@ impl TarStream {
                     stderr_tail: tail,
                 });
             }
+        }
+        let relayed = self.relay.await;
+        if let Ok(Err(source)) | Err(source) =
+            relayed.map_err(std::io::Error::other).map(|r| r.map(|_| ()))
+        {
+            return Err(NixError::Io {
+                command: "tar | zstd (the relay between them)".into(),
+                source,
+            });
         }
         match fed {
             Ok(Ok(())) => Ok(()),

@@ -179,6 +179,7 @@ impl RemoteStream {
     /// Copies a local stream to the command's stdin; returns the number of bytes copied.
     pub async fn copy_from<R: AsyncRead + Unpin>(&mut self, mut source: R) -> Result<u64> {
         let mut total = 0u64;
+        let mut said = std::time::Instant::now();
         loop {
             let mut buf = vec![0u8; CHUNK];
             let n = source.read(&mut buf).await.map_err(|e| self.read_error(e))?;
@@ -188,6 +189,11 @@ impl RemoteStream {
             buf.truncate(n);
             self.write(buf).await?;
             total += n as u64;
+            // A long upload (the installer) says how far it got, for the progress bar.
+            if said.elapsed() >= Duration::from_secs(1) {
+                said = std::time::Instant::now();
+                tracing::info!(target: crate::ui::progress::TRANSFER_TARGET, kind = "upload", bytes = total);
+            }
         }
     }
 

@@ -10,9 +10,12 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
+pub mod human;
 pub mod json;
+mod layer;
 pub mod progress;
 pub mod report;
+pub mod screen;
 
 use crate::cli::ColorChoice;
 
@@ -53,7 +56,11 @@ pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode, json_events: bool) {
         .filter(|v| !v.trim().is_empty())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| default.parse().expect("the default directives parse"));
-    let progress = progress::ProgressLayer::new(mode.stderr_is_terminal, quiet);
+    // Without -v (or RUST_LOG), log lines are written for people by the progress layer;
+    // with it, tracing's own format shows every field.
+    let structured = verbose > 0 || std::env::var("RUST_LOG").is_ok_and(|v| !v.trim().is_empty());
+    let human = (!structured && !quiet).then(|| filter.clone());
+    let progress = progress::ProgressLayer::new(mode.stderr_is_terminal, quiet, human);
     let writer = progress.writer();
     // Progress events are drawn by the progress layer; the log lines go around the bars.
     let lines = tracing_subscriber::fmt::layer()
@@ -61,8 +68,14 @@ pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode, json_events: bool) {
         .with_ansi(mode.color)
         .with_target(verbose > 0)
         .without_time()
-        .with_filter(filter.and(filter_fn(|meta| {
-            ![progress::TARGET, progress::DOWNLOAD_TARGET, progress::ACTION_TARGET]
+        .with_filter(filter.and(filter_fn(move |meta| {
+            (structured || *meta.level() == tracing::Level::ERROR && quiet)
+                && ![
+                    progress::TARGET,
+                    progress::DOWNLOAD_TARGET,
+                    progress::ACTION_TARGET,
+                    progress::TRANSFER_TARGET,
+                ]
                 .contains(&meta.target())
         })));
     // Host logs keep cairn's own debug events, and only warnings from libraries.

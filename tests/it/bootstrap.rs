@@ -414,10 +414,10 @@ fn a_re_created_machine_resets_the_hosts_phases_before_anything_is_skipped() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("web1: provision: skipped (8 exists"), "{stderr}");
-    assert!(stderr.contains("web1: reach: started"), "{stderr}");
+    assert!(stderr.contains("web1  provision  skipped (8 exists"), "{stderr}");
+    assert!(stderr.contains("web1  reach    started"), "{stderr}");
     assert!(!stderr.contains("skipped (done earlier"), "{stderr}");
-    assert!(stderr.contains("web1: reach: FAILED"), "{stderr}");
+    assert!(stderr.contains("web1  reach    FAILED"), "{stderr}");
     let after: serde_json::Value = serde_json::from_str(
         &fs_err::read_to_string(dir.path().join(".cairn/state.json")).unwrap(),
     )

@@ -361,19 +361,19 @@ pub(crate) fn cairn_command(fleet: &Path, args: &[&str]) -> Command {
 /// The numbers of the copy phase's plan line: (already on the target, total, sending).
 fn copy_plan(stderr: &str) -> Option<(usize, usize, usize)> {
     let line = stderr.lines().find(|l| l.contains(" paths already on the target, sending "))?;
-    let rest = &line[line.find("copy: ")? + "copy: ".len()..];
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    // "37 of 120 paths already on the target, sending 83 (96 MiB)"
-    let sending = words.iter().position(|w| *w == "sending")? + 1;
-    Some((words[0].parse().ok()?, words[2].parse().ok()?, words.get(sending)?.parse().ok()?))
+    // "web1  copy     37 of 120 paths already on the target, sending 83 (96 MiB)"
+    let (head, tail) = line.split_once(" paths already on the target, sending ")?;
+    let head: Vec<&str> = head.split_whitespace().collect();
+    let [.., already, "of", total] = head.as_slice() else { return None };
+    let sending = tail.split_whitespace().next()?;
+    Some((already.parse().ok()?, total.parse().ok()?, sending.parse().ok()?))
 }
 
 #[test]
 fn the_copy_plan_line_is_read() {
-    let line =
-        " INFO host{host=web1}: copy: 3 of 8 paths already on the target, sending 5 (96 MiB)";
+    let line = "web1  copy     3 of 8 paths already on the target, sending 5 (96 MiB)";
     assert_eq!(copy_plan(line), Some((3, 8, 5)));
-    assert_eq!(copy_plan("web1: copy: done"), None);
+    assert_eq!(copy_plan("web1  copy     done in 3.0 s"), None);
 }
 
 /// Killed during the copy phase and run again: the second run finds the paths the first one
@@ -706,7 +706,7 @@ fn killed_in(phase: &str) {
             .unwrap(),
     );
     let first_text = || fs_err::read_to_string(&first_err).unwrap_or_default();
-    let started = format!("web1: {phase}: started");
+    let started = format!("web1  {phase:<7}  started");
     let until = Instant::now() + Duration::from_secs(900);
     while !first_text().contains(&started) {
         if let Some(status) = first.0.try_wait().unwrap() {

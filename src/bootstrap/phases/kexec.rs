@@ -49,7 +49,7 @@ pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError
         help: "check the `installer` path".into(),
         source,
     })?;
-    tracing::info!(bundle = %bundle.display(), "uploading the installer");
+    tracing::info!(bundle = %bundle.display(), total_bytes = size, "uploading the installer");
     let upload = RemoteCommand::new("sh").arg("-c").arg(&unpack).time_limit(limit);
     session.exec_with_input(&upload, file).await?;
     let script = template::render(

@@ -407,6 +407,9 @@ pub struct BootstrapArgs {
     /// (only those), so the hosts' agent can pull them once pushed
     #[arg(long)]
     pub commit: bool,
+    /// Show each phase's time for every host at the end (always shown for one host)
+    #[arg(long)]
+    pub timings: bool,
 }
 
 impl Command {

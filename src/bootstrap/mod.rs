@@ -195,8 +195,9 @@ mod tests {
         assert_eq!(err.to_string(), "web1: the run failed");
         assert_eq!(err.source.to_string(), "cairn panicked: index out of bounds: the len is 0");
         // Counted as failed in the summary, and so in the exit code.
-        let summary = crate::ui::report::bootstrap(&out);
-        assert!(summary.starts_with("web1: FAILED after 0 s\n"), "{summary}");
-        assert!(summary.ends_with("0 of 1 hosts ok\n"), "{summary}");
+        let summary = crate::ui::report::bootstrap(&out, false);
+        assert!(summary.contains("\nweb1  FAILED  0:00"), "{summary}");
+        assert!(summary.contains("cairn panicked: index out of bounds"), "{summary}");
+        assert!(summary.contains("0 of 1 hosts ok\n"), "{summary}");
     }
 }

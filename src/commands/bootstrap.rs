@@ -65,7 +65,7 @@ pub fn run(args: &BootstrapArgs, ctx: &Context) -> miette::Result<ExitCode> {
     });
     let reports =
         session.bootstrap(settings.options, settings.operator_key, settings.env, confirm)?;
-    render_summary(ctx, &reports)?;
+    render_summary(ctx, &reports, args.timings)?;
     first_pull(ctx, &session.inventory, &reports, args.commit)?;
     let failed = reports.iter().filter(|r| r.result.is_err()).count();
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -152,8 +152,8 @@ fn erase_question(what: &Erasure) -> String {
 }
 
 /// The summary, then each failure rendered in full.
-fn render_summary(ctx: &Context, reports: &[HostReport]) -> miette::Result<()> {
-    let out = crate::ui::report::bootstrap(reports);
+fn render_summary(ctx: &Context, reports: &[HostReport], timings: bool) -> miette::Result<()> {
+    let out = crate::ui::report::bootstrap(reports, timings);
     ctx.out.text(&out).map_err(|e| miette::miette!("writing the summary: {e}"))?;
     ctx.out
         .event(&crate::ui::json::bootstrap_summary(reports))

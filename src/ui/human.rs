@@ -104,9 +104,7 @@ pub fn bar(done: u64, total: u64, width: usize) -> String {
 pub fn field(name: &str, value: &str, places: &Places) -> Option<String> {
     let number = || value.parse::<u64>().ok();
     Some(match name {
-        "bundle" | "system" | "script" | "source" | "host" | "upload" => {
-            return None
-        }
+        "bundle" | "system" | "script" | "source" | "host" | "upload" => return None,
         "bytes" | "total" | "total_bytes" => size(number()?),
         "mib" => format!("{value} MiB"),
         "mem_mib" => format!("{value} MiB of memory"),

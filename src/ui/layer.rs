@@ -277,9 +277,6 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
-        if meta.target() == ACTION_TARGET {
-            return;
-        }
         let mut f = Fields::default();
         event.record(&mut f);
         let host = f.get("host").map(str::to_owned).or_else(|| {
@@ -297,6 +294,11 @@ where
                     true,
                     Some(log),
                 )
+            }
+            ACTION_TARGET => {
+                let Some(host) = host.clone() else { return };
+                let input = Input::Action { host, action: text("phase"), step: text("step") };
+                (input, false, None)
             }
             DOWNLOAD_TARGET => {
                 let input = Input::Download {

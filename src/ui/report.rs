@@ -1,36 +1,45 @@
 //! End-of-run summaries: one block per host, as the user reads them after a run.
 
+use super::human;
 use crate::bootstrap::{AgentHandOff, Finished, HostReport, Outcome};
 use crate::gitops::first_pull::FirstPull;
 
-/// Bootstrap's summary: per host the result, then each phase with its time and the health
-/// checks that passed; then the count of hosts that ended well. Failures are rendered in full
-/// apart, after it.
-pub fn bootstrap(reports: &[HostReport]) -> String {
-    let mut out = String::new();
+/// Bootstrap's summary: a table with one row per host (result, time, address, short host
+/// key, and for a failure the phase and its reason in one line), what verify found, the
+/// count of hosts that ended well, then the per-phase timings: always for one host, for
+/// many with `timings` (`--timings`). Failures are rendered in full apart, after it.
+pub fn bootstrap(reports: &[HostReport], timings: bool) -> String {
+    let mut rows =
+        vec![["HOST", "RESULT", "TIME", "ADDRESS", "HOST KEY", "NOTE"].map(String::from).to_vec()];
     for r in reports {
-        let secs = r.elapsed.as_secs_f64();
-        match &r.result {
-            Ok(Finished::Verified(v)) if v.unchanged => out.push_str(&format!(
-                "{}: verified, no changes ({secs:.0} s): {} presents {}, booted {} from {}\n",
-                r.host, v.address, v.host_key, v.boot_id, v.root_device
-            )),
-            Ok(Finished::Verified(v)) => out.push_str(&format!(
-                "{}: verified in {secs:.0} s: {} presents {}, booted {} from {}\n",
-                r.host, v.address, v.host_key, v.boot_id, v.root_device
-            )),
-            Ok(Finished::PhasesRan(_)) => out.push_str(&format!("{}: ok ({secs:.0} s)\n", r.host)),
-            Err(_) => out.push_str(&format!("{}: FAILED after {secs:.0} s\n", r.host)),
-        }
-        for t in &r.timings {
-            let what = match &t.outcome {
-                Outcome::Done => format!("{:>7.1} s", t.elapsed.as_secs_f64()),
-                Outcome::Skipped(why) => format!("skipped: {why}"),
-                Outcome::Failed => format!("{:>7.1} s  FAILED", t.elapsed.as_secs_f64()),
-            };
-            out.push_str(&format!("  {:<10} {what}\n", t.phase.as_str()));
-        }
+        let time = human::clock(r.elapsed.as_secs());
+        let row = match &r.result {
+            Ok(Finished::Verified(v)) => {
+                let result = if v.unchanged { "no changes" } else { "verified" };
+                vec![result.into(), time, v.address.clone(), short_key(&v.host_key), String::new()]
+            }
+            Ok(Finished::PhasesRan(_)) => {
+                vec![
+                    "ok".into(),
+                    time,
+                    String::new(),
+                    String::new(),
+                    "phases ran, not verified".into(),
+                ]
+            }
+            Err(e) => {
+                let phase = e.phase.map(|p| format!("{}: ", p.as_str())).unwrap_or_default();
+                let why = human::clean(e.source.to_string().lines().next().unwrap_or_default());
+                let note = human::fit(&format!("{phase}{why}"), 90);
+                vec!["FAILED".into(), time, String::new(), String::new(), note]
+            }
+        };
+        rows.push(std::iter::once(r.host.clone()).chain(row).collect());
+    }
+    let mut out = table(&rows);
+    for r in reports {
         if let Ok(Finished::Verified(v)) = &r.result {
+            out.push_str(&format!("{}: booted {} from {}\n", r.host, v.boot_id, v.root_device));
             for check in &v.checks {
                 out.push_str(&format!("  check      {check}\n"));
             }
@@ -41,6 +50,65 @@ pub fn bootstrap(reports: &[HostReport]) -> String {
     }
     let ok = reports.iter().filter(|r| r.result.is_ok()).count();
     out.push_str(&format!("{ok} of {} hosts ok\n", reports.len()));
+    if reports.len() == 1 || timings {
+        out.push('\n');
+        out.push_str(&phase_timings(reports));
+    }
+    out
+}
+
+/// `SHA256:XcFx8ZXX` from `ssh-ed25519 SHA256:XcFx8ZXXzz/...`: enough to tell keys apart.
+fn short_key(key: &str) -> String {
+    let fingerprint = key.split_whitespace().find(|w| w.starts_with("SHA256:")).unwrap_or(key);
+    fingerprint.chars().take("SHA256:".len() + 8).collect()
+}
+
+/// Each phase's time per host, aligned: one column per host; a skipped phase says why when
+/// there is one host.
+fn phase_timings(reports: &[HostReport]) -> String {
+    let mut phases: Vec<&str> = Vec::new();
+    for t in reports.iter().flat_map(|r| &r.timings) {
+        if !phases.contains(&t.phase.as_str()) {
+            phases.push(t.phase.as_str());
+        }
+    }
+    let one = reports.len() == 1;
+    let mut rows = vec![std::iter::once("PHASE".to_string())
+        .chain(reports.iter().map(|r| r.host.clone()))
+        .collect::<Vec<_>>()];
+    for phase in phases {
+        let mut row = vec![phase.to_string()];
+        for r in reports {
+            let cell = match r.timings.iter().find(|t| t.phase.as_str() == phase) {
+                None => "-".into(),
+                Some(t) => match &t.outcome {
+                    Outcome::Done => format!("{:>6.1} s", t.elapsed.as_secs_f64()),
+                    Outcome::Skipped(why) if one => format!("skipped: {why}"),
+                    Outcome::Skipped(_) => "skipped".into(),
+                    Outcome::Failed => format!("{:>6.1} s FAILED", t.elapsed.as_secs_f64()),
+                },
+            };
+            row.push(cell);
+        }
+        rows.push(row);
+    }
+    table(&rows)
+}
+
+/// Rows as columns of text, each as wide as its widest cell, two spaces apart; trailing
+/// blanks dropped.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> =
+            row.iter().enumerate().map(|(c, s)| format!("{s:<w$}", w = widths[c])).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
     out
 }
 
@@ -90,3 +158,6 @@ fn agent_line(a: &AgentHandOff) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,6 +15,9 @@ use super::human::{self, Places};
 pub enum Input {
     /// A host's phase started, ended, was skipped or failed.
     Phase { host: String, phase: String, step: String, detail: String },
+    /// What apply or destroy does to a host's machine (`create`, `destroy`): its phase
+    /// column, shown on its line; the summary table says how it ended.
+    Action { host: String, action: String, step: String },
     /// A log event (`warn` and `error` marked as such).
     Log {
         host: Option<String>,
@@ -96,6 +99,22 @@ impl Screen {
             Input::Phase { host, phase, step, detail } => {
                 self.phase(host, phase, &step, &detail, now)
             }
+            Input::Action { host, action, step } => {
+                let h = self.host(&host);
+                if step == "started" {
+                    *h = Host {
+                        phase: action,
+                        phase_started: now,
+                        doing: "started".into(),
+                        ..Host::default()
+                    };
+                } else {
+                    h.transfer = None;
+                    h.finished = true;
+                    h.doing = step;
+                }
+                Vec::new()
+            }
             Input::Log { host, level, nix, message, fields } => {
                 self.log(host, level, nix, &message, &fields, now)
             }
@@ -135,6 +154,7 @@ impl Screen {
     /// `web1  copy     text`: a line about a host in its phase.
     fn line(&self, host: Option<&str>, phase: &str, text: &str) -> String {
         let line = match host {
+            Some(host) if phase.is_empty() => format!("{host:<w$}  {text}", w = self.host_width),
             Some(host) => format!("{host:<w$}  {phase:<7}  {text}", w = self.host_width),
             None => text.to_string(),
         };

@@ -46,7 +46,7 @@ fn an_unreachable_host_fails_at_its_deadline_with_the_rendered_error() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stdout.contains("web1: FAILED after"), "{stdout}");
+    assert!(stdout.contains("\nweb1  FAILED  "), "{stdout}");
     assert!(stdout.contains("reach") && stdout.contains("FAILED"), "{stdout}");
     assert!(stdout.contains("0 of 1 hosts ok"), "{stdout}");
     assert!(!stderr.contains("cairn::"), "internal error codes are not for users:\n{stderr}");
@@ -186,7 +186,7 @@ fn passing_health_checks_are_listed_in_the_summary() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains("web1: verified"), "{stdout}");
+    assert!(stdout.contains("\nweb1  no changes  "), "{stdout}");
     assert!(stdout.contains("check      /etc/hostname exists"), "{stdout}");
     assert!(stdout.contains("check      `true` succeeds"), "{stdout}");
 }
@@ -337,7 +337,7 @@ fn bootstrap_and_destroy_json_events() {
     assert_eq!(out.status.code(), Some(1));
     insta::assert_snapshot!("bootstrap_json_events", json_events(&out.stdout));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("web1: FAILED after"), "{stderr}");
+    assert!(stderr.contains("\nweb1  FAILED  "), "{stderr}");
     assert!(stderr.contains("  × web1: reach failed"), "{stderr}");
     assert!(!stderr.contains("{\"event\""), "{stderr}");
 

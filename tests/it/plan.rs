@@ -130,10 +130,13 @@ macro_rules! snapshot {
     ($name:expr, $value:expr) => {
         insta::with_settings!({filters => vec![
             (r"\(\d+\.\d s\)", "([time])"),
+            // the summary table's time column (fixed width)
+            (r"(?m) +\d+\.\d s(  |$)", "  [time]$1"),
             // cloudalone's servers start a moment after they are made
             (r"status (initializing|starting|running)", "status [status]"),
             // the operator key is generated per repository
             (r"key=cairn-[0-9a-f]{12}", "key=cairn-[fingerprint]"),
+            (r"key cairn-[0-9a-f]{12}", "key cairn-[fingerprint]"),
         ]}, {
             insta::assert_snapshot!($name, $value);
         })
@@ -166,7 +169,7 @@ fn a_server_deleted_behind_cairns_back_shows_as_to_be_created() {
     assert_eq!(json["summary"]["create"], 1);
 
     let again = repo.run(&["apply", "--yes"], 0);
-    assert!(again.contains("web1: created machine"), "{again}");
+    assert!(again.contains("\nweb1  created  "), "{again}");
     assert_eq!(repo.servers(), ["web1", "web2"]);
     repo.run(&["plan", "--detailed-exitcode"], 0);
 }
@@ -198,7 +201,8 @@ fn changed_attributes_found_servers_and_hosts_gone_from_the_inventory() {
     let old = repo.machine_of("web2");
     let replaced = repo.run(&["apply", "--yes", "--replace", "web2"], 0);
     // (cloudalone reuses the ids of deleted servers)
-    assert!(replaced.contains(&format!("web2: replaced machine {old} by ")), "{replaced}");
+    assert!(replaced.contains("\nweb2  replaced  "), "{replaced}");
+    assert!(replaced.contains(&format!("machine {old} replaced by ")), "{replaced}");
     assert_eq!(repo.servers(), ["web1", "web2"]);
 
     repo.write_inventory("host \"web2\" {\n  location = \"abilian\"\n}\n");
@@ -235,7 +239,7 @@ fn a_saved_plan_is_applied_as_planned_and_refused_once_stale() {
     repo.run(&["plan", "-out", "first.plan"], 0);
     repo.run(&["plan", "--out", "second.plan"], 0);
     let applied = repo.run(&["apply", "first.plan", "--yes"], 0);
-    assert!(applied.contains("web1: created machine"), "{applied}");
+    assert!(applied.contains("\nweb1  created  "), "{applied}");
     // The state moved on: the second plan would create web1 again.
     snapshot!("apply_stale_state", repo.run(&["apply", "second.plan", "--yes"], 1));
     assert_eq!(repo.servers(), ["web1"]);
@@ -262,7 +266,7 @@ fn apply_and_destroy_refuse_without_a_terminal_unless_yes() {
     snapshot!("destroy_without_yes", repo.run(&["destroy", "host", "web1"], 1));
     assert_eq!(repo.servers(), ["web1"]);
     let destroyed = repo.run(&["destroy", "host", "web1", "--yes"], 0);
-    assert!(destroyed.contains("web1: destroyed machine"), "{destroyed}");
+    assert!(destroyed.contains("\nweb1  destroyed  "), "{destroyed}");
     assert!(repo.servers().is_empty());
 }
 
@@ -277,7 +281,7 @@ fn a_provider_error_shows_for_its_hosts_and_the_others_are_planned() {
     fs_err::write(repo.path().join("cairn.hcl"), wrong).unwrap();
     snapshot!("plan_with_a_failing_provider", repo.run(&["plan", "--detailed-exitcode"], 1));
     let applied = repo.run(&["apply", "--yes"], 1);
-    assert!(applied.contains("web1: created machine"), "{applied}");
+    assert!(applied.contains("\nweb1  created  "), "{applied}");
     assert_eq!(repo.servers(), ["web1"]);
 }
 

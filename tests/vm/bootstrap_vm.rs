@@ -201,7 +201,7 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
         text(&first),
         console(&dir)
     );
-    assert!(out.contains("web1: verified in"), "{out}");
+    assert!(out.contains("\nweb1  verified  "), "{out}");
     assert!(out.contains("1 of 1 hosts ok"), "{out}");
 
     // The host key it presented is the one cairn generated and stored in the repository.
@@ -245,7 +245,7 @@ fn bootstrap_installs_verifies_and_reruns_without_changes() {
     let again = cairn(&dir, &["bootstrap", "host", "web1", "--yes"]);
     assert!(again.status.success(), "{}", text(&again));
     let again_out = String::from_utf8_lossy(&again.stdout);
-    assert!(again_out.contains("web1: verified, no changes"), "{again_out}");
+    assert!(again_out.contains("\nweb1  no changes  "), "{again_out}");
 
     // State lost: the installed host is recognised by its own key and left alone (the same
     // boot id), with what to do.
@@ -330,7 +330,7 @@ fn bootstrap_with_the_flakes_disko_script() {
     );
     assert!(err.contains("#nixosConfigurations.web1.config.system.build.diskoScript"), "{err}");
     assert!(err.contains("built the flake's disko script"), "{err}");
-    assert!(out.contains("web1: verified in"), "{out}");
+    assert!(out.contains("\nweb1  verified  "), "{out}");
     assert!(out.contains("from /dev/vda2"), "booted from the disk disko made:\n{out}");
     destroy_leaves_nothing(&dir);
     drop(fleet);
@@ -477,7 +477,7 @@ fn bootstrap_killed_during_copy_resumes_sending_only_what_is_missing() {
         text(&again),
         console(&dir)
     );
-    assert!(out.contains("web1: verified in"), "{out}");
+    assert!(out.contains("\nweb1  verified  "), "{out}");
     let (already, total_again, sending) = copy_plan(&err).expect("the copy says what it sends");
     assert_eq!(total_again, total, "{err}");
     assert!(already >= copied_when_killed && already > 0, "{err}");
@@ -734,7 +734,7 @@ fn killed_in(phase: &str) {
     );
     let out = String::from_utf8_lossy(&again.stdout).to_string();
     // Killed in verify, the resume only verifies again ("verified, no changes").
-    assert!(out.contains("web1: verified"), "{out}");
+    assert!(out.contains("\nweb1  verified  ") || out.contains("\nweb1  no changes  "), "{out}");
     // The host key generated once, before or after the kill, and the one verify proved.
     let key = fs_err::read_to_string(&public).unwrap();
     if let Some(before) = key_at_kill {

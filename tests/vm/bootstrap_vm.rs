@@ -130,7 +130,8 @@ fn apply_ssh_destroy_on_the_local_provider() {
 
     let applied = cairn(&dir, &["apply", "web1", "--yes"]);
     assert!(applied.status.success(), "{}\n--- console\n{}", text(&applied), console(&dir));
-    assert!(String::from_utf8_lossy(&applied.stdout).contains("web1: created machine qemu:web1"));
+    let applied = String::from_utf8_lossy(&applied.stdout);
+    assert!(applied.contains("\nweb1  created  ") && applied.contains("machine qemu:web1"));
     let stock_key = |dir: &Path| {
         let state = fs_err::read_to_string(dir.join(".cairn/state.json")).unwrap();
         let state: serde_json::Value = serde_json::from_str(&state).unwrap();

@@ -100,7 +100,7 @@ fn a_disk_held_by_md_lvm_and_swap_is_released_and_installed() {
     let run = cairn(&dir, &["bootstrap", "host", "web1", "--yes"]);
     let out = String::from_utf8_lossy(&run.stdout).to_string();
     assert!(run.status.success(), "{}\n--- console\n{}", text(&run), console(&dir));
-    assert!(out.contains("web1: verified in"), "{out}");
+    assert!(out.contains("\nweb1  verified  "), "{out}");
     assert!(out.contains("from /dev/vda2"), "booted from the new root:\n{out}");
 
     destroy_leaves_nothing(&dir);

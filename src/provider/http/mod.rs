@@ -25,11 +25,14 @@ use crate::inventory::Sensitive;
 mod errors;
 mod retry;
 mod sigv4;
+mod transport;
 
 pub use errors::AWS_AUTH_CODES;
 use errors::*;
 use retry::*;
 pub use sigv4::{AwsCredentials, SigningScope};
+pub use transport::MAX_BODY;
+use transport::{read_capped, same_origin_redirects};
 
 /// How hard to retry. The default follows Hetzner's official clients: five retries, the
 /// delay doubling from one second, never more than a minute.
@@ -178,6 +181,23 @@ pub enum HttpError {
         #[source]
         source: serde_json::Error,
     },
+    /// The API answered with more than [`MAX_BODY`] bytes.
+    #[error(
+        "{service}: {method} {url} answered with more than {limit_mib} MiB; cairn stopped reading"
+    )]
+    #[diagnostic(help(
+        "an API answer this large is not what the API sends: check that the provider's \
+         `endpoint` points at the API itself"
+    ))]
+    TooLarge { service: &'static str, method: String, url: String, limit_mib: usize },
+    /// The API answered with a redirect to another scheme, host or port, which cairn does not
+    /// follow: the credentials must go only where the endpoint says.
+    #[error("{service}: {method} {url} redirects to {location}, which cairn does not follow")]
+    #[diagnostic(help(
+        "cairn sends credentials only to the endpoint's own scheme, host and port; set the \
+         provider's `endpoint` to the API's real address"
+    ))]
+    Redirected { service: &'static str, method: String, url: String, location: String },
     #[error("{service}: invalid endpoint `{url}`: {reason}")]
     #[diagnostic(help("write the API's base URL, such as https://api.hetzner.cloud/v1"))]
     Endpoint { service: &'static str, url: String, reason: String },
@@ -317,6 +337,7 @@ impl HttpClient {
         config: ClientConfig,
     ) -> Result<Self, HttpError> {
         let inner = reqwest::Client::builder()
+            .redirect(same_origin_redirects())
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
@@ -484,8 +505,28 @@ impl HttpClient {
             };
             let status = response.status();
             let headers = response.headers().clone();
-            let bytes = match response.bytes().await {
-                Ok(b) => b,
+            if status.is_redirection() {
+                let location = headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .unwrap_or("(no Location header)");
+                return Err(HttpError::Redirected {
+                    service: self.service.name,
+                    method: method.to_string(),
+                    url: url.to_string(),
+                    location: location.to_owned(),
+                });
+            }
+            let bytes = match read_capped(response, MAX_BODY).await {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    return Err(HttpError::TooLarge {
+                        service: self.service.name,
+                        method: method.to_string(),
+                        url: url.to_string(),
+                        limit_mib: MAX_BODY >> 20,
+                    })
+                }
                 Err(e) => {
                     if e.is_timeout() && self.back_off_after_timeout(&method, path, attempt).await {
                         attempt += 1;
@@ -630,7 +671,8 @@ impl HttpClient {
     }
 }
 
-/// The base URL without a trailing slash, if it is an http(s) URL without a query.
+/// The base URL without a trailing slash, if it is an https URL without a query (or plain
+/// http to this machine: an emulator on loopback).
 fn check_base_url(service: Service, base_url: &str) -> Result<String, HttpError> {
     let base = base_url.trim_end_matches('/').to_owned();
     let url = reqwest::Url::parse(&base).map_err(|e| HttpError::Endpoint {
@@ -643,6 +685,15 @@ fn check_base_url(service: Service, base_url: &str) -> Result<String, HttpError>
             service: service.name,
             url: base_url.to_owned(),
             reason: "use an http:// or https:// URL without a query".into(),
+        });
+    }
+    if url.scheme() == "http" && !crate::download::is_loopback(&url) {
+        return Err(HttpError::Endpoint {
+            service: service.name,
+            url: base_url.to_owned(),
+            reason: "plain http:// would carry the credentials in cleartext; use https:// \
+                     (plain http only to this machine: 127.0.0.1, ::1, localhost)"
+                .into(),
         });
     }
     Ok(base)

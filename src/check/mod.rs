@@ -12,7 +12,7 @@
 
 mod disk;
 mod flake;
-mod git;
+pub(crate) mod git;
 mod history;
 mod nix;
 mod policy;

@@ -84,8 +84,11 @@ impl Context {
         match &inv.state {
             StateBackend::File => Ok(Box::new(FileState::new(&inv.root))),
             StateBackend::Pg { conn, name } => {
-                let state = PgState::new(conn, name).map_err(StateError::from)?;
-                Ok(Box::new(state))
+                let state = match name {
+                    Some(name) => PgState::new(conn, name),
+                    None => PgState::for_repository(conn, &inv.root),
+                };
+                Ok(Box::new(state.map_err(StateError::from)?))
             }
         }
     }

@@ -541,14 +541,12 @@ pub enum StateBackend {
     Pg {
         /// A libpq connection string (`host=... dbname=...` or `postgresql://...`).
         conn: Sensitive,
-        /// Which state in that database is this fleet's (`name`, default
-        /// [`DEFAULT_STATE_NAME`]): several fleets can share one database.
-        name: String,
+        /// Which state in that database is this fleet's: several fleets can share one
+        /// database. `None`: derived from the repository when the state is opened
+        /// ([`crate::state::PgState::for_repository`]).
+        name: Option<String>,
     },
 }
-
-/// The `name` of a `pg` state when the `state` block gives none.
-pub const DEFAULT_STATE_NAME: &str = "default";
 
 /// `check { skip = [...], nixpkgs_max_age = "90d" }`: how `cairn check` runs here.
 #[derive(Debug, Clone, Default, Serialize)]

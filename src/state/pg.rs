@@ -33,10 +33,12 @@ use super::{LockHolder, LockWait, State, StateData, StateError, StateLock, SCHEM
 use crate::inventory::Sensitive;
 
 mod conn;
+mod name;
 mod tls;
 
 use conn::ConnSettings;
 pub use conn::{SslMode, SSL_MODES};
+pub use name::LEGACY_DEFAULT_NAME;
 use tls::MakeRustls;
 
 /// The schema holding cairn's tables.
@@ -108,6 +110,20 @@ pub enum PgError {
     #[diagnostic(code(cairn::state::pg::tls))]
     Tls { what: String },
 
+    #[error("cannot derive the name of the pg state from the repository at {}: {why}", root.display())]
+    #[diagnostic(
+        code(cairn::state::pg::no_state_name),
+        help("without `name`, the state block's name comes from the repository's first commit; commit first, or set `name = \"...\"` in the state block")
+    )]
+    NoStateName { root: std::path::PathBuf, why: String },
+
+    #[error("{location} is empty, but the state \"default\" in the same database has {serial} version(s)")]
+    #[diagnostic(
+        code(cairn::state::pg::legacy_default),
+        help("a state block without `name` used the name \"default\"; now the name comes from the repository (\"{name}\"). If \"default\" is this repository's state, set `name = \"default\"` in the state block, or move it, with no cairn run going: UPDATE cairn.state_versions SET name = '{name}' WHERE name = 'default'. If it is another repository's, set `name` here to a name of its own. cairn does not start an empty state while that one exists")
+    )]
+    LegacyDefaultState { location: String, name: String, serial: i64 },
+
     #[error("cannot connect to {location} (sslmode={ssl_mode})")]
     #[diagnostic(
         code(cairn::state::pg::connect),
@@ -176,6 +192,8 @@ pub struct PgState {
     tls: MakeRustls,
     ssl_mode: SslMode,
     name: String,
+    /// The name was derived from the repository ([`PgState::for_repository`]).
+    derived: bool,
     location: String,
 }
 
@@ -193,7 +211,15 @@ impl PgState {
         let ConnSettings { config, ssl_mode, roots } = ConnSettings::parse(&conn.0)?;
         let tls = MakeRustls::new(ssl_mode, &roots)?;
         let location = format!("PostgreSQL state \"{name}\" ({})", describe(&config));
-        Ok(Self { config, tls, ssl_mode, name: name.to_owned(), location })
+        Ok(Self { config, tls, ssl_mode, name: name.to_owned(), derived: false, location })
+    }
+
+    /// The state of the repository at `root` when the `state` block names none: its name is
+    /// derived from the repository (see `name.rs`). Reading it refuses to start empty while
+    /// the state of [`LEGACY_DEFAULT_NAME`], which such a block used to mean, has versions.
+    pub fn for_repository(conn: &Sensitive, root: &std::path::Path) -> Result<Self, PgError> {
+        let name = name::derive(root)?;
+        Ok(Self { derived: true, ..Self::new(conn, &name)? })
     }
 
     /// The state's name: the key of its rows and of its lock.
@@ -478,7 +504,28 @@ impl PgState {
         let stored = conn.run("reading the state", |client| async move {
             Ok(newest_version(&*client.lock().await, &name).await?)
         })?;
+        if stored.is_none() && self.derived {
+            self.refuse_to_hide_the_legacy_state(conn)?;
+        }
         self.parse(stored)
+    }
+
+    /// A derived name with no state while `"default"` has some: that is most likely this
+    /// repository's state from before names were derived. Starting empty would let `apply`
+    /// create every machine again, so the user decides.
+    fn refuse_to_hide_the_legacy_state(&self, conn: &Conn) -> Result<(), StateError> {
+        let legacy = conn.run("reading the state", |client| async move {
+            Ok(newest_version(&*client.lock().await, LEGACY_DEFAULT_NAME).await?)
+        })?;
+        match legacy {
+            None => Ok(()),
+            Some((serial, _, _)) => Err(PgError::LegacyDefaultState {
+                location: self.location.clone(),
+                name: self.name.clone(),
+                serial,
+            }
+            .into()),
+        }
     }
 
     /// The run holding the lock of this name right now, allowing it a moment to record

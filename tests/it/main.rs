@@ -29,5 +29,6 @@ mod secrets_rules;
 mod secrets_yaml;
 mod ssh;
 mod state;
+mod state_name;
 mod state_tls;
 mod trust;

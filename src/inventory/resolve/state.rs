@@ -50,8 +50,8 @@ impl Resolver<'_> {
             Some("pg") => match conn {
                 Some(a) => {
                     let name = match name_attr {
-                        Some(n) => self.state_name(n),
-                        None => Some(DEFAULT_STATE_NAME.to_owned()),
+                        Some(n) => self.state_name(n).map(Some),
+                        None => Some(None),
                     };
                     match (self.sensitive(a), name) {
                         (Some(conn), Some(name)) => StateBackend::Pg { conn, name },

@@ -6,6 +6,12 @@
 //!   `address`.
 //! - The login: the inventory's `ssh.user` on the stock image; root on cairn's installer and
 //!   on the systems it installs (bootstrap seeds root's `authorized_keys`).
+//! - The port: the stock image's is the recorded address's (else `ssh.port`). The installer
+//!   listens on 22 and the installed system on NixOS's 22, whatever port the stock sshd used
+//!   (existing machines often move it to 2222), unless `ssh.installer_port` or
+//!   `ssh.installed_port` says otherwise. A loopback address is a port forward to the
+//!   machine's port 22 (the local qemu provider): the same forwarded port then serves every
+//!   stage.
 //! - The key: the one recorded for the stage; the installer carries the stock image's keys
 //!   across the jump; the installed system presents the key cairn generated, known before
 //!   first contact. Machines cairn creates get a stock key cairn made (cloud-init
@@ -126,11 +132,29 @@ pub fn target<'a>(
         .cloned()
         .or_else(|| host.address.map(str::to_owned))
         .ok_or_else(|| ReachError::NoAddress { host: recorded.host.to_owned() })?;
-    Target::from_address(&address, host.ssh.port, user).ok_or_else(|| ReachError::BadAddress {
-        host: recorded.host.to_owned(),
-        address,
-        location: recorded.location.to_owned(),
-    })
+    let mut target = Target::from_address(&address, host.ssh.port, user).ok_or_else(|| {
+        ReachError::BadAddress {
+            host: recorded.host.to_owned(),
+            address,
+            location: recorded.location.to_owned(),
+        }
+    })?;
+    let forwarded = target
+        .host
+        .parse::<std::net::IpAddr>()
+        .map_or(target.host.eq_ignore_ascii_case("localhost"), |ip| ip.is_loopback());
+    let set = match stage {
+        Stage::Stock => None,
+        Stage::Installer => Some(host.ssh.installer_port),
+        Stage::Installed => Some(host.ssh.installed_port),
+    };
+    match set {
+        None => {}
+        Some(Some(port)) => target.port = port,
+        Some(None) if forwarded => {}
+        Some(None) => target.port = 22,
+    }
+    Ok(target)
 }
 
 /// The keys the machine must present at `stage`.

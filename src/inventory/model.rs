@@ -405,13 +405,21 @@ impl fmt::Display for FlakeRef {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SshSettings {
+    /// The stock image's login user (cairn's installer and installed systems take root).
     pub user: String,
+    /// The stock image's SSH port.
     pub port: u16,
+    /// The installer's SSH port, when set; else 22, the port nixos-images' installer
+    /// listens on (see [`crate::reach::target`]).
+    pub installer_port: Option<u16>,
+    /// The installed system's SSH port, when set (the flake's `services.openssh.ports`);
+    /// else 22, NixOS's default.
+    pub installed_port: Option<u16>,
 }
 
 impl Default for SshSettings {
     fn default() -> Self {
-        Self { user: "root".into(), port: 22 }
+        Self { user: "root".into(), port: 22, installer_port: None, installed_port: None }
     }
 }
 

@@ -127,7 +127,7 @@ mod tests {
     }
 
     fn ssh() -> crate::inventory::SshSettings {
-        crate::inventory::SshSettings { user: "debian".into(), port: 22 }
+        crate::inventory::SshSettings { user: "debian".into(), port: 22, ..Default::default() }
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn at(phase: Phase) -> Option<PhaseRecord> {
 
 #[test]
 fn pins_the_newest_phase_and_uses_the_recorded_address() {
-    let ssh = SshSettings { user: "admin".into(), port: 2222 };
+    let ssh = SshSettings { user: "admin".into(), port: 2222, ..Default::default() };
     let st = state(
         &["127.0.0.1:2201", "10.0.0.2"],
         &[(Stage::Stock, STOCK), (Stage::Installed, INSTALLED)],
@@ -71,7 +71,7 @@ fn pins_the_newest_phase_and_uses_the_recorded_address() {
 fn follows_the_last_completed_phase_not_the_newest_key() {
     // Keys of the installed system are known from the keys phase on, but until the
     // reboot the machine still runs the installer (with the stock keys carried over).
-    let ssh = SshSettings { user: "debian".into(), port: 22 };
+    let ssh = SshSettings { user: "debian".into(), port: 22, ..Default::default() };
     let mut st = state(
         &["127.0.0.1:2201"],
         &[(Stage::Stock, STOCK), (Stage::Installer, STOCK), (Stage::Installed, INSTALLED)],
@@ -84,7 +84,7 @@ fn follows_the_last_completed_phase_not_the_newest_key() {
 
 #[test]
 fn falls_back_to_the_inventory_address() {
-    let ssh = SshSettings { user: "root".into(), port: 22 };
+    let ssh = SshSettings { user: "root".into(), port: 22, ..Default::default() };
     let st = state(&[], &[(Stage::Stock, STOCK)]);
     let k = resolve("db1", &ssh, Some("192.0.2.9"), Some(&st), None).unwrap();
     assert_eq!(k.target, Target::new("192.0.2.9", 22, "root"));
@@ -203,7 +203,7 @@ fn the_stage_a_host_runs_follows_its_last_phase() {
 
 #[test]
 fn the_login_is_the_inventory_user_on_the_stock_image_and_root_after() {
-    let ssh = SshSettings { user: "debian".into(), port: 2222 };
+    let ssh = SshSettings { user: "debian".into(), port: 2222, ..Default::default() };
     let st = state(&["[2001:db8::7]:22"], &[]);
     let rec = recorded("web1", &st);
     let host = Endpoint { ssh: &ssh, address: Some("192.0.2.1") };
@@ -219,4 +219,33 @@ fn the_login_is_the_inventory_user_on_the_stock_image_and_root_after() {
     let bad = state(&["not an address"], &[]);
     let err = target(host, &recorded("web1", &bad), Stage::Stock).unwrap_err();
     assert!(matches!(err, ReachError::BadAddress { .. }), "{err:?}");
+}
+
+#[test]
+fn each_stage_has_its_own_port() {
+    let moved = SshSettings { user: "debian".into(), port: 2222, ..Default::default() };
+    let set =
+        SshSettings { installer_port: Some(2200), installed_port: Some(2201), ..moved.clone() };
+    let none = HostState::default();
+    let existing = state(&["203.0.113.5:2222"], &[]);
+    let forwarded = state(&["127.0.0.1:40022"], &[]);
+    // (ssh settings, inventory address, state, [stock, installer, installed] ports)
+    let cases: [(&SshSettings, Option<&str>, &HostState, [u16; 3]); 5] = [
+        // A stock sshd moved to 2222: the installer and NixOS still listen on 22.
+        (&moved, Some("203.0.113.5"), &none, [2222, 22, 22]),
+        (&moved, None, &existing, [2222, 22, 22]),
+        // One forwarded port reaches the machine's 22 at every stage.
+        (&moved, None, &forwarded, [40022, 40022, 40022]),
+        // What the inventory says wins.
+        (&set, None, &existing, [2222, 2200, 2201]),
+        (&set, None, &forwarded, [40022, 2200, 2201]),
+    ];
+    for (ssh, address, st, ports) in cases {
+        let host = Endpoint { ssh, address };
+        let got: Vec<u16> = [Stage::Stock, Stage::Installer, Stage::Installed]
+            .iter()
+            .map(|&stage| target(host, &recorded("web1", st), stage).unwrap().port)
+            .collect();
+        assert_eq!(got, ports, "{ssh:?} {address:?} {:?}", st.addresses);
+    }
 }

@@ -76,7 +76,7 @@ pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError
                 "the machine did not come back running the installer",
                 last_seen,
                 format!(
-                    "{}; a machine that kexec cannot jump on (some hypervisors, Secure Boot) needs a rescue system or an installer image instead",
+                    "{}; cairn looks for the installer's sshd on port 22 (set `ssh {{ installer_port }}` if yours listens elsewhere); a machine that kexec cannot jump on (some hypervisors, Secure Boot) needs a rescue system or an installer image instead",
                     r.console_hint()
                 ),
             ));

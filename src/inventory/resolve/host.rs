@@ -430,7 +430,13 @@ impl Resolver<'_> {
             .flat_map(|b| b.get_blocks("ssh"))
             .collect();
         for b in &ssh_blocks {
-            check_attributes(self.diags, &b.body, "ssh", &["user", "port"], &[]);
+            check_attributes(
+                self.diags,
+                &b.body,
+                "ssh",
+                &["user", "port", "installer_port", "installed_port"],
+                &[],
+            );
             if let Some(a) = b.body.get_attribute("user") {
                 match self.string_of(a, &crate::inventory::forms::USERNAME) {
                     Some(u) => ssh.user = u,
@@ -441,6 +447,17 @@ impl Resolver<'_> {
                 match self.integer(a, 1, 65535) {
                     Some(p) => ssh.port = p as u16,
                     None => ok = false,
+                }
+            }
+            for (key, slot) in [
+                ("installer_port", &mut ssh.installer_port),
+                ("installed_port", &mut ssh.installed_port),
+            ] {
+                if let Some(a) = b.body.get_attribute(key) {
+                    match self.integer(a, 1, 65535) {
+                        Some(p) => *slot = Some(p as u16),
+                        None => ok = false,
+                    }
                 }
             }
         }

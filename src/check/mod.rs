@@ -19,7 +19,7 @@ mod policy;
 pub mod render;
 mod repo;
 mod rings;
-mod rule;
+pub mod rule;
 mod secrets;
 
 use std::collections::BTreeSet;

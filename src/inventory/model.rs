@@ -560,7 +560,7 @@ pub enum StateBackend {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckSettings {
     /// Rules never run for this repository.
-    pub skip: Vec<crate::check::RuleId>,
+    pub skip: Vec<crate::check::rule::RuleId>,
     /// How old the locked nixpkgs may be before `flake.inputs` warns.
     pub nixpkgs_max_age: Option<std::time::Duration>,
 }

@@ -25,7 +25,7 @@ impl Resolver<'_> {
         check_attributes(self.diags, &block.body, "check", &["skip", "nixpkgs_max_age"], &[]);
         if let Some(attr) = block.body.get_attribute("skip") {
             for (id, span) in self.strings(attr).unwrap_or_default() {
-                match id.parse::<crate::check::RuleId>() {
+                match id.parse::<crate::check::rule::RuleId>() {
                     Ok(rule) => settings.skip.push(rule),
                     Err(message) => self.diags.push(
                         ProblemBuilder::new(format!("`{id}` is not a check rule"))

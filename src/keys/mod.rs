@@ -9,6 +9,7 @@
 //!
 //! A leaf: nothing here imports from `secrets`, `inventory` or `state`; they use keys.
 
+mod age_key;
 pub mod convert;
 pub mod generate;
 pub mod hybrid;

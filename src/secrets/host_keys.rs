@@ -80,4 +80,23 @@ mod tests {
         let loaded = store.load("db1", &codec).unwrap();
         assert_eq!(loaded.ssh_private_openssh(), keys.ssh_private_openssh());
     }
+
+    #[test]
+    fn host_keys_seal_to_mixed_post_quantum_and_classic_admins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HostKeyStore::new(dir.path());
+        let (pq, classic) = (AgeIdentity::generate_post_quantum(), AgeIdentity::generate());
+        let keys = HostKeys::generate("db1", true);
+        let mut all = Identities::empty();
+        all.push(pq.to_age());
+        store
+            .save(&keys, &[classic.to_public(), pq.to_public()], &SopsBinaryCodec { keyring: &all })
+            .unwrap();
+        for admin in [&pq, &classic] {
+            let mut ids = Identities::empty();
+            ids.push(admin.to_age());
+            let loaded = store.load("db1", &SopsBinaryCodec { keyring: &ids }).unwrap();
+            assert_eq!(loaded.ssh_private_openssh(), keys.ssh_private_openssh());
+        }
+    }
 }

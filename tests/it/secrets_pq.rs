@@ -203,6 +203,22 @@ fn sops_yaml_rules_and_inventory_admins_take_post_quantum_keys() {
     let out = lab.sops_in(&repo, &["updatekeys", "-y", "secrets/b.yaml"], &file_env(&bob));
     ok(&out, "sops updatekeys");
     assert!(String::from_utf8_lossy(&out.stderr).contains("already up to date"));
+
+    // A new post-quantum admin: rekey, run with alice's post-quantum key, lets her in.
+    let carol = pq_key(&lab, "carol");
+    let hcl = fs_err::read_to_string(repo.join("cairn.hcl")).unwrap();
+    fs_err::write(
+        repo.join("cairn.hcl"),
+        format!("{hcl}\nadmin \"carol\" {{\n  age = \"{}\"\n}}\n", carol.recipient),
+    )
+    .unwrap();
+    let out = cairn(&lab, &repo, &["secrets", "rekey"], &file_env(&alice));
+    let stdout = String::from_utf8(ok(&out, "rekey")).unwrap();
+    assert!(stdout.contains("secrets/b.yaml: rekeyed"), "{stdout}");
+    for key in [&alice, &bob, &carol] {
+        let plain = lab.sops_decrypt(&repo.join("secrets/b.yaml"), &key.identity_file, &[]);
+        assert_eq!(plain, PLAIN.as_bytes());
+    }
 }
 
 #[test]

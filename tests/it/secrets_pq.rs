@@ -246,7 +246,9 @@ fn malformed_post_quantum_keys_are_refused_clearly_without_a_panic() {
     let file = cairn_encrypt(&lab, "ok.yaml", PLAIN, &pq.recipient);
     let secret = fs_err::read_to_string(&pq.identity_file).unwrap();
     let line = secret.lines().nth(2).unwrap();
-    let damaged = format!("{}X\n", &line[..line.len() - 1]);
+    // One character changed (never to itself), so the checksum fails.
+    let swap = if line.ends_with('Q') { 'P' } else { 'Q' };
+    let damaged = format!("{}{swap}\n", &line[..line.len() - 1]);
     let out = cairn(
         &lab,
         lab.dir.path(),

@@ -186,18 +186,25 @@ pub async fn refresh(
             Some((t, provider, label))
         })
         .collect();
+    let total = labelled.len();
     let (listed, labelled) = list_where_possible(labelled).await;
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(listed.len()));
+    crate::ui::progress::count("asked", listed.len(), total, "hosts");
     let names: Vec<(String, String)> =
         labelled.iter().map(|(t, _, label)| (t.host.name.to_string(), label.clone())).collect();
-    let results = crate::util::parallel::bounded(labelled, parallel, |(t, provider, label)| {
-        let span = tracing::debug_span!("refresh", host = %t.host.name);
-        async move {
-            let found = provider.lookup(&t.host, t.state.as_ref()).await;
-            (t.host.name.to_string(), label, found)
-        }
-        .instrument(span)
-    })
-    .await;
+    let results =
+        crate::util::parallel::bounded(labelled, parallel, move |(t, provider, label)| {
+            let span = tracing::debug_span!("refresh", host = %t.host.name);
+            let asked = asked.clone();
+            async move {
+                let found = provider.lookup(&t.host, t.state.as_ref()).await;
+                let done = asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                crate::ui::progress::count("asked", done, total, "hosts");
+                (t.host.name.to_string(), label, found)
+            }
+            .instrument(span)
+        })
+        .await;
     let mut refresh = Refresh::default();
     let results = names.into_iter().zip(results).map(|((host, label), r)| {
         r.unwrap_or_else(|p| {

@@ -65,8 +65,13 @@ pub fn rekey(
     rotate: bool,
     dry_run: bool,
 ) -> Vec<RekeyReport> {
+    let total = plan.targets.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let outcomes = parallel::map(&plan.targets, parallel::cores(), |t| {
-        rekey_one(t, &plan.stores, identities, rotate, dry_run)
+        let outcome = rekey_one(t, &plan.stores, identities, rotate, dry_run);
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        crate::ui::progress::count("re-keyed", n, total, "files");
+        outcome
     });
     let writes: Vec<atomic::Replacement<'_>> = plan
         .targets

@@ -19,7 +19,8 @@ use tracing_subscriber::Layer;
 
 use super::human::{self, Places};
 use super::progress::{
-    SuspendingStderr, ACTION_TARGET, BARS, DOWNLOAD_TARGET, HOST_SPAN, TARGET, TRANSFER_TARGET,
+    SuspendingStderr, ACTION_TARGET, BARS, BAR_FROM, COUNT_TARGET, DOWNLOAD_TARGET, HOST_SPAN,
+    TARGET, TRANSFER_TARGET,
 };
 use super::screen::{Input, Screen};
 
@@ -85,13 +86,15 @@ pub struct ProgressLayer {
     /// with `-v`, or nothing is, as with `-q`); phase lines are printed unless `quiet`.
     lines: Option<Targets>,
     quiet: bool,
+    /// Colors on the terminal (`--color`, `NO_COLOR`).
+    color: bool,
     clock: Clock,
     state: Mutex<State>,
 }
 
 impl ProgressLayer {
     /// `terminal`: draw bars on stderr; otherwise print plain lines (none when `quiet`).
-    pub fn new(terminal: bool, quiet: bool, lines: Option<Targets>) -> Self {
+    pub fn new(terminal: bool, quiet: bool, color: bool, lines: Option<Targets>) -> Self {
         let surface = if terminal && !quiet {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let _ = BARS.set(multi.clone());
@@ -103,7 +106,10 @@ impl ProgressLayer {
         };
         let started = Instant::now();
         let places = Places { repo: None, home: std::env::var_os("HOME").map(Into::into) };
-        Self::with_surface(surface, quiet, lines, places, Box::new(move || started.elapsed()))
+        let mut layer =
+            Self::with_surface(surface, quiet, lines, places, Box::new(move || started.elapsed()));
+        layer.color = color;
+        layer
     }
 
     /// A layer drawing on `surface` with `clock` (tests).
@@ -120,7 +126,7 @@ impl ProgressLayer {
             logs: HashMap::new(),
             shown: HashMap::new(),
         };
-        Self { surface, lines, quiet, clock, state: Mutex::new(state) }
+        Self { surface, lines, quiet, color: false, clock, state: Mutex::new(state) }
     }
 
     /// A writer for other log lines (`-v`) that does not tear the bars.
@@ -159,7 +165,7 @@ impl ProgressLayer {
                 if print {
                     frame.printed.extend(lines.iter().map(|l| human::fit(l, width)));
                 }
-                if let Some(host) = host {
+                if let Some(host) = host.filter(|h| st.screen.at_work(h)) {
                     let line = human::fit(&st.screen.host_line(host, now), width.saturating_sub(2));
                     frame.set_host(host, line);
                 }
@@ -168,11 +174,12 @@ impl ProgressLayer {
                 let width = Self::width();
                 if print {
                     for line in &lines {
-                        let _ = multi.println(human::fit(line, width));
+                        let _ = multi.println(paint(&human::fit(line, width), self.color));
                     }
                 }
-                let Some(host) = host else { return };
+                let Some(host) = host.filter(|h| st.screen.at_work(h)) else { return };
                 let line = human::fit(&st.screen.host_line(host, now), width.saturating_sub(2));
+                let line = paint(&line, self.color);
                 let finished = st.screen.finished(host);
                 let bar = st.bars.entry(host.to_string()).or_insert_with(|| {
                     let bar = multi.add(ProgressBar::new_spinner());
@@ -208,6 +215,62 @@ impl ProgressLayer {
             }
         }
     }
+}
+
+impl ProgressLayer {
+    /// A count on its own line: `asked 37/120 hosts`, with a bar from [`BAR_FROM`] items;
+    /// gone when all are done. Terminal only: plain output waits for the summary.
+    fn count(&self, what: &str, done: u64, total: u64, unit: &str) {
+        let line = count_line(what, done, total, unit);
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let key = format!("count {what}");
+        match &self.surface {
+            Surface::Terminal(multi) => {
+                let bar = st.bars.entry(key.clone()).or_insert_with(|| {
+                    let bar = multi.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    bar
+                });
+                bar.set_message(line);
+                if done >= total {
+                    bar.finish_and_clear();
+                    st.bars.remove(&key);
+                }
+            }
+            Surface::Frame(frame) => {
+                let mut frame = frame.lock().unwrap_or_else(|e| e.into_inner());
+                if done >= total {
+                    frame.hosts.retain(|(h, _)| *h != key);
+                } else {
+                    frame.set_host(&key, line);
+                }
+            }
+            Surface::Lines(_) => {}
+        }
+    }
+}
+
+/// `asked 37/120 hosts`, or `re-keyed  ████░░░  340/1200 files` for many items.
+pub fn count_line(what: &str, done: u64, total: u64, unit: &str) -> String {
+    if total as usize > BAR_FROM {
+        format!("{what}  {}  {done}/{total} {unit}", human::bar(done, total, 20))
+    } else {
+        format!("{what} {done}/{total} {unit}")
+    }
+}
+
+/// Failures in red, warnings in yellow (terminal only).
+fn paint(line: &str, color: bool) -> String {
+    if !color {
+        return line.to_string();
+    }
+    let red = console::style("FAILED").red().bold().force_styling(true).to_string();
+    let yellow = console::style("warning:").yellow().force_styling(true).to_string();
+    line.replacen("FAILED", &red, 1).replacen("warning:", &yellow, 1)
 }
 
 fn open_log(host: &str) -> Option<std::fs::File> {
@@ -285,6 +348,11 @@ where
                 .find_map(|s| s.extensions().get::<HostOf>().map(|h| h.0.clone()))
         });
         let text = |name: &str| f.get(name).unwrap_or_default().to_string();
+        if meta.target() == COUNT_TARGET {
+            let (done, total) = (f.number("done").unwrap_or(0), f.number("total").unwrap_or(0));
+            self.count(&text("what"), done, total, &text("unit"));
+            return;
+        }
         let (input, print, log) = match meta.target() {
             TARGET => {
                 let (phase, step, detail) = (text("phase"), text("step"), text("detail"));

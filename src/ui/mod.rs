@@ -60,7 +60,7 @@ pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode, json_events: bool) {
     // with it, tracing's own format shows every field.
     let structured = verbose > 0 || std::env::var("RUST_LOG").is_ok_and(|v| !v.trim().is_empty());
     let human = (!structured && !quiet).then(|| filter.clone());
-    let progress = progress::ProgressLayer::new(mode.stderr_is_terminal, quiet, human);
+    let progress = progress::ProgressLayer::new(mode.stderr_is_terminal, quiet, mode.color, human);
     let writer = progress.writer();
     // Progress events are drawn by the progress layer; the log lines go around the bars.
     let lines = tracing_subscriber::fmt::layer()
@@ -75,6 +75,7 @@ pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode, json_events: bool) {
                     progress::DOWNLOAD_TARGET,
                     progress::ACTION_TARGET,
                     progress::TRANSFER_TARGET,
+                    progress::COUNT_TARGET,
                 ]
                 .contains(&meta.target())
         })));

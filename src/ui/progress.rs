@@ -56,6 +56,18 @@ pub fn report(host: &str, phase: &str, step: Step, detail: &str) {
     tracing::info!(target: TARGET, host, phase, step = step.as_str(), detail);
 }
 
+/// Work counted in items (hosts asked, files re-keyed): drawn on a terminal as a spinner
+/// `asked 37/120 hosts`, or a bar once there are more than [`BAR_FROM`] items.
+pub const COUNT_TARGET: &str = "cairn::count";
+
+/// From this many items on, a count is drawn as a bar.
+pub const BAR_FROM: usize = 300;
+
+/// Reports that `done` of `total` items are done (`what`: "asked", `unit`: "hosts").
+pub fn count(what: &str, done: usize, total: usize, unit: &str) {
+    tracing::info!(target: COUNT_TARGET, what, done = done as u64, total = total as u64, unit);
+}
+
 /// The name of the span a host's work runs in; its `host` field names the host.
 pub const HOST_SPAN: &str = "host";
 

@@ -304,6 +304,12 @@ impl Screen {
         vec![self.line(host.as_deref(), &phase, &text)]
     }
 
+    /// Whether the host is at work (a phase, an action or a transfer): only then does it get
+    /// a line of its own (a log event about a host is not enough, as in `secrets rekey`).
+    pub fn at_work(&self, host: &str) -> bool {
+        self.hosts.get(host).is_some_and(|h| !h.phase.is_empty() || h.transfer.is_some())
+    }
+
     /// Whether the host's line is final (verified or failed).
     pub fn finished(&self, host: &str) -> bool {
         self.hosts.get(host).is_some_and(|h| h.finished)

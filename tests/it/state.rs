@@ -854,7 +854,7 @@ fn two_cairn_runs_on_one_pg_fleet_the_second_fails_naming_the_first_then_proceed
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("web1: "), "{stdout}");
+    assert!(stdout.contains("\nweb1  destroyed  "), "{stdout}");
     assert!(
         flatten(&stderr).contains(&flatten(&format!(
             "the previous cairn run ({record}) died without releasing the state lock"

@@ -129,3 +129,27 @@ fn the_same_run_as_plain_lines() {
     assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
     insta::assert_snapshot!(text);
 }
+
+#[test]
+fn counts_are_a_spinner_line_or_a_bar_for_many_items() {
+    assert_eq!(count_line("asked", 37, 120, "hosts"), "asked 37/120 hosts");
+    assert_eq!(
+        count_line("re-keyed", 340, 1200, "files"),
+        "re-keyed  █████░░░░░░░░░░░░░░░  340/1200 files"
+    );
+    let frame = Arc::new(Mutex::new(Frame::new(100, 5)));
+    let layer = ProgressLayer::with_surface(
+        Surface::Frame(frame.clone()),
+        false,
+        lines_filter(),
+        places(),
+        Box::new(|| Duration::ZERO),
+    );
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        crate::ui::progress::count("asked", 37, 120, "hosts");
+        assert_eq!(frame.lock().unwrap().render(), "⠿ asked 37/120 hosts");
+        crate::ui::progress::count("asked", 120, 120, "hosts");
+        assert_eq!(frame.lock().unwrap().render(), "");
+    });
+}

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 use tokio_postgres::Socket;
 
-use super::conn::{RootCerts, SslMode};
+use super::settings::{RootCerts, SslMode};
 use super::PgError;
 
 /// Makes the TLS session of each connection attempt (tokio-postgres asks once per host).

@@ -89,7 +89,9 @@
       # The system, with the sops-encrypted files in `secrets` (a directory, or null for
       # those in deps/secrets): like sops-nix's defaultSopsFile, they live in the store, so
       # a fleet passes its own ./secrets and every build sees their current recipients.
-      mkToplevel = { secrets ? null }: run "cairn-test-system" { } ''
+      # `comin`: null, or `{ remote; branch; interval ? 5; }` for the comin stand-in
+      # (comin.sh), as a fleet's flake sets services.comin from its cairn/fleet.json.
+      mkToplevel = { secrets ? null, hostname ? "cairn-test", comin ? null }: run "cairn-test-system" { } ''
         ${subst}
         mkdir -p $out/bin $out/sw/bin $out/etc/ssh $out/secrets
         subst ${./stage-2-init.sh} $out/init
@@ -110,7 +112,16 @@
         '' else ''
           for f in ${secrets}/*; do [ -f "$f" ] && cp "$f" $out/secrets/; done
         ''}
-        echo cairn-test > $out/hostname
+        echo ${hostname} > $out/hostname
+        ${if comin == null then "" else ''
+          subst ${./comin.sh} $out/sw/bin/comin
+          subst ${./systemctl.sh} $out/sw/bin/systemctl
+          cat > $out/etc/comin.conf <<'CONF'
+        remote='${comin.remote}'
+        branch='${comin.branch}'
+        interval=${toString (comin.interval or 5)}
+        CONF
+        ''}
       '';
       toplevel = mkToplevel { };
     in

@@ -1,6 +1,7 @@
 #!@busybox@/bin/sh
 # Stage 2: the system's init. Mounts the API filesystems, writes /etc/inittab and hands over
-# to busybox init, which runs `activate` once and keeps the agent running.
+# to busybox init, which runs `activate` once and keeps the agent (and the comin stand-in,
+# when the system has one) running.
 export PATH=@out@/sw/bin
 # (Debian's busybox has no `mountpoint` applet.)
 mounted() { [ -r /proc/mounts ] && awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; }
@@ -18,4 +19,7 @@ cat >/etc/inittab <<INITTAB
 ::shutdown:@busybox@/bin/swapoff -a
 ::shutdown:@busybox@/bin/umount -a -r
 INITTAB
+if [ -x @out@/sw/bin/comin ]; then
+    echo "::respawn:@out@/sw/bin/comin run" >>/etc/inittab
+fi
 exec @busybox@/bin/init

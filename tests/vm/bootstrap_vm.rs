@@ -69,7 +69,7 @@ pub(crate) fn console(dir: &Path) -> String {
 }
 
 /// One VM at a time: two under software emulation on two cores only slow each other down.
-static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn make_fleet(dir: &Path) {
     let made = Command::new(repo().join("vm-tests/make-fleet")).arg(dir).output().unwrap();

@@ -7,4 +7,6 @@ mod support;
 mod bootstrap_vm;
 mod disk;
 mod disk_holders;
+mod forge;
+mod gitops_vm;
 mod vm_smoke;

@@ -97,9 +97,16 @@ fn rings_promote_soak_and_roll_back_on_two_vms() {
         .unwrap();
     assert!(made.status.success(), "make-fleet failed: {}", text(&made));
     let _vms = TwoVms { dir: dir.clone() };
+    // What a user sees, kept for README's transcript (CAIRN_VM_TRANSCRIPT=FILE writes it).
+    let transcript = std::cell::RefCell::new(String::new());
     let run = |args: &[&str]| {
         let out = cairn(&dir, args);
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), text(&out))
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        transcript
+            .borrow_mut()
+            .push_str(&format!("$ cairn {}\n{stdout}{stderr}\n", args.join(" ")));
+        (out.status.code(), stdout.into_owned(), text(&out))
     };
 
     // What a user does first: .sops.yaml and cairn/fleet.json from the inventory, committed
@@ -191,5 +198,8 @@ fn rings_promote_soak_and_roll_back_on_two_vms() {
     assert_eq!(rows["web1"]["commit"], c1.as_str(), "dev keeps the change");
     // The hosts' consoles show their agents deploying what was promoted.
     assert!(console(&dir, "web2").contains(&format!("comin: deployed {reverted}")));
+    if let Some(path) = std::env::var_os("CAIRN_VM_TRANSCRIPT") {
+        fs_err::write(path, transcript.take()).unwrap();
+    }
     drop(forge);
 }

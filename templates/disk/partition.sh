@@ -68,7 +68,7 @@ unmount_dev() {
     names=$(dev_names "$1")
     awk -v d="$devno" -v names="$names" '
         BEGIN { split(names, n, "\n"); for (i in n) node[n[i]] = 1 }
-        { for (i = 7; $i != "-"; i++); if ($3 == d || ($(i + 2) in node)) print $5 }
+        { for (i = 7; i < NF && $i != "-"; i++); if ($3 == d || ($(i + 2) in node)) print $5 }
     ' /proc/self/mountinfo | sort -r | while read -r m; do
         [ "$m" != / ] || die "/dev/$1 on $disk is mounted at /: is $disk the running system's disk?"
         log "umount $m (on /dev/$1)"

@@ -1,21 +1,23 @@
 //! A target disk held by what an installer activates from an old system on it (issue 14,
 //! item 5): in the stand-in installer, the disk gets an md RAID1 array carrying an LVM volume
-//! group, with a mounted filesystem and an active swap on its logical volumes, and the
+//! group, with a mounted filesystem and an active swap on its logical volumes, which the
 //! installer's own boot-time activation (`cairn-activate-storage`: the md arrays the disks'
-//! superblocks describe, then `vgchange -a ay`, as the real installer's udev does) brings them
-//! up. The disk phase must release all of it, have the
-//! kernel re-read the new table (fatal if it cannot), check the kernel's partitions against it,
-//! and the host then installs and verifies from that disk. On the way, the install phase's
-//! chroot (item 3) is checked to leave no mount behind in the installer.
+//! superblocks describe, then `vgchange -a ay`, as the real installer's udev does) brings up;
+//! also a swap partition and a mounted plain device-mapper device. The disk phase must
+//! release all of it, have the kernel re-read the new table (fatal if it cannot), check the
+//! kernel's partitions against it, and the host then installs and verifies from that disk. On
+//! the way, the install phase's chroot (item 3) is checked to leave no mount behind in the
+//! installer.
 
 use crate::bootstrap_vm::{cairn, console, destroy_leaves_nothing, text, Fleet};
 
 /// Run in the installer: an old system's storage stack on /dev/vda, activated as the
-/// installer activates it at boot. No single quotes: it goes inside `sh -c '...'`.
+/// installer activates it at boot. No single quotes: it goes inside `sh -c '...'`. (No udev in
+/// the stand-in: dmsetup makes the node of a device it created only when asked.)
 const OLD_SYSTEM: &str = "
 exec </dev/null
 sgdisk --zap-all /dev/vda >/dev/null
-sgdisk -n1:0:+300M -n2:0:+300M -n3:0:+200M /dev/vda >/dev/null
+sgdisk -n1:0:+300M -n2:0:+300M -n3:0:+200M -n4:0:+100M /dev/vda >/dev/null
 partx -u /dev/vda
 mdadm --create /dev/md0 --run --level=1 --raid-devices=2 --metadata=1.2 /dev/vda1 /dev/vda2
 pvcreate -ff -y /dev/md0
@@ -28,8 +30,12 @@ mkswap /dev/vda3 >/dev/null
 vgchange -a n old
 mdadm --stop /dev/md0
 cairn-activate-storage
-mkdir -p /old
+dmsetup create plain --table \"0 204800 linear /dev/vda4 0\"
+dmsetup mknodes plain
+mkfs.ext4 -q -F /dev/mapper/plain
+mkdir -p /old /plain
 mount /dev/old/root /old
+mount /dev/mapper/plain /plain
 swapon /dev/old/swap
 swapon /dev/vda3
 cat /proc/mdstat /proc/swaps
@@ -69,6 +75,8 @@ fn a_disk_held_by_md_lvm_and_swap_is_released_and_installed() {
         "cairn-disk: deactivating LVM logical volume old-swap",
         "cairn-disk: stopping md array /dev/md",
         "cairn-disk: swapoff /dev/vda3",
+        "cairn-disk: umount /plain (on /dev/dm-",
+        "cairn-disk: deactivating device-mapper device plain",
     ] {
         assert!(err.contains(released), "missing {released:?}:\n{err}");
     }

@@ -118,6 +118,28 @@ fn pg_require_against_a_server_without_tls_fails_and_says_so() {
 }
 
 #[test]
+fn pg_a_server_that_never_answers_the_handshake_ends_the_connect_at_its_deadline() {
+    // Accepts TCP connections and reads nothing: the TLS request is never answered.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let conn = format!("host=127.0.0.1 port={port} user=cairn connect_timeout=1 sslmode=require");
+    let err = commit_over_nothing(&conn);
+    assert!(
+        err.starts_with(&format!(
+            "PostgreSQL state \"{NAME}\" (database cairn on 127.0.0.1:{port}, user cairn) did \
+             not complete the connection (TLS handshake and login) within 3s"
+        )),
+        "{err}"
+    );
+    drop(listener);
+}
+
+fn commit_over_nothing(conn: &str) -> String {
+    let state = PgState::new(&Sensitive(conn.to_owned()), NAME).unwrap();
+    shown(&state.read().unwrap_err())
+}
+
+#[test]
 fn pg_cleartext_password_to_a_remote_address_is_refused_before_connecting() {
     // 192.0.2.1 is TEST-NET-1: nothing answers there. The refusal comes from parsing `conn`,
     // before any socket exists.

@@ -51,6 +51,13 @@ pub enum PgError {
     )]
     LegacyDefaultState { location: String, name: String, serial: i64 },
 
+    #[error("{location} did not complete the connection (TLS handshake and login) within {}s", deadline.as_secs())]
+    #[diagnostic(
+        code(cairn::state::pg::login_timeout),
+        help("something accepts connections at that address but does not answer as PostgreSQL does: check `host` and `port` in `conn`; a slow network may need a larger `connect_timeout` (this limit is three times it per host)")
+    )]
+    LoginTimeout { location: String, deadline: std::time::Duration },
+
     #[error("cannot connect to {location} (sslmode={ssl_mode})")]
     #[diagnostic(
         code(cairn::state::pg::connect),

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
@@ -52,10 +53,15 @@ impl Conn {
             .build()
             .map_err(PgError::Runtime)?;
         let (config, tls) = (state.config.clone(), state.tls.clone());
-        let connected = Self::wait(&runtime, async move { config.connect(tls).await });
+        let deadline = login_deadline(&config);
+        let connected = Self::wait(&runtime, async move {
+            tokio::time::timeout(deadline, config.connect(tls)).await
+        });
         let lost = || PgError::ConnectionLost { location: location.to_owned(), source: None };
-        let (client, connection) =
-            connected.ok_or_else(lost)?.map_err(|source| PgError::Connect {
+        let (client, connection) = connected
+            .ok_or_else(lost)?
+            .map_err(|_| PgError::LoginTimeout { location: location.to_owned(), deadline })?
+            .map_err(|source| PgError::Connect {
                 location: location.to_owned(),
                 ssl_mode: state.ssl_mode.as_str(),
                 source,
@@ -168,6 +174,15 @@ async fn migrate(client: &mut Client, location: &str) -> Result<(), Failure> {
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// How long connecting may take in all: `connect_timeout` bounds only the TCP connect of
+/// each host, so a server that accepts and then never answers (during the TLS handshake or
+/// the login) would hold the run forever. Three times it per host: connect, TLS, login.
+fn login_deadline(config: &tokio_postgres::Config) -> Duration {
+    let per_host = config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10));
+    let hosts = config.get_hosts().len().max(config.get_hostaddrs().len()).max(1);
+    per_host * 3 * u32::try_from(hosts).unwrap_or(u32::MAX)
 }
 
 impl Drop for Conn {

@@ -64,11 +64,6 @@ impl StockHostKey {
         out.push_str(&format!("  ed25519_public: {}\n", self.public_line));
         out
     }
-
-    /// A whole `#cloud-config` user data carrying only this key.
-    pub fn user_data(&self) -> String {
-        format!("#cloud-config\n{}", self.cloud_config_lines())
-    }
 }
 
 #[cfg(test)]
@@ -78,8 +73,13 @@ mod tests {
     #[test]
     fn the_user_data_carries_the_key_and_debug_hides_the_private_half() {
         let key = StockHostKey::generate("web1");
-        let ud = key.user_data();
-        assert!(ud.starts_with("#cloud-config\n"), "{ud}");
+        let req = super::super::CreateRequest {
+            operator_ssh_key: String::new(),
+            stock_host_key: Some(key.clone()),
+            root_login: false,
+        };
+        let ud = req.user_data().unwrap();
+        assert!(ud.starts_with("#cloud-config\nssh_deletekeys: true\n"), "{ud}");
         assert!(ud.contains("  ed25519_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n"));
         assert!(ud.contains("    -----END OPENSSH PRIVATE KEY-----\n"));
         assert!(ud.contains(&format!("  ed25519_public: {}\n", key.public_line())));
@@ -89,6 +89,21 @@ mod tests {
         );
         let debug = format!("{key:?}");
         assert!(!debug.contains("PRIVATE") && debug.contains(key.public_line()), "{debug}");
+    }
+
+    #[test]
+    fn root_logins_turn_off_cloud_inits_disable_root() {
+        let req = |root_login, key: Option<StockHostKey>| super::super::CreateRequest {
+            operator_ssh_key: String::new(),
+            stock_host_key: key,
+            root_login,
+        };
+        let ud = req(true, None).user_data().unwrap();
+        assert_eq!(ud, "#cloud-config\ndisable_root: false\n");
+        let ud = req(true, Some(StockHostKey::generate("web1"))).user_data().unwrap();
+        assert!(ud.starts_with("#cloud-config\ndisable_root: false\nssh_deletekeys: true\n"));
+        // Logging in as the image's user (`ssh { user = "admin" }`): cloud-init as it is.
+        assert_eq!(req(false, None).user_data(), None);
     }
 
     #[test]

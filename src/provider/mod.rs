@@ -97,6 +97,11 @@ pub struct CreateRequest {
     /// The stock image's host key cairn made, injected through user data by the providers
     /// that take it; its public half is pinned before the first connection.
     pub stock_host_key: Option<cloud_init::StockHostKey>,
+    /// cairn logs in to the stock image as root (`ssh.user`, root by default): the user
+    /// data then turns off cloud-init's `disable_root`, which Debian, Ubuntu and Amazon
+    /// Linux images set and which answers every root login with "Please login as the user
+    /// ..." and exit 142.
+    pub root_login: bool,
 }
 
 impl CreateRequest {
@@ -122,12 +127,23 @@ impl CreateRequest {
         } else {
             None
         };
-        Ok(Self { operator_ssh_key, stock_host_key })
+        Ok(Self { operator_ssh_key, stock_host_key, root_login: host.ssh.user == "root" })
     }
 
-    /// The user data for a cloud image: the stock host key, if any.
+    /// The user data for a cloud image: root logins allowed when cairn logs in as root, and
+    /// the stock host key, if any.
     pub fn user_data(&self) -> Option<String> {
-        self.stock_host_key.as_ref().map(cloud_init::StockHostKey::user_data)
+        if !self.root_login && self.stock_host_key.is_none() {
+            return None;
+        }
+        let mut out = String::from("#cloud-config\n");
+        if self.root_login {
+            out.push_str("disable_root: false\n");
+        }
+        if let Some(key) = &self.stock_host_key {
+            out.push_str(&key.cloud_config_lines());
+        }
+        Some(out)
     }
 }
 

@@ -337,7 +337,11 @@ fn host<'a>(inv: &'a Inventory, name: &str) -> &'a Host {
 }
 
 fn req() -> CreateRequest {
-    CreateRequest { operator_ssh_key: OPERATOR_KEY.to_owned(), stock_host_key: None }
+    CreateRequest {
+        operator_ssh_key: OPERATOR_KEY.to_owned(),
+        stock_host_key: None,
+        root_login: false,
+    }
 }
 
 pub(crate) fn state_with_id(id: &str) -> HostState {

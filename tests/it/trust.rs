@@ -15,7 +15,7 @@ use crate::support::sshd;
 
 /// After `cairn apply` made web1: the key state pins for its stock image is the one cairn
 /// keeps in .cairn/ssh/stock (private half 0600), and `user_data` carries both halves in
-/// cloud-init's `ssh_keys`.
+/// cloud-init's `ssh_keys`, with root logins allowed.
 fn the_injected_key_is_pinned(fleet: &Fleet, user_data: &str) {
     use std::os::unix::fs::PermissionsExt;
     let stock = fleet.path().join(".cairn/ssh/stock");
@@ -26,6 +26,8 @@ fn the_injected_key_is_pinned(fleet: &Fleet, user_data: &str) {
     let mode = fs_err::metadata(stock.join("web1_ed25519")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     assert!(user_data.starts_with("#cloud-config\n"), "{user_data}");
+    // web1 logs in as root: cloud-init must not turn root logins into "Please login as".
+    assert!(user_data.contains("\ndisable_root: false\n"), "{user_data}");
     assert!(user_data.contains("ssh_genkeytypes: []\n"), "{user_data}");
     assert!(user_data.contains(&format!("\n  ed25519_public: {public}\n")), "{user_data}");
     let indented: String = private.lines().map(|l| format!("    {l}\n")).collect();

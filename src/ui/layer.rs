@@ -24,6 +24,9 @@ use super::progress::{
 };
 use super::screen::{Input, Screen};
 
+/// Counts of fewer items end too soon to be worth a line.
+const COUNT_FROM: u64 = 10;
+
 /// How often plain output repeats a transfer's progress.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
@@ -165,7 +168,9 @@ impl ProgressLayer {
                 if print {
                     frame.printed.extend(lines.iter().map(|l| human::fit(l, width)));
                 }
-                if let Some(host) = host.filter(|h| st.screen.at_work(h)) {
+                if let Some(host) = host.filter(|h| st.screen.finished(h)) {
+                    frame.hosts.retain(|(h, _)| h != host);
+                } else if let Some(host) = host.filter(|h| st.screen.at_work(h)) {
                     let line = human::fit(&st.screen.host_line(host, now), width.saturating_sub(2));
                     frame.set_host(host, line);
                 }
@@ -191,7 +196,8 @@ impl ProgressLayer {
                     bar
                 });
                 if finished {
-                    bar.finish_with_message(line);
+                    // Its last line was printed above: the bar would say it twice.
+                    bar.finish_and_clear();
                 } else {
                     bar.set_message(line);
                 }
@@ -221,6 +227,9 @@ impl ProgressLayer {
     /// A count on its own line: `asked 37/120 hosts`, with a bar from [`BAR_FROM`] items;
     /// gone when all are done. Terminal only: plain output waits for the summary.
     fn count(&self, what: &str, done: u64, total: u64, unit: &str) {
+        if total < COUNT_FROM {
+            return;
+        }
         let line = count_line(what, done, total, unit);
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let key = format!("count {what}");
@@ -410,6 +419,17 @@ where
             }
         };
         if host.is_none() && matches!(input, Input::Phase { .. }) {
+            return;
+        }
+        // What a host's line says comes from the lines shown; the rest goes to its log only.
+        if !print && matches!(input, Input::Log { .. }) {
+            if let (Some(host), Some(text)) = (host.as_deref(), log) {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let file = st.logs.entry(host.to_string()).or_insert_with(|| open_log(host));
+                if let Some(file) = file {
+                    let _ = writeln!(file, "{text}");
+                }
+            }
             return;
         }
         self.show(host.as_deref(), input, print, log);

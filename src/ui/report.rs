@@ -120,10 +120,11 @@ pub fn first_pull(hosts: &[String], r: &FirstPull) -> String {
         out.push_str(&format!("committed {short}: keys and secrets for {}\n", hosts.join(", ")));
     }
     if !r.uncommitted.is_empty() {
-        out.push_str(&format!(
-            "not committed, so no host's agent can pull them: {}\n  commit them (or run bootstrap with --commit), then push\n",
-            r.uncommitted.join(", ")
-        ));
+        out.push_str("not committed, so no host's agent can pull them:\n");
+        for file in &r.uncommitted {
+            out.push_str(&format!("  {file}\n"));
+        }
+        out.push_str("commit them (or run bootstrap with --commit), then push\n");
     }
     for (host, branch) in &r.behind {
         out.push_str(&format!(

@@ -74,6 +74,8 @@ pub struct Screen {
     /// The widest host name so far: the host column's width.
     host_width: usize,
     explained: HashSet<&'static str>,
+    /// nix's warnings already shown, per host: nix repeats them for each evaluation.
+    warned: HashSet<(Option<String>, String)>,
 }
 
 /// Cells of a transfer's bar.
@@ -213,6 +215,11 @@ impl Screen {
         let mut lines = Vec::new();
         let mut text = if nix {
             let (text, explain) = human::nix_line(message, &self.places);
+            if text.starts_with("nix: warning:")
+                && !self.warned.insert((host.clone(), text.clone()))
+            {
+                return Vec::new();
+            }
             lines.push(text);
             if let Some((key, why)) = explain {
                 if self.explained.insert(key) {

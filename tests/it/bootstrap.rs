@@ -457,7 +457,7 @@ fn uncommitted_files_the_host_needs_are_named_and_commit_commits_them() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        stdout.contains("not committed, so no host's agent can pull them: .sops.yaml\n"),
+        stdout.contains("not committed, so no host's agent can pull them:\n  .sops.yaml\n"),
         "{stdout}"
     );
 

@@ -180,10 +180,15 @@ impl RemoteStream {
     pub async fn copy_from<R: AsyncRead + Unpin>(&mut self, mut source: R) -> Result<u64> {
         let mut total = 0u64;
         let mut said = std::time::Instant::now();
+        let mut reported = false;
         loop {
             let mut buf = vec![0u8; CHUNK];
             let n = source.read(&mut buf).await.map_err(|e| self.read_error(e))?;
             if n == 0 {
+                if reported {
+                    // The bar ends full, not at the last second's count.
+                    tracing::info!(target: crate::ui::progress::TRANSFER_TARGET, kind = "upload", bytes = total);
+                }
                 return Ok(total);
             }
             buf.truncate(n);
@@ -192,6 +197,7 @@ impl RemoteStream {
             // A long upload (the installer) says how far it got, for the progress bar.
             if said.elapsed() >= Duration::from_secs(1) {
                 said = std::time::Instant::now();
+                reported = true;
                 tracing::info!(target: crate::ui::progress::TRANSFER_TARGET, kind = "upload", bytes = total);
             }
         }

@@ -255,6 +255,10 @@ impl Screen {
         }
         if let Some(h) = host.as_ref().map(|h| self.host(h)) {
             h.doing.clone_from(&text);
+            // A line after a transfer says what came of it (`sent 8 paths`): the bar is done.
+            if h.expect_total.is_none_or(|(_, at)| at != now) {
+                h.transfer = None;
+            }
         }
         vec![self.line(host.as_deref(), &phase, &text)]
     }

@@ -97,6 +97,7 @@ impl PrivateKey {
         let mut mlkem_seed = ml_kem::Seed::default();
         mlkem_seed.copy_from_slice(&expanded[..64]);
         let mlkem = ml_kem::DecapsulationKey768::from_seed(mlkem_seed);
+        zeroize::Zeroize::zeroize(mlkem_seed.as_mut_slice());
         let mut x25519 = Zeroizing::new([0u8; X25519_LEN]);
         x25519.copy_from_slice(&expanded[64..]);
         let public = PublicKey {

@@ -145,6 +145,11 @@ where
                     "status": "progress",
                     "bytes": fields.number("bytes").unwrap_or(0),
                 });
+                for key in ["raw", "total"] {
+                    if let Some(n) = fields.number(key) {
+                        v[key] = n.into();
+                    }
+                }
                 if let Some(host) = host {
                     v["host"] = host.into();
                 }
@@ -365,14 +370,14 @@ mod tests {
             let span = tracing::info_span!(HOST_SPAN, host = "web1");
             let _in = span.enter();
             crate::ui::progress::report("web1", "copy", crate::ui::progress::Step::Started, "");
-            tracing::info!(target: TRANSFER_TARGET, bytes = 52_428_800u64, "copy: 50.0 MiB sent so far");
+            tracing::info!(target: TRANSFER_TARGET, bytes = 52_428_800u64, raw = 125_829_120u64, total = 150_994_944u64, "copy: 50.0 MiB sent so far");
             tracing::info!("an ordinary log line is not an event");
             tracing::warn!("KVM does not work here");
             crate::ui::progress::report("web1", "copy", crate::ui::progress::Step::Done, "");
         });
         insta::assert_snapshot!(text, @r#"
         {"event":"phase","host":"web1","phase":"copy","status":"started"}
-        {"event":"transfer","kind":"closure","status":"progress","bytes":52428800,"host":"web1"}
+        {"event":"transfer","kind":"closure","status":"progress","bytes":52428800,"raw":125829120,"total":150994944,"host":"web1"}
         {"event":"warning","message":"KVM does not work here","host":"web1"}
         {"event":"phase","host":"web1","phase":"copy","status":"done","elapsed_s":"[s]"}
         "#);

@@ -67,7 +67,7 @@ async fn register(
     let nix_store = nix_store(closure, toplevel)?;
     let register = template::render(
         "templates/bootstrap/register.sh",
-        &format!("{}{REGISTER_SH}", super::phases::CHROOT_LOCK_SH),
+        &super::chroot::locked(REGISTER_SH),
         &Vars::new().word("root", root).word("nix_store", nix_store),
     )?;
     let registration = crate::nix::load_db_registration(closure);

@@ -3,6 +3,7 @@
 //! goes through the [`Phase`]s in order, each phase checking the remote side first and
 //! recording its completion in state, so an interrupted run resumes where it stopped.
 
+mod chroot;
 pub mod confirm;
 pub mod copy;
 mod error;

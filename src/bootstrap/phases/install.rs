@@ -3,7 +3,8 @@
 //! the target's store. Record: the system installed, and on the target the install marker
 //! naming the host (`reach::installed::MARKER`).
 
-use super::{PhaseResult, CHROOT_LOCK_SH, INSTALL_SH, TARGET_ROOT};
+use super::{PhaseResult, INSTALL_SH, TARGET_ROOT};
+use crate::bootstrap::chroot;
 use crate::bootstrap::host_run::HostRun;
 use crate::bootstrap::PhaseError;
 use crate::inventory::Wait;
@@ -15,7 +16,7 @@ pub(super) async fn install(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseErr
     let system = r.built().await?;
     let script = template::render(
         "templates/bootstrap/install.sh",
-        &format!("{CHROOT_LOCK_SH}{INSTALL_SH}"),
+        &chroot::locked(INSTALL_SH),
         &Vars::new()
             .word("root", TARGET_ROOT)
             .word("system", system.as_str())
@@ -39,7 +40,7 @@ mod tests {
     fn script(root: &str) -> String {
         template::render(
             "templates/bootstrap/install.sh",
-            &format!("{CHROOT_LOCK_SH}{INSTALL_SH}"),
+            &chroot::locked(INSTALL_SH),
             &Vars::new().word("root", root).word("system", SYSTEM).word("host", "web1"),
         )
         .unwrap()

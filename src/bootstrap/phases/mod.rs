@@ -20,9 +20,6 @@ pub(super) use self::build::build;
 
 const KEXEC_SH: &str = include_str!("../../../templates/bootstrap/kexec.sh");
 const INSTALL_SH: &str = include_str!("../../../templates/bootstrap/install.sh");
-/// Prepended to the scripts that chroot into the target: one at a time on the installer.
-pub(in crate::bootstrap) const CHROOT_LOCK_SH: &str =
-    include_str!("../../../templates/bootstrap/chroot-lock.sh");
 const REBOOT_SH: &str = include_str!("../../../templates/bootstrap/reboot.sh");
 const DISKO_SH: &str = include_str!("../../../templates/bootstrap/disko.sh");
 

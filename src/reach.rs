@@ -2,8 +2,8 @@
 //! there. Every trust decision lives here: bootstrap, `cairn ssh` (and status) ask this
 //! module where to connect and what to pin; `ssh` only carries the connection out.
 //!
-//! - The address: the one state recorded (what the provider reported), else the inventory's
-//!   `address`.
+//! - The address: the provider's public IPv4 as state records it, else its IPv6 (a host
+//!   with no IPv4), else the address state recorded, else the inventory's `address`.
 //! - The login: the inventory's `ssh.user` on the stock image; root on cairn's installer and
 //!   on the systems it installs (bootstrap seeds root's `authorized_keys`).
 //! - The port: the stock image's is the recorded address's (else `ssh.port`). The installer
@@ -125,11 +125,7 @@ pub fn target<'a>(
         Stage::Stock => host.ssh.user.clone(),
         Stage::Installer | Stage::Installed => "root".to_owned(),
     };
-    let address = recorded
-        .state
-        .addresses
-        .first()
-        .cloned()
+    let address = address(recorded.state, host.ssh.port)
         .or_else(|| host.address.map(str::to_owned))
         .ok_or_else(|| ReachError::NoAddress { host: recorded.host.to_owned() })?;
     let mut target = Target::from_address(&address, host.ssh.port, user).ok_or_else(|| {
@@ -155,6 +151,22 @@ pub fn target<'a>(
         Some(None) => target.port = 22,
     }
     Ok(target)
+}
+
+/// The address state records for the host: the provider's public IPv4, else its IPv6 (a
+/// server with no IPv4, as Hetzner sells them), on the recorded address's port; else the
+/// recorded address itself (qemu's port forward, an `existing` machine).
+fn address(state: &HostState, default_port: u16) -> Option<String> {
+    let recorded = state.addresses.first();
+    let port = recorded
+        .and_then(|a| Target::from_address(a, default_port, String::new()))
+        .map_or(default_port, |t| t.port);
+    let network = &state.network;
+    match (network.ipv4, network.ipv6) {
+        (Some(v4), _) => Some(format!("{v4}:{port}")),
+        (None, Some(v6)) => Some(format!("[{}]:{port}", v6.address)),
+        (None, None) => recorded.cloned(),
+    }
 }
 
 /// The keys the machine must present at `stage`.

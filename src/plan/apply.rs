@@ -307,6 +307,7 @@ pub fn record_machine(
     h.provider = Some(provider.to_string());
     h.provider_id = Some(machine.id.clone());
     h.addresses = ssh_address(machine).into_iter().collect();
+    h.network = machine.network.clone();
     let fallback = created.or(known.as_ref());
     let attr = |key: &str, before: Option<&String>| {
         machine.attributes.get(key).cloned().or_else(|| before.cloned())
@@ -331,6 +332,7 @@ pub fn pin_stock_key(h: &mut HostState, req: &CreateRequest) {
 fn forget_machine(h: &mut HostState) {
     h.provider_id = None;
     h.addresses.clear();
+    h.network = Default::default();
     h.host_keys.clear();
     h.last_phase = None;
     h.bootstrap = Default::default();
@@ -444,6 +446,7 @@ mod tests {
             status: MachineStatus::Running,
             ssh_address: address.into(),
             ssh_port: 22,
+            network: Default::default(),
             attributes: BTreeMap::new(),
             provider_data: BTreeMap::new(),
         }

@@ -761,6 +761,7 @@ mod tests {
             status: MachineStatus::Running,
             ssh_address: String::new(),
             ssh_port: 22,
+            network: Default::default(),
             attributes: BTreeMap::from([("size".to_owned(), size.to_owned())]),
             provider_data: BTreeMap::new(),
         }

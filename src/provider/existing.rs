@@ -31,6 +31,7 @@ impl ExistingProvider {
             status: MachineStatus::Running,
             ssh_address: target.host,
             ssh_port: target.port,
+            network: Default::default(),
             attributes,
             provider_data: BTreeMap::new(),
         })

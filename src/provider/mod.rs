@@ -64,6 +64,8 @@ pub struct Machine {
     /// Where SSH answers: address and port.
     pub ssh_address: String,
     pub ssh_port: u16,
+    /// Every public address the provider reports (empty where it reports none: qemu, existing).
+    pub network: crate::state::PublicNetwork,
     /// What the provider reports about the machine. `plan` compares `size`, `image` and
     /// `location` with the inventory; the rest (`status`, `server_type`, `memory`...) is shown.
     pub attributes: BTreeMap<String, String>,

@@ -274,6 +274,7 @@ impl QemuProvider {
             status: if running { MachineStatus::Running } else { MachineStatus::Stopped },
             ssh_address: "127.0.0.1".into(),
             ssh_port: port,
+            network: Default::default(),
             attributes,
             provider_data,
         }

@@ -249,3 +249,33 @@ fn each_stage_has_its_own_port() {
         assert_eq!(got, ports, "{ssh:?} {address:?} {:?}", st.addresses);
     }
 }
+
+#[test]
+fn a_host_without_ipv4_is_reached_on_its_ipv6() {
+    use crate::state::{Ipv6Interface, PublicNetwork};
+    let ssh = SshSettings { user: "root".into(), port: 22, ..Default::default() };
+    let v6 = Ipv6Interface::first_of("2001:db8:1::/64");
+    let both = PublicNetwork { ipv4: "203.0.113.7".parse().ok(), ipv6: v6, gateway6: None };
+    let v6_only = PublicNetwork { ipv4: None, ipv6: v6, gateway6: None };
+    let with = |addresses: &[&str], network: &PublicNetwork| HostState {
+        network: network.clone(),
+        ..state(addresses, &[])
+    };
+    // (state, inventory address, where the stock image is reached)
+    let cases: [(HostState, Option<&str>, &str); 6] = [
+        (with(&["[2001:db8:1::1]:22"], &both), None, "root@203.0.113.7:22"),
+        (with(&[], &v6_only), None, "root@[2001:db8:1::1]:22"),
+        // The provider's address list put IPv4 first; no IPv4 means IPv6, whatever it says.
+        (with(&["198.51.100.1:22"], &v6_only), None, "root@[2001:db8:1::1]:22"),
+        // The recorded address's port is kept.
+        (with(&["[2001:db8:1::1]:2222"], &v6_only), None, "root@[2001:db8:1::1]:2222"),
+        // Nothing reported by the provider: the recorded address, else the inventory's.
+        (state(&["127.0.0.1:2201"], &[]), None, "root@127.0.0.1:2201"),
+        (HostState::default(), Some("2001:db8::9"), "root@[2001:db8::9]:22"),
+    ];
+    for (st, address, expected) in cases {
+        let host = Endpoint { ssh: &ssh, address };
+        let got = target(host, &recorded("web1", &st), Stage::Stock).unwrap();
+        assert_eq!(got.to_string(), expected, "{:?} {:?}", st.network, st.addresses);
+    }
+}

@@ -19,10 +19,12 @@ use crate::phase::Phase;
 
 pub mod file;
 mod migrate;
+pub mod network;
 pub mod pg;
 pub(crate) mod sys;
 
 pub use file::FileState;
+pub use network::{Ipv6Interface, PublicNetwork};
 pub use pg::PgState;
 
 /// The schema version written into every state file. Bump it with a migration (`migrate.rs`).
@@ -103,6 +105,9 @@ pub struct HostState {
     /// Addresses to reach the host, best first (`203.0.113.7`, `127.0.0.1:2201`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
+    /// The public addresses the provider reported (reach's choice, `cairn/network.json`).
+    #[serde(default, skip_serializing_if = "PublicNetwork::is_empty")]
+    pub network: PublicNetwork,
     /// Pinned SSH host public keys (OpenSSH one-line form) per phase.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub host_keys: BTreeMap<KeyPhase, Vec<String>>,

@@ -132,6 +132,15 @@ async fn create_waits_for_the_server_and_lookup_finds_it_by_id_and_reports_a_bar
     let expected: std::net::Ipv6Addr = net.split('/').next().unwrap().parse().unwrap();
     assert_eq!(machine.ssh_address, std::net::Ipv6Addr::from(u128::from(expected) | 1).to_string());
     assert_eq!(machine.ssh_port, 22);
+    // Every public address is reported, typed: no IPv4, the IPv6 with its network's prefix,
+    // and Hetzner's static gateway.
+    let prefix = net.split_once('/').map(|(_, p)| p.to_owned());
+    assert_eq!(machine.network.ipv4, None);
+    assert_eq!(
+        machine.network.ipv6.map(|i| i.to_string()),
+        Some(format!("{}/{}", machine.ssh_address, prefix.as_deref().unwrap_or("128")))
+    );
+    assert_eq!(machine.network.gateway6.map(|g| g.to_string()).as_deref(), Some("fe80::1"));
 
     let by_id = p.lookup(web1, Some(&state_with_id(&machine.id))).await.unwrap();
     assert_eq!(by_id.as_ref().map(|m| &m.id), Some(&machine.id));

@@ -172,11 +172,18 @@ impl AwsProvider {
         }
         let address =
             i.public_ip.clone().or_else(|| i.ipv6.clone()).or_else(|| i.private_ip.clone());
+        // AWS hands IPv6 out by DHCPv6 and router advertisements: no static gateway.
+        let network = crate::state::PublicNetwork {
+            ipv4: i.public_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            ipv6: i.ipv6.as_deref().and_then(crate::state::Ipv6Interface::first_of),
+            gateway6: None,
+        };
         Machine {
             id: i.id.clone(),
             status,
             ssh_address: address.unwrap_or_default(),
             ssh_port: host.ssh.port,
+            network,
             attributes,
             provider_data,
         }

@@ -2,6 +2,7 @@
 //! actions the API starts.
 
 use super::*;
+use crate::state::{Ipv6Interface, PublicNetwork};
 
 impl HcloudProvider {
     /// Polls `action` until it succeeds, fails or the deadline passes: first after
@@ -210,6 +211,14 @@ impl HcloudProvider {
         };
         let ipv4 = s.public_net.ipv4.as_ref().map(|b| b.ip.clone());
         let ipv6 = s.public_net.ipv6.as_ref().and_then(|b| first_address(&b.ip));
+        let v6 = s.public_net.ipv6.as_ref().and_then(|b| Ipv6Interface::first_of(&b.ip));
+        let network = PublicNetwork {
+            ipv4: ipv4.as_deref().and_then(|ip| ip.parse().ok()),
+            // Hetzner Cloud routes the /64 to the server with no DHCPv6: the gateway is the
+            // link-local fe80::1 (docs.hetzner.com, "Static IP configuration").
+            gateway6: v6.map(|_| std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1)),
+            ipv6: v6,
+        };
         let location = s.datacenter.as_ref().and_then(|d| d.location.name.clone());
         let mut attributes = BTreeMap::new();
         let mut provider_data = BTreeMap::new();
@@ -243,6 +252,7 @@ impl HcloudProvider {
             status,
             ssh_address: ipv4.or(ipv6).unwrap_or_default(),
             ssh_port: host.ssh.port,
+            network,
             attributes,
             provider_data,
         }

@@ -205,13 +205,7 @@ impl HcloudProvider {
 /// The server's own address in its IPv6 network: Hetzner routes a /64 to each server and
 /// gives the server `<network>::1`.
 pub(super) fn first_address(block: &str) -> Option<String> {
-    let (net, _) = block.split_once('/').unwrap_or((block, ""));
-    let net: Ipv6Addr = net.parse().ok()?;
-    if block.contains('/') {
-        Some(Ipv6Addr::from(u128::from(net) | 1).to_string())
-    } else {
-        Some(net.to_string())
-    }
+    crate::state::Ipv6Interface::first_of(block).map(|i| i.address.to_string())
 }
 
 #[cfg(test)]

@@ -25,7 +25,6 @@ pub use keys::ssh_key_fingerprint;
 use lookup::*;
 
 use std::collections::BTreeMap;
-use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;

@@ -75,7 +75,7 @@ impl FleetSession {
             parallel,
         };
         let outcomes = runtime.block_on(apply::run(Arc::new(exec), plan));
-        super::output(ctx.out.text(&format!("\n{}", apply::render_summary(&outcomes))))?;
+        super::output(ctx.out.text(&format!("\n{}", crate::ui::report::apply(&outcomes))))?;
         super::output(ctx.out.event(&crate::ui::json::apply_summary(command, &outcomes)))?;
         let mut failed = 0;
         for o in &outcomes {

@@ -3,7 +3,6 @@
 //! as its provider answers; a host that fails does not stop the others.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -348,46 +347,6 @@ fn ssh_address(m: &Machine) -> Option<String> {
     } else {
         Some(format!("{}:{}", m.ssh_address, m.ssh_port))
     }
-}
-
-/// One line per host, then the totals.
-pub fn render_summary(outcomes: &[HostOutcome]) -> String {
-    let mut counts = BTreeMap::<&str, usize>::new();
-    let mut rows = vec![["HOST", "RESULT", "TIME", "NOTE"].map(String::from).to_vec()];
-    for o in outcomes {
-        let (kind, note) = match &o.result {
-            Ok(Done::Created(id)) => ("created", format!("machine {id}")),
-            Ok(Done::Adopted(id)) => ("adopted", format!("recorded machine {id}")),
-            Ok(Done::Replaced { old: Some(old), new }) => {
-                ("replaced", format!("machine {old} replaced by {new}"))
-            }
-            Ok(Done::Replaced { old: None, new }) => ("replaced", format!("machine {new}")),
-            Ok(Done::Destroyed(Some(id))) => ("destroyed", format!("machine {id}")),
-            Ok(Done::Destroyed(None)) => {
-                ("destroyed", "no machine existed; forgotten in state".to_owned())
-            }
-            Ok(Done::Skipped(why)) => ("skipped", why.clone()),
-            Err(e) => ("failed", crate::ui::human::fit(&super::one_line(e), 90)),
-        };
-        *counts.entry(kind).or_default() += 1;
-        let result = if kind == "failed" { "FAILED" } else { kind };
-        // Fixed width: a slow host does not move the other columns.
-        let time = format!("{:>5.1} s", o.elapsed.as_secs_f64());
-        rows.push(vec![o.host.clone(), result.into(), time, note]);
-    }
-    let mut out = crate::ui::report::table(&rows);
-    let totals: Vec<String> = ["created", "adopted", "replaced", "destroyed", "skipped", "failed"]
-        .iter()
-        .filter_map(|k| counts.get(k).map(|n| format!("{n} {k}")))
-        .collect();
-    let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
-    let _ = writeln!(
-        out,
-        "{ok} of {} hosts ok{}",
-        outcomes.len(),
-        if totals.is_empty() { String::new() } else { format!(": {}", totals.join(", ")) }
-    );
-    out
 }
 
 /// What `cairn import` did.

@@ -1,8 +1,12 @@
 //! End-of-run summaries: one block per host, as the user reads them after a run.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
 use super::human;
 use crate::bootstrap::{AgentHandOff, Finished, HostReport, Outcome};
 use crate::gitops::first_pull::FirstPull;
+use crate::plan::apply::{Done, HostOutcome};
 
 /// Bootstrap's summary: a table with one row per host (result, time, address, short host
 /// key, and for a failure the phase and its reason in one line), what verify found, the
@@ -93,6 +97,46 @@ fn phase_timings(reports: &[HostReport]) -> String {
         rows.push(row);
     }
     table(&rows)
+}
+
+/// The end of `apply` and `destroy`: one row per host, then the totals.
+pub fn apply(outcomes: &[HostOutcome]) -> String {
+    let mut counts = BTreeMap::<&str, usize>::new();
+    let mut rows = vec![["HOST", "RESULT", "TIME", "NOTE"].map(String::from).to_vec()];
+    for o in outcomes {
+        let (kind, note) = match &o.result {
+            Ok(Done::Created(id)) => ("created", format!("machine {id}")),
+            Ok(Done::Adopted(id)) => ("adopted", format!("recorded machine {id}")),
+            Ok(Done::Replaced { old: Some(old), new }) => {
+                ("replaced", format!("machine {old} replaced by {new}"))
+            }
+            Ok(Done::Replaced { old: None, new }) => ("replaced", format!("machine {new}")),
+            Ok(Done::Destroyed(Some(id))) => ("destroyed", format!("machine {id}")),
+            Ok(Done::Destroyed(None)) => {
+                ("destroyed", "no machine existed; forgotten in state".to_owned())
+            }
+            Ok(Done::Skipped(why)) => ("skipped", why.clone()),
+            Err(e) => ("failed", human::fit(&crate::plan::one_line(e), 90)),
+        };
+        *counts.entry(kind).or_default() += 1;
+        let result = if kind == "failed" { "FAILED" } else { kind };
+        // Fixed width: a slow host does not move the other columns.
+        let time = format!("{:>5.1} s", o.elapsed.as_secs_f64());
+        rows.push(vec![o.host.clone(), result.into(), time, note]);
+    }
+    let mut out = table(&rows);
+    let totals: Vec<String> = ["created", "adopted", "replaced", "destroyed", "skipped", "failed"]
+        .iter()
+        .filter_map(|k| counts.get(k).map(|n| format!("{n} {k}")))
+        .collect();
+    let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    let _ = writeln!(
+        out,
+        "{ok} of {} hosts ok{}",
+        outcomes.len(),
+        if totals.is_empty() { String::new() } else { format!(": {}", totals.join(", ")) }
+    );
+    out
 }
 
 /// Rows as columns of text, each as wide as its widest cell, two spaces apart; trailing

@@ -347,6 +347,13 @@ fn analyze(value: &str) -> Analysis {
     if space_break || special {
         a.block_allowed = false;
     }
+    // Where cairn leaves yaml.v3: a block scalar whose first non-empty line starts with a
+    // tab cannot be read back, by yaml.v3 (sops) or by cairn: the reader is still finding
+    // the indentation there, and a tab cannot be indentation. yaml.v3 writes it anyway
+    // (fuzz target sops_yaml found it); cairn writes it double-quoted.
+    if value.split('\n').find(|l| !l.is_empty()).is_some_and(|l| l.starts_with('\t')) {
+        a.block_allowed = false;
+    }
     if line_breaks || block_indicators {
         a.plain_allowed = false;
     }
@@ -542,6 +549,21 @@ mod tests {
 
     fn t(s: &str) -> String {
         scalar_text(s, false, 4, 4)
+    }
+
+    /// Found by fuzzing (fuzz target sops_yaml): `escapev: "\t tabnl\nfold..."` came out as
+    /// a literal block whose first line starts with a tab, which no YAML reader takes back.
+    #[test]
+    fn a_multiline_value_starting_with_a_tab_is_double_quoted() {
+        let value = "\t tabnl\nfold\\\\ \u{a0}";
+        let text = t(value);
+        assert!(text.starts_with('"'), "{text}");
+        let docs = crate::secrets::yaml::parse(&format!("k: {text}\n")).unwrap();
+        let again = crate::secrets::yaml::emit(&docs, crate::secrets::yaml::DEFAULT_INDENT);
+        assert_eq!(again, format!("k: {text}\n"));
+        // After a blank first line too; a tab further down stays in a block.
+        assert!(t("\n\tx\ny").starts_with('"'));
+        assert!(t("a\n\tb").starts_with('|'), "{}", t("a\n\tb"));
     }
 
     #[test]

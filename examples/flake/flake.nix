@@ -24,6 +24,7 @@
           sops-nix.nixosModules.sops
           comin.nixosModules.comin
           ./modules/common.nix
+          ./modules/network.nix
           ./hosts/${name}.nix
           { networking.hostName = name; }
         ];

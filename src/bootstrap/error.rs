@@ -54,6 +54,10 @@ pub enum PhaseError {
 
     #[error(transparent)]
     #[diagnostic(transparent)]
+    Network(#[from] crate::gitops::network::NetworkError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
 
     /// The installer bundle's download failed or did not match its pinned sum.

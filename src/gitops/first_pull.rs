@@ -27,8 +27,8 @@ impl FirstPull {
     }
 }
 
-/// The files the keys phase writes for `hosts`: `.sops.yaml`, every sops file of the
-/// repository (re-keyed to include them) and each host's key files.
+/// The files bootstrap writes for `hosts`: `.sops.yaml`, every sops file of the repository
+/// (re-keyed to include them), each host's key files and `cairn/network.json`.
 fn needed_files(inv: &Inventory, hosts: &[String]) -> Vec<String> {
     let root = &inv.root;
     let rel = |p: &Path| p.strip_prefix(root).ok().map(|p| p.to_string_lossy().into_owned());
@@ -39,6 +39,9 @@ fn needed_files(inv: &Inventory, hosts: &[String]) -> Vec<String> {
     for host in hosts {
         paths.push(format!("{}{host}", crate::secrets::rules::HOST_KEYS_DIR));
     }
+    // The hosts' static addresses (hcloud IPv6): without it the installed host's agent
+    // builds a system that loses them.
+    paths.push(super::network::NETWORK_FILE.to_owned());
     paths.retain(|p| root.join(p).exists());
     paths.sort();
     paths.dedup();

@@ -7,6 +7,7 @@ pub mod evidence;
 pub mod first_pull;
 pub mod fleet;
 pub mod git;
+pub mod network;
 pub mod promote;
 pub mod status;
 

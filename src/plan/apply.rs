@@ -11,6 +11,7 @@ use tracing::Instrument;
 use crate::ui::progress::{self, Step};
 
 use super::{recorded_block, Action, HostPlan, Plan, PlanError, Recorded};
+use crate::gitops::network;
 use crate::inventory::{Host, Inventory, ProviderName};
 use crate::provider::{CreateRequest, Machine, Provider, ProviderError};
 use crate::state::{HostState, SharedStateLock, StateData};
@@ -183,7 +184,8 @@ async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
                 tracing::info!(machine = %m.id, "destroying the machine to replace it");
                 old_provider.destroy(&host, m).await?;
             }
-            exec.state.update_host(host.name.as_str(), forget_machine)?;
+            let root = &exec.inventory.root;
+            network::record(&exec.state, root, |s| forget_machine(s.host_mut(host.name.as_str())))?;
             let provider = exec.provider(&host.provider)?;
             let m = create(exec, &host, provider.as_ref()).await?;
             Ok(Done::Replaced { old: old.map(|m| m.id), new: m.id })
@@ -194,7 +196,9 @@ async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
             if let Some(m) = &found {
                 provider.destroy(&host, m).await?;
             }
-            exec.state.update(|s| s.hosts.remove(host.name.as_str()))?;
+            network::record(&exec.state, &exec.inventory.root, |s| {
+                s.hosts.remove(host.name.as_str())
+            })?;
             Ok(Done::Destroyed(found.map(|m| m.id)))
         }
     }
@@ -238,7 +242,8 @@ async fn create(
     let m = provider.create(host, &req).await?;
     tracing::info!(machine = %m.id, "created");
     let desired = Recorded::desired(&exec.inventory, host);
-    exec.state.update_host(host.name.as_str(), |h| {
+    network::record(&exec.state, &exec.inventory.root, |s| {
+        let h = s.host_mut(host.name.as_str());
         record_machine(h, &host.provider, &m, Some(&desired));
         pin_stock_key(h, &req);
     })?;
@@ -280,7 +285,8 @@ fn invalid(host: &str, message: &str, help: &str) -> PlanError {
 
 fn record(exec: &Executor, host: &Host, m: &Machine, fresh: bool) -> Result<(), PlanError> {
     let desired = Recorded::desired(&exec.inventory, host);
-    exec.state.update_host(host.name.as_str(), |h| {
+    network::record(&exec.state, &exec.inventory.root, |s| {
+        let h = s.host_mut(host.name.as_str());
         record_machine(h, &host.provider, m, fresh.then_some(&desired));
     })?;
     Ok(())
@@ -390,7 +396,9 @@ pub async fn import(
     if recorded.as_deref() == Some(id) {
         return Ok(Imported::AlreadyRecorded(machine));
     }
-    state.update_host(name, |h| record_machine(h, &host.provider, &machine, None))?;
+    network::record(state, &inv.root, |s| {
+        record_machine(s.host_mut(name), &host.provider, &machine, None)
+    })?;
     Ok(Imported::Recorded(machine))
 }
 

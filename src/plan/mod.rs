@@ -635,6 +635,10 @@ pub enum PlanError {
     #[diagnostic(transparent)]
     State(#[from] crate::state::StateError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Network(#[from] crate::gitops::network::NetworkError),
+
     #[error("cannot {what} the plan file {}", .path.display())]
     #[diagnostic(code(cairn::plan::file), help("{help}"))]
     File {

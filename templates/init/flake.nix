@@ -43,8 +43,6 @@
         # Boot messages on the screen and on the serial port (provider consoles show them).
         boot.kernelParams = [ "console=tty0" "console=ttyS0,115200" ];
 
-        networking.useDHCP = true;
-
         # cairn generates this key before install and checks that the installed host
         # presents it.
         services.openssh = {
@@ -106,12 +104,40 @@
           };
         };
 
+      # The uplink: IPv4 from DHCP, IPv6 as the provider assigned it. Hetzner Cloud's IPv6
+      # is static (no DHCPv6, gateway fe80::1): cairn writes each host's addresses into
+      # cairn/network.json (commit it) when `cairn apply` or `cairn bootstrap` records its
+      # machine.
+      network = { config, lib, ... }:
+        let
+          file = ./cairn/network.json;
+          addresses =
+            if builtins.pathExists file
+            then builtins.fromJSON (builtins.readFile file)
+            else { hosts = { }; };
+          me = addresses.hosts.${config.networking.hostName} or null;
+          static6 = me != null && me.ipv6 != null && me.gateway6 != null;
+        in
+        {
+          networking.useNetworkd = true;
+          systemd.network.networks."10-uplink" = {
+            matchConfig.Name = "en* eth*";
+            networkConfig.DHCP = if static6 then "ipv4" else "yes";
+            address = lib.optional static6 me.ipv6;
+            routes = lib.optional static6 {
+              Gateway = me.gateway6;
+              GatewayOnLink = true;
+            };
+          };
+        };
+
       mkHost = name: modules: nixpkgs.lib.nixosSystem {
         system = "x86_64-linux";
         modules = [
           sops-nix.nixosModules.sops
           comin.nixosModules.comin
           common
+          network
           gitops
           { networking.hostName = name; }
         ] ++ modules;

@@ -427,7 +427,7 @@ fn a_re_created_machine_resets_the_hosts_phases_before_anything_is_skipped() {
 }
 
 /// After a host ends well, files its agent needs that are not committed are named (here
-/// `.sops.yaml`), and `--commit` commits exactly those, with a message naming the host.
+/// `.sops.yaml` and the addresses apply wrote into `cairn/network.json`), and `--commit` commits exactly those, with a message naming the host.
 #[test]
 fn uncommitted_files_the_host_needs_are_named_and_commit_commits_them() {
     if !sshd::is_root() {
@@ -451,13 +451,17 @@ fn uncommitted_files_the_host_needs_are_named_and_commit_commits_them() {
     git(&["add", "-A"]);
     git(&["commit", "--quiet", "-m", "fleet"]);
     fs_err::write(dir.path().join(".sops.yaml"), "creation_rules: []\n").unwrap();
+    fs_err::create_dir_all(dir.path().join("cairn")).unwrap();
+    fs_err::write(dir.path().join("cairn/network.json"), "{\"hosts\": {}}\n").unwrap();
     fs_err::write(dir.path().join("notes.txt"), "not cairn's\n").unwrap();
 
     let out = verify(dir.path(), &server, "verify=30s");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        stdout.contains("not committed, so no host's agent can pull them:\n  .sops.yaml\n"),
+        stdout.contains(
+            "not committed, so no host's agent can pull them:\n  .sops.yaml\n  cairn/network.json\n"
+        ),
         "{stdout}"
     );
 
@@ -474,7 +478,10 @@ fn uncommitted_files_the_host_needs_are_named_and_commit_commits_them() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("committed "), "{stdout}");
     assert_eq!(git(&["log", "-1", "--format=%s"]), "cairn: keys and secrets for web1");
-    assert_eq!(git(&["show", "--name-only", "--format=", "HEAD"]), ".sops.yaml");
+    assert_eq!(
+        git(&["show", "--name-only", "--format=", "HEAD"]),
+        ".sops.yaml\ncairn/network.json"
+    );
     assert_eq!(git(&["status", "--porcelain"]), "?? notes.txt");
 
     // In a ring, the branch its agent follows must contain that commit too.

@@ -17,6 +17,7 @@ mod installed;
 mod inventory;
 mod inventory_scale;
 mod keys;
+mod network;
 mod nix;
 mod plan;
 mod plan_aws;

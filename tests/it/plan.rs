@@ -270,6 +270,32 @@ fn apply_and_destroy_refuse_without_a_terminal_unless_yes() {
     assert!(repo.servers().is_empty());
 }
 
+/// Issue 14 item 6: Hetzner's IPv6 is static, so the flake must be told the address.
+#[test]
+fn apply_writes_each_servers_ipv6_into_cairn_network_json_and_destroy_removes_it() {
+    let Some(repo) = Repo::start("host \"web1\" {}\n") else { return };
+    let network = repo.path().join("cairn/network.json");
+    repo.run(&["apply", "--yes"], 0);
+    let id = repo.machine_of("web1");
+    let server = repo.rt.block_on(repo.ca.get(&format!("/servers/{id}")));
+    // The server's own address is the ::1 of the /64 the emulator routed to it.
+    let block = server["server"]["public_net"]["ipv6"]["ip"].as_str().unwrap().to_owned();
+    let (net, prefix) = block.split_once('/').unwrap();
+    let net: std::net::Ipv6Addr = net.parse().unwrap();
+    let address = std::net::Ipv6Addr::from(u128::from(net) | 1);
+    let file: Value = serde_json::from_str(&fs_err::read_to_string(&network).unwrap()).unwrap();
+    assert_eq!(
+        file["hosts"],
+        json!({"web1": {"ipv4": null, "ipv6": format!("{address}/{prefix}"), "gateway6": "fe80::1"}})
+    );
+    // State keeps it typed (reach takes it, as cloudalone gives no IPv4: src/reach/tests.rs).
+    assert_eq!(repo.state()["hosts"]["web1"]["network"]["ipv6"], format!("{address}/{prefix}"));
+
+    repo.run(&["destroy", "host", "web1", "--yes"], 0);
+    let file: Value = serde_json::from_str(&fs_err::read_to_string(&network).unwrap()).unwrap();
+    assert_eq!(file["hosts"], json!({}), "the destroyed server's address is gone");
+}
+
 #[test]
 fn a_provider_error_shows_for_its_hosts_and_the_others_are_planned() {
     let Some(repo) = Repo::start("host \"web1\" {}\n") else { return };

@@ -36,12 +36,6 @@ in
   # QEMU's -serial) show them; the last console is the one systemd writes to.
   boot.kernelParams = [ "console=tty0" "console=ttyS0,115200" ];
 
-  networking.useNetworkd = true;
-  systemd.network.networks."10-uplink" = {
-    matchConfig.Name = "en* eth*";
-    networkConfig.DHCP = "yes";
-  };
-
   # cairn seeds /etc/ssh/ssh_host_ed25519_key before the first boot and verifies that the
   # installed host presents it, so this key is known before anyone connects.
   services.openssh = {

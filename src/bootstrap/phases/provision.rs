@@ -40,7 +40,9 @@ fn remember_machine(
     created: Option<&CreateRequest>,
 ) -> Result<(), PhaseError> {
     let desired = crate::plan::Recorded::desired(&r.ctx.inventory, r.host);
-    r.update_state(|h| {
+    let root = &r.ctx.inventory.root;
+    crate::gitops::network::record(&r.ctx.state, root, |s| {
+        let h = s.host_mut(r.name());
         crate::plan::apply::record_machine(
             h,
             &r.host.provider,
@@ -50,5 +52,6 @@ fn remember_machine(
         if let Some(req) = created {
             crate::plan::apply::pin_stock_key(h, req);
         }
-    })
+    })?;
+    Ok(())
 }

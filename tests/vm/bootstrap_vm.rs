@@ -572,7 +572,7 @@ host "vm2" {
     let kvm_aborts_here = kvm_start_aborts();
     if kvm_aborts_here {
         assert_eq!(warnings.len(), 1, "the fallback is said once for both VMs: {}", text(&applied));
-        assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
+        assert!(warnings[0].contains("warning: "), "{}", warnings[0]);
         assert!(warnings[0].contains("QEMU failed to start under KVM"), "{}", warnings[0]);
         assert!(
             warnings[0].contains("kvm_buf_set_msrs"),

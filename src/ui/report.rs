@@ -44,6 +44,8 @@ pub fn bootstrap(reports: &[HostReport], timings: bool) -> String {
     for r in reports {
         if let Ok(Finished::Verified(v)) = &r.result {
             out.push_str(&format!("{}: booted {} from {}\n", r.host, v.boot_id, v.root_device));
+            // The table shows enough to tell keys apart; the proof is the whole fingerprint.
+            out.push_str(&format!("  host key   {}\n", v.host_key));
             for check in &v.checks {
                 out.push_str(&format!("  check      {check}\n"));
             }

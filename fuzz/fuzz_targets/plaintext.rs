@@ -18,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
     // dotenv cannot hold every tree it reads (a value with `\n` text is written as an
     // escape). INI is written as go-ini writes it for sops, byte for byte, and go-ini writes a
     // value that starts with a quote (`"""a`, read from a backquoted value) without quoting it
-    // again, which it cannot read back either (fuzz/findings/plaintext/). The rest must read
+    // again, which it cannot read back either (fuzz/findings/plaintext/); nor a key that
+    // starts with `[`. The rest must read
     // back what was written.
     let quoted_ini = format == Format::Ini
         && docs.iter().flatten().any(|section| match section {
@@ -28,6 +29,11 @@ fuzz_target!(|data: &[u8]| {
                         value: cairn::secrets::tree::Value::Scalar(cairn::secrets::tree::Scalar::Str(v)),
                         ..
                     } if v.trim_start().starts_with(['"', '`', '\'']) || v.contains("\"\"\""))
+                    // A key starting with `[` (read from a quoted key) is written bare, as
+                    // go-ini writes it; sops then reads it back as a broken section header
+                    // (fuzz/findings/plaintext/ini_key_starting_with_a_bracket).
+                    || matches!(i, cairn::secrets::tree::MapItem::Entry { key, .. }
+                        if key.trim_start().starts_with('['))
                 })
             }
             _ => false,

@@ -5,27 +5,9 @@ use crate::support::secrets as secrets_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use secrets_support::{mask_ciphertexts, AgeKey, Lab};
-
-fn cairn(lab: &Lab, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let home = lab.path("home");
-    fs_err::create_dir_all(&home).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    cmd.current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("cairn runs")
-}
+use secrets_support::{cairn, mask_ciphertexts, AgeKey, Lab};
 
 fn key_env(key: &AgeKey) -> [(&'static str, String); 1] {
     [("SOPS_AGE_KEY_FILE", key.identity_file.display().to_string())]

@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// Finds sops: `CAIRN_TEST_SOPS`, then `.ci/venv/bin/sops` in the crate, then PATH.
 /// With `CI=true` a missing sops fails the test; otherwise the test is skipped loudly.
@@ -91,6 +91,26 @@ impl Lab {
         );
         out.stdout
     }
+}
+
+/// Runs the cairn binary in `cwd` with a clean environment (a home of the lab's own, no
+/// colour, no stdin) and `env` on top.
+pub fn cairn(lab: &Lab, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let home = lab.path("home");
+    fs_err::create_dir_all(&home).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("cairn runs")
 }
 
 /// Replaces every `ENC[...]` with `ENC(<type>)` so two encryptions of the same plaintext

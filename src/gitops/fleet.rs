@@ -74,9 +74,7 @@ pub fn render(inventory: &Inventory, state: &StateData) -> Fleet {
 impl Fleet {
     /// The file's bytes: pretty JSON, hosts sorted, a final newline (stable diffs).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
-        out.push(b'\n');
-        out
+        super::generated_json(self)
     }
 }
 

@@ -562,3 +562,12 @@ pub async fn watch_ring(
         tokio::time::sleep(left.min(interval)).await;
     }
 }
+
+/// A file cairn generates for the flakes (`cairn/fleet.json`, `cairn/network.json`): pretty
+/// JSON with a final newline, so a regenerated file diffs line by line.
+fn generated_json(value: &impl serde::Serialize) -> Vec<u8> {
+    // These are plain structs of strings, lists and maps: serialising them cannot fail.
+    let mut out = serde_json::to_vec_pretty(value).expect("generated files serialise");
+    out.push(b'\n');
+    out
+}

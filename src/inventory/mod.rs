@@ -6,6 +6,7 @@
 //! collects every problem instead of stopping at the first and returns them together in one
 //! [`InventoryError`]. [`select`] turns command-line host selectors into hosts.
 
+mod arithmetic;
 mod diag;
 mod eval;
 mod forms;
@@ -148,16 +149,30 @@ pub fn load_str(opts: &LoadOptions, text: String) -> Result<Inventory, Inventory
     let source = diag::Source::new(path.clone(), display.clone(), text);
     let mut diags = diag::Diagnostics::new(source.clone());
 
-    if let Some(offset) = syntax::too_deep(&source.text, syntax::MAX_NESTING) {
-        let end = offset + source.text[offset..].chars().next().map_or(0, char::len_utf8);
-        diags.push(
-            diag::ProblemBuilder::new(format!(
+    if let Some(found) = syntax::scan_nesting(&source.text, syntax::MAX_NESTING) {
+        let span = |offset: usize| {
+            let offset = offset.min(source.text.len());
+            Some(offset..offset + source.text[offset..].chars().next().map_or(0, char::len_utf8))
+        };
+        let problem = match found {
+            syntax::Nesting::TooDeep(offset) => diag::ProblemBuilder::new(format!(
                 "the inventory nests more than {} levels deep",
                 syntax::MAX_NESTING
             ))
-            .at(Some(offset..end), "too deep here")
+            .at(span(offset), "too deep here")
             .help("flatten this expression: use `locals` to name the inner parts"),
-        );
+            syntax::Nesting::Unclosed { offset, closer } => {
+                let (opener, what) = match closer {
+                    ']' => ('[', "list"),
+                    ')' => ('(', "call or parenthesis"),
+                    _ => ('{', "block, object or interpolation"),
+                };
+                diag::ProblemBuilder::new(format!("a bracket is never closed: `{closer}` missing"))
+                    .at(span(offset), format!("this `{opener}` is never closed"))
+                    .help(format!("add the missing `{closer}` at the end of this {what}"))
+            }
+        };
+        diags.push(problem);
         return Err(InventoryError::Invalid { path, display, problems: diags.into_problems() });
     }
     let body = match hcl_edit::parser::parse_body(&source.text) {

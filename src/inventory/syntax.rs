@@ -24,14 +24,6 @@ pub(crate) fn explain(text: &str, offset: usize, message: &str) -> Hint {
     if at == Some('\'') {
         return hint("HCL strings use double quotes: \"like this\"");
     }
-    if at.is_none() || text[offset..].trim().is_empty() {
-        if let Some(open) = unclosed_brace(text) {
-            return Hint {
-                also: Some((open..open + 1, "this `{` is never closed".into())),
-                help: "add the missing `}` at the end of this block".into(),
-            };
-        }
-    }
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
     let line = &text[line_start..line_end];
@@ -83,48 +75,9 @@ fn unclosed_quote(text: &str, error_offset: usize) -> Option<usize> {
     None
 }
 
-/// The outermost `{` never closed, skipping strings and comments.
-fn unclosed_brace(text: &str) -> Option<usize> {
-    let mut stack = Vec::new();
-    let mut chars = text.char_indices().peekable();
-    let mut in_string = false;
-    while let Some((i, c)) = chars.next() {
-        if in_string {
-            match c {
-                '\\' => {
-                    chars.next();
-                }
-                '"' | '\n' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => in_string = true,
-            '#' => while chars.next_if(|(_, c)| *c != '\n').is_some() {},
-            '/' if chars.peek().is_some_and(|(_, c)| *c == '/') => {
-                while chars.next_if(|(_, c)| *c != '\n').is_some() {}
-            }
-            '{' => stack.push(i),
-            '}' => {
-                stack.pop();
-            }
-            _ => {}
-        }
-    }
-    stack.first().copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_unclosed_braces_outside_strings_and_comments() {
-        assert_eq!(unclosed_brace("a {\n b = \"}\" # }\n c {}\n"), Some(2));
-        assert_eq!(unclosed_brace("a {}\nb {\n}\n"), None);
-        assert_eq!(unclosed_brace("x {\n y {\n"), Some(2));
-    }
 
     #[test]
     fn finds_unclosed_quotes_on_the_error_line_or_the_one_before() {
@@ -140,27 +93,40 @@ mod tests {
 /// hcl-edit's recursive parser and every later walk within the stack, whatever the input.
 pub(crate) const MAX_NESTING: usize = 64;
 
-/// The byte offset where `text` first nests deeper than `max` levels, if it does. A lexical
-/// scan: strings, comments and heredocs are skipped except for their `${`/`%{`
-/// interpolations, which nest like brackets.
-pub(crate) fn too_deep(text: &str, max: usize) -> Option<usize> {
+/// What a lexical scan of the brackets finds wrong before the parser runs.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Nesting {
+    /// The byte offset where the text first nests deeper than the limit.
+    TooDeep(usize),
+    /// The outermost bracket (`{`, `[`, `(`, or a `${`/`%{` interpolation, given by the offset
+    /// of its `{`) that is never closed.
+    Unclosed { offset: usize, closer: char },
+}
+
+/// Scans the brackets of `text` the way the parser will see them: strings, comments and
+/// heredocs are skipped except for their `${`/`%{` interpolations, which nest like brackets.
+/// Both findings are answered here rather than by hcl-edit: its recursive parser needs stack
+/// for every level, and on brackets left open it backtracks level by level, which fuzzing
+/// showed takes seconds for a few dozen (fuzz/findings/inventory/slow_*).
+pub(crate) fn scan_nesting(text: &str, max: usize) -> Option<Nesting> {
     enum Mode<'t> {
-        Code,
+        /// Code inside the bracket at this offset (`None`: the top level).
+        Code(Option<usize>),
         Str,
         Heredoc(&'t str),
     }
     let b = text.as_bytes();
     let at_line_start = |i: usize| i == 0 || b[i - 1] == b'\n';
     let line_end = |i: usize| b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |n| i + n);
-    let mut stack: Vec<Mode> = vec![Mode::Code];
+    let mut stack: Vec<Mode> = vec![Mode::Code(None)];
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         let next = b.get(i + 1).copied();
-        match stack.last().unwrap_or(&Mode::Code) {
-            Mode::Code => match c {
+        match stack.last().unwrap_or(&Mode::Code(None)) {
+            Mode::Code(_) => match c {
                 b'"' => stack.push(Mode::Str),
-                b'{' | b'[' | b'(' => stack.push(Mode::Code),
+                b'{' | b'[' | b'(' => stack.push(Mode::Code(Some(i))),
                 b'}' | b']' | b')' if stack.len() > 1 => {
                     stack.pop();
                 }
@@ -190,7 +156,7 @@ pub(crate) fn too_deep(text: &str, max: usize) -> Option<usize> {
                 }
                 b'$' | b'%' if next == Some(c) => i += 1,
                 b'$' | b'%' if next == Some(b'{') => {
-                    stack.push(Mode::Code);
+                    stack.push(Mode::Code(Some(i + 1)));
                     i += 1;
                 }
                 _ => {}
@@ -203,7 +169,7 @@ pub(crate) fn too_deep(text: &str, max: usize) -> Option<usize> {
                     match c {
                         b'$' | b'%' if next == Some(c) => i += 1,
                         b'$' | b'%' if next == Some(b'{') => {
-                            stack.push(Mode::Code);
+                            stack.push(Mode::Code(Some(i + 1)));
                             i += 1;
                         }
                         _ => {}
@@ -212,16 +178,34 @@ pub(crate) fn too_deep(text: &str, max: usize) -> Option<usize> {
             }
         }
         if stack.len() > max + 1 {
-            return Some(i);
+            return Some(Nesting::TooDeep(i));
         }
         i += 1;
     }
-    None
+    // The outermost bracket still open: inner ones are usually closed by the `}` meant for it.
+    stack.iter().find_map(|m| match m {
+        Mode::Code(Some(offset)) => Some(Nesting::Unclosed {
+            offset: *offset,
+            closer: match b[*offset] {
+                b'[' => ']',
+                b'(' => ')',
+                _ => '}',
+            },
+        }),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
 mod nesting_tests {
     use super::*;
+
+    fn too_deep(text: &str, max: usize) -> Option<usize> {
+        match scan_nesting(text, max) {
+            Some(Nesting::TooDeep(at)) => Some(at),
+            _ => None,
+        }
+    }
 
     #[test]
     fn nesting_counts_brackets_interpolations_and_heredocs() {
@@ -237,5 +221,29 @@ mod nesting_tests {
         assert_eq!(too_deep("a = <<EOF\n${[[[1]]]}\nEOF\n", 4), Some(14));
         // Escaped interpolations are text.
         assert_eq!(too_deep("a = \"$${[[[[[\"\n", 1), None);
+    }
+
+    #[test]
+    fn the_outermost_bracket_left_open_is_found_outside_strings_comments_and_heredocs() {
+        let open = |text: &str| match scan_nesting(text, 64) {
+            Some(Nesting::Unclosed { offset, closer }) => Some((offset, closer)),
+            _ => None,
+        };
+        // A block whose `}` went missing: the `}` of the next block closes it, so the
+        // outermost open one is the block to fix.
+        assert_eq!(open("host \"a\" {\n  x = 1\n\nhost \"b\" {\n  y = 2\n}\n"), Some((9, '}')));
+        assert_eq!(open("a = [1, 2\n"), Some((4, ']')));
+        assert_eq!(open("a = max(1, 2\n"), Some((7, ')')));
+        assert_eq!(open("a = \"${b\"\n"), Some((6, '}')));
+        assert_eq!(open("a {\n b = \"}\" # }\n c {}\n"), Some((2, '}')));
+        // Balanced, whatever strings, comments and heredocs hold.
+        for text in [
+            "a {}\nb {\n}\n",
+            "a = \"{[(\" # {\n// [\n/* ( */\nb = <<EOF\n{ [\nEOF\n",
+            "a = \"%{ if x }y%{ endif }\"\nb = \"$${\"\n",
+            "a = <<-EOT\n  ${ {k = 1} }\n  EOT\n",
+        ] {
+            assert_eq!(scan_nesting(text, 64), None, "{text:?}");
+        }
     }
 }

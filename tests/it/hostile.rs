@@ -464,6 +464,26 @@ fn inventories_nested_100000_deep() {
     }
 }
 
+/// Fuzzing's slow inputs (fuzz/findings/inventory/slow_nested_objects_and_products*):
+/// objects left open a few dozen deep, on which hcl-edit's parser backtracked for seconds.
+/// cairn now names the outermost open bracket before the parser runs.
+#[test]
+fn slow_nested_objects_and_products() {
+    let dir = tempfile::tempdir().unwrap();
+    let findings = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/findings/inventory");
+    for name in ["slow_nested_objects_and_products", "slow_nested_objects_and_products_2"] {
+        let text = fs_err::read_to_string(findings.join(name)).unwrap();
+        let run = inventory_run(dir.path(), name, &text);
+        assert!(!run.status.success(), "{name} accepted");
+        assert!(
+            run.stderr.contains("a bracket is never closed: `}` missing")
+                && run.stderr.contains("this `{` is never closed"),
+            "{name}: {}",
+            run.stderr
+        );
+    }
+}
+
 #[test]
 fn inventory_file_of_dev_zero_a_fifo_and_a_directory() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tracing::Instrument;
 
+use super::log::{NixLog, Said, PROGRESS_TARGET};
 use super::path_info::{self, PathInfo};
 use super::store_path::StorePath;
 use super::{NixError, STDERR_TAIL_LINES};
@@ -103,10 +104,14 @@ impl Nix {
         a
     }
 
-    /// The arguments of `nix build` for one installable.
+    /// The arguments of `nix build` for one installable. Its log comes as internal-json
+    /// (nix 2.4 and later; Debian's 2.8 has it), read back by [`NixLog`]: a nix without it
+    /// would stop at the unknown option, and its error would be shown as it is.
     pub fn build_args(&self, installable: &str) -> Vec<String> {
         let mut a = self.base_args();
-        a.extend(["build", "--no-link", "--json"].map(str::to_owned));
+        a.extend(
+            ["build", "--no-link", "--json", "--log-format", "internal-json"].map(str::to_owned),
+        );
         a.extend(self.build_flags.iter().cloned());
         a.push(installable.to_owned());
         a
@@ -193,7 +198,7 @@ impl Nix {
                 source,
             })?;
         let stderr = child.stderr.take().expect("piped");
-        let tail = tokio::spawn(stream_stderr(stderr, "nix").in_current_span());
+        let tail = tokio::spawn(stream_nix_stderr(stderr).in_current_span());
         let mut stdout = String::new();
         let read = child.stdout.take().expect("piped").read_to_string(&mut stdout).await;
         let status = child.wait().await;
@@ -224,6 +229,56 @@ pub(super) async fn stream_stderr(stderr: impl AsyncRead + Unpin, source: &'stat
         tail.push_back(line);
     }
     Vec::from(tail).join("\n")
+}
+
+/// Reads nix's stderr (internal-json or text) with [`NixLog`], tells what it says with
+/// [`tell`], and returns the last lines a person reads: a failed build's error with its
+/// log tail.
+pub(super) async fn stream_nix_stderr(stderr: impl AsyncRead + Unpin) -> String {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut log = NixLog::new();
+    let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
+    while let Ok(Some(line)) = lines.next_line().await {
+        for text in log.read(&line).into_iter().filter_map(tell) {
+            if tail.len() == STDERR_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(text);
+        }
+    }
+    Vec::from(tail).join("\n")
+}
+
+/// Emits what nix said as tracing events: the lines a person reads as nix's lines always
+/// were (`source = "nix"`, warnings at warn level), the rest for the host's log (debug),
+/// progress under [`PROGRESS_TARGET`]. Returns a line a person reads.
+pub fn tell(said: Said) -> Option<String> {
+    match said {
+        Said::Line { level, text } => {
+            if level == 1 {
+                tracing::warn!(target: "cairn::nix", source = "nix", "{text}");
+            } else {
+                tracing::info!(target: "cairn::nix", source = "nix", "{text}");
+            }
+            Some(text)
+        }
+        Said::Detail(text) => {
+            tracing::debug!(target: "cairn::nix", source = "nix", "{text}");
+            None
+        }
+        Said::Progress(p) => {
+            tracing::info!(
+                target: PROGRESS_TARGET,
+                built = p.built,
+                builds = p.builds,
+                running = p.running,
+                failed = p.failed,
+                fetched = p.fetched,
+                fetches = p.fetches,
+            );
+            None
+        }
+    }
 }
 
 /// `nix build --json`: `[{"drvPath": ..., "outputs": {"out": "/nix/store/..."}}]`.
@@ -262,7 +317,7 @@ mod tests {
     #[test]
     fn offline_build_command_line() {
         let nix = Nix::new().offline().option("sandbox", "false");
-        insta::assert_snapshot!(nix.build_args(".#x").join(" | "), @"--extra-experimental-features | nix-command flakes | --option | substitute | false | --option | flake-registry |  | --option | sandbox | false | build | --no-link | --json | .#x");
+        insta::assert_snapshot!(nix.build_args(".#x").join(" | "), @"--extra-experimental-features | nix-command flakes | --option | substitute | false | --option | flake-registry |  | --option | sandbox | false | build | --no-link | --json | --log-format | internal-json | .#x");
     }
 
     #[test]

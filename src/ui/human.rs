@@ -99,6 +99,29 @@ pub fn bar(done: u64, total: u64, width: usize) -> String {
     format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))
 }
 
+/// A nix build's progress as a bar and words, `████████░░░░  building 3/7, 2 running`, or
+/// `None` while nix does not know yet what it has to do.
+pub fn building(p: &crate::nix::BuildProgress) -> Option<String> {
+    let (done, total) = (p.built + p.fetched, p.builds + p.fetches);
+    if total == 0 {
+        return None;
+    }
+    let mut words = Vec::new();
+    if p.builds > 0 {
+        words.push(format!("building {}/{}", p.built, p.builds));
+    }
+    if p.fetches > 0 {
+        words.push(format!("fetching {}/{} paths", p.fetched, p.fetches));
+    }
+    if p.running > 0 {
+        words.push(format!("{} running", p.running));
+    }
+    if p.failed > 0 {
+        words.push(format!("{} failed", p.failed));
+    }
+    Some(format!("{}  {}", bar(done, total, 20), words.join(", ")))
+}
+
 /// One field of a log event, as words, or `None` for fields the terminal leaves to the
 /// host's log file (long store paths, scripts, URLs drawn elsewhere).
 pub fn field(name: &str, value: &str, places: &Places) -> Option<String> {

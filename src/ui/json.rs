@@ -17,7 +17,8 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 use super::progress::{
-    ACTION_TARGET, DOWNLOAD_TARGET, HOST_SPAN, TARGET as PROGRESS_TARGET, TRANSFER_TARGET,
+    ACTION_TARGET, BUILD_TARGET, DOWNLOAD_TARGET, HOST_SPAN, TARGET as PROGRESS_TARGET,
+    TRANSFER_TARGET,
 };
 use crate::bootstrap::{Finished, HostReport, Outcome};
 use crate::plan::apply::{Done, HostOutcome};
@@ -149,6 +150,16 @@ where
                     if let Some(n) = fields.number(key) {
                         v[key] = n.into();
                     }
+                }
+                if let Some(host) = host {
+                    v["host"] = host.into();
+                }
+                v
+            }
+            BUILD_TARGET => {
+                let mut v = json!({ "event": "build" });
+                for key in ["built", "builds", "running", "failed", "fetched", "fetches"] {
+                    v[key] = fields.number(key).unwrap_or(0).into();
                 }
                 if let Some(host) = host {
                     v["host"] = host.into();

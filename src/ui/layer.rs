@@ -19,8 +19,8 @@ use tracing_subscriber::Layer;
 
 use super::human::{self, Places};
 use super::progress::{
-    SuspendingStderr, ACTION_TARGET, BARS, BAR_FROM, COUNT_TARGET, DOWNLOAD_TARGET, HOST_SPAN,
-    TARGET, TRANSFER_TARGET,
+    SuspendingStderr, ACTION_TARGET, BARS, BAR_FROM, BUILD_TARGET, COUNT_TARGET, DOWNLOAD_TARGET,
+    HOST_SPAN, TARGET, TRANSFER_TARGET,
 };
 use super::screen::{Input, Screen};
 
@@ -153,7 +153,7 @@ impl ProgressLayer {
             let home = std::env::var_os("HOME").map(Into::into);
             st.screen.set_places(Places { repo: Some(root.clone()), home });
         }
-        let is_transfer = matches!(input, Input::Transfer { .. });
+        let is_transfer = matches!(input, Input::Transfer { .. } | Input::Build { .. });
         let lines = st.screen.take(input, now);
         if let (Some(host), Some(text)) = (host, log_line) {
             let log = st.logs.entry(host.to_string()).or_insert_with(|| open_log(host));
@@ -396,6 +396,18 @@ where
                     total: f.number("total"),
                 };
                 (input, false, None)
+            }
+            BUILD_TARGET => {
+                let n = |name: &str| f.number(name).unwrap_or(0);
+                let progress = crate::nix::BuildProgress {
+                    built: n("built"),
+                    builds: n("builds"),
+                    running: n("running"),
+                    failed: n("failed"),
+                    fetched: n("fetched"),
+                    fetches: n("fetches"),
+                };
+                (Input::Build { host: host.clone(), progress }, false, None)
             }
             target => {
                 let print =

@@ -75,6 +75,7 @@ pub fn init_tracing(verbose: u8, quiet: bool, mode: UiMode, json_events: bool) {
                     progress::DOWNLOAD_TARGET,
                     progress::ACTION_TARGET,
                     progress::TRANSFER_TARGET,
+                    progress::BUILD_TARGET,
                     progress::COUNT_TARGET,
                 ]
                 .contains(&meta.target())

@@ -22,6 +22,10 @@ pub const DOWNLOAD_TARGET: &str = crate::download::TARGET;
 /// `--json`. An earlier event of the host with a `total_bytes` field gives the total.
 pub const TRANSFER_TARGET: &str = "cairn::transfer";
 
+/// A nix build's progress (see [`crate::nix::PROGRESS_TARGET`]): "building 3/7" on the
+/// host's line, repeated every few seconds in plain output, a `build` event with `--json`.
+pub const BUILD_TARGET: &str = crate::nix::PROGRESS_TARGET;
+
 /// What happened to a host's step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {

@@ -28,6 +28,8 @@ pub enum Input {
     },
     /// Bytes sent so far by a long transfer: `raw` (before compression) of `total` when known.
     Transfer { host: Option<String>, bytes: u64, raw: Option<u64>, total: Option<u64> },
+    /// A nix build's progress on the host (derivations built, paths fetched).
+    Build { host: Option<String>, progress: crate::nix::BuildProgress },
     /// A download's progress (`step`: started, progress, downloaded, verified, cached).
     Download {
         host: Option<String>,
@@ -63,6 +65,8 @@ struct Host {
     /// announced (the transfer's start).
     expect_total: Option<(u64, Duration)>,
     transfer: Option<Transfer>,
+    /// What nix builds, while it does.
+    building: Option<crate::nix::BuildProgress>,
     finished: bool,
 }
 
@@ -145,6 +149,12 @@ impl Screen {
             Input::Download { host, url, step, bytes, total, path } => {
                 self.download(host, &url, &step, bytes, total, &path, now)
             }
+            Input::Build { host, progress } => {
+                if let Some(host) = host {
+                    self.host(&host).building = Some(progress);
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -181,6 +191,7 @@ impl Screen {
             }
             "done" => {
                 h.transfer = None;
+                h.building = None;
                 h.doing = format!("done in {took:.1} s");
                 if !detail.is_empty() {
                     h.doing = format!("{} ({detail})", h.doing);
@@ -194,6 +205,7 @@ impl Screen {
             }
             _ => {
                 h.transfer = None;
+                h.building = None;
                 h.finished = true;
                 h.doing = format!("FAILED after {took:.1} s: {}", human::clean(detail));
                 h.doing.clone()
@@ -255,6 +267,8 @@ impl Screen {
         }
         if let Some(h) = host.as_ref().map(|h| self.host(h)) {
             h.doing.clone_from(&text);
+            // cairn speaks again once nix is done (`built`): its progress is over.
+            h.building = None;
             // A line after a transfer says what came of it (`sent 8 paths`): the bar is done.
             if h.expect_total.is_none_or(|(_, at)| at != now) {
                 h.transfer = None;
@@ -331,6 +345,9 @@ impl Screen {
     pub fn host_line(&self, host: &str, now: Duration) -> String {
         let Some(h) = self.hosts.get(host) else { return host.to_string() };
         let Some(t) = &h.transfer else {
+            if let Some(text) = h.building.as_ref().and_then(human::building) {
+                return self.line(Some(host), &h.phase, &text);
+            }
             return self.line(Some(host), &h.phase, &self.places.shorten(&h.doing));
         };
         let secs = now.saturating_sub(t.started).as_secs_f64();

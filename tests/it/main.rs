@@ -19,6 +19,7 @@ mod inventory_scale;
 mod keys;
 mod network;
 mod nix;
+mod nix_log;
 mod plan;
 mod plan_aws;
 mod provider_aws;

@@ -153,3 +153,5 @@ fn counts_are_a_spinner_line_or_a_bar_for_many_items() {
         assert_eq!(frame.lock().unwrap().render(), "");
     });
 }
+
+mod bars;

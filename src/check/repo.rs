@@ -117,7 +117,7 @@ impl<'a> Scan<'a> {
 
     /// `admin alice (age1abc…xyz)` or the abbreviated recipient alone.
     pub fn describe(&self, recipient: &str) -> String {
-        let short = crate::secrets::file::abbreviate(recipient);
+        let short = crate::keys::abbreviate(recipient);
         match self.who.get(recipient) {
             Some(who) => format!("{who} ({short})"),
             None => short,

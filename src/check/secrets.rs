@@ -304,8 +304,8 @@ fn host_recipient(scan: &Scan<'_>, host: &str, out: Option<&mut Vec<Finding>>) -
                     RuleId::SecretsHostKey,
                     format!(
                         "state records {} as {host}'s age recipient, but the ssh-to-age of {pub_rel} is {}",
-                        crate::secrets::file::abbreviate(recorded),
-                        crate::secrets::file::abbreviate(derived)
+                        crate::keys::abbreviate(recorded),
+                        crate::keys::abbreviate(derived)
                     ),
                 )
                 .file(pub_rel.clone(), Some(1))
@@ -345,9 +345,9 @@ fn host_keys(scan: &Scan<'_>, out: &mut Vec<Finding>) {
                         RuleId::SecretsHostKey,
                         format!(
                             ".sops.yaml gives {} as {name}'s recipient, but the ssh-to-age of {} is {}",
-                            crate::secrets::file::abbreviate(recipient),
+                            crate::keys::abbreviate(recipient),
                             hr.pub_rel,
-                            crate::secrets::file::abbreviate(&expected)
+                            crate::keys::abbreviate(&expected)
                         ),
                     )
                     .file(rules::CONFIG_FILE_NAME, Some(*line))

@@ -193,7 +193,7 @@ fn run_rekey(a: &SecretsRekeyArgs, ctx: &Context, env: &IdentityEnv) -> miette::
             "removed recipients ({}) can still decrypt the old versions of these files in git history, \
              and the data keys they could read are unchanged; run `cairn secrets rekey --rotate` \
              to give every file a new data key",
-            removed.iter().map(|r| crate::secrets::file::abbreviate(r)).collect::<Vec<_>>().join(", ")
+            removed.iter().map(|r| crate::keys::abbreviate(r)).collect::<Vec<_>>().join(", ")
         );
     }
     let failed =

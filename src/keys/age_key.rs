@@ -117,7 +117,7 @@ impl age::Identity for AnyAgeIdentity {
 impl fmt::Debug for AgeIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgeIdentity")
-            .field("public", &self.to_public().as_str())
+            .field("public", &super::abbreviate(self.to_public().as_str()))
             .finish_non_exhaustive()
     }
 }

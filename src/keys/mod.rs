@@ -26,7 +26,7 @@ pub use identity::{
     encrypt_armored, AgeIdentity, AnyAgeIdentity, Identities, IdentityEnv, IdentitySource,
     SourceOutcome, SourceReport,
 };
-pub use recipient::{AgeRecipient, RecipientKind};
+pub use recipient::{abbreviate, AgeRecipient, RecipientKind};
 pub use store::{AgeFileCodec, HostKeyStore, KeyCodec};
 
 /// Everything that goes wrong with keys. Messages name recipients (public) but never

@@ -119,15 +119,33 @@ impl AgeRecipient {
     }
 }
 
-/// A post-quantum recipient is about 1,950 characters: an error names it by its ends.
-fn abbreviate(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    if chars.len() <= 40 {
-        return text.to_owned();
+/// A recipient by its ends (`age1abcdef…uvwxyz`, `ssh-ed25519 …uvwxyz12 comment`): enough to
+/// recognise it in a message, and short for a post-quantum one (about 1,950 characters).
+/// By characters, not bytes: the text may come from any file.
+pub fn abbreviate(r: &str) -> String {
+    if r.starts_with("ssh-") {
+        let mut parts = r.split_whitespace();
+        let kind = parts.next().unwrap_or_default();
+        let key = parts.next().unwrap_or_default();
+        let comment: Vec<&str> = parts.collect();
+        let tail = last_chars(key, 8);
+        let c = if comment.is_empty() { String::new() } else { format!(" {}", comment.join(" ")) };
+        format!("{kind} …{tail}{c}")
+    } else if r.chars().count() > 20 {
+        let head: String = r.chars().take(10).collect();
+        format!("{head}…{}", last_chars(r, 6))
+    } else {
+        r.to_owned()
     }
-    let head: String = chars[..20].iter().collect();
-    let tail: String = chars[chars.len() - 8..].iter().collect();
-    format!("{head}…{tail}")
+}
+
+/// The last `n` characters of `s`.
+fn last_chars(s: &str, n: usize) -> &str {
+    if n == 0 {
+        return "";
+    }
+    let start = s.char_indices().rev().nth(n - 1).map_or(0, |(i, _)| i);
+    &s[start..]
 }
 
 fn ssh_reason(e: age::ssh::ParseRecipientKeyError) -> String {

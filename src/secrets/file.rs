@@ -13,7 +13,7 @@ use super::shamir;
 use super::store::{Format, StoresConfig};
 use super::tree::Documents;
 use super::walk::{self, CryptRule, Direction};
-use crate::keys::{AgeRecipient, Identities};
+use crate::keys::{abbreviate, AgeRecipient, Identities};
 
 /// Who a new file is encrypted to and how: the creation rule, resolved.
 #[derive(Debug)]
@@ -381,35 +381,6 @@ fn threshold_to_store(threshold: usize, groups: usize) -> usize {
         groups
     } else {
         threshold
-    }
-}
-
-/// `age1abcdef…uvwxyz`: enough to recognise a recipient in a message.
-pub fn abbreviate(r: &str) -> String {
-    if r.starts_with("ssh-") {
-        let mut parts = r.split_whitespace();
-        let kind = parts.next().unwrap_or_default();
-        let key = parts.next().unwrap_or_default();
-        let comment: Vec<&str> = parts.collect();
-        let tail = last_chars(key, 8);
-        let c = if comment.is_empty() { String::new() } else { format!(" {}", comment.join(" ")) };
-        format!("{kind} …{tail}{c}")
-    } else if r.chars().count() > 20 {
-        // By characters: the string comes from a file and may hold any UTF-8.
-        let head: String = r.chars().take(10).collect();
-        format!("{head}…{}", last_chars(r, 6))
-    } else {
-        r.to_owned()
-    }
-}
-
-/// The last `n` characters of `s`.
-fn last_chars(s: &str, n: usize) -> &str {
-    let start = s.char_indices().rev().nth(n.saturating_sub(1)).map_or(0, |(i, _)| i);
-    if n == 0 {
-        ""
-    } else {
-        &s[start..]
     }
 }
 

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 
 use super::edit::{extract, parse_extract, Extracted};
 use super::error::{Result, SecretsError};
-use super::file::{abbreviate, EncryptionSpec, SopsFile};
+use super::file::{EncryptionSpec, SopsFile};
 use super::rekey::{RekeyReport, RekeyStatus, SopsYamlUpdate};
 use super::store::{Format, StoresConfig};
 use super::tree::{ListItem, MapItem, Value};
 use super::walk::CryptRule;
+use crate::keys::abbreviate;
 use crate::keys::{AgeKeyFile, AgeRecipient, Identities, IdentityEnv};
 
 /// `--input-type`/`--output-type`, else the extension.

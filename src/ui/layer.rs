@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::Targets;
@@ -19,8 +18,8 @@ use tracing_subscriber::Layer;
 
 use super::human::{self, Places};
 use super::progress::{
-    SuspendingStderr, ACTION_TARGET, BARS, BAR_FROM, BUILD_TARGET, COUNT_TARGET, DOWNLOAD_TARGET,
-    HOST_SPAN, TARGET, TRANSFER_TARGET,
+    SuspendingStderr, ACTION_TARGET, BARS, BUILD_TARGET, COUNT_TARGET, DOWNLOAD_TARGET, HOST_SPAN,
+    TARGET, TRANSFER_TARGET,
 };
 use super::screen::{Input, Screen};
 
@@ -223,55 +222,6 @@ impl ProgressLayer {
     }
 }
 
-impl ProgressLayer {
-    /// A count on its own line: `asked 37/120 hosts`, with a bar from [`BAR_FROM`] items;
-    /// gone when all are done. Terminal only: plain output waits for the summary.
-    fn count(&self, what: &str, done: u64, total: u64, unit: &str) {
-        if total < COUNT_FROM {
-            return;
-        }
-        let line = count_line(what, done, total, unit);
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let key = format!("count {what}");
-        match &self.surface {
-            Surface::Terminal(multi) => {
-                let bar = st.bars.entry(key.clone()).or_insert_with(|| {
-                    let bar = multi.add(ProgressBar::new_spinner());
-                    bar.set_style(
-                        ProgressStyle::with_template("{spinner} {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    bar
-                });
-                bar.set_message(line);
-                if done >= total {
-                    bar.finish_and_clear();
-                    st.bars.remove(&key);
-                }
-            }
-            Surface::Frame(frame) => {
-                let mut frame = frame.lock().unwrap_or_else(|e| e.into_inner());
-                if done >= total {
-                    frame.hosts.retain(|(h, _)| *h != key);
-                } else {
-                    frame.set_host(&key, line);
-                }
-            }
-            Surface::Lines(_) => {}
-        }
-    }
-}
-
-/// `asked 37/120 hosts`, or `re-keyed  ████░░░  340/1200 files` for many items.
-pub fn count_line(what: &str, done: u64, total: u64, unit: &str) -> String {
-    if total as usize > BAR_FROM {
-        format!("{what}  {}  {done}/{total} {unit}", human::bar(done, total, 20))
-    } else {
-        format!("{what} {done}/{total} {unit}")
-    }
-}
-
 /// Failures in red, warnings in yellow (terminal only).
 fn paint(line: &str, color: bool) -> String {
     if !color {
@@ -292,42 +242,6 @@ fn open_log(host: &str) -> Option<std::fs::File> {
         .open(dir.join(format!("{host}.log")))
         .ok()
         .map(|f| f.into_parts().0)
-}
-
-/// An event's fields, as text.
-#[derive(Default)]
-struct Fields {
-    message: String,
-    all: Vec<(String, String)>,
-}
-
-impl Fields {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.all.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-    fn number(&self, name: &str) -> Option<u64> {
-        self.get(name)?.parse().ok()
-    }
-    /// Every field but the message, `name=value`, as the log file keeps them.
-    fn rest(&self) -> String {
-        self.all.iter().map(|(n, v)| format!(" {n}={v}")).collect()
-    }
-}
-
-impl Visit for Fields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        match field.name() {
-            "message" => self.message = value.to_string(),
-            name => self.all.push((name.to_string(), value.to_string())),
-        }
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let text = format!("{value:?}");
-        match field.name() {
-            "message" => self.message = text,
-            name => self.all.push((name.to_string(), text.trim_matches('"').to_string())),
-        }
-    }
 }
 
 struct HostOf(String);
@@ -447,6 +361,11 @@ where
         self.show(host.as_deref(), input, print, log);
     }
 }
+
+mod count;
+mod fields;
+
+use fields::Fields;
 
 #[cfg(test)]
 mod tests;

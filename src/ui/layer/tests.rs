@@ -132,9 +132,9 @@ fn the_same_run_as_plain_lines() {
 
 #[test]
 fn counts_are_a_spinner_line_or_a_bar_for_many_items() {
-    assert_eq!(count_line("asked", 37, 120, "hosts"), "asked 37/120 hosts");
+    assert_eq!(count::count_line("asked", 37, 120, "hosts"), "asked 37/120 hosts");
     assert_eq!(
-        count_line("re-keyed", 340, 1200, "files"),
+        count::count_line("re-keyed", 340, 1200, "files"),
         "re-keyed  █████░░░░░░░░░░░░░░░  340/1200 files"
     );
     let frame = Arc::new(Mutex::new(Frame::new(100, 5)));

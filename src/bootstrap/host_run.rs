@@ -58,6 +58,26 @@ pub(super) struct Facts {
     pub arch: String,
     /// The host cairn installed this system for (its install marker), if any.
     pub installed_for: Option<String>,
+    /// The kernel's host name.
+    pub hostname: String,
+    /// The file system type of the running system's root (`ext4`, `tmpfs`, `rootfs`...).
+    pub root_fs: String,
+}
+
+impl Facts {
+    /// Whether the running system's root is on no local disk: in RAM (the initramfs'
+    /// `rootfs`, `tmpfs`, `ramfs`, a live system's `overlay`) or on the network (`nfs`), as
+    /// a rescue system or an installer runs. Wiping the disks then takes nothing it runs from.
+    pub fn root_off_disk(&self) -> bool {
+        matches!(self.root_fs.as_str(), "rootfs" | "tmpfs" | "ramfs" | "overlay" | "nfs" | "nfs4")
+    }
+
+    /// A hosting provider's rescue system, as Hetzner's is: a Debian booted from the network
+    /// into RAM, host name `rescue`, no installer marker. Both the name and a root off the
+    /// disks are required: a stock system named `rescue` still runs from its disk.
+    pub fn rescue(&self) -> bool {
+        !self.installer && self.hostname == "rescue" && self.root_off_disk()
+    }
 }
 
 impl Facts {
@@ -79,6 +99,8 @@ impl Facts {
                 .get("cairn_host")
                 .map(|h| h.trim().to_string())
                 .filter(|h| !h.is_empty()),
+            hostname: map.get("hostname").unwrap_or(&"").trim().to_string(),
+            root_fs: map.get("root_fs").unwrap_or(&"").trim().to_string(),
         }
     }
 }
@@ -330,5 +352,22 @@ mod tests {
         assert_eq!(Facts::parse("cairn_host=web1\n").installed_for.as_deref(), Some("web1"));
         // A 1 GiB VM: 8 memory blocks of 128 MiB, though MemTotal shows less.
         assert_eq!(Facts::parse("mem_kib=1003520\nphys_kib=1048576\n").mem_mib, 1024);
+    }
+
+    #[test]
+    fn a_rescue_system_is_named_rescue_and_runs_from_ram() {
+        let facts = |text: &str| Facts::parse(text);
+        // Hetzner's rescue: a Debian in RAM named `rescue`; the stand-in's initramfs root.
+        assert!(facts("os_id=debian\ninstaller=no\nhostname=rescue\nroot_fs=rootfs\n").rescue());
+        assert!(facts("installer=no\nhostname=rescue\nroot_fs=overlay\n").rescue());
+        // A stock system named `rescue` still runs from its disk: never a rescue system.
+        assert!(!facts("installer=no\nhostname=rescue\nroot_fs=ext4\n").rescue());
+        // An installer or another system in RAM is not a provider's rescue system.
+        assert!(!facts("installer=yes\nhostname=rescue\nroot_fs=rootfs\n").rescue());
+        assert!(!facts("installer=no\nhostname=web1\nroot_fs=tmpfs\n").rescue());
+        // Old facts (no root_fs line): on a disk, as far as cairn knows.
+        assert!(!facts("installer=no\nhostname=rescue\n").rescue());
+        assert!(facts("root_fs=tmpfs\n").root_off_disk());
+        assert!(!facts("root_fs=xfs\n").root_off_disk());
     }
 }

@@ -368,6 +368,10 @@ pub struct InstallSettings {
     pub disko: bool,
     /// The `/dev/disk/by-id/...` name the target disk must have.
     pub disk_by_id: Option<String>,
+    /// `kexec = false`: the machine already runs a system from RAM (a rescue system), and
+    /// cairn installs from it without jumping into its installer; `true`: always jump.
+    /// Unset: jump, unless the machine is recognisably a rescue system (see the kexec phase).
+    pub kexec: Option<bool>,
 }
 
 impl InstallSettings {

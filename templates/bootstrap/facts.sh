@@ -24,6 +24,10 @@ if [ -r $blocks/block_size_bytes ]; then
   done
   [ "$online" -gt 0 ] && echo "phys_kib=$((0x$size / 1024 * online))"
 fi
+# What the running system's root is (the last mount on / wins): a rescue system runs from
+# RAM, with nothing it needs on the disks.
+awk '$2 == "/" { fs = $3 } END { print "root_fs=" fs }' /proc/mounts
+echo "hostname=$(cat /proc/sys/kernel/hostname)"
 if grep -q ' /mnt ' /proc/mounts; then echo "mnt_mounted=yes"; else echo "mnt_mounted=no"; fi
 # The marker the install leaves on the system it installed (the host's name).
 if [ -r /var/lib/cairn/host ]; then echo "cairn_host=$(head -c 256 /var/lib/cairn/host | head -n 1)"; fi

@@ -2,7 +2,8 @@
 # chroot with the system's own switch-to-configuration, as nixos-install does: through the
 # installer's nixos-enter when it has one, else the same chroot built here.
 set -eu
-# chroot-lock.sh, prepended, holds $lockdir: cleanup releases it.
+# chroot-lock.sh, prepended, holds $lockdir: cleanup releases it; chroot-enter.sh, prepended,
+# defines cairn_enter.
 root={{root}}
 system={{system}}
 host={{host}}
@@ -23,22 +24,12 @@ if command -v nixos-enter >/dev/null 2>&1; then
   # (stdin is this script: nothing inside may read it)
   NIXOS_INSTALL_BOOTLOADER=1 nixos-enter --root "$root" -- "$system/bin/switch-to-configuration" boot </dev/null
 else
-  command -v unshare >/dev/null 2>&1 \
-    || { echo "cairn-install: this system has neither nixos-enter nor unshare (util-linux) to build the install chroot" >&2; exit 1; }
-  # What nixos-enter does: private mount and pid namespaces, so nothing mounted for the
-  # chroot (or by the activation inside it) leaks into the installer, and all of it goes away
-  # with the last process; /dev and /sys recursively (efivarfs under /sys must be visible to
-  # the boot loader's installer), a /proc of the new pid namespace.
+  # What nixos-enter does (chroot-enter.sh), then its activation and the boot loader.
   enter=$(mktemp "${TMPDIR:-/tmp}/cairn-enter.XXXXXX")
   cat > "$enter" <<'ENTER'
 set -eu
 root=$1
 system=$2
-mount --make-rprivate /
-mount --rbind /dev "$root/dev"
-mount --rbind /sys "$root/sys"
-mount -t proc proc "$root/proc"
-mount -t tmpfs -o mode=0755 none "$root/run"
 # Activation sets up /etc and users; as in nixos-enter, a failure is reported, not fatal:
 # the boot loader is what must be installed.
 LOCALE_ARCHIVE=$system/sw/lib/locale/locale-archive IN_NIXOS_ENTER=1 chroot "$root" "$system/activate" 1>&2 \
@@ -51,8 +42,8 @@ unset TMPDIR
 export NIXOS_INSTALL_BOOTLOADER=1
 exec chroot "$root" "$system/bin/switch-to-configuration" boot
 ENTER
-  echo "cairn-install: unshare --mount --pid --fork, chroot $root" >&2
-  unshare --mount --pid --fork sh "$enter" "$root" "$system" </dev/null
+  echo "cairn-install: unshare --mount --uts --pid --fork, chroot $root" >&2
+  cairn_enter "$root" sh "$enter" "$root" "$system" </dev/null
 fi
 # The marker that says which host cairn installed here: with state lost, a later bootstrap
 # reads it and refuses to wipe the installed system.

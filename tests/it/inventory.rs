@@ -284,7 +284,8 @@ provider "existing" "manual" {
   copy                 = "nix-copy"
 }
 defaults {
-  copy = "stream"
+  copy  = "stream"
+  kexec = false
 }
 host "a" {
   address = "192.0.2.1"
@@ -294,6 +295,7 @@ host "b" {
   address   = "192.0.2.2"
   installer = "own.tar.gz"
   disko     = true
+  kexec     = true
 }
 "#;
     let inv = inventory::load_str(&opts("inline/cairn.hcl", &[], &[]), src.to_owned())
@@ -303,9 +305,11 @@ host "b" {
     assert_eq!(a.installer_min_memory, Some(2048));
     assert_eq!(a.copy, Some(inventory::CopyStrategy::Stream), "defaults win over the provider");
     assert!(a.age_key && !a.disko);
+    assert_eq!(a.kexec, Some(false), "a rescue-system fleet says so once, in defaults");
     let b = &inv.host("b").unwrap().install;
     assert_eq!(b.installer.as_deref(), Some("own.tar.gz"));
     assert!(b.disko && !b.age_key);
+    assert_eq!(b.kexec, Some(true));
 }
 
 #[test]

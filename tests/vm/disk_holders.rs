@@ -95,7 +95,10 @@ fn a_disk_held_by_md_lvm_and_swap_is_released_and_installed() {
     // The install chroot (issue 14, item 3): this installer has no nixos-enter, so cairn built
     // the chroot in its own mount and pid namespaces; nothing it mounted is left in the
     // installer's mount table.
-    assert!(err.contains("cairn-install: unshare --mount --pid --fork, chroot /mnt"), "{err}");
+    assert!(
+        err.contains("cairn-install: unshare --mount --uts --pid --fork, chroot /mnt"),
+        "{err}"
+    );
     let mounts = cairn(&dir, &["ssh", "web1", "--phase", "installer", "--", "cat /proc/mounts"]);
     assert!(mounts.status.success(), "{}", text(&mounts));
     let mounts = String::from_utf8_lossy(&mounts.stdout).to_string();

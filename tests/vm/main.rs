@@ -7,6 +7,7 @@ mod support;
 mod bootstrap_vm;
 mod disk;
 mod disk_holders;
+mod existing;
 mod forge;
 mod gitops_vm;
 mod vm_smoke;

@@ -181,6 +181,7 @@ pub struct VmOptions {
     pub disk_gib: u32,
     /// `tcg` by default: KVM does not work on the CI machines (see vm-tests/README.md).
     pub accel: String,
+    pub boot: Boot,
 }
 
 impl Default for VmOptions {
@@ -189,8 +190,20 @@ impl Default for VmOptions {
             memory_mib: 1024,
             disk_gib: 8,
             accel: std::env::var("CAIRN_VM_ACCEL").unwrap_or_else(|_| "tcg".into()),
+            boot: Boot::Disk,
         }
     }
+}
+
+/// What the VM boots.
+#[derive(Debug, Clone)]
+pub enum Boot {
+    /// The disk, through the BIOS.
+    Disk,
+    /// A kernel and initrd handed over by QEMU, once, as a provider's network boot into its
+    /// rescue system: the guest's reboot ends QEMU (`-no-reboot`), and [`Vm::boot_from_disk`]
+    /// starts the machine again from its disk, as the next boot after a rescue boot does.
+    Kernel { kernel: PathBuf, initrd: PathBuf, append: String },
 }
 
 /// One running QEMU VM; killed (by pid) when dropped.
@@ -199,6 +212,7 @@ pub struct Vm {
     child: Option<Child>,
     pub ssh_port: u16,
     pub started: Instant,
+    opts: VmOptions,
     _slot: VmSlot,
 }
 
@@ -221,43 +235,28 @@ impl Vm {
         // exits at once and we try another.
         for _attempt in 0..5 {
             let ssh_port = free_port();
-            let log = fs::File::create(p("qemu.log")).unwrap().into_parts().0;
-            let mut cmd = Command::new("setpriv");
-            cmd.args(["--pdeathsig", "KILL", "--", "qemu-system-x86_64"])
-                .args(["-name", "cairn-test", "-machine", "pc", "-nodefaults"])
-                .args(["-accel", &opts.accel])
-                .args(["-m", &opts.memory_mib.to_string(), "-smp", "1"])
-                .args(["-display", "none"])
-                .arg("-serial")
-                .arg(format!("file:{}", p("console.log").display()))
-                .arg("-qmp")
-                .arg(format!("unix:{},server=on,wait=off", p("qmp.sock").display()))
-                .arg("-pidfile")
-                .arg(p("qemu.pid"))
-                .arg("-drive")
-                .arg(format!("file={},if=virtio,format=qcow2", p("disk.qcow2").display()))
-                .arg("-drive")
-                .arg(format!("file={},if=virtio,format=raw,readonly=on", p("seed.img").display()))
-                .arg("-nic")
-                .arg(format!("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{ssh_port}-:22"))
-                .args(["-device", "virtio-rng-pci"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log);
-            let mut child = cmd.spawn().expect("cannot start qemu-system-x86_64 (via setpriv)");
-            let started = Instant::now();
-            std::thread::sleep(Duration::from_millis(500));
-            if matches!(child.try_wait(), Ok(None)) {
-                return Vm { dir, child: Some(child), ssh_port, started, _slot: slot };
+            if let Some(child) = spawn_qemu(dir.path(), opts, ssh_port) {
+                let started = Instant::now();
+                let opts = opts.clone();
+                return Vm { dir, child: Some(child), ssh_port, started, opts, _slot: slot };
             }
-            let _ = child.wait();
-            let log = fs::read_to_string(p("qemu.log")).unwrap_or_default();
-            assert!(
-                log.contains("hostfwd") || log.contains("host forwarding"),
-                "QEMU exited at start:\n{log}"
-            );
         }
         panic!("QEMU could not bind a free port on 127.0.0.1 for SSH in 5 attempts");
+    }
+
+    /// After a [`Boot::Kernel`] guest rebooted (QEMU ended, within `timeout`): the same
+    /// machine (disk, seed, forwarded port, console log) started again from its disk.
+    pub fn boot_from_disk(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.is_running() {
+            assert!(Instant::now() < deadline, "the VM did not stop within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        self.opts.boot = Boot::Disk;
+        let child = spawn_qemu(self.dir.path(), &self.opts, self.ssh_port).unwrap_or_else(|| {
+            panic!("QEMU could not start again on port {}\n{}", self.ssh_port, self.diagnostics())
+        });
+        self.child = Some(child);
     }
 
     /// The VM's private directory (disk overlay, seed, console.log, qmp.sock, qemu.pid).
@@ -367,6 +366,51 @@ impl Drop for Vm {
             let _ = child.wait();
         }
     }
+}
+
+/// Starts QEMU on the VM directory `dir` (disk.qcow2, seed.img) with SSH forwarded from
+/// 127.0.0.1:`ssh_port`; `None` if it exited at once because the port was taken. The
+/// console log is appended to, so a restarted machine keeps its earlier boots' output.
+fn spawn_qemu(dir: &Path, opts: &VmOptions, ssh_port: u16) -> Option<Child> {
+    let p = |name: &str| dir.join(name);
+    let log = fs::File::create(p("qemu.log")).unwrap().into_parts().0;
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "--", "qemu-system-x86_64"])
+        .args(["-name", "cairn-test", "-machine", "pc", "-nodefaults"])
+        .args(["-accel", &opts.accel])
+        .args(["-m", &opts.memory_mib.to_string(), "-smp", "1"])
+        .args(["-display", "none"])
+        .arg("-chardev")
+        .arg(format!("file,id=console,path={},append=on", p("console.log").display()))
+        .args(["-serial", "chardev:console"])
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", p("qmp.sock").display()))
+        .arg("-pidfile")
+        .arg(p("qemu.pid"))
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=qcow2", p("disk.qcow2").display()))
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=raw,readonly=on", p("seed.img").display()))
+        .arg("-nic")
+        .arg(format!("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{ssh_port}-:22"))
+        .args(["-device", "virtio-rng-pci"]);
+    if let Boot::Kernel { kernel, initrd, append } = &opts.boot {
+        cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd).args(["-append", append]);
+        cmd.arg("-no-reboot");
+    }
+    cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+    let mut child = cmd.spawn().expect("cannot start qemu-system-x86_64 (via setpriv)");
+    std::thread::sleep(Duration::from_millis(500));
+    if matches!(child.try_wait(), Ok(None)) {
+        return Some(child);
+    }
+    let _ = child.wait();
+    let log = fs::read_to_string(p("qemu.log")).unwrap_or_default();
+    assert!(
+        log.contains("hostfwd") || log.contains("host forwarding"),
+        "QEMU exited at start:\n{log}"
+    );
+    None
 }
 
 /// The machine-wide VM slot: `flock` holds `$TMPDIR/cairn-vm.lock` for as long as our pipe to

@@ -141,7 +141,7 @@ mod tests {
         let root = dir.path().join("mnt");
         fs_err::create_dir_all(root.join("bin")).unwrap();
         fs_err::copy(busybox, root.join("bin/busybox")).unwrap();
-        for applet in ["sh", "ls", "cat", "mkdir", "mount", "echo"] {
+        for applet in ["sh", "ls", "cat", "mkdir", "mount", "echo", "hostname"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
         let system = root.join(SYSTEM.trim_start_matches('/'));
@@ -149,7 +149,7 @@ mod tests {
         executable(
             &system.join("activate"),
             "#!/bin/sh\necho \"activate IN_NIXOS_ENTER=$IN_NIXOS_ENTER LOCALE_ARCHIVE=$LOCALE_ARCHIVE\" > /tmp/activate.log\n\
-             mkdir -p /run/keys && mount -t tmpfs none /run/keys\n",
+             mkdir -p /run/keys && mount -t tmpfs none /run/keys\nhostname web1\n",
         );
         executable(
             &system.join("bin/switch-to-configuration"),
@@ -159,18 +159,26 @@ mod tests {
         fs_err::write(dir.path().join("install.sh"), script(&root.display().to_string())).unwrap();
         // The test's own namespace: an EFI host's efivarfs is a mount below /sys.
         let harness = format!(
-            "set -eu\nmount --make-rprivate /\nmount -t tmpfs firmware /sys/firmware\n\
+            "set -eu\nhostname cairn-harness\nmount --make-rprivate /\nmount -t tmpfs firmware /sys/firmware\n\
              mkdir -p /sys/firmware/efi/efivars\nmount -t tmpfs efivarfs /sys/firmware/efi/efivars\n\
              echo boot > /sys/firmware/efi/efivars/Boot0000-cairn\n\
              PATH=/usr/sbin:/usr/bin:/sbin:/bin sh {d}/install.sh\n\
-             cat /proc/self/mountinfo > {d}/mountinfo.after\n",
+             cat /proc/self/mountinfo > {d}/mountinfo.after\nhostname > {d}/hostname.after\n",
             d = dir.path().display()
         );
-        let out = Command::new("unshare").arg("--mount").arg("sh").arg("-c").arg(&harness).output();
-        let out = out.expect("unshare (util-linux) runs");
+        // Its own UTS namespace too: a script that let the activation's host name out must
+        // not rename the machine the test runs on.
+        let out = Command::new("unshare")
+            .args(["--mount", "--uts", "sh", "-c"])
+            .arg(&harness)
+            .output()
+            .expect("unshare (util-linux) runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
-        assert!(stderr.contains("cairn-install: unshare --mount --pid --fork, chroot"), "{stderr}");
+        assert!(
+            stderr.contains("cairn-install: unshare --mount --uts --pid --fork, chroot"),
+            "{stderr}"
+        );
 
         let activate = fs_err::read_to_string(root.join("tmp/activate.log")).unwrap();
         assert_eq!(
@@ -189,6 +197,10 @@ mod tests {
         let root = root.display().to_string();
         let leaked: Vec<&str> = after.lines().filter(|l| l.contains(&root)).collect();
         assert!(leaked.is_empty(), "mounts left behind: {leaked:#?}");
+        // The host name the activation set stayed in the chroot's namespace, as in nixos-enter
+        // (a rescue system installed from keeps its own).
+        let hostname = fs_err::read_to_string(dir.path().join("hostname.after")).unwrap();
+        assert_eq!(hostname, "cairn-harness\n");
         assert_eq!(fs_err::read_to_string(format!("{root}/var/lib/cairn/host")).unwrap(), "web1\n");
     }
 }

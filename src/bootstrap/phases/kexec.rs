@@ -1,14 +1,20 @@
 //! kexec: jump from the stock system into the in-RAM installer. Check: not in an installer
 //! already, and enough memory for one; then the user confirms the machine may be erased
-//! (see [`crate::bootstrap::confirm`]). Act: upload the bundle and run its `kexec/run`.
+//! (see [`crate::bootstrap::confirm`]). Act: upload the bundle (unless an earlier attempt's
+//! is there whole: [`super::bundle`]) and run its `kexec/run`.
 //! Prove: a fresh connection finds a new boot id and the installer marker. Record: the
 //! installer's host key.
+//!
+//! A machine already running a system from RAM (a provider's rescue system, or any with
+//! `kexec = false`) is installed from as it is: no jump, the same confirmation, and its host
+//! key stays the one the next phases pin ([`jump`]).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::bundle::{self, Upload};
 use super::{PhaseResult, BUNDLE_DIR, KEXEC_SH};
-use crate::bootstrap::host_run::{is_transient, HostRun};
+use crate::bootstrap::host_run::{is_transient, Facts, HostRun};
 use crate::bootstrap::PhaseError;
 use crate::download::{self, Source};
 use crate::installer;
@@ -31,6 +37,11 @@ pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError
     // The jump leads to the wipe: never on a system cairn installed (reach may have run in
     // an earlier run, before the marker could be seen).
     r.refuse_if_installed(&before)?;
+    match jump(r.host.install.kexec, &before) {
+        Jump::Kexec => {}
+        Jump::InPlace(why) => return install_in_place(r, &before, why).await,
+        Jump::Refuse { what, help } => return Err(PhaseError::Config { what, help }),
+    }
     let need = installer_min_memory(r);
     if before.mem_mib < need {
         return Err(PhaseError::NotEnoughMemory { have_mib: before.mem_mib, need_mib: need });
@@ -41,17 +52,34 @@ pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError
     let decompress = bundle_decompressor(&bundle)?;
     let size = fs_err::metadata(&bundle).map(|m| m.len()).unwrap_or(0);
     let limit = r.budgets.for_transfer(Budget::Command, size);
+    let sha256 = bundle::sha256(&bundle).await?;
     let session = r.session(KeyPhase::Stock, Wait::Reach).await?;
-    let unpack =
-        format!("rm -rf {d} && mkdir -p {d} && {decompress} | tar -x -f - -C {d}", d = BUNDLE_DIR);
-    let file = tokio::fs::File::open(&bundle).await.map_err(|source| PhaseError::Io {
-        what: format!("opening the installer bundle {}", bundle.display()),
-        help: "check the `installer` path".into(),
-        source,
-    })?;
-    tracing::info!(bundle = %bundle.display(), total_bytes = size, "uploading the installer");
-    let upload = RemoteCommand::new("sh").arg("-c").arg(&unpack).time_limit(limit);
-    session.exec_with_input(&upload, file).await?;
+    match bundle::decide(&bundle::probe(session, &sha256).await?, size) {
+        Upload::Skip => tracing::info!(
+            bundle = %bundle.display(),
+            sha256 = %sha256,
+            "the installer bundle is on the target already (an earlier attempt's): not uploading it again"
+        ),
+        Upload::NoRoom { free_mib, need_mib } => {
+            return Err(PhaseError::Remote {
+                what: format!(
+                    "the target has {free_mib} MiB free for the installer bundle in {BUNDLE_DIR}; unpacked, it needs about {need_mib} MiB"
+                ),
+                help: "free space on the machine's root file system (or, on a system running from RAM, give it more memory)".into(),
+            })
+        }
+        Upload::Send => {
+            let file = tokio::fs::File::open(&bundle).await.map_err(|source| PhaseError::Io {
+                what: format!("opening the installer bundle {}", bundle.display()),
+                help: "check the `installer` path".into(),
+                source,
+            })?;
+            tracing::info!(bundle = %bundle.display(), total_bytes = size, "uploading the installer");
+            let unpack = bundle::unpack_script(&sha256, decompress)?;
+            let upload = RemoteCommand::inline_script("unpack-installer", unpack).time_limit(limit);
+            session.exec_with_input(&upload, file).await?;
+        }
+    }
     let script = template::render(
         "templates/bootstrap/kexec.sh",
         KEXEC_SH,
@@ -111,6 +139,67 @@ pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether the machine is installed from after a jump into the installer, or as it runs.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Jump {
+    Kexec,
+    /// Installed from the running system, with why (shown as the phase's outcome).
+    InPlace(String),
+    Refuse {
+        what: String,
+        help: String,
+    },
+}
+
+/// The host's `kexec` setting against what the machine runs: `true` always jumps; `false`
+/// installs from the running system, which must not run from the disk it would wipe;
+/// unset jumps unless the machine is a provider's rescue system ([`Facts::rescue`]).
+pub(super) fn jump(kexec: Option<bool>, facts: &Facts) -> Jump {
+    match kexec {
+        Some(true) => Jump::Kexec,
+        Some(false) if facts.root_off_disk() => Jump::InPlace(format!(
+            "kexec = false: installing from the running system (root on {})",
+            facts.root_fs
+        )),
+        Some(false) => Jump::Refuse {
+            what: format!(
+                "kexec = false, but the running system's root is on a disk ({}): installing \
+                 from it would wipe the disk it runs from",
+                if facts.root_fs.is_empty() { "unknown" } else { &facts.root_fs }
+            ),
+            help: "boot the machine into its provider's rescue system first (it runs from RAM), \
+                   or remove `kexec = false` so that cairn jumps into its installer"
+                .into(),
+        },
+        None if facts.rescue() => Jump::InPlace(format!(
+            "a rescue system (host name {}, root on {}): installing from it without kexec",
+            facts.hostname, facts.root_fs
+        )),
+        None => Jump::Kexec,
+    }
+}
+
+/// No jump: the user confirms the erasure as before a kexec, and the running system's key
+/// (recorded on first contact) is the one the installing phases pin; its boot is the one the
+/// reboot phase leaves and verify refuses to take for the installed system.
+async fn install_in_place(
+    r: &mut HostRun<'_>,
+    before: &Facts,
+    why: String,
+) -> Result<PhaseResult, PhaseError> {
+    crate::bootstrap::confirm::before_erasing(r).await?;
+    let key = r.session.as_ref().map(|(_, s)| s.host_key().to_openssh());
+    let boot_id = before.boot_id.clone();
+    r.update_state(|h| {
+        if let Some(Ok(line)) = key {
+            h.host_keys.insert(KeyPhase::Installer, vec![line]);
+        }
+        h.bootstrap.installer_boot_id = Some(boot_id);
+    })?;
+    tracing::info!(reason = %why, "installing without kexec");
+    Ok(PhaseResult::Skipped(why))
 }
 
 fn installer_min_memory(r: &HostRun<'_>) -> u64 {
@@ -173,5 +262,43 @@ fn bundle_decompressor(path: &std::path::Path) -> Result<&'static str, PhaseErro
         [0x28, 0xb5, 0x2f, 0xfd] => Ok("zstd -dc"),
         [0xfd, b'7', b'z', b'X'] => Ok("xz -dc"),
         _ => Ok("cat"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(hostname: &str, root_fs: &str) -> Facts {
+        Facts { hostname: hostname.into(), root_fs: root_fs.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_rescue_system_is_installed_from_without_kexec_unless_told_otherwise() {
+        let rescue = facts("rescue", "rootfs");
+        assert!(
+            matches!(jump(None, &rescue), Jump::InPlace(why) if why.starts_with("a rescue system (host name rescue, root on rootfs)"))
+        );
+        assert!(matches!(jump(Some(false), &rescue), Jump::InPlace(_)));
+        assert_eq!(jump(Some(true), &rescue), Jump::Kexec);
+    }
+
+    #[test]
+    fn a_stock_system_is_never_taken_for_a_rescue_system() {
+        // Named `rescue`, but running from its disk: the jump, as for any stock system.
+        assert_eq!(jump(None, &facts("rescue", "ext4")), Jump::Kexec);
+        assert_eq!(jump(None, &facts("web1", "ext4")), Jump::Kexec);
+        // In RAM but not named so: cairn does not guess.
+        assert_eq!(jump(None, &facts("localhost", "tmpfs")), Jump::Kexec);
+    }
+
+    #[test]
+    fn kexec_false_on_a_system_running_from_its_disk_is_refused() {
+        let Jump::Refuse { what, help } = jump(Some(false), &facts("web1", "ext4")) else {
+            panic!("not refused")
+        };
+        assert!(what.contains("root is on a disk (ext4)"), "{what}");
+        assert!(help.contains("rescue system"), "{help}");
+        assert!(matches!(jump(Some(false), &facts("web1", "tmpfs")), Jump::InPlace(_)));
     }
 }

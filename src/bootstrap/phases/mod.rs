@@ -3,6 +3,7 @@
 //! (what to run, skip or re-check) is in `run.rs`.
 
 mod build;
+mod bundle;
 mod copy;
 mod disk;
 mod install;

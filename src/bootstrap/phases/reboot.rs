@@ -1,7 +1,8 @@
-//! reboot: leave the installer for the installed system. Check: still in the installer
-//! (else skipped). Record: the installer's boot id, before acting. Act: reboot. Verify
+//! reboot: leave the installer (or the rescue system installed from) for the installed
+//! system. Check: still in it (else skipped). Record: the installer's boot id, before acting. Act: reboot. Verify
 //! proves the result.
 
+use super::kexec::Jump;
 use super::{PhaseResult, REBOOT_SH};
 use crate::bootstrap::host_run::{is_transient, HostRun};
 use crate::bootstrap::PhaseError;
@@ -11,7 +12,12 @@ use crate::state::KeyPhase;
 
 pub(super) async fn reboot(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError> {
     let facts = r.facts(KeyPhase::Installer, Wait::Reach).await?;
-    if !facts.installer {
+    // Installed from the running system: still the boot the kexec phase recorded (what the
+    // install ran in it, the host name, may have changed).
+    let installed_from = r.state_snapshot().bootstrap.installer_boot_id;
+    let in_place = installed_from.as_deref() == Some(facts.boot_id.as_str())
+        || matches!(super::kexec::jump(r.host.install.kexec, &facts), Jump::InPlace(_));
+    if !facts.installer && !in_place {
         return Ok(PhaseResult::Skipped("not in the installer any more".into()));
     }
     let installer_boot = facts.boot_id.clone();

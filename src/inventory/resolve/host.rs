@@ -32,6 +32,7 @@ const HOST_ATTRS: &[&str] = &[
     "age_key",
     "disko",
     "disk_by_id",
+    "kexec",
     "copy",
     "memory",
     "cpus",
@@ -190,6 +191,7 @@ impl Resolver<'_> {
             "disk_by_id",
             "age_key",
             "disko",
+            "kexec",
         ] {
             if let Some(a) = get(key) {
                 ok &= self.install_setting(&mut install, a);

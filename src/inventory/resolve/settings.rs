@@ -28,6 +28,7 @@ impl Resolver<'_> {
             "disk_by_id" => keep(&mut install.disk_by_id, self.string(attr)),
             "age_key" => self.boolean(attr).map(|b| install.age_key = b).is_some(),
             "disko" => self.boolean(attr).map(|b| install.disko = b).is_some(),
+            "kexec" => self.boolean(attr).map(|b| install.kexec = Some(b)).is_some(),
             _ => unreachable!("not an install setting: {}", attr.key.as_str()),
         }
     }

@@ -60,6 +60,10 @@ pub enum PhaseError {
     #[diagnostic(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Seed(#[from] super::seed::SeedError),
+
     /// The installer bundle's download failed or did not match its pinned sum.
     #[error(transparent)]
     #[diagnostic(transparent)]

@@ -13,6 +13,7 @@ mod operator;
 mod phases;
 mod run;
 mod secrets;
+pub mod seed;
 mod seeded;
 
 use std::collections::BTreeMap;

@@ -65,6 +65,31 @@ pub(crate) const USERNAME: Form = Form {
     },
 };
 
+/// Plain path components: letters, digits and `_ . + @ -`, never `.` or `..`.
+fn plain_components(rest: &str) -> bool {
+    !rest.is_empty()
+        && rest.split('/').all(|c| {
+            c != "."
+                && c != ".."
+                && !c.is_empty()
+                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.+@-".contains(&b))
+        })
+}
+
+/// A file on the remote side: `/etc/wireguard/wg0.key`, `/tmp/secret.key`.
+pub(crate) const REMOTE_FILE: Form = Form {
+    what: "remote file path",
+    allowed: "an absolute path made of letters, digits and `_ . + @ -` between single slashes (like \"/etc/wireguard/wg0.key\"), without `.` or `..` components or a trailing slash",
+    check: |s| s.len() <= 1024 && s.strip_prefix('/').is_some_and(plain_components),
+};
+
+/// A file or directory of the repository, relative to its root: `hosts/web1/files`.
+pub(crate) const REPO_PATH: Form = Form {
+    what: "repository path",
+    allowed: "a path relative to the repository root made of letters, digits and `_ . + @ -` between single slashes (like \"hosts/web1/files\"), without `.` or `..` components",
+    check: |s| s.len() <= 1024 && !s.starts_with('/') && plain_components(s),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +123,24 @@ mod tests {
         for bad in ["", "boot", "/srv/", "/a b", "/a/../b", "/./a", "//a", "/a\nb", "/$(x)", "/a'b"]
         {
             assert!(!(MOUNTPOINT.check)(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn remote_files_and_repository_paths() {
+        for ok in ["/etc/wireguard/wg0.key", "/tmp/secret.key", "/var/lib/a@b+c_d-e"] {
+            assert!((REMOTE_FILE.check)(ok), "{ok}");
+        }
+        for bad in
+            ["", "/", "etc/x", "/etc/", "/etc/../shadow", "/./x", "//x", "/a b", "/a\nb", "/$(x)"]
+        {
+            assert!(!(REMOTE_FILE.check)(bad), "{bad:?}");
+        }
+        for ok in ["hosts/web1/files", "secrets/wg.yaml", "keys"] {
+            assert!((REPO_PATH.check)(ok), "{ok}");
+        }
+        for bad in ["", "/etc", "../x", "a/../../b", "./a", "a//b", "a/", "a b", "a;b"] {
+            assert!(!(REPO_PATH.check)(bad), "{bad:?}");
         }
     }
 

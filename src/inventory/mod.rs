@@ -14,6 +14,7 @@ mod health;
 pub mod model;
 mod resolve;
 mod rings;
+mod seed;
 mod select;
 mod syntax;
 mod timeouts;

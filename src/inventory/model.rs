@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use super::seed::{DiskKey, Seed, SeedFile, SeedSource};
 pub use super::timeouts::Timeouts;
 
 pub use crate::download::Checksum;
@@ -466,6 +467,9 @@ pub struct Host {
     /// qemu hosts only: `memory`, `cpus`, `disk_size` (unset: the provider's, else qemu's
     /// defaults).
     pub vm: VmSettings,
+    /// What the bootstrap seeds besides the host's keys (`extra_files`, `extra_file`,
+    /// `disk_encryption_key`).
+    pub seed: Seed,
     pub span: SourceSpan,
 }
 

@@ -124,6 +124,7 @@ pub fn orphan_host(inv: &Inventory, name: &str, provider: &ProviderName) -> Opti
         timeouts: Default::default(),
         install: Default::default(),
         vm: Default::default(),
+        seed: Default::default(),
         span: SourceSpan { file: inv.path.clone(), offset: 0, len: 0, line: 1, column: 1 },
     })
 }

@@ -72,6 +72,18 @@ impl Session {
         remote_path: &str,
         mode: u32,
     ) -> Result<u64> {
+        self.upload_owned(source, remote_path, mode, None).await
+    }
+
+    /// [`Session::upload`], the file owned by `owner` (numeric uid and gid): the empty temp
+    /// file gets its owner, then its mode, and only then the first byte.
+    pub async fn upload_owned(
+        &self,
+        source: UploadSource<'_>,
+        remote_path: &str,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<u64> {
         let (dir, name) = split_remote_path(remote_path)?;
         if mode > 0o7777 {
             return Err(Error::RemotePath {
@@ -105,6 +117,7 @@ impl Session {
             .env("CAIRN_DEST", remote_path)
             .env("CAIRN_TMP", &tmp)
             .env("CAIRN_MODE", format!("{mode:o}"))
+            .env("CAIRN_OWNER", owner.map(|(u, g)| format!("{u}:{g}")).unwrap_or_default())
             .env("CAIRN_SIZE", size.map(|s| s.to_string()).unwrap_or_default())
             .allow_exit_codes([3]);
         tracing::debug!(path = remote_path, mode = format!("{mode:o}"), ?size, "upload");
@@ -157,6 +170,15 @@ mod tests {
         assert!(split_remote_path("/etc/").is_err());
         assert!(split_remote_path("/etc/..").is_err());
         assert!(split_remote_path("/a\nb").is_err());
+    }
+
+    #[test]
+    fn owner_and_mode_are_set_before_the_first_byte() {
+        let at = |needle: &str| UPLOAD_SH.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        assert!(at("umask 077") < at(": > \"$t\""));
+        assert!(at(": > \"$t\"") < at("chown \"$CAIRN_OWNER\""));
+        assert!(at("chown \"$CAIRN_OWNER\"") < at("chmod \"$CAIRN_MODE\""));
+        assert!(at("chmod \"$CAIRN_MODE\"") < at("cat > \"$t\""));
     }
 
     #[test]

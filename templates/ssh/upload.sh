@@ -1,7 +1,7 @@
 # cairn upload: receive stdin into a private temp file next to the target, then (when the
 # expected size is known) verify the size, fsync and rename it over the target.
-# Named arguments: CAIRN_DEST, CAIRN_TMP (same directory), CAIRN_MODE (octal),
-# CAIRN_SIZE (bytes, or empty: then the caller commits with commit.sh).
+# Named arguments: CAIRN_DEST, CAIRN_TMP (same directory), CAIRN_MODE (octal), CAIRN_OWNER
+# (uid:gid, or empty: the login's), CAIRN_SIZE (bytes, or empty: then the caller commits with commit.sh).
 set -eu
 umask 077
 t=$CAIRN_TMP
@@ -15,6 +15,8 @@ fi
 set -C
 : > "$t"
 set +C
+# Owner before mode (chown clears set-id bits), both before the first byte.
+[ -z "${CAIRN_OWNER:-}" ] || chown "$CAIRN_OWNER" "$t"
 chmod "$CAIRN_MODE" "$t"
 cat > "$t"
 n=$(wc -c < "$t")

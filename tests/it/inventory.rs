@@ -65,6 +65,8 @@ mistake!(provider_missing);
 mistake!(defaults_errors);
 mistake!(expressions);
 mistake!(timeouts);
+// What a host seeds besides its keys: every path checked at the boundary.
+mistake!(seed_paths);
 
 #[test]
 fn all_problems_are_reported_together_in_file_order() {
@@ -310,6 +312,79 @@ host "b" {
     assert_eq!(b.installer.as_deref(), Some("own.tar.gz"));
     assert!(b.disko && !b.age_key);
     assert_eq!(b.kexec, Some(true));
+}
+
+/// What a host seeds: `extra_files` from the host, else the defaults; the blocks of both, the
+/// host's winning on the same path; modes octal, owners numeric (root by name).
+#[test]
+fn seeded_files_come_from_the_host_and_the_defaults() {
+    let src = r#"
+provider "existing" "manual" {}
+defaults {
+  extra_files = "common/files"
+  extra_file "/etc/motd" {
+    file = "common/motd"
+  }
+  extra_file "/etc/wireguard/wg0.key" {
+    sops = "secrets/common.yaml"
+  }
+}
+host "a" {
+  address = "192.0.2.1"
+  extra_file "/etc/wireguard/wg0.key" {
+    sops  = "secrets/a.yaml"
+    key   = ["wireguard", "wg0"]
+    mode  = "0440"
+    owner = "root"
+    group = 998
+  }
+  disk_encryption_key "/tmp/secret.key" {
+    file = "/run/keys/a-disk.key"
+  }
+}
+host "b" {
+  address     = "192.0.2.2"
+  extra_files = "hosts/b/files"
+}
+"#;
+    use inventory::{DiskKey, SeedFile, SeedSource};
+    let inv = inventory::load_str(&opts("inline/cairn.hcl", &[], &[]), src.to_owned())
+        .unwrap_or_else(|e| panic!("{}", render(&e)));
+    let a = &inv.host("a").unwrap().seed;
+    assert_eq!(a.extra_files, Some(PathBuf::from("common/files")));
+    assert_eq!(
+        a.files,
+        [
+            SeedFile {
+                path: "/etc/motd".into(),
+                source: SeedSource::File { path: "common/motd".into() },
+                mode: 0o400,
+                uid: 0,
+                gid: 0,
+            },
+            SeedFile {
+                path: "/etc/wireguard/wg0.key".into(),
+                source: SeedSource::Sops {
+                    path: "secrets/a.yaml".into(),
+                    key: vec!["wireguard".into(), "wg0".into()],
+                },
+                mode: 0o440,
+                uid: 0,
+                gid: 998,
+            },
+        ]
+    );
+    assert_eq!(
+        a.disk_keys,
+        [DiskKey {
+            path: "/tmp/secret.key".into(),
+            source: SeedSource::File { path: "/run/keys/a-disk.key".into() },
+        }]
+    );
+    let b = &inv.host("b").unwrap().seed;
+    assert_eq!(b.extra_files, Some(PathBuf::from("hosts/b/files")));
+    assert_eq!(b.files.len(), 2, "the defaults' files");
+    assert!(b.disk_keys.is_empty());
 }
 
 #[test]

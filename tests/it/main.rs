@@ -29,6 +29,7 @@ mod secrets_interop;
 mod secrets_pq;
 mod secrets_rules;
 mod secrets_yaml;
+mod seed;
 mod ssh;
 mod state;
 mod state_name;

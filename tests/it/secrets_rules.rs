@@ -271,6 +271,7 @@ fn host(name: &str, tags: &[&str], secrets: &[&str]) -> Host {
         timeouts: Default::default(),
         install: Default::default(),
         vm: Default::default(),
+        seed: Default::default(),
         span: span(),
     }
 }

@@ -24,6 +24,7 @@ pub(super) async fn disk_if_unmounted(r: &mut HostRun<'_>) -> Result<PhaseResult
 }
 
 pub(super) async fn disk(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError> {
+    disk_keys(r).await?;
     if r.host.install.disko {
         return disko(r).await;
     }
@@ -43,6 +44,20 @@ pub(super) async fn disk(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError>
     session.exec(&RemoteCommand::script("partition", script)).await?;
     // A fresh disk: whatever an earlier copy left is gone.
     Ok(PhaseResult::Done)
+}
+
+/// The host's `disk_encryption_key`s, into the installer's RAM before anything is
+/// partitioned, so the layout (a LUKS key file, a disko `passwordFile`) finds them.
+async fn disk_keys(r: &mut HostRun<'_>) -> Result<(), PhaseError> {
+    if r.host.seed.disk_keys.is_empty() {
+        return Ok(());
+    }
+    let identities = crate::keys::Identities::discover(&r.ctx.env);
+    let repo = r.ctx.inventory.root.clone();
+    let keys = r.host.seed.disk_keys.clone();
+    let session = r.session(KeyPhase::Installer, Wait::Reach).await?;
+    crate::bootstrap::seed::write_disk_keys(session, &repo, &keys, &identities).await?;
+    Ok(())
 }
 
 /// `disko = true`: the flake's `diskoScript`, built here like the system, its closure

@@ -1,6 +1,7 @@
 //! keys: the host's SSH host key and age key. Check: the repository already holds them
 //! (then they are loaded, not generated). Act: generate, store encrypted to the admins,
-//! re-key the host's secrets, seed the keys and the operator's login into /mnt. Record: the
+//! re-key the host's secrets, seed the keys, the operator's login and the host's
+//! `extra_files`/`extra_file`s (`bootstrap::seed`) into /mnt. Record: the
 //! public halves in state, the installed system's key pinned before first contact (never a
 //! repository key that differs from the one pinned already).
 
@@ -55,6 +56,16 @@ pub(super) async fn keys(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError>
             0o600,
         )
         .await?;
+    let seed = r.host.seed.clone();
+    if seed.extra_files.is_some() || !seed.files.is_empty() {
+        let identities = crate::keys::Identities::discover(&r.ctx.env);
+        let repo = r.ctx.inventory.root.clone();
+        let session = r.session(KeyPhase::Installer, Wait::Reach).await?;
+        let seeded =
+            crate::bootstrap::seed::write_files(session, TARGET_ROOT, &repo, &seed, &identities)
+                .await?;
+        tracing::info!(files = seeded.files, bytes = seeded.bytes, "seeded the host's extra files");
+    }
     Ok(PhaseResult::Done)
 }
 

@@ -37,9 +37,11 @@ const HOST_ATTRS: &[&str] = &[
     "memory",
     "cpus",
     "disk_size",
+    "extra_files",
 ];
 
-const HOST_BLOCKS: &[&str] = &["ssh", "health_check", "timeouts"];
+const HOST_BLOCKS: &[&str] =
+    &["ssh", "health_check", "timeouts", "extra_file", "disk_encryption_key"];
 
 const SIZE_ALIASES: &[&str] = &["size", "server_type", "instance_type"];
 
@@ -177,6 +179,9 @@ impl Resolver<'_> {
         let health_checks = self.host_health_checks(body, defaults);
         ok &= health_checks.is_some();
 
+        let seed = self.host_seed(body, defaults);
+        ok &= seed.is_some();
+
         let from_provider = provider.as_ref().and_then(|p| providers.get(p)).map(|(p, _)| p);
         let timeouts = self.host_timeouts(&name, body, defaults, from_provider);
         ok &= timeouts.is_some();
@@ -259,6 +264,7 @@ impl Resolver<'_> {
             timeouts: timeouts?,
             install,
             vm,
+            seed: seed?,
             span,
         })
     }

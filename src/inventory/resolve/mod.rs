@@ -22,6 +22,7 @@ mod health_check;
 mod host;
 mod provider;
 mod secrets;
+mod seed;
 mod settings;
 mod state;
 mod values;

@@ -12,9 +12,10 @@
 # machine's nix-bin as the remote store, into a fresh directory standing in for /mnt, twice:
 #   1. over plain loopback: no bandwidth limit, so this measures each tool's own cost (CPU
 #      for compression, encryption, unpacking, registration) on these 2 cores;
-#   2. through a forwarder that limits the upload to $LINK (default 12m = 12 MiB/s, about a
-#      100 Mbit/s uplink and what the QEMU VMs' slirp link carries): `socat` runs
-#      `pv -L $LINK | socat - TCP:sshd` per connection, the same link for all three tools.
+#   2. through forwarders that limit the upload to each rate of $LINKS (default "12m 100m":
+#      12 MiB/s, about a 100 Mbit/s uplink and what the QEMU VMs' slirp link carries, and
+#      100 MiB/s, a gigabit LAN): `socat` runs `pv -L RATE | socat - TCP:sshd` per
+#      connection, the same link for all tools.
 # "nix copy -C" is nix copy with compress=true (ssh -C, zlib), as nixos-anywhere runs it.
 #
 # The closure: the vm-tests test system (kernel, initrd, busybox, dropbear, sops, nix, ...;
@@ -22,12 +23,12 @@
 # cairn: $CAIRN, else the debug build in $CARGO_TARGET_DIR (dependencies at opt-level 1);
 # a release build is faster still.
 #
-# Usage: benches/transfer.sh [STORE_PATH]     RUNS=3 (hyperfine runs per tool), LINK=12m
+# Usage: benches/transfer.sh [STORE_PATH]     RUNS=3 (hyperfine runs per tool), LINKS="12m 100m"
 # Needs: hyperfine, sshd, nix-bin, tar, zstd, socat, pv; root (the registration chroots).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=${RUNS:-3}
-link=${LINK:-12m}
+read -r -a links <<<"${LINKS:-12m 100m}"
 target_dir=${CARGO_TARGET_DIR:-$here/target}
 [ "$(id -u)" = 0 ] || { echo "run as root (the registration chroots, sshd logs in as root)" >&2; exit 1; }
 export NIX_CONFIG=$'substitute = false\nflake-registry =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command flakes'
@@ -38,10 +39,10 @@ if [ -z "${CAIRN:-}" ]; then
 fi
 work=$(mktemp -d /tmp/cairn-bench-transfer.XXXXXX)
 sshd_pid=
-limiter_pid=
+limiter_pids=()
 cleanup() {
   [ -z "$sshd_pid" ] || kill "$sshd_pid" 2>/dev/null || true
-  [ -z "$limiter_pid" ] || kill "$limiter_pid" 2>/dev/null || true
+  for pid in "${limiter_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   # Never follow a mount (the registration bind-mounts /dev, /proc, /sys while it runs).
   if grep -q " $work/" /proc/mounts; then
     echo "transfer.sh: mounts left under $work; not removing it" >&2
@@ -85,17 +86,22 @@ mkdir -p /run/sshd
 /usr/sbin/sshd -D -f "$work/sshd_config" -E "$work/sshd.log" &
 sshd_pid=$!
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-# The rate-limited way in: the same sshd behind a forwarder that caps the upload.
-lport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-echo "[127.0.0.1]:$lport $(cut -d' ' -f1,2 "$work/host_key.pub")" >> "$work/known_hosts"
-printf '#!/bin/sh\npv -q -L %s | socat - TCP:127.0.0.1:%s\n' "$link" "$port" > "$work/limit.sh"
-chmod +x "$work/limit.sh"
-socat "TCP-LISTEN:$lport,bind=127.0.0.1,reuseaddr,fork" "EXEC:$work/limit.sh" &
-limiter_pid=$!
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$lport) 2>/dev/null && break; sleep 0.1; done
+# The rate-limited ways in: the same sshd behind a forwarder per rate that caps the upload.
+lports=()
+for link in "${links[@]}"; do
+  lport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  echo "[127.0.0.1]:$lport $(cut -d' ' -f1,2 "$work/host_key.pub")" >> "$work/known_hosts"
+  printf '#!/bin/sh\npv -q -L %s | socat - TCP:127.0.0.1:%s\n' "$link" "$port" > "$work/limit-$link.sh"
+  chmod +x "$work/limit-$link.sh"
+  socat "TCP-LISTEN:$lport,bind=127.0.0.1,reuseaddr,fork" "EXEC:$work/limit-$link.sh" &
+  limiter_pids+=($!)
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$lport) 2>/dev/null && break; sleep 0.1; done
+  lports+=("$lport")
+done
 root=$work/target
 prepare="if grep -q ' $root/' /proc/mounts; then exit 1; fi; rm -rf --one-file-system $root"
 
+echo "load: $(uptime)"
 # One hyperfine run of the four over port $1; the table goes to stdout.
 compare() {
   local p=$1 label=$2
@@ -126,7 +132,9 @@ PY
 }
 
 compare "$port" "loopback, no limit"
-compare "$lport" "loopback limited to $link/s upload"
+for i in "${!links[@]}"; do
+  compare "${lports[$i]}" "loopback limited to ${links[$i]}/s upload"
+done
 
 # Proof the runs did the work: after one more cairn copy, the target holds every path, and
 # its Nix database knows them.
@@ -135,4 +143,5 @@ $CAIRN -q copy-closure --to "root@127.0.0.1:$port" --host-key "$work/host_key.pu
 missing=0
 for p in "${rel[@]}"; do [ -e "$root/$p" ] || missing=$((missing + 1)); done
 valid=$(nix-store --store "local?root=$root" --check-validity --print-invalid "${paths[@]}" | wc -l)
+echo "load after: $(uptime)"
 echo "check: cairn left $(( ${#paths[@]} - missing )) of ${#paths[@]} paths, $valid unregistered" >&2

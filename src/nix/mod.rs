@@ -3,6 +3,7 @@
 //! Works with Nix 2.8 (Debian's nix-bin) and later: builds use `--json` (2.8 has no
 //! `--print-out-paths`) and `path-info --json` is read in both its array and object formats.
 
+mod compression;
 mod log;
 mod path_info;
 mod runner;
@@ -10,12 +11,13 @@ mod ssh_copy;
 mod store_path;
 mod transfer;
 
+pub use compression::Compression;
 pub use log::{NixLog, Progress as BuildProgress, Said, PROGRESS_TARGET};
 pub use path_info::{load_db_registration, parse as parse_path_info, PathInfo, PathInfoParseError};
 pub use runner::{installable_for_build, installable_for_toplevel, tell, Nix};
 pub use ssh_copy::SshStore;
 pub use store_path::{InvalidNarHash, InvalidStorePath, NarHash, StorePath, STORE_DIR};
-pub use transfer::{unpack_command, TarStream, TransferOptions};
+pub use transfer::{unpack_command, Frame, TarStream, TransferOptions};
 
 /// How many lines of a failed command's stderr an error keeps.
 pub const STDERR_TAIL_LINES: usize = 25;

@@ -139,8 +139,7 @@ async fn test_system_closure_streams_and_registers_in_a_fresh_store() {
         .spawn()
         .unwrap();
     let mut stdin = unpack.stdin.take().unwrap();
-    let mut out = stream.stdout().unwrap();
-    tokio::io::copy(&mut out, &mut stdin).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, &stream.read_all().await).await.unwrap();
     drop(stdin);
     stream.finish().await.expect("tar | zstd");
     assert!(unpack.wait().await.unwrap().success());

@@ -26,9 +26,7 @@ fn sh(script: &str, input: &[u8]) -> std::process::Output {
 async fn stream(root: &std::path::Path, paths: &[StorePath]) -> Vec<u8> {
     let opts = TransferOptions { store_root: root.to_owned(), ..Default::default() };
     let mut s = TarStream::spawn(paths, &BTreeSet::new(), &opts).unwrap();
-    let mut out = s.stdout().unwrap();
-    let mut bytes = Vec::new();
-    out.read_to_end(&mut bytes).await.unwrap();
+    let bytes = s.read_all().await;
     s.finish().await.unwrap();
     bytes
 }

@@ -37,8 +37,9 @@ pub const STRONG: u8 = 3;
 /// Windows between two probes of the kind of encoding not in use (the link or the load may
 /// have changed).
 pub const REPROBE_EVERY: u32 = 12;
-/// Windows in a probe: one alone may go into the link's buffers at once.
-pub const PROBE: u32 = 3;
+/// Windows in a probe as measured; two more are sent the same way before the measurement
+/// arrives (one waits to be sent, one is being encoded).
+pub const PROBE: u32 = 1;
 /// Data that does not get below this share of its size is not worth compressing.
 const INCOMPRESSIBLE: f64 = 0.9;
 /// How much faster the other kind must have measured before the stream switches.
@@ -67,8 +68,8 @@ pub struct Window {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Run {
     pub raw_bytes: f64,
-    /// Seconds the sender waited for the link.
-    pub send_secs: f64,
+    /// Seconds zstd ran (0 for plain windows).
+    pub compress_secs: f64,
     /// Seconds the run took.
     pub secs: f64,
     /// Windows in the run.
@@ -83,21 +84,15 @@ impl Run {
         self.raw_bytes / self.secs.max(1e-6)
     }
 
-    /// The link, not the encoding, held the run back: the sender spent most of the run
-    /// waiting for the link, not for the next frame.
-    pub fn link_bound(&self) -> bool {
-        self.send_secs > self.secs * LINK_BOUND
-    }
-
     fn add(&mut self, w: &Window, index: u32) {
         if self.windows >= FADE_AFTER {
             let keep = f64::from(FADE_AFTER - 1) / f64::from(FADE_AFTER);
             self.raw_bytes *= keep;
-            self.send_secs *= keep;
+            self.compress_secs *= keep;
             self.secs *= keep;
         }
         self.raw_bytes += w.raw_bytes as f64;
-        self.send_secs += w.send_secs;
+        self.compress_secs += w.compress_secs;
         self.secs += w.interval_secs;
         self.windows += 1;
         self.last = index;
@@ -106,8 +101,11 @@ impl Run {
 
 /// Windows of a run counted in full; older ones fade.
 const FADE_AFTER: u32 = 8;
-/// The share of a run's time the sender waits for the link when the link is the limit.
-const LINK_BOUND: f64 = 0.6;
+/// A compressed stream moving less than zstd's own speed divided by this waits for the link
+/// (or the target), not for zstd: sending plain could only be slower. (The time the sender
+/// waits on its writes says less: the SSH window, socket buffers and a bursting link take
+/// megabytes at once.)
+const LINK_BOUND: f64 = 2.0;
 /// Windows at the start that measure nothing: the target's unpacker starts, and the SSH
 /// window and the socket buffers take the first megabytes at once, whatever the link.
 pub const WARM_UP: u32 = 3;
@@ -121,7 +119,7 @@ pub struct Measured {
     pub plain: Option<Run>,
     /// The latest run of compressed windows, and the level of its last window.
     pub zstd: Option<(Run, u8)>,
-    /// zstd's own speed in the last compressed window: store bytes per second it compressed.
+    /// zstd's own speed over the latest compressed run: store bytes per second it compressed.
     pub cpu_rate: Option<f64>,
     /// Wire bytes per store byte in the last compressed window.
     pub ratio: Option<f64>,
@@ -142,10 +140,11 @@ impl Measured {
             Compression::None => self.plain = Some(extend(self.plain)),
             Compression::Zstd(level) => {
                 if !warm_up {
-                    self.zstd = Some((extend(self.zstd.map(|(r, _)| r)), level));
+                    let run = extend(self.zstd.map(|(r, _)| r));
+                    self.cpu_rate = Some(run.raw_bytes / run.compress_secs.max(1e-6));
+                    self.zstd = Some((run, level));
                 }
                 if w.raw_bytes > 0 {
-                    self.cpu_rate = Some(w.raw_bytes as f64 / w.compress_secs.max(1e-6));
                     self.ratio = Some(w.wire_bytes as f64 / w.raw_bytes as f64);
                 }
             }
@@ -156,9 +155,10 @@ impl Measured {
 
 /// The next window's encoding, from the rates measured so far (a pure function).
 ///
-/// - First, after [`WARM_UP`] windows, a run of [`PROBE`] compressed windows, at [`FAST`]: it measures the CPU and the
-///   ratio. If the link held it back, compressing moves more store bytes than sending them
-///   plain could, and the stream stays compressed.
+/// - First, after [`WARM_UP`] windows, a run of [`PROBE`] compressed windows, at [`FAST`]:
+///   it measures zstd's speed and ratio. If the stream moved much less than zstd compresses,
+///   the link held it back: compressing moves more store bytes than sending them plain
+///   could, and the stream stays compressed.
 /// - Otherwise a run of plain windows, then the kind that moved more store bytes per second
 ///   (the one in use keeps it unless the other was clearly faster), and every
 ///   [`REPROBE_EVERY`] windows a run of the other kind, as the link or the load may change.
@@ -175,8 +175,9 @@ pub fn choose(m: &Measured) -> Compression {
     if m.ratio.is_some_and(|r| r >= INCOMPRESSIBLE) {
         return Compression::None;
     }
+    let link_bound = m.cpu_rate.is_some_and(|cpu| cpu >= zstd.rate() * LINK_BOUND);
     let Some(plain) = m.plain else {
-        return if zstd.link_bound() { compressed } else { Compression::None };
+        return if link_bound { compressed } else { Compression::None };
     };
     if running(&plain) {
         return Compression::None;
@@ -189,7 +190,7 @@ pub fn choose(m: &Measured) -> Compression {
     };
     if zstd_wins {
         let stale = m.windows - plain.last > REPROBE_EVERY;
-        if stale && !zstd.link_bound() {
+        if stale && !link_bound {
             Compression::None
         } else {
             compressed

@@ -326,5 +326,6 @@ pub(super) async fn stream_closure(
     Ok(report)
 }
 
+pub(crate) mod strategy;
 #[cfg(test)]
 mod tests;

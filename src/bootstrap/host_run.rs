@@ -121,6 +121,9 @@ pub(super) struct HostRun<'a> {
     /// The limit of the running phase's remote commands outside its waits, applied to every
     /// session the phase opens or reuses.
     pub command_limit: ssh::TimeLimit,
+    /// The upload rate to the target measured in this run (the installer bundle's), in
+    /// bytes per second: what the copy phase chooses its strategy by.
+    pub link_rate: Option<f64>,
 }
 
 impl HostRun<'_> {

@@ -73,6 +73,7 @@ pub(super) async fn run(ctx: &Context, host: &Host) -> HostReport {
         deadlines: Deadlines::resolve(&host.timeouts, &ctx.options.timeouts),
         budgets: Budgets::resolve(&host.timeouts, &ctx.options.timeouts),
         command_limit: crate::ssh::TimeLimit::default(),
+        link_rate: None,
     };
     let mut timings = Vec::new();
     let mut last_done = run.state_snapshot().last_phase.map(|r| r.phase);

@@ -4,6 +4,7 @@
 //! `copy` budget, which grows with the closure's size unless set.
 
 use super::{PhaseResult, TARGET_ROOT};
+use crate::bootstrap::copy::strategy;
 use crate::bootstrap::host_run::HostRun;
 use crate::bootstrap::PhaseError;
 use crate::inventory::{Budget, Wait};
@@ -13,9 +14,18 @@ pub(super) async fn copy(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError>
     let toplevel = r.built().await?;
     let bytes = r.closure.iter().map(|p| p.nar_size).sum();
     r.command_limit = r.budgets.for_transfer(Budget::Copy, bytes);
-    let strategy = r.host.install.copy.unwrap_or_default();
+    let (explicit, link_rate) = (r.host.install.copy, r.link_rate);
     r.session(KeyPhase::Installer, Wait::Reach).await?;
     let (_, session) = r.session.as_ref().expect("just connected");
+    let (strategy, reason) = match strategy::choose(explicit, link_rate, None) {
+        Ok(chosen) => chosen,
+        Err(strategy::Need::TargetNix) => {
+            let has_nix = session.exec(&strategy::nix_check()).await?.exit_code == 0;
+            strategy::choose(explicit, link_rate, Some(has_nix))
+                .expect("decided once the target's Nix is known")
+        }
+    };
+    tracing::info!("copy: strategy {strategy}: {reason}");
     let job = crate::bootstrap::copy::CopyJob {
         strategy,
         closure: &r.closure,

@@ -54,12 +54,16 @@ pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError
     let limit = r.budgets.for_transfer(Budget::Command, size);
     let sha256 = bundle::sha256(&bundle).await?;
     let session = r.session(KeyPhase::Stock, Wait::Reach).await?;
-    match bundle::decide(&bundle::probe(session, &sha256).await?, size) {
-        Upload::Skip => tracing::info!(
-            bundle = %bundle.display(),
-            sha256 = %sha256,
-            "the installer bundle is on the target already (an earlier attempt's): not uploading it again"
-        ),
+    // The upload's rate is the link's measure, for the copy phase's choice of strategy.
+    let link_rate = match bundle::decide(&bundle::probe(session, &sha256).await?, size) {
+        Upload::Skip => {
+            tracing::info!(
+                bundle = %bundle.display(),
+                sha256 = %sha256,
+                "the installer bundle is on the target already (an earlier attempt's): not uploading it again"
+            );
+            None
+        }
         Upload::NoRoom { free_mib, need_mib } => {
             return Err(PhaseError::Remote {
                 what: format!(
@@ -77,9 +81,11 @@ pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError
             tracing::info!(bundle = %bundle.display(), total_bytes = size, "uploading the installer");
             let unpack = bundle::unpack_script(&sha256, decompress)?;
             let upload = RemoteCommand::inline_script("unpack-installer", unpack).time_limit(limit);
+            let uploading = Instant::now();
             session.exec_with_input(&upload, file).await?;
+            Some(size as f64 / uploading.elapsed().as_secs_f64().max(0.001))
         }
-    }
+    };
     let script = template::render(
         "templates/bootstrap/kexec.sh",
         KEXEC_SH,
@@ -89,6 +95,7 @@ pub(super) async fn kexec(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError
     if let Some((_, s)) = r.session.take() {
         s.close().await;
     }
+    r.link_rate = link_rate;
     // The old system keeps answering for a moment after `kexec/run` returns: wait for
     // the installer's own identity (a new boot id, the installer marker).
     let limit = r.deadlines.get(Wait::Kexec);

@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use crate::ui::progress::{self, Step};
 
+use super::lookups::Lookups;
 use super::{recorded_block, Action, HostPlan, Plan, PlanError, Recorded};
 use crate::gitops::network;
 use crate::inventory::{Host, Inventory, ProviderName};
@@ -87,14 +88,16 @@ impl Done {
 /// Carries out `plan`, at most `exec.parallel` hosts at a time; results in the plan's order.
 pub async fn run(exec: Arc<Executor>, plan: &Plan) -> Vec<HostOutcome> {
     let parallel = exec.parallel;
+    let lookups = Arc::new(lookups(&exec, plan));
     let results = crate::util::parallel::bounded(plan.hosts.clone(), parallel, move |hp| {
         let exec = exec.clone();
+        let lookups = lookups.clone();
         let span = tracing::info_span!(crate::ui::progress::HOST_SPAN, host = %hp.host);
         async move {
             let started = Instant::now();
             let action = hp.action.as_str();
             progress::report_action(&hp.host, action, Step::Started, "");
-            let result = apply_host(&exec, &hp).await;
+            let result = apply_host(&exec, &lookups, &hp).await;
             match &result {
                 Ok(Done::Skipped(why)) => {
                     progress::report_action(&hp.host, action, Step::Skipped, why)
@@ -126,10 +129,15 @@ pub async fn run(exec: Arc<Executor>, plan: &Plan) -> Vec<HostOutcome> {
         .collect()
 }
 
-async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
+/// Which machine a plan's host is about: the host (a stand-in for one that left the
+/// inventory), the block that holds its machine now (what state recorded, else the plan's),
+/// and what state recorded.
+fn resolve(
+    exec: &Executor,
+    hp: &HostPlan,
+) -> Result<(Host, ProviderName, Option<HostState>), PlanError> {
     let inv = &exec.inventory;
     let recorded = exec.state.host(&hp.host);
-    // The block that holds the machine now: what state recorded, else the plan's.
     let holder = recorded
         .as_ref()
         .and_then(|s| s.provider.as_deref())
@@ -142,11 +150,39 @@ async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
             invalid(&hp.host, "is not a valid host name", "remove it from the state")
         })?,
     };
+    Ok((host, holder, recorded))
+}
+
+/// What each host of `plan` will look up before acting, as one batch per provider block
+/// (see [`super::lookups`]); hosts that cannot be resolved are left to fail in their task.
+fn lookups(exec: &Executor, plan: &Plan) -> Lookups {
+    let mut asks = Vec::new();
+    for hp in &plan.hosts {
+        let Ok((host, holder, recorded)) = resolve(exec, hp) else { continue };
+        let (block, state) = match (hp.action, hp.machine.as_deref()) {
+            (Action::Create, _) | (Action::Adopt, None) => (host.provider.clone(), recorded),
+            (Action::Change | Action::Replace, Some(id)) if hp.rebuild => {
+                (holder, Some(pinned_state(recorded.as_ref(), id)))
+            }
+            (Action::Destroy, Some(id)) => (holder, Some(pinned_state(recorded.as_ref(), id))),
+            _ => continue,
+        };
+        if let Ok(provider) = exec.provider(&block) {
+            asks.push((block, provider, host, state));
+        }
+    }
+    Lookups::new(asks)
+}
+
+async fn apply_host(exec: &Executor, lookups: &Lookups, hp: &HostPlan) -> Result<Done, PlanError> {
+    let (host, holder, recorded) = resolve(exec, hp)?;
     match hp.action {
         Action::Create => {
             let provider = exec.provider(&host.provider)?;
             // A machine made by a run that crashed before recording it is taken, not doubled.
-            if let Some(m) = provider.lookup(&host, recorded.as_ref()).await? {
+            let found =
+                lookups.lookup(&host.provider, provider.as_ref(), &host, recorded.as_ref()).await?;
+            if let Some(m) = found {
                 tracing::info!(machine = %m.id, "the provider has a machine for this host already; recording it");
                 record(exec, &host, &m, false)?;
                 return Ok(Done::Adopted(m.id));
@@ -158,7 +194,11 @@ async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
             let provider = exec.provider(&host.provider)?;
             let found = match &hp.machine {
                 Some(id) => provider.lookup_id(&host, id).await?,
-                None => provider.lookup(&host, recorded.as_ref()).await?,
+                None => {
+                    lookups
+                        .lookup(&host.provider, provider.as_ref(), &host, recorded.as_ref())
+                        .await?
+                }
             };
             let m = found.ok_or_else(|| PlanError::Vanished {
                 host: hp.host.clone(),
@@ -179,7 +219,7 @@ async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
         }
         Action::Change | Action::Replace => {
             let old_provider = exec.provider(&holder)?;
-            let old = planned(old_provider.as_ref(), &host, recorded.as_ref(), hp).await?;
+            let old = planned(lookups, &holder, old_provider.as_ref(), &host, recorded, hp).await?;
             if let Some(m) = &old {
                 tracing::info!(machine = %m.id, "destroying the machine to replace it");
                 old_provider.destroy(&host, m).await?;
@@ -192,7 +232,7 @@ async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
         }
         Action::Destroy => {
             let provider = exec.provider(&holder)?;
-            let found = planned(provider.as_ref(), &host, recorded.as_ref(), hp).await?;
+            let found = planned(lookups, &holder, provider.as_ref(), &host, recorded, hp).await?;
             if let Some(m) = &found {
                 provider.destroy(&host, m).await?;
             }
@@ -208,24 +248,32 @@ async fn apply_host(exec: &Executor, hp: &HostPlan) -> Result<Done, PlanError> {
 /// machine found by the host's name or labels: apply and destroy delete only what the user
 /// saw in the plan.
 async fn planned(
+    lookups: &Lookups,
+    block: &ProviderName,
     provider: &dyn Provider,
     host: &Host,
-    recorded: Option<&HostState>,
+    recorded: Option<HostState>,
     hp: &HostPlan,
 ) -> Result<Option<Machine>, PlanError> {
     let Some(id) = hp.machine.as_deref() else { return Ok(None) };
+    let pinned = pinned_state(recorded.as_ref(), id);
+    match lookups.lookup(block, provider, host, Some(&pinned)).await {
+        Ok(found) => Ok(found.filter(|m| m.id == id)),
+        // The planned machine is gone; a stranger with the host's name is not its stand-in.
+        Err(ProviderError::Unclaimed { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// State as it must be to look up the planned machine `id`.
+fn pinned_state(recorded: Option<&HostState>, id: &str) -> HostState {
     let mut pinned = recorded.cloned().unwrap_or_default();
     if pinned.provider_id.as_deref() != Some(id) {
         // What state knows belongs to another machine (an imported server's own name).
         pinned.provider_data.clear();
         pinned.provider_id = Some(id.to_owned());
     }
-    match provider.lookup(host, Some(&pinned)).await {
-        Ok(found) => Ok(found.filter(|m| m.id == id)),
-        // The planned machine is gone; a stranger with the host's name is not its stand-in.
-        Err(ProviderError::Unclaimed { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    pinned
 }
 
 async fn create(

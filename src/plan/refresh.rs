@@ -237,7 +237,7 @@ pub async fn refresh(
 
 /// From this many hosts at one provider on, one paged list of its machines is cheaper than a
 /// request or two per host.
-const LIST_FROM: usize = 3;
+pub(super) const LIST_FROM: usize = 3;
 
 type Looked = (String, String, Result<Option<Machine>, ProviderError>);
 type ToAsk = (Target, Arc<dyn Provider>, String);

@@ -5,6 +5,7 @@
 mod support;
 
 mod adopt;
+mod apply_paging;
 mod bootstrap;
 mod check;
 mod cli;

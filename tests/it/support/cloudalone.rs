@@ -81,6 +81,18 @@ impl Cloudalone {
         }
     }
 
+    /// The requests cloudalone answered so far, from its access log, as `GET /v1/servers?page=2`.
+    pub fn requests(&self) -> Vec<String> {
+        let mut log = String::new();
+        fs_err::File::open(self._dir.path().join("cloudalone.log"))
+            .and_then(|mut f| f.read_to_string(&mut log))
+            .unwrap();
+        log.lines()
+            .filter_map(|l| l.split_once(" - \"")?.1.split_once(" HTTP/"))
+            .map(|(r, _)| r.to_owned())
+            .collect()
+    }
+
     /// A raw request with the test token: to see the emulator's side of things, or to change
     /// it behind cairn's back.
     async fn request(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {

@@ -3,14 +3,20 @@
 # 127.0.0.1): 1 host, then N hosts (default 50) at cairn's default parallelism and all at
 # once, against a serial curl loop making the same API calls (look up by name, create, follow
 # both actions with cairn's poll schedule); then `cairn plan` with M hosts (default 1,000) in
-# state, every one looked up at the emulator. One fresh emulator per measurement.
-# Needs cloudalone (.ci/install makes .ci/venv-cloud), curl and jq. Prints one table.
-# Usage: benches/apply.sh [N] [M]   (CARGO_TARGET_DIR is honoured; builds cairn in release;
-#        CAIRN_BIN=path/to/cairn skips the build, for a quick dry run with small N and M)
+# state, every one looked up at the emulator; then `cairn apply` and `cairn destroy` of 120
+# and 300 hosts (SIZES), with the requests counted in the emulator's access log, against the
+# per-host lookups they made before they listed (two searches per host created, one GET per
+# host destroyed: counted, and replayed with curl 8 at a time for their time). One fresh
+# emulator per measurement. Needs cloudalone (.ci/install makes .ci/venv-cloud), curl and jq.
+# Prints one table.
+# Usage: benches/apply.sh [N] [M] [SIZES]   (N=0 / M=0 skip those parts; SIZES "120 300";
+#        CARGO_TARGET_DIR is honoured; builds cairn in release; CAIRN_BIN=path/to/cairn skips
+#        the build, for a quick dry run with small N and M)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 n=${1:-50}
 m=${2:-1000}
+sizes=${3:-120 300}
 target=${CARGO_TARGET_DIR:-$here/target}
 cairn=${CAIRN_BIN:-}
 if [ -z "$cairn" ]; then
@@ -39,6 +45,7 @@ start_ca() {
     CLOUDALONE_HOME="$dir/home" CLOUDALONE_CONFIG="$dir/none.toml" \
     "$cloudalone" serve --host 127.0.0.1 --port "$port" >"$dir/log" 2>&1 &
   ca_pid=$!
+  ca_log="$dir/log"
   endpoint="http://127.0.0.1:$port/v1"
   for _ in $(seq 300); do
     curl -s -o /dev/null "$endpoint/servers" && return
@@ -62,7 +69,11 @@ make_repo() {
 
 now() { date +%s.%N; }
 declare -a rows=()
-row() { rows+=("$1|$2"); echo "$1: $2 s" >&2; }
+# row LABEL SECONDS [REQUESTS]
+row() { rows+=("$1|$2|${3:-}"); echo "$1: $2 s ${3:+$3 requests}" >&2; }
+# Requests the current emulator answered so far; list requests (GET /v1/servers?...) so far.
+reqs() { grep -c '" [0-9][0-9][0-9] ' "$ca_log" || true; }
+lists() { grep -c '"GET /v1/servers?' "$ca_log" || true; }
 elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 
 export HCLOUD_TOKEN=$token
@@ -82,7 +93,9 @@ follow() {
 }
 
 # --- apply: one host, then N ----------------------------------------------------------------
-for case in "1 8" "$n 8" "$n $n"; do
+cases=("1 8" "$n 8" "$n $n")
+[ "$n" = 0 ] && cases=()
+for case in "${cases[@]}"; do
   read -r count parallel <<<"$case"
   start_ca
   make_repo "$work/fleet" "$count"
@@ -100,6 +113,7 @@ for case in "1 8" "$n 8" "$n $n"; do
   [ "$case" = "$n $n" ] && all=$(elapsed "$t1" "$t2")
 done
 
+if [ "$n" != 0 ]; then
 # --- the same API calls, one host after the other ---------------------------------------------
 start_ca
 api -X POST -H 'Content-Type: application/json' "$endpoint/ssh_keys" \
@@ -114,7 +128,9 @@ for ((i = 0; i < n; i++)); do
 done
 t1=$(now)
 row "curl, the same calls serially, $n hosts" "$(elapsed "$t0" "$t1")"
+fi
 
+if [ "$m" != 0 ]; then
 # --- plan with M hosts in state ---------------------------------------------------------------
 start_ca
 make_repo "$work/big" "$m"
@@ -135,10 +151,64 @@ t0=$(now)
 "$cairn" -q -C "$work/big" plan --refresh=false >/dev/null
 t1=$(now)
 row "cairn plan --refresh=false, $held hosts (state only)" "$(elapsed "$t0" "$t1")"
+fi
+
+# --- apply and destroy of 120 and 300 hosts: lists vs the per-host lookups -------------------
+# Replays the per-host lookups (one curl per line of $1) 8 at a time; prints the seconds.
+replay() {
+  local t0 t1
+  t0=$(now)
+  xargs -P 8 -I{} curl -sf -o /dev/null -H "Authorization: Bearer $token" "$endpoint{}" <"$1"
+  t1=$(now)
+  elapsed "$t0" "$t1"
+}
+for size in $sizes; do
+  start_ca
+  make_repo "$work/fleet" "$size"
+  l0=$(lists)
+  "$cairn" -q -C "$work/fleet" plan >/dev/null
+  plan_lists=$(($(lists) - l0))
+  r0=$(reqs) l0=$(lists) t0=$(now)
+  # one create at a time: cloudalone loses actions now and then under concurrent creates
+  "$cairn" -q -C "$work/fleet" apply --yes --parallel 1 >/dev/null
+  t1=$(now)
+  r=$(($(reqs) - r0)) l=$(($(lists) - l0))
+  got=$(api "$endpoint/servers?per_page=1" | jq '.meta.pagination.total_entries')
+  [ "$got" = "$size" ] || { echo "expected $size servers, cloudalone has $got" >&2; exit 1; }
+  took=$(elapsed "$t0" "$t1")
+  row "cairn apply --yes --parallel 1, $size hosts ($l lists)" "$took" "$r"
+  for ((i = 0; i < size; i++)); do
+    echo "/servers?label_selector=cairn-host%3Dweb$i%2Cmanaged-by%3Dcairn"
+    echo "/servers?name=web$i"
+  done >"$work/searches"
+  extra=$(replay "$work/searches")
+  row "  per host before (est.: + $((2 * size)) searches, replayed 8 at a time)" \
+    "$(python3 -c "print(f'{$took + $extra:.2f}')")" "$((r - (l - plan_lists) + 2 * size))"
+  jq -r '.hosts[].provider_id | "/servers/" + .' "$work/fleet/.cairn/state.json" >"$work/gets"
+  l0=$(lists)
+  "$cairn" -q -C "$work/fleet" plan >/dev/null
+  plan_lists=$(($(lists) - l0))
+  r0=$(reqs) l0=$(lists) t0=$(now)
+  "$cairn" -q -C "$work/fleet" destroy host 'web*' --yes >/dev/null
+  t1=$(now)
+  r=$(($(reqs) - r0)) l=$(($(lists) - l0))
+  took=$(elapsed "$t0" "$t1")
+  row "cairn destroy --yes, $size hosts ($l lists)" "$took" "$r"
+  # the plan's refresh listed before too: the run's own lists are the ones beyond it
+  extra=$(replay "$work/gets")
+  row "  per host before (est.: + $size GETs by id, replayed 8 at a time)" \
+    "$(python3 -c "print(f'{$took + $extra:.2f}')")" "$((r - (l - plan_lists) + size))"
+done
 
 width=0
-for r in "${rows[@]}"; do w=${#r}; [ "$w" -gt "$width" ] && width=$w; done
-printf '%-*s  %9s\n' "$width" "measurement (one run each)" "seconds"
-for r in "${rows[@]}"; do printf '%-*s  %9s\n' "$width" "${r%%|*}" "${r##*|}"; done
-printf '%-*s  %9s\n' "$width" "apply $n hosts / apply 1 host (parallel 8)" "$(python3 -c "print(f'{$many / $one:.2f}x')")"
-printf '%-*s  %9s\n' "$width" "apply $n hosts / apply 1 host (parallel $n)" "$(python3 -c "print(f'{$all / $one:.2f}x')")"
+for r in "${rows[@]}"; do label=${r%%|*}; w=${#label}; [ "$w" -gt "$width" ] && width=$w; done
+echo "load: $(uptime | sed 's/.*load average: //')"
+printf '%-*s  %9s  %9s\n' "$width" "measurement (one run each)" "seconds" "requests"
+for r in "${rows[@]}"; do
+  IFS='|' read -r label secs count <<<"$r"
+  printf '%-*s  %9s  %9s\n' "$width" "$label" "$secs" "$count"
+done
+if [ "$n" != 0 ]; then
+  printf '%-*s  %9s\n' "$width" "apply $n hosts / apply 1 host (parallel 8)" "$(python3 -c "print(f'{$many / $one:.2f}x')")"
+  printf '%-*s  %9s\n' "$width" "apply $n hosts / apply 1 host (parallel $n)" "$(python3 -c "print(f'{$all / $one:.2f}x')")"
+fi

@@ -125,3 +125,130 @@ impl Group {
         self.answers.remove(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::inventory::{load_str, Inventory, LoadOptions, ProviderKind};
+    use crate::provider::{CreateRequest, MachineStatus, PowerAction};
+
+    /// Answers `lookup` with `one-HOST` and `lookup_many` with `many-HOST`, counting calls.
+    #[derive(Default)]
+    struct Counting {
+        lists: bool,
+        one: AtomicUsize,
+        many: AtomicUsize,
+    }
+
+    fn machine(id: String) -> Machine {
+        Machine {
+            id,
+            status: MachineStatus::Running,
+            ssh_address: String::new(),
+            ssh_port: 22,
+            network: Default::default(),
+            attributes: BTreeMap::new(),
+            provider_data: BTreeMap::new(),
+        }
+    }
+
+    fn refused(host: &Host) -> ProviderError {
+        ProviderError::Invalid {
+            host: host.name.to_string(),
+            message: "no".into(),
+            help: "".into(),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for Counting {
+        fn kind(&self) -> ProviderKind {
+            ProviderKind::Existing
+        }
+        async fn lookup(&self, host: &Host, _: Option<&HostState>) -> Answer {
+            self.one.fetch_add(1, Ordering::SeqCst);
+            Ok(Some(machine(format!("one-{}", host.name))))
+        }
+        async fn lookup_many(
+            &self,
+            hosts: &[(Host, Option<HostState>)],
+        ) -> Result<Option<Vec<Answer>>, ProviderError> {
+            self.many.fetch_add(1, Ordering::SeqCst);
+            Ok(self.lists.then(|| {
+                hosts.iter().map(|(h, _)| Ok(Some(machine(format!("many-{}", h.name))))).collect()
+            }))
+        }
+        async fn create(&self, host: &Host, _: &CreateRequest) -> Result<Machine, ProviderError> {
+            Err(refused(host))
+        }
+        async fn destroy(&self, host: &Host, _: &Machine) -> Result<(), ProviderError> {
+            Err(refused(host))
+        }
+        async fn power(
+            &self,
+            host: &Host,
+            _: &Machine,
+            _: PowerAction,
+        ) -> Result<(), ProviderError> {
+            Err(refused(host))
+        }
+    }
+
+    fn fleet(count: usize) -> Inventory {
+        let mut src = String::from("provider \"existing\" \"own\" {}\ndefaults {\n  provider = \"own\"\n  address = \"192.0.2.1\"\n}\n");
+        for i in 1..=count {
+            src.push_str(&format!("host \"web{i}\" {{}}\n"));
+        }
+        let opts = LoadOptions { path: "cairn.hcl".into(), ..Default::default() };
+        load_str(&opts, src).expect("fleet loads")
+    }
+
+    /// Looks up every host of `inv` (and `extra` hosts not part of the batch) through
+    /// lookups built for the first `batched` hosts; the machine ids found.
+    async fn run(provider: Arc<Counting>, inv: &Inventory, batched: usize) -> Vec<String> {
+        let block = ProviderName::new("own").unwrap();
+        let hosts: Vec<Host> = inv.hosts.clone();
+        let asks = hosts[..batched]
+            .iter()
+            .map(|h| (block.clone(), provider.clone() as Arc<dyn Provider>, h.clone(), None))
+            .collect();
+        let lookups = Lookups::new(asks);
+        let mut out = Vec::new();
+        for h in &hosts {
+            let found = lookups.lookup(&block, provider.as_ref(), h, None).await;
+            out.push(found.unwrap().unwrap().id);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_block_with_several_hosts_is_listed_once_and_each_answer_used_once() {
+        let inv = fleet(5);
+        let provider = Arc::new(Counting { lists: true, ..Default::default() });
+        let ids = run(provider.clone(), &inv, 4).await;
+        // The fifth host is not part of the batch: asked alone.
+        assert_eq!(ids.iter().filter(|id| id.starts_with("many-")).count(), 4, "{ids:?}");
+        assert_eq!(ids.iter().filter(|id| id.starts_with("one-")).count(), 1, "{ids:?}");
+        assert_eq!(ids, ["many-web1", "many-web2", "many-web3", "many-web4", "one-web5"]);
+        assert_eq!(provider.many.load(Ordering::SeqCst), 1);
+        assert_eq!(provider.one.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn few_hosts_or_a_provider_that_cannot_list_are_asked_one_by_one() {
+        let inv = fleet(2);
+        let provider = Arc::new(Counting { lists: true, ..Default::default() });
+        assert_eq!(run(provider.clone(), &inv, 2).await, ["one-web1", "one-web2"]);
+        assert_eq!(provider.many.load(Ordering::SeqCst), 0);
+
+        let inv = fleet(4);
+        let provider = Arc::new(Counting::default());
+        let ids = run(provider.clone(), &inv, 4).await;
+        assert!(ids.iter().all(|id| id.starts_with("one-")), "{ids:?}");
+        // Asked to list once; after its no, nobody asks again.
+        assert_eq!(provider.many.load(Ordering::SeqCst), 1);
+        assert_eq!(provider.one.load(Ordering::SeqCst), 4);
+    }
+}

@@ -3,21 +3,27 @@
 # nothing to change: cairn (state only, --refresh=false: terraform_data has no provider to ask
 # either) on an inventory of 1,000 hosts, terraform on 1,000 of its built-in
 # terraform_data resources (no provider to download, so it runs offline).
-# Needs hyperfine, terraform and python3. Prints one table with both medians and the ratio.
-# Usage: benches/plan.sh [HOSTS]   (CARGO_TARGET_DIR is honoured; builds cairn in release)
+# Then cairn alone on BIG hosts (default 10,000; issue 17's goal: under 300 ms), where
+# terraform would take minutes.
+# Needs hyperfine, terraform and python3. Prints one table with the medians and the ratio.
+# Usage: benches/plan.sh [HOSTS]   (BIG=10000; CARGO_TARGET_DIR is honoured; builds cairn in
+# release)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 n=${1:-1000}
+big=${BIG:-10000}
 target=${CARGO_TARGET_DIR:-$here/target}
 cargo build --release --quiet --manifest-path "$here/Cargo.toml" --bin cairn
 cairn="$target/release/cairn"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# --- cairn: an inventory of $n hosts, and state that already knows each of them ----------
-mkdir -p "$work/cairn/.cairn"
-{
-  cat <<'HCL'
+# --- cairn: an inventory of N hosts, and state that already knows each of them -----------
+make_fleet() {
+  local n=$1 dir=$2
+  mkdir -p "$dir/.cairn"
+  {
+    cat <<'HCL'
 provider "hcloud" "cloud" {
   token    = env("HCLOUD_TOKEN", "")
   location = "fsn1"
@@ -29,11 +35,11 @@ defaults {
   image    = "debian-12"
 }
 HCL
-  for ((i = 0; i < n; i++)); do
-    printf '\nhost "web%d" {\n  flake = ".#web%d"\n  tags  = ["web", "bench"]\n}\n' "$i" "$i"
-  done
-} > "$work/cairn/cairn.hcl"
-python3 - "$n" "$work/cairn/.cairn/state.json" <<'PY'
+    for ((i = 0; i < n; i++)); do
+      printf '\nhost "web%d" {\n  flake = ".#web%d"\n  tags  = ["web", "bench"]\n}\n' "$i" "$i"
+    done
+  } > "$dir/cairn.hcl"
+  python3 - "$n" "$dir/.cairn/state.json" <<'PY'
 import json, sys
 n, path = int(sys.argv[1]), sys.argv[2]
 hosts = {
@@ -46,7 +52,10 @@ hosts = {
 }
 json.dump({"schema": 1, "serial": 1, "hosts": dict(sorted(hosts.items()))}, open(path, "w"), indent=2)
 PY
-out=$("$cairn" -C "$work/cairn" plan --refresh=false --detailed-exitcode) || { echo "cairn plan: $out" >&2; exit 1; }
+  out=$("$cairn" -C "$dir" plan --refresh=false --detailed-exitcode) || { echo "cairn plan: $out" >&2; exit 1; }
+}
+make_fleet "$n" "$work/cairn"
+make_fleet "$big" "$work/cairn-big"
 
 # --- terraform: $n terraform_data resources, applied once so state holds them --------------
 mkdir -p "$work/tf"
@@ -72,11 +81,14 @@ hyperfine --warmup 3 --min-runs 20 --export-json "$work/cairn.json" \
 hyperfine --warmup 1 --min-runs 5 --export-json "$work/tf.json" \
   --command-name "terraform plan ($n resources)" \
   "terraform -chdir=$work/tf plan -input=false" >&2
+hyperfine --warmup 2 --min-runs 10 --export-json "$work/big.json" \
+  --command-name "cairn plan ($big hosts)" "$cairn -C $work/cairn-big plan --refresh=false" >&2
 
-python3 - "$work/cairn.json" "$work/tf.json" <<'PY'
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$work/cairn.json" "$work/tf.json" "$work/big.json" <<'PY'
 import json, sys
 rows = [json.load(open(p))["results"][0] for p in sys.argv[1:]]
-width = max(len(r["command"]) for r in rows)
+width = max(len(r["command"]) for r in rows + [{"command": "terraform / cairn"}])
 print(f"{'command':<{width}}  {'median':>10}")
 for r in rows:
     print(f"{r['command']:<{width}}  {r['median'] * 1000:>8.1f}ms")

@@ -141,6 +141,9 @@ fn operator_key(dir: &Path) -> String {
 /// A Debian machine the user already runs, known by address only: reach meets its key on
 /// first contact (the one named with `--trust-host-key`), kexec jumps into the installer
 /// (as the sudo user `debian`), and the host ends verified on the same forwarded port.
+/// Before that, an attempt whose kexec the kernel refuses (`kexec_load_disabled`, as under
+/// lockdown) fails after the upload; the machine is rebooted, and the next attempt finds the
+/// bundle it unpacked whole and does not upload it again.
 #[test]
 fn bootstrap_an_existing_machine_by_its_address() {
     let Some(fleet) = Fleet::start() else { return };
@@ -156,13 +159,39 @@ fn bootstrap_an_existing_machine_by_its_address() {
     let fingerprint = console_fingerprint(&guest, 0, &dir);
     as_existing(&dir, guest.ssh_port, "debian");
 
-    let run = bootstrap(&dir, &fingerprint, &mut guest, |g| {
-        panic!("the existing machine stopped:\n{}", g.diagnostics())
-    });
-    assert_verified(&dir, &run, &guest);
-    let err = String::from_utf8_lossy(&run.stderr);
+    // The first attempt: the kernel refuses kexec (until the next boot).
+    let ssh = vm::SystemSsh::new(
+        guest.ssh_port,
+        &dir.join(".cairn/ssh/operator_ed25519"),
+        &guest.console_host_keys(0),
+        &dir.join(".cairn"),
+    );
+    // (sshd may still be starting when the keys are on the console)
+    let disabled = "sudo sysctl -w kernel.kexec_load_disabled=1";
+    ssh.wait_until("debian", disabled, BOOT_TIMEOUT, |out| out.contains("= 1"));
+    let stopped = |g: &mut Vm| panic!("the existing machine stopped:\n{}", g.diagnostics());
+    let refused = bootstrap(&dir, &fingerprint, &mut guest, stopped);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     assert!(err.contains("recorded the stock image's host key"), "{err}");
     assert!(err.contains("uploading the installer"), "{err}");
+    assert!(err.contains("web1: kexec failed"), "{err}");
+    assert!(err.contains("kexec --load failed"), "the installer's own words: {err}");
+    // The user reboots it; the same system boots again from its disk, the bundle still in
+    // /root. (The session ends with the reboot: its outcome does not matter.)
+    let boot_id = "cat /proc/sys/kernel/random/boot_id";
+    let first_boot = ssh.wait_until("debian", boot_id, BOOT_TIMEOUT, |_| true);
+    ssh.run("debian", "sudo systemctl reboot", None, Duration::from_secs(30));
+    ssh.wait_until("debian", boot_id, BOOT_TIMEOUT, |id| id != first_boot);
+
+    let run = bootstrap(&dir, &fingerprint, &mut guest, stopped);
+    assert_verified(&dir, &run, &guest);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("the installer bundle is on the target already (an earlier attempt's): not uploading it again"),
+        "{err}"
+    );
+    assert!(!err.contains("uploading the installer"), "{err}");
     assert!(err.contains("running the installer"), "{err}");
     // Nothing was ordered: state knows the machine by its address only.
     let state = fs_err::read_to_string(dir.join(".cairn/state.json")).unwrap();

@@ -34,14 +34,21 @@ impl Places {
     }
 }
 
-/// Text without escape sequences or other control characters (tabs become spaces), so a
-/// line is one line and CI logs show no garbage.
+/// Text without escape sequences or other control characters (tabs become spaces, and the
+/// breaks of a many-line text ` | `), so a line is one line and CI logs show no garbage.
 pub fn clean(text: &str) -> String {
-    console::strip_ansi_codes(text)
-        .chars()
-        .map(|c| if c == '\t' { ' ' } else { c })
-        .filter(|c| !c.is_control())
-        .collect()
+    let text = console::strip_ansi_codes(text);
+    let lines: Vec<String> = text
+        .split('\n')
+        .map(|line| {
+            line.chars()
+                .map(|c| if c == '\t' { ' ' } else { c })
+                .filter(|c| !c.is_control())
+                .collect::<String>()
+        })
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    lines.join(" | ")
 }
 
 /// `line` cut to `width` columns, ending in `…` when cut, so the terminal never wraps it.
@@ -203,6 +210,11 @@ mod tests {
     #[test]
     fn control_characters_never_reach_a_line() {
         assert_eq!(clean("a\x1b[1mb\x1b[0m\tc\rd\x07"), "ab cd");
+        // A many-line error (a command's stderr tail) keeps its breaks visible.
+        assert_eq!(
+            clean("kexec failed; stderr ends with:\nkexec_load failed\n\nentry = 0x1\n"),
+            "kexec failed; stderr ends with: | kexec_load failed | entry = 0x1"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use super::{output, Context};
 use crate::cli::ImportArgs;
-use crate::plan::apply::{self, Imported};
+use crate::plan::import::{self, Imported};
 use crate::plan::PlanError;
 
 pub fn run(args: &ImportArgs, ctx: &Context) -> miette::Result<ExitCode> {
@@ -19,7 +19,7 @@ pub fn run(args: &ImportArgs, ctx: &Context) -> miette::Result<ExitCode> {
     };
     let block = inv.provider_of(host);
     let provider = crate::provider::for_block(&inv, block)?;
-    let imported = super::fleet::runtime()?.block_on(apply::import(
+    let imported = super::fleet::runtime()?.block_on(import::import(
         &inv,
         &session.state,
         provider.as_ref(),

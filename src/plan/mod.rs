@@ -17,6 +17,7 @@ use crate::state::{HostState, StateData};
 
 pub mod apply;
 pub mod file;
+pub mod import;
 pub mod lookups;
 pub mod refresh;
 

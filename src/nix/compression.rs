@@ -28,11 +28,11 @@ impl fmt::Display for Compression {
     }
 }
 
-/// The level the stream starts with and falls back to: fast enough for a 100 MiB/s link on
-/// one core, and most of the ratio of the default level 3.
+/// The level the stream falls back to when zstd is the limit: fast enough for a 100 MiB/s
+/// link on one core, and most of the ratio of level 3.
 pub const FAST: u8 = 1;
-/// The level for a link much slower than the CPU compresses (a better ratio at about half
-/// the speed of [`FAST`]).
+/// The level the stream starts with, and keeps while the link is much slower than the CPU
+/// compresses (a better ratio at about half the speed of [`FAST`]).
 pub const STRONG: u8 = 3;
 /// Windows between two probes of the kind of encoding not in use (the link or the load may
 /// have changed).
@@ -106,15 +106,18 @@ const FADE_AFTER: u32 = 8;
 /// waits on its writes says less: the SSH window, socket buffers and a bursting link take
 /// megabytes at once.)
 const LINK_BOUND: f64 = 2.0;
-/// Windows at the start that measure nothing: the target's unpacker starts, and the SSH
-/// window and the socket buffers take the first megabytes at once, whatever the link.
-pub const WARM_UP: u32 = 3;
+/// Wire bytes at the start that measure nothing: the target's unpacker starts, and the SSH
+/// window, the socket buffers and a link's burst take the first megabytes at once, whatever
+/// the link (benches/transfer.sh's 12 MiB/s link took 13 MiB so).
+pub const WARM_UP_WIRE: u64 = 16 * 1024 * 1024;
 
 /// What the stream has measured so far: the input of [`choose`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Measured {
     /// Windows recorded.
     pub windows: u32,
+    /// Wire bytes of the warm-up windows.
+    pub warm_up_wire: u64,
     /// The latest run of uncompressed windows.
     pub plain: Option<Run>,
     /// The latest run of compressed windows, and the level of its last window.
@@ -134,7 +137,10 @@ impl Measured {
             run.add(w, index);
             run
         };
-        let warm_up = index < WARM_UP;
+        let warm_up = self.warm_up_wire < WARM_UP_WIRE;
+        if warm_up {
+            self.warm_up_wire += w.wire_bytes;
+        }
         match w.compression {
             Compression::None if warm_up => {}
             Compression::None => self.plain = Some(extend(self.plain)),
@@ -155,7 +161,8 @@ impl Measured {
 
 /// The next window's encoding, from the rates measured so far (a pure function).
 ///
-/// - First, after [`WARM_UP`] windows, a run of [`PROBE`] compressed windows, at [`FAST`]:
+/// - First, after [`WARM_UP_WIRE`] bytes, a run of [`PROBE`] compressed windows, at the
+///   [`STRONG`] level, the best on a slow link (a fast one is found out soon enough):
 ///   it measures zstd's speed and ratio. If the stream moved much less than zstd compresses,
 ///   the link held it back: compressing moves more store bytes than sending them plain
 ///   could, and the stream stays compressed.
@@ -166,7 +173,7 @@ impl Measured {
 /// - Compressed, the level is [`STRONG`] when zstd would idle most of the time waiting for
 ///   the link at [`FAST`].
 pub fn choose(m: &Measured) -> Compression {
-    let Some((zstd, level)) = m.zstd else { return Compression::Zstd(FAST) };
+    let Some((zstd, level)) = m.zstd else { return Compression::Zstd(STRONG) };
     let compressed = Compression::Zstd(level_for(m.cpu_rate, zstd.rate(), level));
     let running = |r: &Run| r.last + 1 == m.windows && r.windows < PROBE;
     if running(&zstd) {

@@ -19,7 +19,8 @@ fn measured(
     cpu: f64,
     ratio: f64,
 ) -> Measured {
-    Measured { windows, plain, zstd, cpu_rate: Some(cpu * MIB), ratio: Some(ratio) }
+    let warm_up_wire = WARM_UP_WIRE;
+    Measured { windows, warm_up_wire, plain, zstd, cpu_rate: Some(cpu * MIB), ratio: Some(ratio) }
 }
 
 #[test]
@@ -28,7 +29,7 @@ fn the_choice_follows_the_measured_rates() {
     // Rates in the comments are MiB/s of store paths through the slower stage.
     #[rustfmt::skip]
     let table: &[(&str, Measured, Compression)] = &[
-        ("nothing measured: start compressed, fast", Measured::default(), Zstd(FAST)),
+        ("nothing measured: start compressed, strong", Measured::default(), Zstd(STRONG)),
         // 12 MiB/s link: the stream (13) moves far less than zstd compresses (150).
         ("the link holds zstd back: stay compressed, strong",
          measured(6, None, Some((run(12.0, 0.9, 3, 5), 1)), 150.0, 0.45), Zstd(STRONG)),
@@ -71,15 +72,15 @@ fn windows_add_up_to_runs_that_fade() {
         interval_secs: 0.5,
     };
     let mut m = Measured::default();
-    for _ in 0..WARM_UP {
+    for _ in 0..WARM_UP_WIRE / (4 << 20) {
         m.record(&Window { send_secs: 0.0, interval_secs: 0.01, ..w });
         assert_eq!(m.zstd, None, "the first windows only warm up");
-        assert_eq!(choose(&m), Compression::Zstd(FAST));
+        assert_eq!(choose(&m), Compression::Zstd(STRONG));
     }
     m.record(&w);
     m.record(&w);
     let (zstd, level) = m.zstd.unwrap();
-    assert_eq!((zstd.windows, zstd.last, level), (2, WARM_UP + 1, 1));
+    assert_eq!((zstd.windows, zstd.last, level), (2, 5, 1));
     assert_eq!(zstd.rate(), 16.0 * MIB, "16 MiB in 1 s");
     assert_eq!(m.cpu_rate, Some(128.0 * MIB));
     assert_eq!(m.ratio, Some(0.5));
@@ -89,7 +90,7 @@ fn windows_add_up_to_runs_that_fade() {
     // After the plain window, the next compressed one starts a new run.
     m.record(&Window { compression: Compression::Zstd(3), ..w });
     let (zstd, level) = m.zstd.unwrap();
-    assert_eq!((zstd.windows, zstd.last, level), (1, WARM_UP + 3, 3));
+    assert_eq!((zstd.windows, zstd.last, level), (1, 7, 3));
     // A long run keeps its rate but lets old windows fade.
     for _ in 0..20 {
         m.record(&w);

@@ -80,6 +80,7 @@ struct Planned {
     filesystem: Option<Filesystem>,
     label: Option<String>,
     mountpoint: Option<String>,
+    luks_key: Option<String>,
 }
 
 /// Where the device check of the partition script ends (a line of the template).
@@ -148,6 +149,16 @@ pub fn render_script(layout: &DiskLayout, options: &ScriptOptions) -> Result<Str
     }
 
     let mut formats = Vec::new();
+    for p in &planned {
+        if let Some(key) = &p.luks_key {
+            formats.push(
+                ShellCommand::new("luks_format")
+                    .arg(p.number.to_string())
+                    .arg(key.clone())
+                    .arg(format!("crypt-{}", p.name)),
+            );
+        }
+    }
     for p in &planned {
         let label = p.label.clone().unwrap_or_default();
         let number = p.number.to_string();
@@ -287,6 +298,7 @@ fn plan_partition(layout: &str, number: usize, part: &Partition) -> Result<Plann
         filesystem: part.filesystem,
         label: part.label.clone(),
         mountpoint: part.mountpoint.clone(),
+        luks_key: part.luks_key.clone(),
     };
     match part.kind {
         PartitionKind::Esp => {
@@ -336,6 +348,12 @@ fn plan_partition(layout: &str, number: usize, part: &Partition) -> Result<Plann
     if p.size == PartitionSize::Mib(0) {
         return Err(err("size is 0".into(), None));
     }
+    if p.luks_key.is_some() && part.kind != PartitionKind::Filesystem {
+        return Err(err(
+            "only a filesystem partition can be encrypted".into(),
+            Some("remove `luks_key`, or make it a `filesystem` partition"),
+        ));
+    }
     if let Some(m) = &p.mountpoint {
         let valid = m.starts_with('/')
             && (m == "/" || !m.ends_with('/'))
@@ -372,5 +390,7 @@ fn plan_partition(layout: &str, number: usize, part: &Partition) -> Result<Plann
 
 #[cfg(test)]
 mod holder_tests;
+#[cfg(test)]
+mod luks_tests;
 #[cfg(test)]
 mod tests;

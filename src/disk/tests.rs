@@ -18,6 +18,7 @@ fn part(
         filesystem,
         label: label.map(Into::into),
         mountpoint: mountpoint.map(Into::into),
+        luks_key: None,
     }
 }
 

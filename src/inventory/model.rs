@@ -519,6 +519,9 @@ pub struct Partition {
     pub filesystem: Option<Filesystem>,
     pub label: Option<String>,
     pub mountpoint: Option<String>,
+    /// `luks_key = "/tmp/secret.key"`: the partition is LUKS2-encrypted with that key file
+    /// (on the installer, seeded by `disk_encryption_key`) and its filesystem made inside.
+    pub luks_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

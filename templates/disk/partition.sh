@@ -215,31 +215,53 @@ check_part() { # check_part NUMBER MIB: MIB 0 is the rest of the disk
 {{checks}}
 
 # --- Format --------------------------------------------------------------------------------
+# The block device partition $1's filesystem goes on: the partition, or the LUKS mapping
+# luks_format opened on it.
+dev() {
+    eval "d=\${crypt_$1:-}"
+    if [ -n "$d" ]; then echo "$d"; else part "$1"; fi
+}
+# luks_format NUMBER KEY_FILE NAME: LUKS2 on the partition, keyed by KEY_FILE (seeded into
+# the installer's RAM by cairn, never on this disk), opened as /dev/mapper/NAME.
+luks_format() {
+    wait_part "$1"
+    [ -f "$2" ] || die "the key file $2 of $(part "$1") is not on the installer: give the host disk_encryption_key \"$2\" in cairn.hcl"
+    command -v cryptsetup >/dev/null 2>&1 || die "this installer has no cryptsetup to encrypt $(part "$1")"
+    wipefs -a -q "$(part "$1")"
+    log "cryptsetup luksFormat $(part "$1") with the key file $2"
+    cryptsetup luksFormat --batch-mode --type luks2 --key-file "$2" "$(part "$1")"
+    cryptsetup open --key-file "$2" "$(part "$1")" "$3"
+    # Without udev (a minimal installer), device-mapper makes the node only when asked.
+    [ -b "/dev/mapper/$3" ] || ! command -v dmsetup >/dev/null 2>&1 || dmsetup mknodes "$3"
+    [ -b "/dev/mapper/$3" ] || die "cryptsetup opened $(part "$1") but /dev/mapper/$3 did not appear"
+    eval "crypt_$1=/dev/mapper/\$3"
+    log "opened $(part "$1") as /dev/mapper/$3"
+}
 # format_* NUMBER LABEL: an empty LABEL means none.
 format_vfat() { # format_vfat NUMBER LABEL SECTORS_PER_CLUSTER
     wait_part "$1"
-    wipefs -a -q "$(part "$1")"
-    set -- "$(part "$1")" "$2" "$3"
+    wipefs -a -q "$(dev "$1")"
+    set -- "$(dev "$1")" "$2" "$3"
     log "mkfs.vfat $1 ${2:+(label $2)}"
     mkfs.vfat -F 32 ${3:+-s "$3"} ${2:+-n "$2"} "$1" >/dev/null
 }
 format_ext4() {
     wait_part "$1"
-    wipefs -a -q "$(part "$1")"
-    log "mkfs.ext4 $(part "$1") ${2:+(label $2)}"
-    mkfs.ext4 -F -q ${2:+-L "$2"} "$(part "$1")"
+    wipefs -a -q "$(dev "$1")"
+    log "mkfs.ext4 $(dev "$1") ${2:+(label $2)}"
+    mkfs.ext4 -F -q ${2:+-L "$2"} "$(dev "$1")"
 }
 format_btrfs() {
     wait_part "$1"
-    wipefs -a -q "$(part "$1")"
-    log "mkfs.btrfs $(part "$1") ${2:+(label $2)}"
-    mkfs.btrfs -f -q ${2:+-L "$2"} "$(part "$1")" >/dev/null
+    wipefs -a -q "$(dev "$1")"
+    log "mkfs.btrfs $(dev "$1") ${2:+(label $2)}"
+    mkfs.btrfs -f -q ${2:+-L "$2"} "$(dev "$1")" >/dev/null
 }
 format_xfs() {
     wait_part "$1"
-    wipefs -a -q "$(part "$1")"
-    log "mkfs.xfs $(part "$1") ${2:+(label $2)}"
-    mkfs.xfs -f -q ${2:+-L "$2"} "$(part "$1")"
+    wipefs -a -q "$(dev "$1")"
+    log "mkfs.xfs $(dev "$1") ${2:+(label $2)}"
+    mkfs.xfs -f -q ${2:+-L "$2"} "$(dev "$1")"
 }
 format_swap() {
     wait_part "$1"
@@ -253,8 +275,8 @@ format_swap() {
 mount_part() { # mount_part NUMBER MOUNTPOINT FSTYPE OPTIONS
     dir=$target${2%/}
     mkdir -p "$dir"
-    log "mount $(part "$1") on $dir"
-    mount -t "$3" ${4:+-o "$4"} "$(part "$1")" "$dir"
+    log "mount $(dev "$1") on $dir"
+    mount -t "$3" ${4:+-o "$4"} "$(dev "$1")" "$dir"
 }
 swap_on() {
     log "swapon $(part "$1")"

@@ -66,6 +66,7 @@ fn extlinux_layout() -> DiskLayout {
             filesystem,
             label: Some(label.into()),
             mountpoint: mountpoint.map(Into::into),
+            luks_key: None,
         };
     DiskLayout {
         name: DiskLayoutName::new("vm").unwrap(),

@@ -10,4 +10,5 @@ mod disk_holders;
 mod existing;
 mod forge;
 mod gitops_vm;
+mod luks;
 mod vm_smoke;

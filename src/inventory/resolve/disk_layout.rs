@@ -153,7 +153,7 @@ impl Resolver<'_> {
             self.diags,
             &block.body,
             "partition",
-            &["type", "size", "filesystem", "label", "mountpoint"],
+            &["type", "size", "filesystem", "label", "mountpoint", "luks_key"],
             &[],
         );
         let b = &block.body;
@@ -307,9 +307,36 @@ impl Resolver<'_> {
             );
             ok = false;
         }
+        let luks_key = match b.get_attribute("luks_key") {
+            Some(a) if kind != PartitionKind::Filesystem => {
+                self.diags.push(
+                    ProblemBuilder::new(format!(
+                        "only a filesystem partition can be encrypted, not `{name}`"
+                    ))
+                    .at(a.key.span(), "not for this type")
+                    .help("remove `luks_key`, or change `type` to \"filesystem\""),
+                );
+                ok = false;
+                None
+            }
+            Some(a) => {
+                let key = self.string_of(a, &crate::inventory::forms::REMOTE_FILE);
+                ok &= key.is_some();
+                key
+            }
+            None => None,
+        };
         ok.then(|| {
             (
-                Partition { name: name.to_owned(), kind, size, filesystem, label, mountpoint },
+                Partition {
+                    name: name.to_owned(),
+                    kind,
+                    size,
+                    filesystem,
+                    label,
+                    mountpoint,
+                    luks_key,
+                },
                 size_span,
             )
         })

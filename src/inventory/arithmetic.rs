@@ -27,6 +27,13 @@ pub(super) fn check(ctx: &Context<'_>, expr: &Expr) -> Result<(), Error> {
                 // expression's.
                 let (l, r) = (eval(ctx, &b.lhs_expr)?, eval(ctx, &b.rhs_expr)?);
                 let (Value::Number(l), Value::Number(r)) = (l, r) else { continue };
+                if !fits_in_integers(b.operator.value(), &l, &r) {
+                    return Err(ErrorKind::Message(format!(
+                        "the result of {} does not fit in a 64-bit integer",
+                        b.operator.value().as_str()
+                    ))
+                    .into());
+                }
                 let (l, r) = (l.as_f64().unwrap_or(f64::NAN), r.as_f64().unwrap_or(f64::NAN));
                 let result = match b.operator.value() {
                     Op::Plus => l + r,
@@ -109,6 +116,40 @@ pub(super) fn check(ctx: &Context<'_>, expr: &Expr) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// How hcl holds a number: two integers of the same sign are added, subtracted, multiplied
+/// and divided with a remainder as 64-bit integers (unchecked: a panic in a debug build, a
+/// wrong number in a release one), anything else as floats.
+enum Held {
+    Positive(u64),
+    Negative(i64),
+    Float,
+}
+
+fn held(n: &hcl::Number) -> Held {
+    match (n.is_f64(), n.as_u64(), n.as_i64()) {
+        (false, Some(u), _) => Held::Positive(u),
+        (false, None, Some(i)) => Held::Negative(i),
+        _ => Held::Float,
+    }
+}
+
+/// Whether hcl's integer arithmetic for `l op r` stays within its integers.
+fn fits_in_integers(op: &Op, l: &hcl::Number, r: &hcl::Number) -> bool {
+    use Held::{Negative as N, Positive as P};
+    match (op, held(l), held(r)) {
+        (Op::Plus, P(a), P(b)) => a.checked_add(b).is_some(),
+        (Op::Plus, N(a), N(b)) => a.checked_add(b).is_some(),
+        (Op::Minus, P(a), P(b)) if b > a => match (i64::try_from(a), i64::try_from(b)) {
+            (Ok(a), Ok(b)) => a.checked_sub(b).is_some(),
+            _ => false,
+        },
+        (Op::Mul, P(a), P(b)) => a.checked_mul(b).is_some(),
+        (Op::Mul, N(a), N(b)) => a.checked_mul(b).is_some(),
+        (Op::Mod, N(a), N(b)) => a.checked_rem(b).is_some(),
+        _ => true,
+    }
 }
 
 fn is_arithmetic(op: &Op) -> bool {
@@ -253,6 +294,16 @@ mod tests {
             ("[1, (2 + 7 % (1 - 1))]", "division by zero"),
             ("1e308 * 10", "is not a finite number"),
             ("true ? 1 : 1 / 0", ""),
+            // Integers that leave 64 bits (found by fuzzing: a 40-digit product).
+            ("33333 * 3333333333333333333", "does not fit in a 64-bit integer"),
+            ("18446744073709551615 + 1", "does not fit in a 64-bit integer"),
+            ("-9223372036854775807 + -2", "does not fit in a 64-bit integer"),
+            ("-9223372036854775807 * -2", "does not fit in a 64-bit integer"),
+            ("1 - 18446744073709551615", "does not fit in a 64-bit integer"),
+            ("(-9223372036854775807 - 1) % -1", "does not fit in a 64-bit integer"),
+            ("4294967296 * 4294967295", ""),
+            ("1 - 9223372036854775807", ""),
+            ("0.5 * 18446744073709551615", ""),
         ] {
             let err = error_of(text);
             if why.is_empty() {

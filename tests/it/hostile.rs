@@ -484,6 +484,21 @@ fn slow_nested_objects_and_products() {
     }
 }
 
+/// Fuzzing's fuzz/findings/inventory/integer_product_overflow: a product of integers past
+/// 64 bits overflowed inside hcl (a panic in a debug build, a wrong number in a release one).
+#[test]
+fn integer_product_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/findings/inventory/integer_product_overflow");
+    let text = fs_err::read_to_string(path).unwrap();
+    let run = inventory_run(dir.path(), "integer_product_overflow", &text);
+    assert!(!run.status.success());
+    let text = "locals {\n  port = 4294967296 * 4294967296\n}\nhost \"web1\" {\n  provider = \"x\"\n  ssh { port = local.port }\n}\n";
+    let run = inventory_run(dir.path(), "integer_product_overflow, short", text);
+    assert!(run.stderr.contains("does not fit in a 64-bit integer"), "{}", run.stderr);
+}
+
 #[test]
 fn inventory_file_of_dev_zero_a_fifo_and_a_directory() {
     let dir = tempfile::tempdir().unwrap();

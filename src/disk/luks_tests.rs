@@ -68,3 +68,17 @@ fn dev_names_the_mapping_of_an_opened_partition() {
     let out = std::process::Command::new("sh").arg("-c").arg(&probe).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "/dev/vda2\n/dev/mapper/crypt-data\n");
 }
+
+/// A key in the installer's RAM could be paged out to a swap partition the script turned on:
+/// the swap is made, but left off until the installed system boots.
+#[test]
+fn swap_stays_off_while_a_disk_key_is_in_ram() {
+    let with_swap = super::tests::grub_bios_with_swap();
+    let plain = render(&with_swap);
+    assert!(plain.contains("\nswap_on 2\n"), "{plain}");
+    let opts = ScriptOptions { keys_in_ram: true, ..ScriptOptions::default() };
+    let keyed = render_script(&with_swap, &opts).unwrap();
+    assert!(keyed.contains("\nformat_swap 2 swap\n"), "{keyed}");
+    assert!(!keyed.contains("\nswap_on "), "{keyed}");
+    assert!(keyed.contains("not turning on swap swap while a disk key is in RAM"), "{keyed}");
+}

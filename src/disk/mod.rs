@@ -61,11 +61,15 @@ pub struct ScriptOptions {
     /// A `/dev/disk/by-id/...` path that must resolve to the layout's device, so a renamed
     /// disk (`vda` and `vdb` swapped between boots) is never wiped by mistake.
     pub expected_by_id: Option<String>,
+    /// Whether the installer holds disk encryption keys in its RAM. Then the new swap is
+    /// formatted but not turned on during the install: the kernel could page a key out to
+    /// it, unencrypted (the same holds for a layout with an encrypted partition).
+    pub keys_in_ram: bool,
 }
 
 impl Default for ScriptOptions {
     fn default() -> Self {
-        Self { target: "/mnt".into(), expected_by_id: None }
+        Self { target: "/mnt".into(), expected_by_id: None, keys_in_ram: false }
     }
 }
 
@@ -204,8 +208,16 @@ pub fn render_script(layout: &DiskLayout, options: &ScriptOptions) -> Result<Str
                 .arg(opts),
         );
     }
+    let keys_in_ram = options.keys_in_ram || planned.iter().any(|p| p.luks_key.is_some());
     for p in planned.iter().filter(|p| p.type_code == "8200") {
-        mounts.push(ShellCommand::new("swap_on").arg(p.number.to_string()));
+        if keys_in_ram {
+            mounts.push(ShellCommand::new("log").arg(format!(
+                "not turning on swap {} while a disk key is in RAM (the installed system will)",
+                p.name
+            )));
+        } else {
+            mounts.push(ShellCommand::new("swap_on").arg(p.number.to_string()));
+        }
     }
 
     let vars = Vars::new()

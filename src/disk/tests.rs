@@ -154,6 +154,7 @@ fn by_id_check_is_rendered() {
     let opts = ScriptOptions {
         target: "/mnt".into(),
         expected_by_id: Some("/dev/disk/by-id/virtio-cairn disk".into()),
+        ..ScriptOptions::default()
     };
     let s = render_script(&uefi(), &opts).unwrap();
     assert!(s.contains("expected_by_id='/dev/disk/by-id/virtio-cairn disk'\n"), "{s}");

@@ -38,6 +38,7 @@ pub(super) async fn disk(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError>
     let options = crate::disk::ScriptOptions {
         target: TARGET_ROOT.into(),
         expected_by_id: r.host.install.disk_by_id.clone(),
+        keys_in_ram: !r.host.seed.disk_keys.is_empty(),
     };
     let script = crate::disk::render_script(layout, &options)?;
     let session = r.session(KeyPhase::Installer, Wait::Reach).await?;
@@ -67,6 +68,7 @@ async fn disko(r: &mut HostRun<'_>) -> Result<PhaseResult, PhaseError> {
     let options = crate::disk::ScriptOptions {
         target: TARGET_ROOT.into(),
         expected_by_id: r.host.install.disk_by_id.clone(),
+        keys_in_ram: !r.host.seed.disk_keys.is_empty(),
     };
     if let Some(layout) = r.host.disk_layout.as_ref().map(|n| &r.ctx.inventory.disk_layouts[n]) {
         let check = crate::disk::render_device_check(layout, &options)?;

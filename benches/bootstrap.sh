@@ -31,8 +31,10 @@ trap cleanup EXIT
 export SOPS_AGE_KEY_FILE=$fleet/keys/admin.agekey NO_COLOR=1
 export NIX_CONFIG=$'substitute = false\nflake-registry =\nsandbox = false'
 cd "$fleet"
+# --skip-check: the fleet of make-fleet has no .sops.yaml, which `cairn check` now reports
+# before a bootstrap; the check is not what this measures.
 start=$(date +%s.%N)
-if ! "$CAIRN" bootstrap host web1 --yes >"$work/out" 2>"$work/err"; then
+if ! "$CAIRN" bootstrap host web1 --yes --skip-check >"$work/out" 2>"$work/err"; then
   cat "$work/out" "$work/err" >&2
   echo "bootstrap failed" >&2
   exit 1
@@ -44,11 +46,12 @@ echo "|------------|--------:|"
 # cairn's own time: the phases that do not wait for the VM. provision, reach, kexec and
 # verify are mostly the machine booting (twice) and kexec'ing under TCG; what cairn can cut
 # is in the others.
-awk '/^  [a-z]+ +[0-9.]+ s$/ { printf "| %-10s | %7s |\n", $1, $2
+awk -v phases="^(provision|reach|kexec|disk|keys|build|copy|install|reboot|verify)$" '
+     $1 ~ phases && $2 ~ /^[0-9.]+$/ && $3 == "s" { printf "| %-10s | %7s |\n", $1, $2
        if ($1 ~ /^(provision|reach|kexec|verify)$/) waits += $2; else own += $2 }
-     /^  [a-z]+ +skipped/ { printf "| %-10s | %7s |\n", $1, "skipped" }
+     $1 ~ phases && $2 ~ /^skipped/ { printf "| %-10s | %7s |\n", $1, "skipped" }
      END { printf "| %-10s | %7.1f |\n| %-10s | %7.1f |\n", "waits", waits, "cairn own", own }' "$work/out"
 printf '| %-10s | %7.1f |\n' "wall" "$(echo "$end - $start" | bc)"
 echo "load: $(uptime)"
-grep -h "copy: " "$work/err" | sed 's/^.*copy: /copy: /' | grep -v "sent so far"
+grep -hE "^web1 +copy |copy: " "$work/err" | sed -E 's/^(web1 +copy +|.*copy: )/copy: /' | grep -v "sent so far"
 grep -h "verified in" "$work/out"

@@ -55,14 +55,7 @@ pub(super) fn check(ctx: &Context<'_>, expr: &Expr) -> Result<(), Error> {
             }
             Expr::BinaryOp(b) => stack.extend([&b.lhs_expr, &b.rhs_expr]),
             Expr::Array(a) => stack.extend(a.iter()),
-            Expr::Object(o) => {
-                for (k, v) in o.iter() {
-                    if let ObjectKey::Expression(k) = k {
-                        stack.push(k);
-                    }
-                    stack.push(v.expr());
-                }
-            }
+            Expr::Object(o) => object_exprs(o, &mut stack),
             Expr::Parenthesis(p) => stack.push(p.inner()),
             Expr::UnaryOp(u) => stack.push(&u.expr),
             Expr::FuncCall(f) => stack.extend(f.args.iter()),
@@ -152,6 +145,16 @@ fn fits_in_integers(op: &Op, l: &hcl::Number, r: &hcl::Number) -> bool {
     }
 }
 
+/// An object's computed keys and its values, for a walk.
+pub(super) fn object_exprs<'e>(o: &'e hcl_edit::expr::Object, out: &mut Vec<&'e Expr>) {
+    for (k, v) in o.iter() {
+        if let ObjectKey::Expression(k) = k {
+            out.push(k);
+        }
+        out.push(v.expr());
+    }
+}
+
 fn is_arithmetic(op: &Op) -> bool {
     matches!(op, Op::Plus | Op::Minus | Op::Mul | Op::Div | Op::Mod)
 }
@@ -186,14 +189,7 @@ fn has_arithmetic(expr: &Expr) -> bool {
             Expr::BinaryOp(b) if is_arithmetic(b.operator.value()) => return true,
             Expr::BinaryOp(b) => stack.extend([&b.lhs_expr, &b.rhs_expr]),
             Expr::Array(a) => stack.extend(a.iter()),
-            Expr::Object(o) => {
-                for (k, v) in o.iter() {
-                    if let ObjectKey::Expression(k) = k {
-                        stack.push(k);
-                    }
-                    stack.push(v.expr());
-                }
-            }
+            Expr::Object(o) => object_exprs(o, &mut stack),
             Expr::Parenthesis(p) => stack.push(p.inner()),
             Expr::UnaryOp(u) => stack.push(&u.expr),
             Expr::FuncCall(f) => stack.extend(f.args.iter()),
@@ -281,14 +277,23 @@ fn for_each(
 mod tests {
     use super::*;
 
-    fn error_of(text: &str) -> String {
-        let expr = hcl_edit::parser::parse_expr(text).unwrap();
-        eval(&Context::new(), &expr).err().map(|e| e.to_string()).unwrap_or_default()
+    /// Each expression fails with a message containing its text, or (an empty text)
+    /// evaluates.
+    fn assert_errors(cases: &[(&str, &str)]) {
+        for (text, why) in cases {
+            let expr = hcl_edit::parser::parse_expr(text).unwrap();
+            let err = eval(&Context::new(), &expr).err().map(|e| e.to_string()).unwrap_or_default();
+            if why.is_empty() {
+                assert_eq!(err, "", "{text}: evaluated, or never evaluated by hcl");
+            } else {
+                assert!(err.contains(why), "{text}: {err}");
+            }
+        }
     }
 
     #[test]
     fn port_70_times_0_over_0_and_other_arithmetic_without_a_number_is_an_error() {
-        for (text, why) in [
+        assert_errors(&[
             ("70*0/0", "division by zero"),
             ("7 % 0", "division by zero"),
             ("[1, (2 + 7 % (1 - 1))]", "division by zero"),
@@ -304,21 +309,14 @@ mod tests {
             ("4294967296 * 4294967295", ""),
             ("1 - 9223372036854775807", ""),
             ("0.5 * 18446744073709551615", ""),
-        ] {
-            let err = error_of(text);
-            if why.is_empty() {
-                assert_eq!(err, "", "{text}: the branch not taken is not evaluated");
-            } else {
-                assert!(err.contains(why), "{text}: {err}");
-            }
-        }
+        ]);
     }
 
     /// The loop's variables only exist while hcl runs the loop: the body is checked once per
     /// element with them bound, and only where hcl evaluates it.
     #[test]
     fn arithmetic_in_for_bodies_and_template_directives_is_checked_per_element() {
-        for (text, why) in [
+        assert_errors(&[
             ("[for x in [1, 0] : 7 % x]", "division by zero"),
             ("{for k, v in {a = 1, b = 0} : k => 7 / v}", "division by zero"),
             ("[for i, x in [5, 6] : 1 % i]", "division by zero"),
@@ -332,14 +330,7 @@ mod tests {
             ("\"%{ if false }${7 % 0}%{ endif }\"", ""),
             ("[for x in [] : 7 % x]", ""),
             ("[for x in [1, 2] : 7 % x]", ""),
-        ] {
-            let err = error_of(text);
-            if why.is_empty() {
-                assert_eq!(err, "", "{text}");
-            } else {
-                assert!(err.contains(why), "{text}: {err}");
-            }
-        }
+        ]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use hcl::eval::{Context, ErrorKind, Evaluate, FuncArgs, FuncDef, ParamType};
 use hcl::Value;
-use hcl_edit::expr::{Expression as Expr, ObjectKey, TraversalOperator};
+use hcl_edit::expr::{Expression as Expr, TraversalOperator};
 use hcl_edit::structure::{Block, Body};
 use hcl_edit::template::{Directive, Element, Template};
 use hcl_edit::Span;
@@ -528,14 +528,7 @@ impl Evaluator {
         let mut children: Vec<&Expr> = Vec::new();
         match expr {
             Expr::Array(a) => children.extend(a.iter()),
-            Expr::Object(o) => {
-                for (k, v) in o.iter() {
-                    if let ObjectKey::Expression(k) = k {
-                        children.push(k);
-                    }
-                    children.push(v.expr());
-                }
-            }
+            Expr::Object(o) => super::arithmetic::object_exprs(o, &mut children),
             Expr::StringTemplate(t) => template_exprs(t, &mut children),
             Expr::HeredocTemplate(h) => template_exprs(&h.template, &mut children),
             Expr::Parenthesis(p) => children.push(p.inner()),
@@ -717,14 +710,7 @@ fn collect_refs(expr: &Expr, root: &str, out: &mut Vec<String>) {
         }
         match e {
             Expr::Array(a) => stack.extend(a.iter()),
-            Expr::Object(o) => {
-                for (k, v) in o.iter() {
-                    if let ObjectKey::Expression(k) = k {
-                        stack.push(k);
-                    }
-                    stack.push(v.expr());
-                }
-            }
+            Expr::Object(o) => super::arithmetic::object_exprs(o, &mut stack),
             Expr::StringTemplate(t) => template_exprs(t, &mut stack),
             Expr::HeredocTemplate(h) => template_exprs(&h.template, &mut stack),
             Expr::Parenthesis(p) => stack.push(p.inner()),

@@ -185,15 +185,7 @@ impl ProgressLayer {
                 let line = human::fit(&st.screen.host_line(host, now), width.saturating_sub(2));
                 let line = paint(&line, self.color);
                 let finished = st.screen.finished(host);
-                let bar = st.bars.entry(host.to_string()).or_insert_with(|| {
-                    let bar = multi.add(ProgressBar::new_spinner());
-                    bar.set_style(
-                        ProgressStyle::with_template("{spinner} {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    bar
-                });
+                let bar = st.bars.entry(host.to_string()).or_insert_with(|| spinner(multi));
                 if finished {
                     // Its last line was printed above: the bar would say it twice.
                     bar.finish_and_clear();
@@ -366,6 +358,17 @@ mod count;
 mod fields;
 
 use fields::Fields;
+
+/// A line of the terminal that cairn rewrites in place, with a spinner in front of it.
+fn spinner(multi: &indicatif::MultiProgress) -> ProgressBar {
+    let bar = multi.add(ProgressBar::new_spinner());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
 
 #[cfg(test)]
 mod tests;

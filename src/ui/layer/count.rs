@@ -1,9 +1,5 @@
 //! Work counted in items (`asked 37/120 hosts`): a line of its own under the hosts'.
 
-use std::time::Duration;
-
-use indicatif::{ProgressBar, ProgressStyle};
-
 use super::super::human;
 use super::super::progress::BAR_FROM;
 use super::{ProgressLayer, Surface, COUNT_FROM};
@@ -20,15 +16,7 @@ impl ProgressLayer {
         let key = format!("count {what}");
         match &self.surface {
             Surface::Terminal(multi) => {
-                let bar = st.bars.entry(key.clone()).or_insert_with(|| {
-                    let bar = multi.add(ProgressBar::new_spinner());
-                    bar.set_style(
-                        ProgressStyle::with_template("{spinner} {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    bar
-                });
+                let bar = st.bars.entry(key.clone()).or_insert_with(|| super::spinner(multi));
                 bar.set_message(line);
                 if done >= total {
                     bar.finish_and_clear();

@@ -362,7 +362,8 @@ fn host_keys(scan: &Scan<'_>, out: &mut Vec<Finding>) {
 /// `secrets.stale`: recipients of hosts the inventory no longer has.
 fn stale(scan: &Scan<'_>, out: &mut Vec<Finding>) {
     let inv = scan.fleet.inventory;
-    let in_inventory = |name: &str| inv.host(name).is_some();
+    let hosts = inv.hosts_by_name();
+    let in_inventory = |name: &str| hosts.contains_key(name);
     let mut gone: Vec<(String, String)> = Vec::new();
     for (name, st) in &scan.fleet.state.hosts {
         if in_inventory(name) {

@@ -602,8 +602,14 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// The host named `name` (a scan: for many lookups, use [`Inventory::hosts_by_name`]).
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name.as_str() == name)
+    }
+
+    /// Every host by its name, for loops over many hosts (a `host` per host is quadratic).
+    pub fn hosts_by_name(&self) -> std::collections::HashMap<&str, &Host> {
+        self.hosts.iter().map(|h| (h.name.as_str(), h)).collect()
     }
     pub fn provider_of(&self, host: &Host) -> &Provider {
         // The resolver guarantees every host names an existing provider.

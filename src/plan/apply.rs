@@ -54,8 +54,9 @@ pub struct HostOutcome {
 /// The provider blocks a plan needs: each host's own, and the one its machine was recorded at.
 pub fn provider_blocks(inv: &Inventory, plan: &Plan, state: &StateData) -> Vec<ProviderName> {
     let mut out = Vec::new();
+    let hosts = inv.hosts_by_name();
     for h in &plan.hosts {
-        if let Some(host) = inv.host(&h.host) {
+        if let Some(host) = hosts.get(h.host.as_str()) {
             out.push(host.provider.clone());
         }
         let recorded = state.host(&h.host).and_then(|s| s.provider.clone());

@@ -261,8 +261,9 @@ impl Plan {
             }
         }
         if input.include_orphans {
+            let known = inv.hosts_by_name();
             for (name, host_state) in &input.state.hosts {
-                if inv.host(name).is_some() {
+                if known.contains_key(name.as_str()) {
                     continue;
                 }
                 let Some(recorded) = Recorded::from_state(host_state) else { continue };

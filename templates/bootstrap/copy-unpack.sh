@@ -54,4 +54,5 @@ if [ "$rc_tar" != 0 ] || [ "$rc_zstd" != 0 ]; then
 fi
 [ -z "$last" ] || echo "$last" >> "$done_list"
 rm -f "$pidfile"
-sync
+# No sync: the reboot script syncs before it reboots, and a re-run in the same installer
+# reads the page cache. (sync here made the copy wait for the whole write-back.)

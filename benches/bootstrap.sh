@@ -54,4 +54,3 @@ awk -v phases="^(provision|reach|kexec|disk|keys|build|copy|install|reboot|verif
 printf '| %-10s | %7.1f |\n' "wall" "$(echo "$end - $start" | bc)"
 echo "load: $(uptime)"
 grep -hE "^web1 +copy |copy: " "$work/err" | sed -E 's/^(web1 +copy +|.*copy: )/copy: /' | grep -v "sent so far"
-grep -h "verified in" "$work/out"

@@ -70,14 +70,7 @@ pub(super) fn check(ctx: &Context<'_>, expr: &Expr) -> Result<(), Error> {
             }
             Expr::StringTemplate(t) => check_template(ctx, t)?,
             Expr::HeredocTemplate(h) => check_template(ctx, &h.template)?,
-            Expr::Traversal(t) => {
-                stack.push(&t.expr);
-                for op in &t.operators {
-                    if let TraversalOperator::Index(i) = op.value() {
-                        stack.push(i);
-                    }
-                }
-            }
+            Expr::Traversal(t) => traversal_exprs(t, &mut stack),
             Expr::ForExpr(f) => {
                 let intro = &f.intro;
                 check(ctx, &intro.collection_expr)?;
@@ -146,6 +139,16 @@ fn fits_in_integers(op: &Op, l: &hcl::Number, r: &hcl::Number) -> bool {
 }
 
 /// An object's computed keys and its values, for a walk.
+/// A traversal's children: the expression traversed, then the index expressions (`a[i]`).
+pub(super) fn traversal_exprs<'e>(t: &'e hcl_edit::expr::Traversal, out: &mut Vec<&'e Expr>) {
+    out.push(&t.expr);
+    for op in &t.operators {
+        if let TraversalOperator::Index(i) = op.value() {
+            out.push(i);
+        }
+    }
+}
+
 pub(super) fn object_exprs<'e>(o: &'e hcl_edit::expr::Object, out: &mut Vec<&'e Expr>) {
     for (k, v) in o.iter() {
         if let ObjectKey::Expression(k) = k {
@@ -196,14 +199,7 @@ fn has_arithmetic(expr: &Expr) -> bool {
             Expr::Conditional(c) => stack.extend([&c.cond_expr, &c.true_expr, &c.false_expr]),
             Expr::StringTemplate(t) => templates.push(t),
             Expr::HeredocTemplate(h) => templates.push(&h.template),
-            Expr::Traversal(t) => {
-                stack.push(&t.expr);
-                for op in &t.operators {
-                    if let TraversalOperator::Index(i) = op.value() {
-                        stack.push(i);
-                    }
-                }
-            }
+            Expr::Traversal(t) => traversal_exprs(t, &mut stack),
             Expr::ForExpr(f) => {
                 stack.extend([&f.intro.collection_expr, &f.value_expr]);
                 stack.extend(f.key_expr.as_ref());

@@ -539,14 +539,7 @@ impl Evaluator {
                 Ok(_) => {}
             },
             Expr::FuncCall(f) => children.extend(f.args.iter()),
-            Expr::Traversal(t) => {
-                children.push(&t.expr);
-                for op in &t.operators {
-                    if let TraversalOperator::Index(i) = op.value() {
-                        children.push(i);
-                    }
-                }
-            }
+            Expr::Traversal(t) => super::arithmetic::traversal_exprs(t, &mut children),
             Expr::UnaryOp(u) => children.push(&u.expr),
             Expr::BinaryOp(b) => {
                 children.push(&b.lhs_expr);
@@ -716,14 +709,7 @@ fn collect_refs(expr: &Expr, root: &str, out: &mut Vec<String>) {
             Expr::Parenthesis(p) => stack.push(p.inner()),
             Expr::Conditional(c) => stack.extend([&c.cond_expr, &c.true_expr, &c.false_expr]),
             Expr::FuncCall(f) => stack.extend(f.args.iter()),
-            Expr::Traversal(t) => {
-                stack.push(&t.expr);
-                for op in &t.operators {
-                    if let TraversalOperator::Index(i) = op.value() {
-                        stack.push(i);
-                    }
-                }
-            }
+            Expr::Traversal(t) => super::arithmetic::traversal_exprs(t, &mut stack),
             Expr::UnaryOp(u) => stack.push(&u.expr),
             Expr::BinaryOp(b) => stack.extend([&b.lhs_expr, &b.rhs_expr]),
             Expr::ForExpr(f) => {

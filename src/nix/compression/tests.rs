@@ -101,9 +101,11 @@ fn windows_add_up_to_runs_that_fade() {
     assert!(zstd.raw_bytes < 8.0 * 8.0 * MIB + 1.0, "faded: {}", zstd.raw_bytes);
 }
 
-fn zstd_d(input: &[u8]) -> Vec<u8> {
+/// The real `zstd` with `args` on `input`: its output, after checking it succeeded.
+fn zstd(args: &[&str], input: &[u8]) -> Vec<u8> {
     let mut child = Command::new("zstd")
-        .args(["-d", "-c", "-q"])
+        .args(args)
+        .args(["-c", "-q"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -113,22 +115,7 @@ fn zstd_d(input: &[u8]) -> Vec<u8> {
     let writer = std::thread::spawn(move || stdin.write_all(&input));
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
-    assert!(out.status.success(), "zstd -d failed");
-    out.stdout
-}
-
-fn zstd_c(input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("zstd")
-        .args(["-1", "-c", "-q"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "zstd {args:?} failed");
     out.stdout
 }
 
@@ -144,13 +131,13 @@ fn raw_frames_and_zstd_frames_decode_as_one_stream() {
         if i % 2 == 0 {
             wire.extend(raw_frame(part).concat());
         } else {
-            wire.extend(zstd_c(part));
+            wire.extend(zstd(&["-1"], part));
         }
         wire.extend(raw_frame(&data[..i]).concat());
         want.extend_from_slice(part);
         want.extend_from_slice(&data[..i]);
     }
-    assert_eq!(zstd_d(&wire), want);
+    assert_eq!(zstd(&["-d"], &wire), want);
     let pieces = raw_frame(&data);
     assert_eq!(pieces.len(), 4, "one piece per block");
     assert!(pieces.iter().all(|p| p.len() <= MAX_BLOCK + 16));

@@ -164,9 +164,9 @@ impl Measured {
 /// The next window's encoding, from the rates measured so far (a pure function).
 ///
 /// - First, after [`WARM_UP_WIRE`] bytes (sent at [`FAST`]), a run of [`PROBE`] compressed
-///   windows at [`FAST`]: it measures zstd's speed and ratio. If the stream moved much less than zstd compresses,
-///   the link held it back: compressing moves more store bytes than sending them plain
-///   could, and the stream stays compressed.
+///   windows at [`FAST`]: it measures zstd's speed and ratio. If the stream moved much less
+///   than zstd compresses, the link held it back: compressing moves more store bytes than
+///   sending them plain could, and the stream stays compressed.
 /// - Otherwise a run of plain windows, then the kind that moved more store bytes per second
 ///   (the one in use keeps it unless the other was clearly faster), and every
 ///   [`REPROBE_EVERY`] windows a run of the other kind, as the link or the load may change.

@@ -10,7 +10,7 @@
 //! Runs on CI (`CI=true`: a missing prerequisite fails). Set `CAIRN_SKIP_VM_TESTS=1` to skip
 //! it locally.
 
-use crate::bootstrap_vm::{cairn, text, ONE_VM};
+use crate::bootstrap_vm::{cairn, text, VM_SLOTS};
 use crate::forge::StaticHttp;
 use crate::support as vm;
 
@@ -86,7 +86,8 @@ fn rings_promote_soak_and_roll_back_on_two_vms() {
         }
         return;
     }
-    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+    // Two VMs: both slots.
+    let _slots = VM_SLOTS.take(2);
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("fleet");
     let forge = StaticHttp::serve(dir.join(".cairn/forge"));

@@ -39,9 +39,9 @@ mod tests {
 
     /// The registration's chroot is install's: run as root (CI does) on a stand-in target
     /// whose `nix-store` reports what it sees, on a host with EFI variables below /sys (a
-    /// private mount namespace of the test): it gets the registration on stdin, runs as
-    /// pid 1 of its own pid namespace, sees /sys recursively, and nothing mounted for it is
-    /// left in the caller's mount table.
+    /// private mount namespace of the test): it reads on stdin the registration gate.sh
+    /// leaves in /mnt/tmp, runs as pid 1 of its own pid namespace, sees /sys recursively, and
+    /// nothing mounted for it is left in the caller's mount table.
     #[test]
     fn the_registration_runs_in_the_chroot_nixos_enter_builds_and_leaks_no_mounts() {
         let is_root = fs_err::metadata("/proc/self")
@@ -84,9 +84,11 @@ mod tests {
             "set -eu\nmount --make-rprivate /\nmount -t tmpfs firmware /sys/firmware\n\
              mkdir -p /sys/firmware/efi/efivars\nmount -t tmpfs efivarfs /sys/firmware/efi/efivars\n\
              echo boot > /sys/firmware/efi/efivars/Boot0000-cairn\n\
-             echo '/nix/store/bbbb-hello' | PATH=/usr/sbin:/usr/bin:/sbin:/bin sh {d}/register.sh\n\
+             mkdir -p {r}/tmp && echo '/nix/store/bbbb-hello' > {r}/tmp/.cairn-registration\n\
+             PATH=/usr/sbin:/usr/bin:/sbin:/bin sh {d}/register.sh\n\
              cat /proc/self/mountinfo > {d}/mountinfo.after\n",
-            d = dir.path().display()
+            d = dir.path().display(),
+            r = root.display()
         );
         let out = Command::new("unshare").arg("--mount").arg("sh").arg("-c").arg(&harness).output();
         let out = out.expect("unshare (util-linux) runs");

@@ -14,6 +14,7 @@ use crate::util::template::{self, Vars};
 const COPY_STATUS_SH: &str = include_str!("../../templates/bootstrap/copy-status.sh");
 const COPY_UNPACK_SH: &str = include_str!("../../templates/bootstrap/copy-unpack.sh");
 const REGISTER_SH: &str = include_str!("../../templates/bootstrap/register.sh");
+const GATE_SH: &str = include_str!("../../templates/bootstrap/gate.sh");
 
 /// How often a long copy says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -45,38 +46,24 @@ pub async fn copy_closure(session: &Session, job: &CopyJob<'_>) -> Result<(), Ph
             nix_copy(session, job.nix, job.closure, job.toplevel, job.identity, job.root).await?;
         }
         Strategy::Stream => {
-            stream_closure(session, job.closure, job.root).await?;
-            register(session, job.closure, job.toplevel, job.root).await?;
+            let register = Registration {
+                nix_store: nix_store(job.closure, job.toplevel)?,
+                text: crate::nix::load_db_registration(job.closure),
+            };
+            copy_stream(session, job.closure, job.root, Some(register)).await?;
         }
     }
     Ok(())
 }
 
-/// Registers every path of the closure (idempotent) in the target's Nix database with the
-/// closure's own nix-store, run in a chroot, so the target needs no Nix.
-async fn register(
-    session: &Session,
-    closure: &[PathInfo],
-    toplevel: &StorePath,
-    root: &str,
-) -> Result<(), PhaseError> {
-    let started = Instant::now();
-    let nix_store = nix_store(closure, toplevel)?;
-    let register = template::render(
-        "templates/bootstrap/register.sh",
-        &super::chroot::locked(REGISTER_SH),
-        &Vars::new().word("root", root).word("nix_store", nix_store),
-    )?;
-    let registration = crate::nix::load_db_registration(closure);
-    session
-        .exec(&RemoteCommand::inline_script("register", register).stdin(registration.into_bytes()))
-        .await?;
-    tracing::info!(
-        "copy: registered {} paths in the target's Nix database in {:.1} s",
-        closure.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+/// What registers the streamed paths: every path of the closure (idempotent) goes into the
+/// target's Nix database with the closure's own nix-store, run in a chroot
+/// (templates/bootstrap/register.sh), so the target needs no Nix.
+struct Registration {
+    /// `.../bin/nix-store` in the closure.
+    nix_store: String,
+    /// `nix-store --load-db` input.
+    text: String,
 }
 
 /// `.../bin/nix-store` from the closure itself.
@@ -148,7 +135,8 @@ async fn nix_copy(
             return Err(PhaseError::Remote {
                 what: format!("`nix copy` to {target} did not finish within {}", limit.name),
                 help: format!(
-                    "cairn stopped it. Check the link and the target's disk; if it only needs                      more time, raise the limit: {}",
+                    "cairn stopped it. Check the link and the target's disk; if it only needs \
+                     more time, raise the limit: {}",
                     limit.raise
                 ),
             })
@@ -236,20 +224,24 @@ pub(super) async fn stream_closure(
     closure: &[PathInfo],
     root: &str,
 ) -> Result<CopyReport, PhaseError> {
+    copy_stream(session, closure, root, None).await
+}
+
+/// The copy as one remote script (one exec: each costs round trips and the start of a login
+/// shell): the target says what it holds (copy-status.sh) and waits (gate.sh); cairn
+/// answers with the registration, if any, and the paths the target lacks, which it unpacks
+/// (copy-unpack.sh) and then registers (register.sh).
+async fn copy_stream(
+    session: &Session,
+    closure: &[PathInfo],
+    root: &str,
+    register: Option<Registration>,
+) -> Result<CopyReport, PhaseError> {
     let started = Instant::now();
-    let vars = Vars::new().word("root", root);
-    let status = template::render("templates/bootstrap/copy-status.sh", COPY_STATUS_SH, &vars)?;
-    let found = TargetStore::parse(
-        &session.exec(&RemoteCommand::script("copy-status", status)).await?.stdout_trimmed(),
-    );
-    if !found.removed.is_empty() {
-        tracing::info!(
-            "copy: removed {} unfinished path{} an interrupted copy left behind: {}",
-            found.removed.len(),
-            if found.removed.len() == 1 { "" } else { "s" },
-            found.removed.join(", ")
-        );
-    }
+    let script = copy_script(root, register.as_ref().map(|r| r.nix_store.as_str()))?;
+    let mut remote =
+        session.open_stream(&RemoteCommand::inline_script("copy", script).early_stdout()).await?;
+    let found = TargetStore::parse(&remote.stdout_until("ready").await?);
     let paths: Vec<StorePath> = closure.iter().map(|p| p.path.clone()).collect();
     let sizes: BTreeMap<&StorePath, u64> = closure.iter().map(|p| (&p.path, p.nar_size)).collect();
     let skip: BTreeSet<StorePath> =
@@ -265,15 +257,23 @@ pub(super) async fn stream_closure(
         wire_bytes: 0,
         elapsed: Duration::ZERO,
     };
-    if skip.len() == paths.len() {
+    let registration = register.as_ref().map(|r| r.text.as_bytes()).unwrap_or_default();
+    let streaming = skip.len() < paths.len();
+    let mut go =
+        format!("go {} {}\n", registration.len(), if streaming { "stream" } else { "none" })
+            .into_bytes();
+    go.extend_from_slice(registration);
+    for piece in go.chunks(256 * 1024) {
+        remote.write(piece.to_vec()).await?;
+    }
+    if !streaming {
+        remote.finish().await?;
         report.elapsed = started.elapsed();
+        registered(register.as_ref(), closure.len(), started);
         return Ok(report);
     }
 
-    let unpack = template::render("templates/bootstrap/copy-unpack.sh", COPY_UNPACK_SH, &vars)?;
     let mut tar = TarStream::spawn(&paths, &skip, &TransferOptions::default())?;
-    let mut remote =
-        session.open_stream(&RemoteCommand::inline_script("copy-unpack", unpack)).await?;
     let mut said = Instant::now();
     let sent: Result<u64, PhaseError> = async {
         let mut total = 0u64;
@@ -305,6 +305,7 @@ pub(super) async fn stream_closure(
     .await;
     let by_compression = encodings(&tar.sent_by_compression);
     let local = tar.finish().await;
+    let streamed = started.elapsed();
     let remote_result = remote.finish().await;
     // The remote side's error says most (its stderr tail), then the local one's.
     let wire = sent?;
@@ -313,7 +314,7 @@ pub(super) async fn stream_closure(
     report.sent_paths = paths.len() - skip.len();
     report.sent_nar_bytes = missing_bytes;
     report.wire_bytes = wire;
-    report.elapsed = started.elapsed();
+    report.elapsed = streamed;
     let secs = report.elapsed.as_secs_f64().max(0.001);
     tracing::info!(
         "copy: sent {} paths in {secs:.1} s: {} of store paths as {} on the wire ({by_compression}; {:.1} MiB/s on the wire, {:.1} MiB/s of store paths)",
@@ -323,7 +324,35 @@ pub(super) async fn stream_closure(
         report.wire_bytes as f64 / MIB / secs,
         report.sent_nar_bytes as f64 / MIB / secs,
     );
+    registered(register.as_ref(), closure.len(), started + streamed);
     Ok(report)
+}
+
+/// The remote side of [`copy_stream`]: copy-status.sh, gate.sh, copy-unpack.sh if cairn
+/// sends a stream, and register.sh (behind the chroot lock) when `nix_store` is given.
+fn copy_script(root: &str, nix_store: Option<&str>) -> Result<String, PhaseError> {
+    let vars = Vars::new().word("root", root);
+    let mut script = format!(
+        "{COPY_STATUS_SH}{GATE_SH}if [ \"$cairn_stream\" = stream ]; then\n{COPY_UNPACK_SH}fi\n"
+    );
+    let vars = match nix_store {
+        Some(nix_store) => {
+            script.push_str(&super::chroot::locked(REGISTER_SH));
+            vars.word("nix_store", nix_store)
+        }
+        None => vars,
+    };
+    Ok(template::render("templates/bootstrap/copy-*.sh", &script, &vars)?)
+}
+
+/// Says that the registration after the stream (if any) is done.
+fn registered(register: Option<&Registration>, paths: usize, since: Instant) {
+    if register.is_some() {
+        tracing::info!(
+            "copy: registered {paths} paths in the target's Nix database in {:.1} s",
+            since.elapsed().as_secs_f64()
+        );
+    }
 }
 
 pub(crate) mod strategy;

@@ -26,6 +26,8 @@ pub struct RemoteCommand {
     allowed_exit_codes: Vec<u32>,
     stdout_cap: usize,
     limit: Option<TimeLimit>,
+    /// The caller reads stdout while the command runs ([`super::RemoteStream::stdout_until`]).
+    early_stdout: bool,
     /// The first invalid argument, reported when the command line is rendered.
     invalid: Option<String>,
 }
@@ -76,6 +78,7 @@ impl RemoteCommand {
             sensitive: false,
             allowed_exit_codes: vec![0],
             stdout_cap: DEFAULT_STDOUT_CAP,
+            early_stdout: false,
             limit: None,
             invalid: None,
         }
@@ -156,6 +159,13 @@ impl RemoteCommand {
         self
     }
 
+    /// Lets the caller read stdout while the command runs, before it ends
+    /// ([`super::RemoteStream::stdout_until`]): a command that answers, then reads more input.
+    pub fn early_stdout(mut self) -> Self {
+        self.early_stdout = true;
+        self
+    }
+
     /// Fails the command if it has not finished after `timeout` (default: the session's
     /// command limit, see [`crate::ssh::ConnectOptions::command_limit`]).
     pub fn timeout(self, timeout: Duration) -> Self {
@@ -174,6 +184,9 @@ impl RemoteCommand {
     }
     pub(crate) fn exit_code_allowed(&self, code: u32) -> bool {
         self.allowed_exit_codes.contains(&code)
+    }
+    pub(crate) fn wants_early_stdout(&self) -> bool {
+        self.early_stdout
     }
     pub(crate) fn cap(&self) -> usize {
         self.stdout_cap

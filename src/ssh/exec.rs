@@ -7,13 +7,15 @@ use std::time::Duration;
 use russh::client::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::error::{Error, Result};
 use super::{Target, TimeLimit};
+
+mod early;
 
 /// How much of stderr is kept for error messages.
 const STDERR_TAIL: usize = 4096;
@@ -74,6 +76,9 @@ pub struct RemoteStream {
     limit: TimeLimit,
     sent: u64,
     eof_sent: bool,
+    /// stdout as it arrives, for [`RemoteStream::stdout_until`] (commands that asked).
+    early: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
+    early_buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for RemoteStream {
@@ -93,6 +98,8 @@ pub(crate) struct StreamSpec {
     pub what: String,
     pub allowed: Box<dyn Fn(u32) -> bool + Send + Sync>,
     pub cap: usize,
+    /// Pass stdout on as it arrives ([`RemoteStream::stdout_until`]).
+    pub early_stdout: bool,
     pub io_timeout: Duration,
     /// When the command must have finished (its limit counts from before the channel opened).
     pub deadline: Instant,
@@ -109,7 +116,14 @@ impl RemoteStream {
     ) -> Self {
         let (done_tx, done) = watch::channel(false);
         let cap = spec.cap;
-        let reader = tokio::spawn(read_channel(read, cap, done_tx).instrument(spec.span));
+        let (early_tx, early) = match spec.early_stdout {
+            true => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
+        let reader = tokio::spawn(read_channel(read, cap, done_tx, early_tx).instrument(spec.span));
         Self {
             target: spec.target,
             command: spec.command,
@@ -125,6 +139,8 @@ impl RemoteStream {
             limit: spec.limit,
             sent: 0,
             eof_sent: false,
+            early,
+            early_buf: Vec::new(),
         }
     }
 
@@ -333,7 +349,12 @@ pub(crate) fn command_timeout(target: &Arc<Target>, command: &str, limit: &TimeL
 }
 
 /// Reads every message of the channel until it closes; logs output lines as they come.
-async fn read_channel(mut read: ChannelReadHalf, cap: usize, done: watch::Sender<bool>) -> Outcome {
+async fn read_channel(
+    mut read: ChannelReadHalf,
+    cap: usize,
+    done: watch::Sender<bool>,
+    early: Option<mpsc::UnboundedSender<Vec<u8>>>,
+) -> Outcome {
     let mut o = Outcome::default();
     let mut out_lines = LineLog::new("stdout");
     let mut err_lines = LineLog::new("stderr");
@@ -341,6 +362,10 @@ async fn read_channel(mut read: ChannelReadHalf, cap: usize, done: watch::Sender
         match msg {
             ChannelMsg::Data { data } => {
                 out_lines.push(&data);
+                if let Some(early) = &early {
+                    // Nobody reading any more is fine: the whole stdout is kept below.
+                    let _ = early.send(data.to_vec());
+                }
                 if o.stdout.len() + data.len() > cap {
                     o.stdout_overflow = true;
                 } else {

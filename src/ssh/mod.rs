@@ -438,6 +438,7 @@ impl Session {
             what,
             allowed,
             cap: cmd.cap(),
+            early_stdout: cmd.wants_early_stdout(),
             io_timeout: self.options.io_timeout,
             deadline,
             limit,

@@ -62,6 +62,8 @@ touch "$done_list"
 for p in "$store"/* "$store"/.[!.]*; do
   [ -e "$p" ] || [ -L "$p" ] || continue
   name=${p##*/}
+  # Nix's own directory of hard links (made by registering with auto-optimise), not a path.
+  [ "$name" != .links ] || continue
   if grep -qxF "$name" "$done_list"; then
     echo "complete $name"
   else

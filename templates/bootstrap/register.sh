@@ -1,6 +1,6 @@
 # cairn: register the copied paths in the target's Nix database, with the closure's own
 # nix-store run inside the chroot, so the target needs no Nix. The registration
-# (nix-store --dump-db format) arrives on stdin.
+# (nix-store --dump-db format) is in $root/tmp/.cairn-registration (gate.sh wrote it).
 set -eu
 # chroot-lock.sh, prepended, holds $lockdir: cleanup releases it; chroot-enter.sh, prepended,
 # defines cairn_enter, which builds the chroot as nixos-enter does (nothing mounted for it
@@ -10,7 +10,6 @@ root={{root}}
 nix_store={{nix_store}}
 mkdir -p "$root/nix/var/nix/db" "$root/nix/var/nix/profiles" "$root/tmp"
 reg=$root/tmp/.cairn-registration
-cat > "$reg"
 cleanup() { rm -f "$reg"; rm -rf "$lockdir"; }
 trap cleanup EXIT
 # The target has no /etc/passwd yet, and nix wants USER and HOME.

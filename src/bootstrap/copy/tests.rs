@@ -197,3 +197,70 @@ fn the_plan_says_what_is_there_and_what_is_sent() {
     );
     assert_eq!(plan_line(8, 8, 0), "copy: all 8 paths already on the target, sending nothing");
 }
+
+/// The whole remote side in one script (status, gate, unpack), as the copy runs it: it says
+/// what the target holds up to `ready`, then takes `go BYTES stream|none`, the registration
+/// (exactly BYTES: dd leaves the stream that follows alone) and the stream. Real sh, dd,
+/// tar and zstd.
+#[tokio::test]
+async fn one_script_reports_takes_the_registration_then_unpacks_the_stream() {
+    let src = tempfile::tempdir().unwrap();
+    let paths = store_paths(&NAMES[..2]);
+    for (i, p) in paths.iter().enumerate() {
+        let dir = src.path().join(p.relative());
+        fs_err::create_dir_all(&dir).unwrap();
+        fs_err::write(dir.join("data"), noise(300 * 1024, i as u32)).unwrap();
+    }
+    let dst = tempfile::tempdir().unwrap();
+    let script = copy_script(&dst.path().display().to_string(), None).unwrap();
+    // Bigger than a pipe's buffer, so an over-reading dd would take part of the stream.
+    let registration = "x".repeat(200 * 1024);
+    let mut input = format!("go {} stream\n{registration}", registration.len()).into_bytes();
+    input.extend(stream(src.path(), &paths).await);
+    let out = sh(&script, &input);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ready\n", "a fresh target holds nothing");
+    let kept = fs_err::read_to_string(dst.path().join("tmp/.cairn-registration")).unwrap();
+    assert!(kept == registration, "the registration arrived whole, and nothing more");
+    for p in &paths {
+        assert_eq!(
+            fs_err::read(dst.path().join(p.relative()).join("data")).unwrap(),
+            fs_err::read(src.path().join(p.relative()).join("data")).unwrap(),
+        );
+    }
+
+    // Run again with nothing to send: the status lists both paths, and `none` unpacks nothing.
+    let again = sh(&script, b"go 0 none\n");
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let text = String::from_utf8_lossy(&again.stdout);
+    let found = TargetStore::parse(&text);
+    assert_eq!(found.complete, NAMES[..2].iter().map(|n| n.to_string()).collect());
+    assert!(text.ends_with("ready\n"), "{text}");
+    assert!(!dst.path().join("tmp/.cairn-registration").exists(), "no registration this time");
+}
+
+/// Input that does not start with the `go` line is refused before anything is unpacked;
+/// input that ends at the gate (cairn gave up) fails without touching the store.
+#[test]
+fn the_gate_refuses_anything_but_go() {
+    let dst = tempfile::tempdir().unwrap();
+    let script = copy_script(&dst.path().display().to_string(), None).unwrap();
+    let wrong = sh(&script, b"go lots stream\n");
+    assert_eq!(wrong.status.code(), Some(2), "{}", String::from_utf8_lossy(&wrong.stderr));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("expected 'go BYTES stream|none'"));
+    let ended = sh(&script, b"");
+    assert_eq!(ended.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&ended.stderr).contains("cairn ended the copy"));
+    let store: Vec<_> = fs_err::read_dir(dst.path().join("nix/store")).unwrap().collect();
+    assert!(store.is_empty(), "nothing was unpacked");
+}
+
+/// With a registration, the script ends by registering behind the chroot lock: it renders
+/// with the closure's nix-store, and sh parses it.
+#[test]
+fn the_script_with_registration_parses() {
+    let script = copy_script("/mnt", Some("/nix/store/aaaa-nix-2.18/bin/nix-store")).unwrap();
+    assert!(script.contains("cairn_enter \"$root\""), "{script}");
+    let parsed = Command::new("sh").arg("-n").arg("-c").arg(&script).output().unwrap();
+    assert!(parsed.status.success(), "{}", String::from_utf8_lossy(&parsed.stderr));
+}

@@ -242,6 +242,14 @@ async fn copy_stream(
     let mut remote =
         session.open_stream(&RemoteCommand::inline_script("copy", script).early_stdout()).await?;
     let found = TargetStore::parse(&remote.stdout_until("ready").await?);
+    if !found.removed.is_empty() {
+        tracing::info!(
+            "copy: removed {} unfinished path{} an interrupted copy left behind: {}",
+            found.removed.len(),
+            if found.removed.len() == 1 { "" } else { "s" },
+            found.removed.join(", ")
+        );
+    }
     let paths: Vec<StorePath> = closure.iter().map(|p| p.path.clone()).collect();
     let sizes: BTreeMap<&StorePath, u64> = closure.iter().map(|p| (&p.path, p.nar_size)).collect();
     let skip: BTreeSet<StorePath> =

@@ -16,7 +16,7 @@ fn the_disk_is_released_before_the_wipe_and_the_table_checked_before_formatting(
         "\nrelease \"$name\"\n",
         "is still held by $held after releasing $disk",
         "\nwipefs -a -q \"$disk\"\n",
-        " --new=3:0:0 --typecode=3:8300 --change-name=3:root",
+        "\nnew_part 3 0 8300 root\n",
         "partx -u \"$disk\" || die",
         "\ncheck_count 3\ncheck_part 1 1\ncheck_part 2 2048\ncheck_part 3 0\n",
         "\nformat_swap 2 swap\n",

@@ -124,23 +124,23 @@ pub fn render_script(layout: &DiskLayout, options: &ScriptOptions) -> Result<Str
         .sum();
     let min_bytes = (fixed_mib + GPT_OVERHEAD_MIB) * MIB;
 
-    // The whole table in one sgdisk run (templates/disk/partition.sh, write_table).
-    let mut table = ShellCommand::new("write_table");
+    let mut partitions = Vec::new();
     for p in &planned {
-        let n = p.number;
         let size = match p.size {
-            PartitionSize::Mib(mib) => format!("+{mib}M"),
+            PartitionSize::Mib(n) => format!("+{n}M"),
             PartitionSize::Rest => "0".into(),
         };
-        table = table
-            .arg(format!("--new={n}:0:{size}"))
-            .arg(format!("--typecode={n}:{}", p.type_code))
-            .arg(format!("--change-name={n}:{}", p.name));
+        partitions.push(
+            ShellCommand::new("new_part")
+                .arg(p.number.to_string())
+                .arg(size)
+                .arg(p.type_code)
+                .arg(p.name.clone()),
+        );
     }
     for p in planned.iter().filter(|p| p.legacy_bootable) {
-        table = table.arg(format!("--attributes={}:set:2", p.number));
+        partitions.push(ShellCommand::new("legacy_bootable").arg(p.number.to_string()));
     }
-    let partitions = vec![table];
 
     // The kernel's view of the new table, checked before anything is formatted.
     let mut checks = vec![ShellCommand::new("check_count").arg(planned.len().to_string())];

@@ -297,7 +297,7 @@ fn hostile_names_stay_data() {
     let mut l = uefi();
     l.partitions[1].name = "root'; reboot; '".into();
     let s = render(&l);
-    assert!(s.contains(r#" '--change-name=2:root'\''; reboot; '\'''"#), "{s}");
+    assert!(s.contains(r#"new_part 2 0 8300 'root'\''; reboot; '\'''"#), "{s}");
 }
 
 /// Device paths, partition names, labels and mountpoints an inventory would refuse, given to

@@ -151,15 +151,15 @@ done
 # --- Partition -----------------------------------------------------------------------------
 log "wiping $disk"
 wipefs -a -q "$disk"
+sgdisk --zap-all "$disk" >/dev/null
 
-# write_table SGDISK_OPTION...: a fresh GPT with every partition, in one sgdisk run. (Each
-# run writes the table and has the kernel re-read it, and udev then probes every partition
-# again: seconds per run on a slow machine. wipefs above cleared the old table's
-# signatures; --clear starts from an empty one.) The options, per partition NUMBER:
-# --new=NUMBER:0:SIZE (+NM, or 0 for the rest of the disk), --typecode, --change-name, and
-# --attributes=NUMBER:set:2, the "legacy BIOS bootable" attribute that gptmbr.bin boots.
-write_table() {
-    sgdisk --clear "$@" "$disk" >/dev/null
+# new_part NUMBER SIZE TYPE NAME: SIZE is +NM (MiB) or 0 (the rest of the disk).
+new_part() {
+    sgdisk --new="$1:0:$2" --typecode="$1:$3" --change-name="$1:$4" "$disk" >/dev/null
+}
+# legacy_bootable NUMBER: the GPT "legacy BIOS bootable" attribute that gptmbr.bin boots.
+legacy_bootable() {
+    sgdisk --attributes="$1:set:2" "$disk" >/dev/null
 }
 {{partitions}}
 # Tell the kernel (partx as the installer has it, else partprobe, else the whole-disk

@@ -353,11 +353,13 @@ fn copy_script(root: &str, nix_store: Option<&str>) -> Result<String, PhaseError
     Ok(template::render("templates/bootstrap/copy-*.sh", &script, &vars)?)
 }
 
-/// Says that the registration after the stream (if any) is done.
+/// Says that the registration after the stream (if any) is done, and how long after the
+/// last byte: the target's unpacking still running then is counted too, as the same remote
+/// command does both.
 fn registered(register: Option<&Registration>, paths: usize, since: Instant) {
     if register.is_some() {
         tracing::info!(
-            "copy: registered {paths} paths in the target's Nix database in {:.1} s",
+            "copy: registered {paths} paths in the target's Nix database, {:.1} s after the last byte was sent",
             since.elapsed().as_secs_f64()
         );
     }
